@@ -1,0 +1,410 @@
+//! The TPM layer: the only code in Arbiter that talks to the TPM (the only importer of
+//! `tss_esapi`).
+//!
+//! One owner thread holds the `Context` ([`device::Device`]); the rest of the daemon uses
+//! the cloneable async [`Tpm`] handle, whose requests queue on a channel and run one at a
+//! time (the TPM is serial anyway, and this gives one place to batch). The layer offers PCR
+//! read and extend, the attestation key and quotes, the statement key and its
+//! certification and signatures, the sealing NV index, random bytes and the EKs. It opens
+//! the TPM by TCTI, works with no resource manager, and reopens the connection after the
+//! TPM went away.
+
+mod device;
+pub mod error;
+mod owner;
+pub mod templates;
+
+use std::thread;
+
+use arbiter_policy::{ClockInfo, EcdsaSignature, PcrSelection, PcrValues, PolicyDigest, Public};
+use tokio::sync::{mpsc, oneshot};
+use zeroize::{Zeroize, Zeroizing};
+
+pub use device::Device;
+pub use error::TpmError;
+
+/// Where the TPM is and which handles and PCRs Arbiter uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TpmConfig {
+    /// The TCTI: `device:/dev/tpmrm0`, `tabrmd`, `swtpm:host=127.0.0.1,port=2321`, ...
+    pub tcti: String,
+    /// The platform PCRs (SHA-256 bank), quoted and sealed to (SPEC §2).
+    pub platform_pcrs: Vec<u8>,
+    /// The application PCR that the measurement log extends (SPEC §2).
+    pub application_pcr: u8,
+    /// Persistent handle of the attestation key.
+    pub ak_handle: u32,
+    /// Persistent handle of the statement key.
+    pub statement_key_handle: u32,
+    /// NV index of the sealing index.
+    pub sealing_nv_index: u32,
+}
+
+/// Default persistent handle of the attestation key.
+pub const DEFAULT_AK_HANDLE: u32 = 0x8101_8023;
+/// Default persistent handle of the statement key.
+pub const DEFAULT_STATEMENT_KEY_HANDLE: u32 = 0x8101_8024;
+/// Default NV index of the sealing index (in the owner's range).
+pub const DEFAULT_SEALING_NV_INDEX: u32 = 0x0130_0023;
+/// Default platform PCRs: firmware, boot loader, Secure Boot policy, kernel and initrd.
+pub const DEFAULT_PLATFORM_PCRS: [u8; 5] = [0, 2, 4, 7, 9];
+/// Default application PCR.
+pub const DEFAULT_APPLICATION_PCR: u8 = 23;
+
+impl Default for TpmConfig {
+    fn default() -> Self {
+        Self {
+            tcti: "device:/dev/tpmrm0".into(),
+            platform_pcrs: DEFAULT_PLATFORM_PCRS.to_vec(),
+            application_pcr: DEFAULT_APPLICATION_PCR,
+            ak_handle: DEFAULT_AK_HANDLE,
+            statement_key_handle: DEFAULT_STATEMENT_KEY_HANDLE,
+            sealing_nv_index: DEFAULT_SEALING_NV_INDEX,
+        }
+    }
+}
+
+impl TpmConfig {
+    /// A configuration with default handles and PCRs for the TPM at `tcti`.
+    pub fn with_tcti(tcti: impl Into<String>) -> Self {
+        Self {
+            tcti: tcti.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks the PCR choices: valid indices, the application PCR outside the platform
+    /// set, and a quoted selection under 8 PCRs.
+    pub fn validate(&self) -> Result<(), TpmError> {
+        self.quote_selection()?;
+        if self.platform_pcrs.is_empty() {
+            return Err(TpmError::Config("the platform PCR set is empty".into()));
+        }
+        if self.platform_pcrs.contains(&self.application_pcr) {
+            return Err(TpmError::Config(format!(
+                "the application PCR {} is also a platform PCR",
+                self.application_pcr
+            )));
+        }
+        if self.platform_pcrs.len() + 1 >= 8 {
+            return Err(TpmError::Config(format!(
+                "{} platform PCRs plus the application PCR make a quoted selection of 8 or \
+                 more PCRs; keep it under 8",
+                self.platform_pcrs.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The platform PCR selection.
+    pub fn platform_selection(&self) -> Result<PcrSelection, TpmError> {
+        Ok(PcrSelection::new(self.platform_pcrs.iter().copied())?)
+    }
+
+    /// The quoted selection: the platform PCRs plus the application PCR.
+    pub fn quote_selection(&self) -> Result<PcrSelection, TpmError> {
+        Ok(PcrSelection::new(
+            self.platform_pcrs
+                .iter()
+                .copied()
+                .chain([self.application_pcr]),
+        )?)
+    }
+}
+
+/// A key's public parts: handle, TPM2B_PUBLIC, parsed area and TPM name.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// The persistent handle.
+    pub handle: u32,
+    /// `TPM2B_PUBLIC` as the TPM marshals it.
+    pub tpm2b_public: Vec<u8>,
+    /// The parsed public area.
+    pub public: Public,
+    /// The TPM name (nameAlg || digest) as the TPM reports it.
+    pub name: Vec<u8>,
+}
+
+impl KeyInfo {
+    fn new(handle: u32, public: Public, name: Vec<u8>) -> Result<Self, TpmError> {
+        if public.name() != name {
+            return Err(TpmError::UnexpectedObject {
+                object: "key",
+                handle,
+                reason: "the TPM's name differs from the name of its public area".into(),
+            });
+        }
+        Ok(Self {
+            handle,
+            tpm2b_public: public.to_tpm2b(),
+            public,
+            name,
+        })
+    }
+
+    /// The key as a PEM SubjectPublicKeyInfo.
+    pub fn public_pem(&self) -> Result<String, TpmError> {
+        Ok(self.public.public_key_pem()?)
+    }
+}
+
+/// A TPM quote with the PCR values it covers.
+#[derive(Debug, Clone)]
+pub struct Quote {
+    /// The marshalled `TPMS_ATTEST`, exactly as signed.
+    pub attest: Vec<u8>,
+    /// The marshalled `TPMT_SIGNATURE`.
+    pub signature: Vec<u8>,
+    /// The quoted PCR values (SHA-256 bank), read beside the quote and matching its digest.
+    pub pcrs: PcrValues,
+    /// The TPM's clock info from the quote (reset and restart counts).
+    pub clock: ClockInfo,
+}
+
+/// A `TPM2_Certify` of one key by the attestation key.
+#[derive(Debug, Clone)]
+pub struct Certification {
+    /// The marshalled `TPMS_ATTEST` (type certify).
+    pub attest: Vec<u8>,
+    /// The marshalled `TPMT_SIGNATURE` by the AK.
+    pub signature: Vec<u8>,
+}
+
+/// The sealing index's public area as read from the TPM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealingIndex {
+    /// The parsed `TPMS_NV_PUBLIC`.
+    pub nv_public: arbiter_policy::NvPublic,
+    /// `TPM2B_NV_PUBLIC`, the bytes published to verifiers.
+    pub tpm2b_public: Vec<u8>,
+    /// The index's TPM name, checked against the TPM's.
+    pub name: Vec<u8>,
+}
+
+/// The content of the sealing index: the key that wraps secrets at rest and its epoch.
+/// Zeroized on drop; never printed.
+pub struct SealedKey {
+    key: Zeroizing<[u8; 32]>,
+    epoch: u64,
+}
+
+impl SealedKey {
+    /// A fresh random key (OS CSPRNG) for `epoch`.
+    pub fn generate(epoch: u64) -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::fill(&mut key[..]);
+        Self { key, epoch }
+    }
+
+    /// The wrapping key.
+    pub fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
+
+    /// The epoch, incremented by every rotation.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// `key || epoch (u64 big-endian)`, the index's 40 bytes.
+    fn to_bytes(&self) -> Zeroizing<[u8; 40]> {
+        let mut out = Zeroizing::new([0u8; 40]);
+        out[..32].copy_from_slice(&self.key[..]);
+        out[32..].copy_from_slice(&self.epoch.to_be_bytes());
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 40 {
+            return None;
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&bytes[..32]);
+        let mut epoch = [0u8; 8];
+        epoch.copy_from_slice(&bytes[32..]);
+        Some(Self {
+            key,
+            epoch: u64::from_be_bytes(epoch),
+        })
+    }
+}
+
+impl std::fmt::Debug for SealedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedKey")
+            .field("key", &"<redacted>")
+            .field("epoch", &self.epoch)
+            .finish()
+    }
+}
+
+impl Drop for SealedKey {
+    fn drop(&mut self) {
+        self.epoch.zeroize();
+    }
+}
+
+/// The algorithm of an endorsement key (the TCG EK credential profile's templates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EkAlgorithm {
+    /// RSA-2048, template L-1 (SHA-256, AES-128-CFB).
+    Rsa2048,
+    /// ECC NIST P-384, template H-3 (SHA-384, AES-256-CFB).
+    EccNistP384,
+}
+
+impl EkAlgorithm {
+    /// The name used in the API (SPEC §2): `rsa2048` or `ecc_nist_p384`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rsa2048 => "rsa2048",
+            Self::EccNistP384 => "ecc_nist_p384",
+        }
+    }
+}
+
+/// An endorsement key's public area and certificate.
+#[derive(Debug, Clone)]
+pub struct EndorsementKey {
+    /// Its algorithm.
+    pub alg: EkAlgorithm,
+    /// `TPM2B_PUBLIC` of the EK created from the TCG default template.
+    pub tpm2b_public: Vec<u8>,
+    /// The EK certificate (DER) from its TCG NV index, when present.
+    pub cert_der: Option<Vec<u8>>,
+}
+
+type Job = Box<dyn FnOnce(&mut owner::Slot) + Send>;
+
+/// The cloneable async handle to the TPM owner thread.
+#[derive(Clone, Debug)]
+pub struct Tpm {
+    jobs: mpsc::UnboundedSender<Job>,
+    config: TpmConfig,
+}
+
+impl Tpm {
+    /// Opens the TPM (failing with an actionable message when it cannot), makes sure the
+    /// attestation key exists, and starts the owner thread.
+    pub fn open(config: TpmConfig) -> Result<Self, TpmError> {
+        let device = Device::open(&config)?;
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let slot = owner::Slot::new(config.clone(), device);
+        thread::Builder::new()
+            .name("tpm-owner".into())
+            .spawn(move || owner::run(slot, rx))
+            .map_err(|e| TpmError::Config(format!("cannot start the TPM owner thread: {e}")))?;
+        Ok(Self { jobs, config })
+    }
+
+    /// The configuration the TPM was opened with.
+    pub fn config(&self) -> &TpmConfig {
+        &self.config
+    }
+
+    /// Runs `f` on the owner thread with the open device (reopening it first if the
+    /// connection was lost) and returns its result. Every typed method below is one call.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Device) -> Result<T, TpmError> + Send + 'static,
+    ) -> Result<T, TpmError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |slot| {
+            let result = slot.with_device(f);
+            // The caller may have gone away (cancelled request); nothing to tell then.
+            let _ = tx.send(result);
+        });
+        self.jobs.send(job).map_err(|_| TpmError::Stopped)?;
+        rx.await.map_err(|_| TpmError::Stopped)?
+    }
+
+    /// The attestation key.
+    pub async fn attestation_key(&self) -> Result<KeyInfo, TpmError> {
+        self.run(|d| d.attestation_key().cloned()).await
+    }
+
+    /// Reads PCRs of the SHA-256 bank.
+    pub async fn pcr_read(&self, selection: PcrSelection) -> Result<PcrValues, TpmError> {
+        self.run(move |d| d.pcr_read(&selection)).await
+    }
+
+    /// Extends a SHA-256 PCR with a digest.
+    pub async fn pcr_extend(&self, pcr: u8, digest: [u8; 32]) -> Result<(), TpmError> {
+        self.run(move |d| d.pcr_extend(pcr, &digest)).await
+    }
+
+    /// Quotes a selection over qualifying data (at most 64 bytes), checked against the PCR
+    /// values read beside it.
+    pub async fn quote(
+        &self,
+        selection: PcrSelection,
+        qualifying_data: Vec<u8>,
+    ) -> Result<Quote, TpmError> {
+        self.run(move |d| d.quote(&selection, &qualifying_data))
+            .await
+    }
+
+    /// The TPM's clock info (reset and restart counts) from a fresh quote.
+    pub async fn clock(&self) -> Result<ClockInfo, TpmError> {
+        self.run(|d| Ok(d.clock()?.clock_info)).await
+    }
+
+    /// Random bytes from the TPM.
+    pub async fn random(&self, n: usize) -> Result<Vec<u8>, TpmError> {
+        self.run(move |d| d.random(n)).await
+    }
+
+    /// Makes sure the statement key exists and is bound to the current platform state.
+    pub async fn ensure_statement_key(&self) -> Result<KeyInfo, TpmError> {
+        self.run(|d| d.ensure_statement_key()).await
+    }
+
+    /// The statement key's expected policy for the current platform PCR values.
+    pub async fn statement_key_policy(&self) -> Result<PolicyDigest, TpmError> {
+        self.run(|d| d.statement_key_policy()).await
+    }
+
+    /// Certifies the statement key with the attestation key.
+    pub async fn certify_statement_key(
+        &self,
+        qualifying_data: Vec<u8>,
+    ) -> Result<Certification, TpmError> {
+        self.run(move |d| d.certify_statement_key(&qualifying_data))
+            .await
+    }
+
+    /// Signs a SHA-256 digest with the statement key (only in the attested platform state).
+    pub async fn sign(&self, digest: [u8; 32]) -> Result<EcdsaSignature, TpmError> {
+        self.run(move |d| d.sign(&digest)).await
+    }
+
+    /// The sealing index's public area, checked; `None` if not defined.
+    pub async fn sealing_index(&self) -> Result<Option<SealingIndex>, TpmError> {
+        self.run(|d| d.sealing_index()).await
+    }
+
+    /// Defines the sealing index and writes its first key.
+    pub async fn define_sealing_index(&self, initial: SealedKey) -> Result<SealingIndex, TpmError> {
+        self.run(move |d| d.define_sealing_index(&initial)).await
+    }
+
+    /// Reads the sealing key (salted, encrypted policy session).
+    pub async fn read_sealing_key(&self) -> Result<SealedKey, TpmError> {
+        self.run(|d| d.read_sealing_key()).await
+    }
+
+    /// Writes a new sealing key (salted, encrypted policy session): a rotation.
+    pub async fn write_sealing_key(&self, sealed: SealedKey) -> Result<(), TpmError> {
+        self.run(move |d| d.write_sealing_key(&sealed)).await
+    }
+
+    /// The endorsement keys and their certificates.
+    pub async fn endorsement_keys(&self) -> Result<Vec<EndorsementKey>, TpmError> {
+        self.run(|d| d.endorsement_keys()).await
+    }
+
+    /// How many transient objects and sessions are loaded in the TPM now.
+    pub async fn loaded_handles(&self) -> Result<usize, TpmError> {
+        self.run(|d| d.loaded_handles()).await
+    }
+}

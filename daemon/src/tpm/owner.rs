@@ -1,0 +1,53 @@
+//! The TPM owner thread: holds the one [`Device`] and runs queued jobs one at a time,
+//! reopening the connection after the TPM went away.
+
+use tokio::sync::mpsc;
+
+use super::{Device, Job, TpmConfig, TpmError};
+
+/// The owner thread's state: the configuration and the device, absent after a lost
+/// connection until the next job reopens it.
+pub(super) struct Slot {
+    config: TpmConfig,
+    device: Option<Device>,
+}
+
+impl Slot {
+    pub(super) fn new(config: TpmConfig, device: Device) -> Self {
+        Self {
+            config,
+            device: Some(device),
+        }
+    }
+
+    /// Runs `f` with the device, opening it first if needed; drops the device when the
+    /// connection turned out to be broken, so the next job starts on a fresh `Context`
+    /// (tss-esapi's stays in a bad-sequence state after a transport error).
+    pub(super) fn with_device<T>(
+        &mut self,
+        f: impl FnOnce(&mut Device) -> Result<T, TpmError>,
+    ) -> Result<T, TpmError> {
+        let device = match &mut self.device {
+            Some(device) => device,
+            empty => empty.insert(Device::open(&self.config).map_err(|e| match e {
+                TpmError::Open { .. } | TpmError::Command { .. } => TpmError::Unreachable {
+                    op: "reopening the TPM",
+                    detail: e.to_string(),
+                },
+                other => other,
+            })?),
+        };
+        let result = f(device);
+        if matches!(&result, Err(e) if e.is_connection_lost()) {
+            self.device = None;
+        }
+        result
+    }
+}
+
+/// The owner thread's loop: ends when every [`super::Tpm`] handle is dropped.
+pub(super) fn run(mut slot: Slot, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    while let Some(job) = jobs.blocking_recv() {
+        job(&mut slot);
+    }
+}

@@ -1,0 +1,119 @@
+//! Test support for Arbiter: a private software TPM per test.
+//!
+//! The first test of a test binary provisions one swtpm state with EK certificates from a
+//! private local CA (`swtpm_setup`, about two seconds); every test then copies that state
+//! into its own temporary directory and starts its own `swtpm` on a free TCP port pair,
+//! killed when the [`TestTpm`] is dropped, so tests run in parallel without sharing a TPM.
+//! Helpers run tpm2-tools against the same TPM, as an outside verifier would.
+
+#![forbid(unsafe_code)]
+// Test support: failing loudly with the reason is this crate's job.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use arbiter_daemon::swtpm::{ProvisionedState, Swtpm};
+use arbiter_daemon::tpm::TpmConfig;
+use tempfile::TempDir;
+
+/// The provisioned template state of this test binary.
+fn template() -> &'static ProvisionedState {
+    static TEMPLATE: OnceLock<ProvisionedState> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        // One directory per test binary run; removed when the next run of the same binary
+        // starts, since statics are never dropped.
+        let dir = std::env::temp_dir().join(format!(
+            "arbiter-swtpm-template-{}",
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "tests".into())
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        ProvisionedState::provision(&dir)
+            .unwrap_or_else(|e| panic!("cannot provision the template software TPM: {e}"))
+    })
+}
+
+/// A private, provisioned swtpm for one test, killed on drop.
+pub struct TestTpm {
+    /// The running swtpm.
+    pub swtpm: Swtpm,
+    /// Its state (a copy of the template) and CA certificates.
+    pub state: ProvisionedState,
+    dir: TempDir,
+}
+
+impl TestTpm {
+    /// Starts a fresh private TPM from the provisioned template.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("arbiter-tpm-")
+            .tempdir()
+            .expect("creating a temporary directory");
+        let state = template()
+            .copy_to(dir.path())
+            .unwrap_or_else(|e| panic!("copying the template TPM state: {e}"));
+        let swtpm =
+            Swtpm::start(&state.state_dir).unwrap_or_else(|e| panic!("starting swtpm: {e}"));
+        Self { swtpm, state, dir }
+    }
+
+    /// The TCTI that reaches this TPM.
+    pub fn tcti(&self) -> String {
+        self.swtpm.tcti()
+    }
+
+    /// A TPM layer configuration with default handles and PCRs for this TPM.
+    pub fn config(&self) -> TpmConfig {
+        TpmConfig::with_tcti(self.tcti())
+    }
+
+    /// A scratch directory that lives as long as this TPM.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path in the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs a tpm2-tools program against this TPM and returns its output.
+    pub fn tool(&self, program: &str, args: &[&str]) -> Output {
+        Command::new(program)
+            .args(args)
+            .env("TPM2TOOLS_TCTI", self.tcti())
+            .env("TSS2_LOG", "all+NONE")
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {program} ({e}): install it with `apt-get install -y tpm2-tools`"
+                )
+            })
+    }
+
+    /// Runs a tpm2-tools program and panics with its output unless it succeeds.
+    pub fn tool_ok(&self, program: &str, args: &[&str]) -> String {
+        let out = self.tool(program, args);
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// SHA-256 of the concatenation of `parts`.
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
