@@ -20,6 +20,9 @@ deps:
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; \
 	fi
+	@# An independent JOSE implementation for the tests that check signed statements.
+	@python3 -c 'import jwcrypto' 2>/dev/null || python3 -m pip install --quiet jwcrypto \
+	  || { $(SUDO) apt-get install -y python3-jwcrypto; }
 
 ## The main job: a private swtpm, the TPM layer end to end, checked by tpm2_checkquote.
 demo: deps

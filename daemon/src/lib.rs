@@ -4,10 +4,20 @@
 //! This crate owns everything that runs on the appliance. Its modules:
 //! - [`tpm`]: the only code that talks to the TPM (one owner thread, an async handle);
 //! - [`swtpm`]: a private software TPM for development mode, demos and tests;
-//! - [`selftest`]: the end-to-end TPM check behind `arbiterd tpm-selftest`.
+//! - [`selftest`]: the end-to-end TPM check behind `arbiterd tpm-selftest`;
+//! - [`eval`]: the evaluation sandbox (a child process per run, seccomp, Rhai limits).
 
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod eval;
+pub mod keys;
+pub mod measure;
 pub mod selftest;
+pub mod server;
+pub mod store;
 pub mod swtpm;
+pub mod tls;
 pub mod tpm;

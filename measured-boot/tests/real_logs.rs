@@ -5,7 +5,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use arbiter_measured_boot::firmware::{DataCheck, EventData, EventLog, EventType, LogFormat};
+use arbiter_measured_boot::firmware::{
+    DataCheck, DataCoverage, EventData, EventLog, EventType, LogFormat,
+};
 use arbiter_measured_boot::{FirmwareLogError, HashAlg};
 use serde_json::Value;
 
@@ -139,4 +141,75 @@ fn truncating_a_real_log_anywhere_is_an_error_naming_the_event() {
             Err(other) => panic!("cut at {cut}: {other}"),
         }
     }
+}
+
+#[test]
+fn data_checks_on_real_logs() {
+    let mut grub_commands = 0;
+    let mut boot_vars = (0, 0);
+    for name in logs() {
+        let log = EventLog::from_bytes(&load(&name)).unwrap();
+        for e in &log.events {
+            let check = e.check_data();
+            match e.event_type {
+                EventType::EFI_VARIABLE_DRIVER_CONFIG => {
+                    assert_eq!(
+                        check,
+                        DataCheck::Matches(DataCoverage::Whole),
+                        "{name} #{}",
+                        e.index
+                    );
+                }
+                // Firmware differ: some hash the whole UEFI_VARIABLE_DATA, most only the value.
+                EventType::EFI_VARIABLE_BOOT => match check {
+                    DataCheck::Matches(DataCoverage::Whole) => boot_vars.0 += 1,
+                    DataCheck::Matches(DataCoverage::VariableValue) => boot_vars.1 += 1,
+                    other => panic!("{name} #{}: {other:?}", e.index),
+                },
+                EventType::IPL if e.data.starts_with(b"grub_cmd: ") => {
+                    assert_eq!(
+                        check,
+                        DataCheck::Matches(DataCoverage::TextAfterLabel("grub_cmd: ")),
+                        "{name} #{}",
+                        e.index
+                    );
+                    grub_commands += 1;
+                }
+                EventType::EFI_BOOT_SERVICES_APPLICATION => {
+                    assert_eq!(check, DataCheck::NotCheckable, "{name} #{}", e.index);
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(grub_commands, 36 + 64 + 66);
+    assert!(boot_vars.0 > 0 && boot_vars.1 > 0, "{boot_vars:?}");
+}
+
+#[test]
+fn sb_cert_log_authority_events_do_not_match_their_digests() {
+    // The firmware's authority event matches; the two that follow (shim's vendor certificate)
+    // carry 6 bytes after their UEFI_VARIABLE_DATA and hash to none of their digests:
+    // reported, not trusted.
+    let log = EventLog::from_bytes(&load("sb_cert_eventlog.bin")).unwrap();
+    let authority: Vec<_> = log
+        .events
+        .iter()
+        .filter(|e| e.event_type == EventType::EFI_VARIABLE_AUTHORITY)
+        .map(|e| {
+            (
+                e.index,
+                e.check_data(),
+                matches!(e.decoded, EventData::Malformed(_)),
+            )
+        })
+        .collect();
+    assert_eq!(
+        authority,
+        [
+            (8, DataCheck::Matches(DataCoverage::Whole), false),
+            (12, DataCheck::Mismatch(HashAlg::Sha1), true),
+            (14, DataCheck::Mismatch(HashAlg::Sha1), true)
+        ]
+    );
 }

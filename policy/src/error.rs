@@ -52,6 +52,12 @@ pub enum Error {
         alg: u16,
     },
 
+    /// An X.509 certificate that does not parse.
+    #[error("invalid certificate: {reason}")]
+    InvalidCertificate {
+        /// Why it was refused.
+        reason: String,
+    },
     /// A field holds a value its structure does not allow.
     #[error("invalid {what}: {value}")]
     InvalidValue {
@@ -132,5 +138,139 @@ pub enum Error {
         missing: u32,
         /// Forbidden bits that are set.
         forbidden: u32,
+    },
+
+    /// An HPKE ciphertext that does not open: tampered with, sealed to another key, or
+    /// sealed for another instance, slot, round, function or submitter (its `info`
+    /// differs), or an `enc` that is not a P-256 point.
+    #[error("the input does not decrypt (tampered, or sealed for another key or context)")]
+    Decrypt,
+
+    /// HPKE sealing failed (e.g. the system RNG was unavailable).
+    #[error("HPKE encryption failed")]
+    Encrypt,
+
+    /// A Merkle inclusion proof (quote binding, SPEC §2) that does not hold.
+    #[error("Merkle inclusion: {0}")]
+    Merkle(#[from] MerkleError),
+
+    /// A JWS statement (SPEC §4) that is malformed or does not verify.
+    #[error("JWS: {0}")]
+    Jws(#[from] JwsError),
+
+    /// A key's or NV index's `authPolicy` is not the policy the check computed from the
+    /// appraised PCR values.
+    #[error("{what} authPolicy {found} is not the expected {expected}")]
+    AuthPolicyMismatch {
+        /// Which object was checked.
+        what: &'static str,
+        /// The policy computed, hex.
+        expected: String,
+        /// The policy found, hex.
+        found: String,
+    },
+
+    /// Two attestations of one AK that should come from the same TPM startup do not (the
+    /// TPM was reset or restarted between them, or the clock went backwards).
+    #[error(
+        "not the same TPM startup: reset/restart counts {earlier_reset}/{earlier_restart} then {later_reset}/{later_restart}, clock {earlier_clock} then {later_clock}"
+    )]
+    StartupChanged {
+        /// `resetCount` of the earlier attestation.
+        earlier_reset: u32,
+        /// `restartCount` of the earlier attestation.
+        earlier_restart: u32,
+        /// `clock` of the earlier attestation.
+        earlier_clock: u64,
+        /// `resetCount` of the later attestation.
+        later_reset: u32,
+        /// `restartCount` of the later attestation.
+        later_restart: u32,
+        /// `clock` of the later attestation.
+        later_clock: u64,
+    },
+
+    /// An evidence bundle (attestation response) that does not parse.
+    #[error("invalid evidence: {reason}")]
+    Evidence {
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// An appraisal policy (TOML) that does not parse or is inconsistent.
+    #[error("invalid appraisal policy: {reason}")]
+    AppraisalPolicy {
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// Why a Merkle inclusion proof was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MerkleError {
+    /// The leaf index is not below the tree size.
+    #[error("leaf index {index} is not below the tree size {tree_size}")]
+    IndexOutOfRange {
+        /// The index.
+        index: u64,
+        /// The tree size.
+        tree_size: u64,
+    },
+    /// The proof has the wrong number of hashes for its index and tree size.
+    #[error("proof has {found} hashes, {expected} expected for this index and tree size")]
+    ProofLength {
+        /// The length the index and size call for.
+        expected: usize,
+        /// The length given.
+        found: usize,
+    },
+    /// The proof does not lead from the leaf to the root.
+    #[error("the proof does not lead to the root")]
+    RootMismatch,
+}
+
+/// Why a JWS compact serialisation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwsError {
+    /// Not three dot-separated base64url parts.
+    #[error("not a JWS compact serialisation (three base64url parts)")]
+    Malformed,
+    /// A part that is not base64url without padding, or a header or payload that is not
+    /// a JSON object.
+    #[error("{part} is not valid: {reason}")]
+    BadPart {
+        /// `header`, `payload` or `signature`.
+        part: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A header other than exactly `{"alg":"ES256","typ":…,"kid":…}`.
+    #[error("unexpected header: {0}")]
+    BadHeader(String),
+    /// The `typ` differs from the one expected.
+    #[error("typ {found:?}, expected {expected:?}")]
+    WrongType {
+        /// The `typ` the verifier asked for.
+        expected: String,
+        /// The `typ` found.
+        found: String,
+    },
+    /// The `kid` is not the name of the key the verifier holds.
+    #[error("kid {found} is not the statement key's name {expected}")]
+    WrongKid {
+        /// The key's name, hex.
+        expected: String,
+        /// The `kid` found.
+        found: String,
+    },
+    /// The payload's `type` does not match the header's `typ`.
+    #[error("payload type {found:?} does not match typ {typ:?}")]
+    PayloadTypeMismatch {
+        /// The header's `typ`.
+        typ: String,
+        /// The payload's `type`.
+        found: String,
     },
 }

@@ -632,3 +632,25 @@ async fn opening_flushes_what_a_crashed_process_left() {
     let after = sw.tool_ok("tpm2_getcap", &["handles-saved-session"]);
     assert!(after.trim().is_empty(), "left after opening: {after}");
 }
+
+#[tokio::test]
+async fn reading_the_eks_leaves_the_other_keys_usable() {
+    let sw = TestTpm::start();
+    let tpm = open(&sw);
+    tpm.ensure_statement_key().await.unwrap();
+    tpm.ensure_statement_key().await.unwrap();
+    tpm.certify_statement_key(vec![1; 8])
+        .await
+        .expect("certify after ensure twice");
+    tpm.endorsement_keys().await.unwrap();
+    tpm.certify_statement_key(vec![1; 8])
+        .await
+        .expect("certify after eks");
+    tpm.sign([1; 32]).await.unwrap();
+    let q = tpm
+        .quote(PcrSelection::new([23]).unwrap(), vec![2; 32])
+        .await
+        .unwrap();
+    assert_eq!(q.pcrs.len(), 1);
+    assert_eq!(tpm.loaded_handles().await.unwrap(), 0);
+}

@@ -19,8 +19,8 @@ use tss_esapi::{
     constants::tss::TPM2_ST_HASHCHECK,
     constants::{CapabilityType, CommandCode, SessionType, tss::TPM2_RH_NULL},
     handles::{
-        KeyHandle, NvIndexHandle, NvIndexTpmHandle, ObjectHandle, PcrHandle, PersistentTpmHandle,
-        SessionHandle, TpmHandle,
+        AuthHandle, KeyHandle, NvIndexHandle, NvIndexTpmHandle, ObjectHandle, PcrHandle,
+        PersistentTpmHandle, SessionHandle, TpmHandle,
     },
     interface_types::{
         algorithm::HashingAlgorithm,
@@ -31,8 +31,9 @@ use tss_esapi::{
         session_handles::{AuthSession, PolicySession},
     },
     structures::{
-        CapabilityData, Data, Digest, DigestValues, HashcheckTicket, MaxNvBuffer, NvPublicBuilder,
-        PcrSelectionListBuilder, PcrSlot, SignatureScheme, SymmetricDefinition,
+        CapabilityData, Data, Digest, DigestValues, EncryptedSecret, HashcheckTicket, IdObject,
+        MaxNvBuffer, NvPublicBuilder, PcrSelectionListBuilder, PcrSlot, SignatureScheme,
+        SymmetricDefinition,
     },
     traits::Marshall,
     tss2_esys::TPMT_TK_HASHCHECK,
@@ -52,6 +53,9 @@ use super::{
 const QUOTE_ATTEMPTS: u32 = 5;
 /// How often an NV write is retried on `TPM_RC_NV_RATE` / `TPM_RC_RETRY`.
 const NV_WRITE_ATTEMPTS: u32 = 50;
+
+/// Bytes per NV_Read (below every TPM's `MAX_NV_BUFFER_SIZE`).
+const NV_CHUNK: usize = 512;
 
 /// Handle ranges for `TPM2_GetCapability(TPM_CAP_HANDLES)`.
 const TRANSIENT_FIRST: u32 = 0x8000_0000;
@@ -158,6 +162,20 @@ impl Device {
         Ok(count)
     }
 
+    /// Whether a persistent object exists at `handle` (without creating an ESYS object).
+    fn persistent_exists(&mut self, handle: u32) -> Result<bool, TpmError> {
+        let (data, _) = self
+            .ctx
+            .execute_without_session(|ctx| ctx.get_capability(CapabilityType::Handles, handle, 1))
+            .map_err(command("GetCapability(handles)"))?;
+        Ok(match data {
+            CapabilityData::Handles(list) => {
+                list.into_inner().first().map(|h| u32::from(*h)) == Some(handle)
+            }
+            _ => false,
+        })
+    }
+
     /// Reads the public area of the persistent object at `handle`, or `None` if there is
     /// none. The returned ESYS handle refers to the persistent object.
     fn persistent(
@@ -234,7 +252,7 @@ impl Device {
         let handle = self.config.ak_handle;
         let template = templates::attestation_key()?;
         let expected = to_policy_public(&template)?;
-        if self.persistent(handle)?.is_none() {
+        if !self.persistent_exists(handle)? {
             self.create_persistent(template, handle)?;
         }
         let (key, public, name) = self.persistent(handle)?.ok_or(TpmError::Missing {
@@ -274,16 +292,27 @@ impl Device {
         let policy = self.statement_key_policy()?;
         let template = templates::statement_key(&policy)?;
         let expected = to_policy_public(&template)?;
-        if self.persistent(handle)?.is_none() {
-            self.create_persistent(template, handle)?;
-        }
-        let (key, public, name) = self.persistent(handle)?.ok_or(TpmError::Missing {
-            object: "statement key",
-            handle,
-        })?;
-        if let Some(old) = self.statement_key.take() {
-            self.close(&mut ObjectHandle::from(old));
-        }
+        // One ESYS object per TPM object: two ESYS handles for the same persistent key,
+        // one of them closed, break later commands on the other (tss-esapi 7.7).
+        let (key, public, name) = match self.statement_key {
+            Some(key) => {
+                let (public, name, _) = self
+                    .ctx
+                    .execute_without_session(|ctx| ctx.read_public(key))
+                    .map_err(command("ReadPublic"))?;
+                (key, to_policy_public(&public)?, name.value().to_vec())
+            }
+            None => {
+                if !self.persistent_exists(handle)? {
+                    self.create_persistent(template, handle)?;
+                }
+                self.persistent(handle)?.ok_or(TpmError::Missing {
+                    object: "statement key",
+                    handle,
+                })?
+            }
+        };
+        self.statement_key = None;
         let mut key_object = ObjectHandle::from(key);
         let checked = self.check_statement_key(handle, &expected, public, name);
         if checked.is_ok() {
@@ -800,6 +829,155 @@ impl Device {
             .map_err(command("NV_UndefineSpace"))
     }
 
+    /// `TPM2_ActivateCredential`: proves to an enrolling verifier that the AK lives in the
+    /// same TPM as the EK of `alg`. The blob and secret come from MakeCredential with that
+    /// EK and the AK's name, as size-prefixed `TPM2B_ID_OBJECT` and
+    /// `TPM2B_ENCRYPTED_SECRET`. Returns the credential.
+    pub fn activate_credential(
+        &mut self,
+        alg: EkAlgorithm,
+        credential_blob: &[u8],
+        encrypted_secret: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
+        let blob = IdObject::try_from(strip_tpm2b("credential_blob", credential_blob)?)
+            .map_err(command("ActivateCredential (credential_blob)"))?;
+        let secret = EncryptedSecret::try_from(strip_tpm2b("encrypted_secret", encrypted_secret)?)
+            .map_err(command("ActivateCredential (encrypted_secret)"))?;
+        let selection = match alg {
+            EkAlgorithm::Rsa2048 => AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+            EkAlgorithm::EccNistP384 => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP384),
+        };
+        let ak = self.ak;
+        let ek = self.create_ek(selection)?;
+        // The EK templates' policy is PolicySecret(TPM_RH_ENDORSEMENT), in the EK's name
+        // algorithm: SHA-256 for RSA-2048 (L-1), SHA-384 for P-384 (H-3).
+        let hash = match alg {
+            EkAlgorithm::Rsa2048 => HashingAlgorithm::Sha256,
+            EkAlgorithm::EccNistP384 => HashingAlgorithm::Sha384,
+        };
+        if alg == EkAlgorithm::EccNistP384 {
+            // High-range templates (H-3) set userWithAuth: the EK's empty auth value works.
+            let result = self
+                .ctx
+                .execute_with_sessions(
+                    (
+                        Some(AuthSession::Password),
+                        Some(AuthSession::Password),
+                        None,
+                    ),
+                    |ctx| ctx.activate_credential(ak, ek, blob, secret),
+                )
+                .map_err(command("ActivateCredential"));
+            self.flush(ObjectHandle::from(ek));
+            return Ok(Zeroizing::new(result?.value().to_vec()));
+        }
+        let session = self
+            .ctx
+            .execute_without_session(|ctx| {
+                ctx.start_auth_session(
+                    None,
+                    None,
+                    None,
+                    SessionType::Policy,
+                    SymmetricDefinition::Null,
+                    hash,
+                )
+            })
+            .map_err(command("StartAuthSession"));
+        let session = match session {
+            Ok(Some(s)) => s,
+            Ok(None) | Err(_) => {
+                self.flush(ObjectHandle::from(ek));
+                return Err(TpmError::Command {
+                    op: "StartAuthSession",
+                    detail: "no policy session for the EK".into(),
+                });
+            }
+        };
+        let result = (|| {
+            let policy = PolicySession::try_from(session).map_err(command("StartAuthSession"))?;
+            self.ctx
+                .execute_with_session(Some(AuthSession::Password), |ctx| {
+                    ctx.policy_secret(
+                        policy,
+                        AuthHandle::Endorsement,
+                        Default::default(),
+                        Default::default(),
+                        Default::default(),
+                        None,
+                    )
+                })
+                .map_err(command("PolicySecret(endorsement)"))?;
+            self.ctx
+                .execute_with_sessions((Some(AuthSession::Password), Some(session), None), |ctx| {
+                    ctx.activate_credential(ak, ek, blob, secret)
+                })
+                .map_err(command("ActivateCredential"))
+        })();
+        self.flush(ObjectHandle::from(SessionHandle::from(session)));
+        self.flush(ObjectHandle::from(ek));
+        Ok(Zeroizing::new(result?.value().to_vec()))
+    }
+
+    /// Creates the EK of the TCG default template for `selection` (a password session:
+    /// the endorsement hierarchy's auth is empty on an appliance; tss-esapi's helper uses a
+    /// one-shot HMAC session whose stale tracking breaks later commands).
+    fn create_ek(
+        &mut self,
+        selection: AsymmetricAlgorithmSelection,
+    ) -> Result<KeyHandle, TpmError> {
+        let template = ek::create_ek_public_from_default_template_2(selection, None)
+            .map_err(command("EK template"))?;
+        Ok(self
+            .ctx
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.create_primary(Hierarchy::Endorsement, template, None, None, None, None)
+            })
+            .map_err(command("CreatePrimary (EK)"))?
+            .key_handle)
+    }
+
+    /// Reads a whole NV index with its own (empty) auth value, or `None` if it is absent.
+    fn read_nv_if_present(&mut self, index: u32) -> Result<Option<Vec<u8>>, TpmError> {
+        let tpm_handle = NvIndexTpmHandle::new(index)
+            .map_err(|e| TpmError::Config(format!("{index:#x} is not an NV index: {e}")))?;
+        let object = match self
+            .ctx
+            .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::NvIndex(tpm_handle)))
+        {
+            Ok(object) => object,
+            Err(e) if is_rc(&e, RC_HANDLE) => return Ok(None),
+            Err(e) => return Err(command("NV_ReadPublic")(e)),
+        };
+        let handle = NvIndexHandle::from(object);
+        let result = (|| {
+            let (public, _) = self
+                .ctx
+                .execute_without_session(|ctx| ctx.nv_read_public(handle))
+                .map_err(command("NV_ReadPublic"))?;
+            let size = public.data_size();
+            let mut out = Vec::with_capacity(size);
+            while out.len() < size {
+                let chunk = (size - out.len()).min(NV_CHUNK);
+                let offset = u16::try_from(out.len()).map_err(|_| TpmError::Command {
+                    op: "NV_Read",
+                    detail: "index larger than 64 KiB".into(),
+                })?;
+                let data = self
+                    .ctx
+                    .execute_with_session(Some(AuthSession::Password), |ctx| {
+                        ctx.nv_read(NvAuth::NvIndex(handle), handle, chunk as u16, offset)
+                    })
+                    .map_err(command("NV_Read"))?;
+                out.extend_from_slice(data.value());
+            }
+            Ok(out)
+        })();
+        let mut object = ObjectHandle::from(handle);
+        self.close(&mut object);
+        result.map(Some)
+    }
+
     /// Each endorsement key whose certificate is in NV (RSA-2048 at 0x01c00002, ECC P-384
     /// at 0x01c00016), with its public area from the TCG default template; an RSA-2048 EK
     /// without certificate when the TPM has none. Cached per connection.
@@ -813,16 +991,11 @@ impl Device {
                 EkAlgorithm::Rsa2048 => AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
                 EkAlgorithm::EccNistP384 => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP384),
             };
-            let cert = match ek::retrieve_ek_pubcert(&mut self.ctx, selection) {
-                Ok(cert) => Some(cert),
-                Err(e) if is_rc(&e, RC_HANDLE) => None,
-                Err(e) => return Err(command("NV_Read (EK certificate)")(e)),
-            };
+            let cert = self.read_nv_if_present(alg.certificate_index())?;
             if cert.is_none() && (alg != EkAlgorithm::Rsa2048 || !eks.is_empty()) {
                 continue;
             }
-            let key = ek::create_ek_object_2(&mut self.ctx, selection, None)
-                .map_err(command("CreatePrimary (EK)"))?;
+            let key = self.create_ek(selection)?;
             let read = self.ctx.execute_without_session(|ctx| ctx.read_public(key));
             self.flush(ObjectHandle::from(key));
             let (public, _, _) = read.map_err(command("ReadPublic (EK)"))?;
@@ -882,6 +1055,21 @@ fn selection_list(
         .with_selection(HashingAlgorithm::Sha256, &slots)
         .build()
         .map_err(command("building a PCR selection"))
+}
+
+/// The body of a size-prefixed TPM2B, refusing a wrong size.
+fn strip_tpm2b(what: &'static str, bytes: &[u8]) -> Result<Vec<u8>, TpmError> {
+    let (size, body) = bytes.split_at_checked(2).ok_or(TpmError::Command {
+        op: "ActivateCredential",
+        detail: format!("{what} is shorter than its size prefix"),
+    })?;
+    if usize::from(u16::from_be_bytes([size[0], size[1]])) != body.len() {
+        return Err(TpmError::Command {
+            op: "ActivateCredential",
+            detail: format!("{what}'s size prefix does not match its length"),
+        });
+    }
+    Ok(body.to_vec())
 }
 
 /// Size-prefixes a marshalled structure (TPM2B).

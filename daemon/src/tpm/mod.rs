@@ -196,6 +196,15 @@ impl SealedKey {
         Self { key, epoch }
     }
 
+    /// A second copy (also zeroized on drop), for handing one to the TPM while the other
+    /// stays in memory.
+    pub fn duplicate(&self) -> Self {
+        Self {
+            key: Zeroizing::new(*self.key),
+            epoch: self.epoch,
+        }
+    }
+
     /// The wrapping key.
     pub fn key(&self) -> &[u8; 32] {
         &self.key
@@ -254,6 +263,14 @@ pub enum EkAlgorithm {
 }
 
 impl EkAlgorithm {
+    /// The TCG NV index of this EK's certificate.
+    pub fn certificate_index(self) -> u32 {
+        match self {
+            Self::Rsa2048 => 0x01c0_0002,
+            Self::EccNistP384 => 0x01c0_0016,
+        }
+    }
+
     /// The name used in the API (SPEC §2): `rsa2048` or `ecc_nist_p384`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -396,6 +413,17 @@ impl Tpm {
     /// Writes a new sealing key (salted, encrypted policy session): a rotation.
     pub async fn write_sealing_key(&self, sealed: SealedKey) -> Result<(), TpmError> {
         self.run(move |d| d.write_sealing_key(&sealed)).await
+    }
+
+    /// `TPM2_ActivateCredential` with the AK and the EK of `alg`.
+    pub async fn activate_credential(
+        &self,
+        alg: EkAlgorithm,
+        credential_blob: Vec<u8>,
+        encrypted_secret: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
+        self.run(move |d| d.activate_credential(alg, &credential_blob, &encrypted_secret))
+            .await
     }
 
     /// The endorsement keys and their certificates.

@@ -543,71 +543,67 @@ pub(crate) fn decode(event_type: EventType, data: &[u8]) -> EventData {
     decoded.unwrap_or_else(EventData::Malformed)
 }
 
-impl fmt::Display for DevicePathNode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl DevicePathNode {
+    /// The UEFI shell's text for the node types this crate knows, `None` for others.
+    fn known_text(&self) -> Option<String> {
         let mut c = Cur::new(&self.data);
-        let shown = match (self.node_type, self.subtype) {
-            (1, 1) => match (c.u8("function"), c.u8("device")) {
-                (Ok(func), Ok(dev)) => write!(f, "Pci({dev:#x},{func:#x})").map(|_| true)?,
-                _ => false,
+        let c = &mut c;
+        Some(match (self.node_type, self.subtype) {
+            (1, 1) => {
+                let (func, dev) = (c.u8("function").ok()?, c.u8("device").ok()?);
+                format!("Pci({dev:#x},{func:#x})")
+            }
+            (2, 1) => match (c.u32("HID").ok()?, c.u32("UID").ok()?) {
+                (0x0a03_41d0, uid) => format!("PciRoot({uid:#x})"),
+                (0x0a08_41d0, uid) => format!("PcieRoot({uid:#x})"),
+                (hid, uid) => format!("Acpi({hid:#x},{uid:#x})"),
             },
-            (2, 1) => match (c.u32("HID"), c.u32("UID")) {
-                (Ok(0x0a03_41d0), Ok(uid)) => write!(f, "PciRoot({uid:#x})").map(|_| true)?,
-                (Ok(0x0a08_41d0), Ok(uid)) => write!(f, "PcieRoot({uid:#x})").map(|_| true)?,
-                (Ok(hid), Ok(uid)) => write!(f, "Acpi({hid:#x},{uid:#x})").map(|_| true)?,
-                _ => false,
-            },
-            (3, 0x12) => match (c.u16("hba"), c.u16("pm"), c.u16("lun")) {
-                (Ok(h), Ok(p), Ok(l)) => write!(f, "Sata({h:#x},{p:#x},{l:#x})").map(|_| true)?,
-                _ => false,
-            },
-            (3, 0x17) => match c.u32("nsid") {
-                Ok(ns) => write!(f, "NVMe({ns:#x})").map(|_| true)?,
-                _ => false,
-            },
-            (3, 0x02) => match (c.u16("target"), c.u16("lun")) {
-                (Ok(t), Ok(l)) => write!(f, "Scsi({t:#x},{l:#x})").map(|_| true)?,
-                _ => false,
-            },
+            (3, 0x02) => {
+                let (t, l) = (c.u16("target").ok()?, c.u16("lun").ok()?);
+                format!("Scsi({t:#x},{l:#x})")
+            }
+            (3, 0x12) => {
+                let (h, p, l) = (c.u16("hba").ok()?, c.u16("pm").ok()?, c.u16("lun").ok()?);
+                format!("Sata({h:#x},{p:#x},{l:#x})")
+            }
+            (3, 0x17) => format!("NVMe({:#x})", c.u32("nsid").ok()?),
             (4, 1) => {
-                let part = c.u32("partition");
-                let start = c.u64("start");
-                let size = c.u64("size");
-                let sig = c.guid("signature");
-                let fmt_ = c.u8("format");
-                let kind = c.u8("signature type");
-                match (part, start, size, sig, fmt_, kind) {
-                    (Ok(p), Ok(st), Ok(sz), Ok(g), Ok(2), Ok(2)) => {
-                        write!(f, "HD({p},GPT,{g},{st:#x},{sz:#x})").map(|_| true)?
-                    }
-                    (Ok(p), Ok(st), Ok(sz), Ok(_), Ok(_), Ok(_)) => {
-                        write!(f, "HD({p},{st:#x},{sz:#x})").map(|_| true)?
-                    }
-                    _ => false,
+                let part = c.u32("partition").ok()?;
+                let start = c.u64("start").ok()?;
+                let size = c.u64("size").ok()?;
+                let sig = c.guid("signature").ok()?;
+                match (c.u8("format").ok()?, c.u8("signature type").ok()?) {
+                    (2, 2) => format!("HD({part},GPT,{sig},{start:#x},{size:#x})"),
+                    _ => format!("HD({part},{start:#x},{size:#x})"),
                 }
             }
-            (4, 4) => write!(f, "{}", utf16le(&self.data)).map(|_| true)?,
-            (4, 6) => match c.guid("file") {
-                Ok(g) => write!(f, "FvFile({g})").map(|_| true)?,
-                _ => false,
-            },
-            (4, 7) => match c.guid("volume") {
-                Ok(g) => write!(f, "Fv({g})").map(|_| true)?,
-                _ => false,
-            },
-            (0x7f, 0x01) => write!(f, ",").map(|_| true)?,
-            _ => false,
-        };
-        if shown {
-            Ok(())
-        } else {
-            write!(
-                f,
-                "Path({},{},{})",
-                self.node_type,
-                self.subtype,
-                hex::encode(&self.data)
-            )
+            (4, 4) => utf16le(&self.data),
+            (4, 6) => format!("FvFile({})", c.guid("file").ok()?),
+            (4, 8) => {
+                c.u32("reserved").ok()?;
+                let (start, end) = (c.u64("start").ok()?, c.u64("end").ok()?);
+                format!("Offset({start:#x},{end:#x})")
+            }
+            (4, 7) => format!("Fv({})", c.guid("volume").ok()?),
+            (0x7f, 0x01) => ",".to_owned(),
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for DevicePathNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.known_text() {
+            Some(text) => f.write_str(&text),
+            None => {
+                write!(
+                    f,
+                    "Path({},{},{})",
+                    self.node_type,
+                    self.subtype,
+                    hex::encode(&self.data)
+                )
+            }
         }
     }
 }

@@ -1,0 +1,374 @@
+//! The HTTPS API: routes requests (by the table in [`routes`]) to the engine, reads JSON
+//! bodies within the configured size limit, and turns every refusal into
+//! `{"error": {"code", "message"}}` with the right status. It never touches the TPM or the
+//! database itself.
+
+pub mod routes;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::engine::{Engine, EngineError};
+use routes::Route;
+
+/// An HTTP error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let message = e.to_string();
+        match e {
+            EngineError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+            EngineError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            EngineError::BadRequest { code, .. } => {
+                Self::new(StatusCode::BAD_REQUEST, code, message)
+            }
+            EngineError::Conflict { code, .. } => Self::new(StatusCode::CONFLICT, code, message),
+            EngineError::Quota(_) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
+            }
+            EngineError::InvalidManifest(problems) => Self {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_manifest",
+                message,
+                details: Some(serde_json::json!(
+                    problems
+                        .iter()
+                        .map(|p| serde_json::json!({"pointer": p.pointer, "reason": p.reason}))
+                        .collect::<Vec<_>>()
+                )),
+            },
+            EngineError::Store(ref s) if s.is_disk_full() => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                "the appliance's disk is full; nothing was stored",
+            ),
+            EngineError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "attestation_unavailable",
+                message,
+            ),
+            EngineError::Tpm(_) | EngineError::Measure(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "tpm_unavailable", message)
+            }
+            EngineError::Store(_) | EngineError::Keys(_) | EngineError::Internal(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
+        }
+    }
+}
+
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec());
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+    let mut error = serde_json::json!({ "code": e.code, "message": e.message });
+    if let Some(details) = &e.details {
+        error["problems"] = details.clone();
+    }
+    json_response(e.status, &serde_json::json!({ "error": error }))
+}
+
+/// Handles one request from an authenticated `identity`.
+pub async fn handle(
+    engine: Arc<Engine>,
+    identity: String,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match dispatch(&engine, &identity, request).await {
+        Ok(response) => {
+            engine.metrics().requests_ok.fetch_add(1, Ordering::Relaxed);
+            response
+        }
+        Err(e) => {
+            if e.status.is_server_error() {
+                engine
+                    .metrics()
+                    .requests_failed
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                engine
+                    .metrics()
+                    .requests_refused
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            engine.note_refused(
+                &identity,
+                &format!("{method} {path}"),
+                &format!("{} {}", e.status.as_u16(), e.code),
+            );
+            error_response(&e)
+        }
+    }
+}
+
+async fn body<T: DeserializeOwned>(
+    engine: &Engine,
+    request: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let limit = engine.config().limits.max_body_bytes;
+    if let Some(len) = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(too_large(limit));
+    }
+    let bytes = Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|_| too_large(limit))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the request body is not valid JSON for this endpoint: {e}"),
+        )
+    })
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the request body exceeds {limit} bytes"),
+    )
+}
+
+fn ok(value: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError> {
+    Ok(json_response(StatusCode::OK, value))
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn require_operator(engine: &Engine, identity: &str) -> Result<(), ApiError> {
+    if engine.config().is_operator(identity) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("identity {identity} is not an operator"),
+        ))
+    }
+}
+
+async fn dispatch(
+    engine: &Arc<Engine>,
+    identity: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let (route, params) = routes::match_route(&method, &path).ok_or_else(|| {
+        if routes::path_exists(&path) {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}"),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_endpoint",
+                format!("there is no endpoint {path}"),
+            )
+        }
+    })?;
+    let p = |i: usize| params.get(i).map(String::as_str).unwrap_or("");
+    match route {
+        Route::Healthz => ok(&serde_json::json!({ "status": "ok", "identity": identity })),
+        Route::OpenApi => ok(&routes::openapi()),
+        Route::Metrics => {
+            require_operator(engine, identity)?;
+            let text = metrics_text(engine).await;
+            Ok(Response::builder()
+                .header(hyper::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                .body(Full::new(Bytes::from(text)))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+        }
+        Route::Attestation => {
+            let nonce = query_param(&query, "nonce").ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_nonce",
+                    "`nonce` (hex, 16 to 64 bytes) is required",
+                )
+            })?;
+            let instance = query_param(&query, "instance");
+            ok(&engine.attest(identity, nonce, instance).await?)
+        }
+        Route::TpmInfo => ok(&engine.tpm_info().await?),
+        Route::ActivateCredential => {
+            let request: serde_json::Value = body(engine, request).await?;
+            ok(&engine.activate_credential(request).await?)
+        }
+        Route::ListFunctions => ok(&engine.list_functions().await?),
+        Route::RegisterFunction => {
+            let request = body(engine, request).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &engine.register_function(identity, request).await?,
+            ))
+        }
+        Route::GetFunction => ok(&engine.get_function(p(0)).await?),
+        Route::CreateInstance => {
+            let request = body(engine, request).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &engine.create_instance(identity, request).await?,
+            ))
+        }
+        Route::GetInstance => ok(&engine.describe_instance(identity, p(0)).await?),
+        Route::PutInput => {
+            let request = body(engine, request).await?;
+            ok(&engine.submit_input(identity, p(0), p(1), request).await?)
+        }
+        Route::DeleteInput => ok(&engine.withdraw_input(identity, p(0), p(1)).await?),
+        Route::Approve => ok(&engine.approve(identity, p(0)).await?),
+        Route::Evaluate => Ok(json_response(
+            StatusCode::ACCEPTED,
+            &engine.request_evaluation(identity, p(0)).await?,
+        )),
+        Route::GetResult => {
+            let wait = match query_param(&query, "wait") {
+                Some(w) => w.parse::<u64>().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_wait",
+                        "`wait` is a number of seconds",
+                    )
+                })?,
+                None => 0,
+            };
+            let round = match query_param(&query, "round") {
+                Some(r) => Some(r.parse::<u64>().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_round",
+                        "`round` is a round number",
+                    )
+                })?),
+                None => None,
+            };
+            ok(&engine
+                .get_result(identity, p(0), round, Duration::from_secs(wait))
+                .await?)
+        }
+        Route::Usage => ok(&engine.usage(identity, p(0)).await?),
+        Route::Destroy => ok(&engine.request_destruction(identity, p(0)).await?),
+        Route::DestructionCertificate => {
+            ok(&engine.destruction_certificate(identity, p(0)).await?)
+        }
+        Route::EpochReset => ok(&engine.epoch_reset(identity).await?),
+    }
+}
+
+/// The Prometheus text exposition of the counters and instance states.
+async fn metrics_text(engine: &Engine) -> String {
+    let m = engine.metrics();
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, value: u64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        ));
+    };
+    counter(
+        "arbiter_requests_ok_total",
+        "Requests answered successfully.",
+        m.requests_ok.load(Ordering::Relaxed),
+    );
+    counter(
+        "arbiter_requests_refused_total",
+        "Requests refused (4xx).",
+        m.requests_refused.load(Ordering::Relaxed),
+    );
+    counter(
+        "arbiter_requests_failed_total",
+        "Requests failed (5xx).",
+        m.requests_failed.load(Ordering::Relaxed),
+    );
+    counter(
+        "arbiter_tls_handshakes_refused_total",
+        "TLS handshakes refused.",
+        m.handshakes_refused.load(Ordering::Relaxed),
+    );
+    counter(
+        "arbiter_inputs_accepted_total",
+        "Inputs accepted.",
+        m.inputs_accepted.load(Ordering::Relaxed),
+    );
+    counter(
+        "arbiter_evaluations_succeeded_total",
+        "Evaluations that succeeded.",
+        m.evaluations_succeeded.load(Ordering::Relaxed),
+    );
+    counter(
+        "arbiter_evaluations_failed_total",
+        "Evaluations that failed.",
+        m.evaluations_failed.load(Ordering::Relaxed),
+    );
+    if let Ok(counts) = engine.instance_counts().await {
+        out.push_str(
+            "# HELP arbiter_instances Instances by state.\n# TYPE arbiter_instances gauge\n",
+        );
+        for (state, n) in counts {
+            out.push_str(&format!("arbiter_instances{{state=\"{state}\"}} {n}\n"));
+        }
+    }
+    out
+}
+
+/// Allowed methods, for the OpenAPI document.
+pub fn method_name(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "get",
+        Method::POST => "post",
+        Method::PUT => "put",
+        Method::DELETE => "delete",
+        _ => "other",
+    }
+}

@@ -1,0 +1,418 @@
+//! The daemon's configuration: a TOML file (`/etc/arbiter/arbiterd.toml` by default) whose
+//! every key can be overridden on the command line (`--set tpm.tcti="..."`), validated
+//! before anything starts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::tpm::{
+    DEFAULT_AK_HANDLE, DEFAULT_APPLICATION_PCR, DEFAULT_PLATFORM_PCRS, DEFAULT_SEALING_NV_INDEX,
+    DEFAULT_STATEMENT_KEY_HANDLE, TpmConfig,
+};
+
+/// The default configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/arbiter/arbiterd.toml";
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown or mistyped keys.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A `--set KEY=VALUE` override is malformed.
+    #[error("invalid override `{0}`: expected KEY=VALUE, e.g. tpm.tcti=\"device:/dev/tpmrm0\"")]
+    Override(String),
+    /// A value is not acceptable.
+    #[error("invalid configuration value `{key}`: {reason}")]
+    Invalid {
+        /// The key, dotted.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the HTTPS API listens (loopback by default).
+    pub listen: SocketAddr,
+    /// The durable state: database, measurement log, TLS certificate.
+    pub state_dir: PathBuf,
+    /// The TPM.
+    pub tpm: TpmSection,
+    /// The TLS certificate (generated on first start when absent).
+    pub tls: TlsSection,
+    /// Who may do what beyond what manifests grant.
+    pub access: AccessSection,
+    /// Request and evaluation limits.
+    pub limits: LimitsSection,
+    /// Attestation batching and evidence.
+    pub attestation: AttestationSection,
+    /// The evaluator program (this binary, re-executed); defaults to the running binary.
+    pub evaluator: Option<PathBuf>,
+    /// Settings that weaken the guarantees; each needs an explicit `true`.
+    pub danger: DangerSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            state_dir: PathBuf::from("/var/lib/arbiter"),
+            tpm: TpmSection::default(),
+            tls: TlsSection::default(),
+            access: AccessSection::default(),
+            limits: LimitsSection::default(),
+            attestation: AttestationSection::default(),
+            evaluator: None,
+            danger: DangerSection::default(),
+        }
+    }
+}
+
+/// `[tpm]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TpmSection {
+    /// The TCTI (`device:/dev/tpmrm0`, `tabrmd`, `swtpm:host=127.0.0.1,port=2321`).
+    pub tcti: String,
+    /// Platform PCRs, quoted and sealed to.
+    pub platform_pcrs: Vec<u8>,
+    /// The application PCR.
+    pub application_pcr: u8,
+    /// Persistent handle of the attestation key.
+    pub ak_handle: u32,
+    /// Persistent handle of the statement key.
+    pub statement_key_handle: u32,
+    /// NV index of the sealing index.
+    pub sealing_nv_index: u32,
+}
+
+impl Default for TpmSection {
+    fn default() -> Self {
+        Self {
+            tcti: "device:/dev/tpmrm0".into(),
+            platform_pcrs: DEFAULT_PLATFORM_PCRS.to_vec(),
+            application_pcr: DEFAULT_APPLICATION_PCR,
+            ak_handle: DEFAULT_AK_HANDLE,
+            statement_key_handle: DEFAULT_STATEMENT_KEY_HANDLE,
+            sealing_nv_index: DEFAULT_SEALING_NV_INDEX,
+        }
+    }
+}
+
+/// `[tls]`: an operator-provided certificate; both or neither.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+/// An identity allowed to create instances, with its quota.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Creator {
+    /// The identity (hex SHA-256 of its certificate's SPKI).
+    pub identity: String,
+    /// How many live (not destroyed) instances it may hold at once.
+    #[serde(default = "default_quota")]
+    pub max_live_instances: u32,
+}
+
+fn default_quota() -> u32 {
+    10
+}
+
+/// `[access]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSection {
+    /// Operators: may register functions, create instances (no quota), see usage and metrics.
+    pub operators: Vec<String>,
+    /// Identities that may register functions besides operators.
+    pub function_registrars: Vec<String>,
+    /// Identities that may create instances, with quotas.
+    pub creators: Vec<Creator>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest function source, in bytes.
+    pub max_function_bytes: usize,
+    /// Longest `wait` of a result long-poll, in seconds.
+    pub max_wait_seconds: u64,
+    /// Evaluations running at once.
+    pub max_concurrent_evaluations: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 << 20,
+            max_function_bytes: 256 << 10,
+            max_wait_seconds: 60,
+            max_concurrent_evaluations: 2,
+        }
+    }
+}
+
+/// `[attestation]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttestationSection {
+    /// How long the first request of a batch waits for others to share its quote.
+    pub batch_window_ms: u64,
+    /// Hold a batch until this many requests joined (at most 10 s). For tests that need
+    /// deterministic batching; leave at 1 in production.
+    pub batch_min_leaves: usize,
+    /// The firmware event log served with attestations, when the file exists.
+    pub firmware_log: PathBuf,
+}
+
+impl Default for AttestationSection {
+    fn default() -> Self {
+        Self {
+            batch_window_ms: 5,
+            batch_min_leaves: 1,
+            firmware_log: PathBuf::from("/sys/kernel/security/tpm0/binary_bios_measurements"),
+        }
+    }
+}
+
+/// `[danger]`: settings that weaken what verifiers can rely on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DangerSection {
+    /// Allow a platform PCR set that lacks one of 0, 2, 4, 7 (SPEC §2).
+    pub weak_platform_pcrs: bool,
+}
+
+impl Config {
+    /// Reads `path` (a missing default file means all defaults), applies `KEY=VALUE`
+    /// overrides, and validates.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.display().to_string(),
+                source,
+            })?,
+            None => match std::fs::read_to_string(DEFAULT_CONFIG_PATH) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(source) => {
+                    return Err(ConfigError::Read {
+                        path: DEFAULT_CONFIG_PATH.into(),
+                        source,
+                    });
+                }
+            },
+        };
+        Self::from_toml(&text, overrides)
+    }
+
+    /// Parses TOML text, applies overrides, validates.
+    pub fn from_toml(text: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ids = self
+            .access
+            .operators
+            .iter()
+            .chain(&self.access.function_registrars)
+            .chain(self.access.creators.iter().map(|c| &c.identity));
+        for id in ids {
+            if !arbiter_policy::identity::is_identity(id) {
+                return Err(ConfigError::Invalid {
+                    key: "access",
+                    reason: format!(
+                        "`{id}` is not an identity (64 lowercase hex characters: the SHA-256 \
+                         of a certificate's SubjectPublicKeyInfo; `arbiter identity new` prints one)"
+                    ),
+                });
+            }
+        }
+        let weak: Vec<u8> = [0u8, 2, 4, 7]
+            .into_iter()
+            .filter(|p| !self.tpm.platform_pcrs.contains(p))
+            .collect();
+        if !weak.is_empty() && !self.danger.weak_platform_pcrs {
+            return Err(ConfigError::Invalid {
+                key: "tpm.platform_pcrs",
+                reason: format!(
+                    "the set lacks PCR(s) {weak:?} (firmware, boot loader, Secure Boot policy); \
+                     set danger.weak_platform_pcrs = true to accept a weaker platform binding"
+                ),
+            });
+        }
+        self.tpm_config()
+            .validate()
+            .map_err(|e| ConfigError::Invalid {
+                key: "tpm",
+                reason: e.to_string(),
+            })?;
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "tls",
+                reason: "give both tls.cert and tls.key, or neither".into(),
+            });
+        }
+        if self.limits.max_concurrent_evaluations == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_concurrent_evaluations",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The TPM layer's configuration.
+    pub fn tpm_config(&self) -> TpmConfig {
+        TpmConfig {
+            tcti: self.tpm.tcti.clone(),
+            platform_pcrs: self.tpm.platform_pcrs.clone(),
+            application_pcr: self.tpm.application_pcr,
+            ak_handle: self.tpm.ak_handle,
+            statement_key_handle: self.tpm.statement_key_handle,
+            sealing_nv_index: self.tpm.sealing_nv_index,
+        }
+    }
+
+    /// Whether `identity` is an operator.
+    pub fn is_operator(&self, identity: &str) -> bool {
+        self.access.operators.iter().any(|o| o == identity)
+    }
+
+    /// Whether `identity` may register functions.
+    pub fn may_register_functions(&self, identity: &str) -> bool {
+        self.is_operator(identity)
+            || self
+                .access
+                .function_registrars
+                .iter()
+                .any(|o| o == identity)
+    }
+
+    /// The live-instance quota of `identity`: unlimited for operators, `None` if it may not
+    /// create instances.
+    pub fn creation_quota(&self, identity: &str) -> Option<u32> {
+        if self.is_operator(identity) {
+            return Some(u32::MAX);
+        }
+        self.access
+            .creators
+            .iter()
+            .find(|c| c.identity == identity)
+            .map(|c| c.max_live_instances)
+    }
+}
+
+/// Applies one `a.b.c=VALUE` override; VALUE is read as TOML (`23`, `[0, 7]`, `true`,
+/// `"text"`), or as a bare string when it is not valid TOML.
+fn apply_override(table: &mut toml::Table, spec: &str) -> Result<(), ConfigError> {
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| ConfigError::Override(spec.into()))?;
+    let path: Vec<&str> = key.trim().split('.').collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::Override(spec.into()));
+    }
+    let value = toml::from_str::<BTreeMap<String, toml::Value>>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut m| m.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let (last, parents) = path
+        .split_last()
+        .ok_or_else(|| ConfigError::Override(spec.into()))?;
+    let mut current = table;
+    for part in parents {
+        let entry = current
+            .entry((*part).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Override(spec.into()))?;
+    }
+    current.insert((*last).to_owned(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let c = Config::from_toml("", &[]).unwrap();
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.tpm.platform_pcrs, vec![0, 2, 4, 7, 9]);
+    }
+
+    #[test]
+    fn overrides_reach_every_key() {
+        let c = Config::from_toml(
+            "[tpm]\ntcti = \"device:/dev/tpm0\"\n",
+            &[
+                "tpm.tcti=swtpm:host=127.0.0.1,port=2321".into(),
+                "listen=\"127.0.0.1:9000\"".into(),
+                "limits.max_body_bytes=1024".into(),
+                format!("access.operators=[\"{}\"]", "a".repeat(64)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.tpm.tcti, "swtpm:host=127.0.0.1,port=2321");
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.limits.max_body_bytes, 1024);
+        assert!(c.is_operator(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn refuses_unknown_keys_weak_pcrs_and_bad_identities() {
+        let e = Config::from_toml("lisen = \"x\"", &[]).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e = Config::from_toml("[tpm]\nplatform_pcrs = [0, 7]", &[]).unwrap_err();
+        assert!(e.to_string().contains("weak_platform_pcrs"), "{e}");
+        Config::from_toml(
+            "[tpm]\nplatform_pcrs = [0, 7]\n[danger]\nweak_platform_pcrs = true",
+            &[],
+        )
+        .unwrap();
+        let e = Config::from_toml("[access]\noperators = [\"bob\"]", &[]).unwrap_err();
+        assert!(e.to_string().contains("bob"), "{e}");
+        let e = Config::from_toml("", &["nonsense".into()]).unwrap_err();
+        assert!(e.to_string().contains("KEY=VALUE"), "{e}");
+    }
+}

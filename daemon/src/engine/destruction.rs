@@ -1,0 +1,331 @@
+//! Backup-proof destruction (SPEC §3): the sealing key is rotated so that no copy of the
+//! disk state taken before destruction can recover the destroyed instances' secrets, in
+//! steps that are each crash-safe — (0) mark `destroying`; (1) new key K′ in memory; (2)
+//! wrap every other live secret and the TLS key under K′ at epoch e+1; (3) write K′ ‖ e+1
+//! to the sealing index; (4) delete the instances' inputs, results and wrappings, measure
+//! `instance_destroyed`, sign the certificates. Destructions queued together share one
+//! rotation. Also: the automatic policies, the unrecoverable-instance check at start and
+//! the operator's epoch reset.
+
+use std::sync::Arc;
+
+use arbiter_measured_boot::cel::{self, EventContent};
+use arbiter_policy::jws::InputRef;
+use arbiter_policy::manifest::DestructionPolicy;
+use serde_json::Value;
+
+use super::{Engine, EngineError, now, tracing_line};
+use crate::keys::Sealer;
+use crate::store::StoreError;
+use crate::store::queries;
+use crate::tpm::SealedKey;
+
+/// Test-only crash points (cargo feature `failpoints`): with `ARBITER_FAILPOINT=NAME` the
+/// daemon aborts right there, as a power loss would.
+pub(crate) fn failpoint(name: &str) {
+    #[cfg(feature = "failpoints")]
+    if std::env::var("ARBITER_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("arbiterd: failpoint {name}: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
+}
+
+impl Engine {
+    /// `POST /v1/instances/{id}/destroy` by one of the manifest's destroyers: marks the
+    /// instance `destroying` durably, then destroys it (sharing a rotation with any other
+    /// pending destruction) and returns its certificate.
+    pub async fn request_destruction(
+        self: &Arc<Self>,
+        caller: &str,
+        id: &str,
+    ) -> Result<Value, EngineError> {
+        let (row, manifest) = self.load_instance(id).await?;
+        if !manifest.is_destroyer(caller) {
+            return Err(EngineError::Forbidden(format!(
+                "identity {caller} is not one of the destroyers of instance {id}"
+            )));
+        }
+        if row.state != "destroyed" {
+            self.mark_destroying(id).await?;
+            self.run_destructions().await?;
+        }
+        self.destruction_certificate(caller, id).await
+    }
+
+    /// Step (0): `destroying`, committed before anything else happens.
+    pub(crate) async fn mark_destroying(&self, id: &str) -> Result<(), EngineError> {
+        let key = id.to_owned();
+        self.store
+            .write(move |c| -> Result<(), StoreError> {
+                if let Some(row) = queries::get_instance(c, &key)?
+                    && row.state != "destroyed"
+                {
+                    queries::set_state(c, &key, "destroying")?;
+                }
+                Ok(())
+            })
+            .await?;
+        failpoint("after-mark");
+        Ok(())
+    }
+
+    /// Destroys every instance marked `destroying`: one rotation (when any of them still
+    /// has a wrapping at the current epoch), then step (4) for each.
+    pub(crate) async fn run_destructions(&self) -> Result<(), EngineError> {
+        let _one_at_a_time = self.destroy_lock.lock().await;
+        let destroying = self
+            .store
+            .read(|c| queries::instances_in_states(c, &["destroying"]))
+            .await?;
+        if destroying.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = destroying.iter().map(|r| r.id.clone()).collect();
+        let epoch = self.sealer().epoch();
+        let wrapped = self
+            .store
+            .read(move |c| queries::wrapped_at(c, epoch))
+            .await?;
+        if wrapped.iter().any(|(owner, _)| ids.contains(owner)) {
+            self.rotate(&ids, wrapped).await?;
+        }
+        let retired = self.sealer().epoch().saturating_sub(1);
+        for row in destroying {
+            self.finish_destruction(&row.id, retired).await?;
+        }
+        let current = self.sealer().epoch();
+        self.store
+            .write(move |c| queries::delete_wrapped_except(c, current))
+            .await?;
+        Ok(())
+    }
+
+    /// Steps (1)–(3): a new sealing key; every secret not being destroyed rewrapped under
+    /// it; the new key written to the TPM. Instance creation waits meanwhile.
+    async fn rotate(
+        &self,
+        destroying: &[String],
+        wrapped: Vec<(String, crate::keys::Wrapped)>,
+    ) -> Result<(), EngineError> {
+        let _no_new_wrappings = self.rotation.write().await;
+        let next = SealedKey::generate(self.sealer().epoch() + 1);
+        let next_epoch = next.epoch();
+        let new_sealer = Sealer::new(next.duplicate());
+        failpoint("after-step-1");
+        let mut rewrapped = Vec::new();
+        for (owner, w) in wrapped {
+            if destroying.contains(&owner) {
+                continue;
+            }
+            let secret = self.sealer().unwrap(&owner, &w)?;
+            rewrapped.push((owner.clone(), new_sealer.wrap(&owner, &secret)));
+        }
+        self.store
+            .write(move |c| -> Result<(), StoreError> {
+                for (owner, w) in &rewrapped {
+                    queries::put_wrapped(c, owner, w)?;
+                }
+                Ok(())
+            })
+            .await?;
+        failpoint("after-step-2");
+        self.tpm.write_sealing_key(next).await?;
+        *self.sealer.write().unwrap_or_else(|p| p.into_inner()) = new_sealer;
+        failpoint("after-step-3");
+        tracing_line(&format!("sealing key rotated to epoch {next_epoch}"));
+        Ok(())
+    }
+
+    /// Step (4) for one instance; idempotent, so a crash anywhere in it resumes cleanly.
+    async fn finish_destruction(&self, id: &str, retired: u64) -> Result<(), EngineError> {
+        let key = id.to_owned();
+        let inputs = self
+            .store
+            .read(move |c| queries::list_inputs(c, &key))
+            .await?;
+        let refs: Vec<InputRef> = inputs
+            .iter()
+            .map(|i| InputRef {
+                slot: i.slot.clone(),
+                submitter: i.submitter.clone(),
+                ciphertext_sha256: i.ciphertext_sha256.clone(),
+            })
+            .collect();
+        if self.log_position(id, true).await.is_none() {
+            self.measurer
+                .measure(EventContent::InstanceDestroyed(cel::InstanceDestroyed {
+                    instance_id: super::cel_id(id),
+                    epoch_retired: retired,
+                }))
+                .await?;
+        }
+        failpoint("after-step-4-measure");
+        let at = now();
+        let jws = self.sign_destruction(id, &at, refs, retired).await?;
+        let key = id.to_owned();
+        self.store
+            .write(move |c| -> Result<(), StoreError> {
+                queries::delete_inputs(c, &key)?;
+                queries::delete_results(c, &key)?;
+                queries::delete_wrapped(c, &key)?;
+                queries::delete_approvals(c, &key)?;
+                queries::put_certificate(c, &key, &jws, &at)?;
+                queries::mark_destroyed(c, &key, &at)
+            })
+            .await?;
+        let _ = self.events.send(id.to_owned());
+        failpoint("after-step-4");
+        tracing_line(&format!(
+            "instance {id} destroyed (epoch {retired} retired)"
+        ));
+        Ok(())
+    }
+
+    /// `GET /v1/instances/{id}/destruction-certificate` (parties and operators).
+    pub async fn destruction_certificate(
+        &self,
+        caller: &str,
+        id: &str,
+    ) -> Result<Value, EngineError> {
+        let (_, manifest) = self.load_instance(id).await?;
+        self.require_party(caller, id, &manifest)?;
+        let key = id.to_owned();
+        let jws = self
+            .store
+            .read(move |c| queries::certificate(c, &key))
+            .await?
+            .ok_or_else(|| {
+                EngineError::conflict("not_destroyed", format!("instance {id} is not destroyed"))
+            })?;
+        Ok(super::statements::statement_view(&jws))
+    }
+
+    /// Applies the automatic destruction policies that are due for `id`.
+    pub(crate) async fn destroy_if_due(
+        &self,
+        id: &str,
+        first_read: bool,
+    ) -> Result<(), EngineError> {
+        let (row, manifest) = self.load_instance(id).await?;
+        if row.state == "destroyed" {
+            return Ok(());
+        }
+        let due = match manifest.destruction.policy {
+            DestructionPolicy::AfterEvaluation => row.state == "evaluated",
+            DestructionPolicy::AfterFirstRead => first_read || row.first_read_at.is_some(),
+            DestructionPolicy::At(at) => time::OffsetDateTime::now_utc() >= at.get(),
+            DestructionPolicy::OnRequest => row.state == "destroying",
+        };
+        if due {
+            self.mark_destroying(id).await?;
+            self.run_destructions().await?;
+        }
+        Ok(())
+    }
+
+    /// Background work: resume interrupted destructions, apply deadlines, and notice TPM
+    /// startups under the running daemon.
+    pub fn spawn_background(self: &Arc<Self>) {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = engine.run_destructions().await {
+                tracing_line(&format!("resuming destructions: {e}"));
+            }
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let live = engine
+                    .store
+                    .read(|c| {
+                        queries::instances_in_states(
+                            c,
+                            &["open", "evaluating", "evaluated", "destroying"],
+                        )
+                    })
+                    .await
+                    .unwrap_or_default();
+                for row in live {
+                    if let Err(e) = engine.destroy_if_due(&row.id, false).await {
+                        tracing_line(&format!("destruction of {}: {e}", row.id));
+                    }
+                }
+                let store = engine.store.clone();
+                if let Err(e) = engine
+                    .measurer
+                    .check_startup(|| async move {
+                        super::live_measurements(&store).await.unwrap_or_default()
+                    })
+                    .await
+                {
+                    tracing_line(&format!("checking for a TPM startup: {e}"));
+                }
+            }
+        });
+    }
+
+    /// Instances whose secret has no wrapping at the current epoch (a restored old copy):
+    /// their secrets are gone for good.
+    pub(crate) async fn find_unrecoverable(&self) -> Result<Vec<String>, StoreError> {
+        let epoch = self.sealer().epoch();
+        self.store
+            .read(move |c| -> Result<Vec<String>, StoreError> {
+                let mut out = Vec::new();
+                for row in queries::instances_in_states(c, &["open", "evaluating", "evaluated"])? {
+                    if queries::get_wrapped(c, &row.id, epoch)?.is_none() {
+                        out.push(row.id);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// `POST /v1/admin/epoch-reset` (operators): gives up the unrecoverable instances,
+    /// rotates the sealing key and measures `epoch_reset`, so new instances are accepted
+    /// again.
+    pub async fn epoch_reset(&self, caller: &str) -> Result<Value, EngineError> {
+        if !self.config.is_operator(caller) {
+            return Err(EngineError::Forbidden(format!(
+                "identity {caller} is not an operator"
+            )));
+        }
+        let _one_at_a_time = self.destroy_lock.lock().await;
+        let lost = self.find_unrecoverable().await?;
+        let epoch = self.sealer().epoch();
+        let wrapped = self
+            .store
+            .read(move |c| queries::wrapped_at(c, epoch))
+            .await?;
+        self.rotate(&lost, wrapped).await?;
+        let new_epoch = self.sealer().epoch();
+        self.measurer
+            .measure(EventContent::EpochReset(cel::EpochReset {
+                epoch: new_epoch,
+                unrecoverable: lost.iter().map(|id| super::cel_id(id)).collect(),
+            }))
+            .await?;
+        let at = now();
+        let ids = lost.clone();
+        self.store
+            .write(move |c| -> Result<(), StoreError> {
+                for id in &ids {
+                    queries::delete_inputs(c, id)?;
+                    queries::delete_results(c, id)?;
+                    queries::delete_wrapped(c, id)?;
+                    queries::mark_destroyed(c, id, &at)?;
+                }
+                queries::delete_wrapped_except(c, new_epoch)
+            })
+            .await?;
+        self.unrecoverable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        tracing_line(&format!(
+            "epoch reset to {new_epoch}; gave up {} instance(s)",
+            lost.len()
+        ));
+        Ok(serde_json::json!({ "epoch": new_epoch, "unrecoverable": lost }))
+    }
+}

@@ -1,0 +1,392 @@
+//! Inputs: who may fill a slot and when (approval, window, state, resubmission), opening
+//! the HPKE ciphertext to check it is for this instance, slot, round and submitter (and of
+//! the slot's type) before it is stored, the submitter's function condition, withdrawal,
+//! and the trigger.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use arbiter_policy::hpke::{self, InputContext};
+use arbiter_policy::manifest::{Approval, Manifest, Provide, Resubmission};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{Engine, EngineError, now};
+use crate::store::queries::{self, InputRow, InstanceRow};
+
+/// `PUT /v1/instances/{id}/inputs/{slot}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitInput {
+    /// HPKE encapsulated key, base64.
+    pub enc: String,
+    /// HPKE ciphertext, base64.
+    pub ciphertext: String,
+    /// Use this input only with this function measurement.
+    #[serde(default)]
+    pub expect_function_sha256: Option<String>,
+}
+
+/// The receipt of an accepted input.
+#[derive(Debug, Serialize)]
+pub struct InputReceipt {
+    /// The slot.
+    pub slot: String,
+    /// The round the input counts for.
+    pub round: u64,
+    /// `sha256(enc || ciphertext)` of the input kept in the slot.
+    pub ciphertext_sha256: String,
+    /// When the kept input was accepted.
+    pub accepted_at: String,
+    /// With resubmission `first`: this submission was discarded and the first one kept.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub kept_first: bool,
+}
+
+impl Engine {
+    /// Why inputs are not accepted now, or `None` if they are.
+    pub(crate) fn inputs_refusal(
+        &self,
+        row: &InstanceRow,
+        manifest: &Manifest,
+        approvals: &BTreeMap<String, String>,
+    ) -> Option<EngineError> {
+        match row.state.as_str() {
+            "open" => {}
+            "evaluating" => {
+                return Some(EngineError::conflict(
+                    "evaluating",
+                    format!(
+                        "instance {} is being evaluated; try again when it finishes",
+                        row.id
+                    ),
+                ));
+            }
+            "destroyed" | "destroying" => {
+                return Some(EngineError::conflict(
+                    "destroyed",
+                    format!("instance {} is destroyed", row.id),
+                ));
+            }
+            _ => {
+                return Some(EngineError::conflict(
+                    "closed",
+                    format!(
+                        "instance {} has completed its {} round(s)",
+                        row.id, manifest.rounds
+                    ),
+                ));
+            }
+        }
+        if manifest.approval == Approval::Explicit {
+            let missing: Vec<&str> = manifest
+                .parties
+                .iter()
+                .filter(|p| !approvals.contains_key(p.identity.as_str()))
+                .map(|p| p.name.as_str())
+                .collect();
+            if !missing.is_empty() {
+                return Some(EngineError::conflict(
+                    "awaiting_approval",
+                    format!(
+                        "the manifest needs every party's approval first; missing: {}",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+        }
+        let now = time::OffsetDateTime::now_utc();
+        if let Some(opens) = manifest.window.opens
+            && now < opens.get()
+        {
+            return Some(EngineError::conflict(
+                "window_not_open",
+                format!("the input window opens at {opens}"),
+            ));
+        }
+        if let Some(closes) = manifest.window.closes
+            && now >= closes.get()
+        {
+            return Some(EngineError::conflict(
+                "window_closed",
+                format!("the input window closed at {closes}"),
+            ));
+        }
+        None
+    }
+
+    /// Accepts an input: authorisation, state, HPKE opening and type check, resubmission
+    /// policy, durable commit — then the trigger.
+    pub async fn submit_input(
+        self: &std::sync::Arc<Self>,
+        caller: &str,
+        id: &str,
+        slot: &str,
+        request: SubmitInput,
+    ) -> Result<InputReceipt, EngineError> {
+        let (row, manifest) = self.load_instance(id).await?;
+        let Some(slot_spec) = manifest.slot(slot) else {
+            if !manifest.is_party(caller) && !self.config.is_operator(caller) {
+                return Err(EngineError::Forbidden(format!(
+                    "identity {caller} is not a party of instance {id}"
+                )));
+            }
+            return Err(EngineError::NotFound(format!(
+                "instance {id} has no slot `{slot}`"
+            )));
+        };
+        if !manifest.can_provide(caller, slot) {
+            return Err(EngineError::Forbidden(format!(
+                "identity {caller} may not provide slot `{slot}` of instance {id}"
+            )));
+        }
+        let key = id.to_owned();
+        let approvals: BTreeMap<String, String> = self
+            .store
+            .read(move |c| queries::approvals(c, &key))
+            .await?
+            .into_iter()
+            .collect();
+        if let Some(refusal) = self.inputs_refusal(&row, &manifest, &approvals) {
+            return Err(refusal);
+        }
+        if let Some(expected) = &request.expect_function_sha256
+            && *expected != row.function_sha256
+        {
+            return Err(EngineError::conflict(
+                "function_mismatch",
+                format!(
+                    "the input is conditioned on function {expected} but instance {id} runs \
+                     {}; the input was refused and deleted",
+                    row.function_sha256
+                ),
+            ));
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let enc = b64
+            .decode(&request.enc)
+            .map_err(|e| EngineError::bad("invalid_base64", format!("`enc` is not base64: {e}")))?;
+        let ciphertext = b64.decode(&request.ciphertext).map_err(|e| {
+            EngineError::bad("invalid_base64", format!("`ciphertext` is not base64: {e}"))
+        })?;
+        if enc.len() != hpke::ENC_LEN {
+            return Err(EngineError::bad(
+                "invalid_enc",
+                format!(
+                    "`enc` is {} bytes; DHKEM(P-256) encapsulations are {}",
+                    enc.len(),
+                    hpke::ENC_LEN
+                ),
+            ));
+        }
+        // Open it now: a ciphertext for another instance, slot, round or submitter, or a
+        // tampered one, is refused before anything is stored.
+        let plaintext = self
+            .open_input(&row, slot, row.round, caller, &enc, &ciphertext)
+            .await?;
+        let value: serde_json::Value = serde_json::from_slice(&plaintext).map_err(|e| {
+            EngineError::bad(
+                "invalid_plaintext",
+                format!("the decrypted input is not JSON: {e}"),
+            )
+        })?;
+        let type_ok = slot_spec.value_type.accepts(&value);
+        drop(value);
+        drop(plaintext);
+        if !type_ok {
+            return Err(EngineError::bad(
+                "wrong_type",
+                format!(
+                    "slot `{slot}` takes a value of type {:?}",
+                    slot_spec.value_type
+                ),
+            ));
+        }
+        let ciphertext_sha256 = hex::encode(hpke::ciphertext_sha256(&enc, &ciphertext));
+        let input = InputRow {
+            instance_id: id.to_owned(),
+            slot: slot.to_owned(),
+            submitter: caller.to_owned(),
+            round: row.round,
+            enc,
+            ciphertext,
+            ciphertext_sha256,
+            expect_function_sha256: request.expect_function_sha256,
+            accepted_at: now(),
+        };
+        let resubmission = manifest.window.resubmission;
+        let round = row.round;
+        let bytes = (input.enc.len() + input.ciphertext.len()) as u64;
+        let receipt = self
+            .store
+            .write(move |c| -> Result<InputReceipt, EngineError> {
+                // Re-read inside the write: the state may have moved since the check.
+                let current = queries::get_instance(c, &input.instance_id)?
+                    .ok_or_else(|| EngineError::NotFound(format!("no instance {}", input.instance_id)))?;
+                if current.state != "open" || current.round != round {
+                    return Err(EngineError::conflict(
+                        "state_changed",
+                        format!(
+                            "instance {} moved to {} (round {}) meanwhile; submit again for the new round",
+                            current.id, current.state, current.round
+                        ),
+                    ));
+                }
+                if let Some(existing) = queries::get_input(c, &input.instance_id, &input.slot)? {
+                    match resubmission {
+                        Resubmission::Reject => {
+                            return Err(EngineError::conflict(
+                                "already_submitted",
+                                format!(
+                                    "slot `{}` already holds an input (accepted {}); the manifest \
+                                     rejects resubmissions",
+                                    input.slot, existing.accepted_at
+                                ),
+                            ));
+                        }
+                        Resubmission::First => {
+                            return Ok(InputReceipt {
+                                slot: existing.slot,
+                                round: existing.round,
+                                ciphertext_sha256: existing.ciphertext_sha256,
+                                accepted_at: existing.accepted_at,
+                                kept_first: true,
+                            });
+                        }
+                        Resubmission::Last => {}
+                    }
+                }
+                queries::put_input(c, &input)?;
+                queries::add_usage(c, &input.instance_id, &input.submitter, "inputs_submitted", 1)?;
+                queries::add_usage(c, &input.instance_id, &input.submitter, "input_bytes", bytes)?;
+                Ok(InputReceipt {
+                    slot: input.slot,
+                    round: input.round,
+                    ciphertext_sha256: input.ciphertext_sha256,
+                    accepted_at: input.accepted_at,
+                    kept_first: false,
+                })
+            })
+            .await?;
+        if !receipt.kept_first {
+            self.metrics.inputs_accepted.fetch_add(1, Ordering::Relaxed);
+            self.check_trigger(id).await;
+        }
+        Ok(receipt)
+    }
+
+    /// Decrypts one input under the instance key (SPEC §3's info binding).
+    pub(crate) async fn open_input(
+        &self,
+        row: &InstanceRow,
+        slot: &str,
+        round: u64,
+        submitter: &str,
+        enc: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+        let secret = self.instance_secret(&row.id).await?;
+        let (private, _) = hpke::derive_keypair(secret.expose());
+        let ctx = InputContext {
+            instance_id: &row.id,
+            slot,
+            round,
+            function_sha256: &row.function_sha256,
+            submitter,
+        };
+        hpke::open(&private, &ctx, enc, ciphertext).map_err(|_| {
+            EngineError::bad(
+                "decryption_failed",
+                format!(
+                    "the ciphertext does not open for instance {}, slot `{slot}`, round {round} and \
+                     submitter {submitter}: it was tampered with, or encrypted for another \
+                     instance, slot, round or submitter; nothing was stored",
+                    row.id
+                ),
+            )
+        })
+    }
+
+    /// The instance's secret, unwrapped from the store under the current sealing key.
+    pub(crate) async fn instance_secret(
+        &self,
+        id: &str,
+    ) -> Result<crate::keys::InstanceSecret, EngineError> {
+        let epoch = self.sealer().epoch();
+        let key = id.to_owned();
+        let wrapped = self
+            .store
+            .read(move |c| queries::get_wrapped(c, &key, epoch))
+            .await?
+            .ok_or_else(|| {
+                EngineError::Internal(format!("instance {id} has no secret at epoch {epoch}"))
+            })?;
+        Ok(self.sealer().unwrap_instance(id, &wrapped)?)
+    }
+
+    /// Withdraws (deletes) the caller's own input from a slot.
+    pub async fn withdraw_input(
+        &self,
+        caller: &str,
+        id: &str,
+        slot: &str,
+    ) -> Result<serde_json::Value, EngineError> {
+        let (row, manifest) = self.load_instance(id).await?;
+        if !manifest.can_provide(caller, slot) {
+            return Err(EngineError::Forbidden(format!(
+                "identity {caller} may not provide slot `{slot}` of instance {id}"
+            )));
+        }
+        if row.state != "open" {
+            return Err(EngineError::conflict(
+                "not_open",
+                format!(
+                    "instance {id} is {}; inputs can be withdrawn only while it is open",
+                    row.state
+                ),
+            ));
+        }
+        let (key, s, who) = (id.to_owned(), slot.to_owned(), caller.to_owned());
+        self.store
+            .write(move |c| -> Result<(), EngineError> {
+                match queries::get_input(c, &key, &s)? {
+                    Some(input) if input.submitter == who => {
+                        Ok(queries::delete_input(c, &key, &s)?)
+                    }
+                    Some(_) => Err(EngineError::Forbidden(format!(
+                        "the input in slot `{s}` was submitted by another identity"
+                    ))),
+                    None => Err(EngineError::NotFound(format!("slot `{s}` holds no input"))),
+                }
+            })
+            .await?;
+        Ok(serde_json::json!({ "instance_id": id, "slot": slot, "withdrawn": true }))
+    }
+
+    /// Starts an evaluation when an automatic trigger is met.
+    pub(crate) async fn check_trigger(self: &std::sync::Arc<Self>, id: &str) {
+        let Ok((row, manifest)) = self.load_instance(id).await else {
+            return;
+        };
+        let Some(needed) = manifest.automatic_trigger_count() else {
+            return;
+        };
+        let key = id.to_owned();
+        let Ok(inputs) = self
+            .store
+            .read(move |c| queries::list_inputs(c, &key))
+            .await
+        else {
+            return;
+        };
+        if row.state == "open" && inputs.len() >= needed {
+            self.spawn_evaluation(id.to_owned(), row.round);
+        }
+    }
+}
+
+/// Whether a slot's input survives the end of a round.
+pub(crate) fn kept_across_rounds(provide: Provide) -> bool {
+    provide == Provide::ProvideOnce
+}

@@ -1,0 +1,377 @@
+//! Instances: creation from a manifest (quota, validation, the instance secret and its
+//! HPKE key, wrapped under the sealing key), their description for parties and operators,
+//! explicit approval, and usage figures.
+
+use std::collections::BTreeMap;
+
+use arbiter_policy::hpke;
+use arbiter_policy::manifest::{Manifest, ManifestProblem};
+use serde::{Deserialize, Serialize};
+
+use super::{Engine, EngineError, is_id, new_id, now};
+use crate::keys::InstanceSecret;
+use crate::store::queries::{self, InstanceRow};
+
+/// `POST /v1/instances` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInstance {
+    /// The manifest (SPEC §5), as JSON.
+    pub manifest: serde_json::Value,
+}
+
+/// The answer to instance creation.
+#[derive(Debug, Serialize)]
+pub struct CreatedInstance {
+    /// The instance id.
+    pub id: String,
+    /// HPKE public key, hex SEC1 uncompressed.
+    pub public_key: String,
+    /// The HPKE suite.
+    pub hpke_suite: &'static str,
+    /// `sha256(JCS(manifest))`.
+    pub manifest_sha256: String,
+    /// The function's measurement.
+    pub function_sha256: String,
+    /// The lifecycle state.
+    pub state: String,
+    /// The current round.
+    pub round: u64,
+}
+
+/// One slot's status: filled or not, by whom and when — never the value.
+#[derive(Debug, Serialize)]
+pub struct SlotStatus {
+    /// The slot.
+    pub slot: String,
+    /// Whether an input is in it.
+    pub filled: bool,
+    /// Who filled it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submitter: Option<String>,
+    /// When.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<String>,
+    /// The round it was submitted in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round: Option<u64>,
+    /// Its `ciphertext_sha256`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ciphertext_sha256: Option<String>,
+}
+
+/// `GET /v1/instances/{id}`.
+#[derive(Debug, Serialize)]
+pub struct InstanceDescription {
+    /// The id.
+    pub id: String,
+    /// The manifest exactly as submitted.
+    pub manifest: serde_json::Value,
+    /// Its digest.
+    pub manifest_sha256: String,
+    /// The function: id, measurement and source.
+    pub function: super::FunctionDetail,
+    /// The lifecycle state.
+    pub state: String,
+    /// The current round.
+    pub round: u64,
+    /// Evaluations so far.
+    pub evaluations: u64,
+    /// The input window.
+    pub window: serde_json::Value,
+    /// Whether inputs are accepted now (approval, window, state).
+    pub accepting_inputs: bool,
+    /// Slot statuses.
+    pub slots: Vec<SlotStatus>,
+    /// Who approved (explicit approval), with when.
+    pub approvals: BTreeMap<String, String>,
+    /// HPKE public key, hex.
+    pub public_key: String,
+    /// The HPKE suite.
+    pub hpke_suite: &'static str,
+    /// Who created it and when.
+    pub created_by: String,
+    /// When.
+    pub created_at: String,
+}
+
+impl Engine {
+    /// Loads an instance and its manifest, refusing malformed and unknown ids.
+    pub(crate) async fn load_instance(
+        &self,
+        id: &str,
+    ) -> Result<(InstanceRow, Manifest), EngineError> {
+        if !is_id(id) {
+            return Err(EngineError::bad(
+                "invalid_id",
+                format!("`{id}` is not an id (32 lowercase hex characters)"),
+            ));
+        }
+        let key = id.to_owned();
+        let row = self
+            .store
+            .read(move |c| queries::get_instance(c, &key))
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no instance {id}")))?;
+        let raw: serde_json::Value = serde_json::from_str(&row.manifest_json)
+            .map_err(|e| EngineError::Internal(format!("stored manifest of {id}: {e}")))?;
+        let manifest = Manifest::from_json_value(raw)
+            .map_err(|p| {
+                EngineError::Internal(format!(
+                    "stored manifest of {id} no longer validates: {p:?}"
+                ))
+            })?
+            .into_parts()
+            .0;
+        Ok((row, manifest))
+    }
+
+    /// Refuses callers who are neither parties of the manifest nor operators.
+    pub(crate) fn require_party(
+        &self,
+        caller: &str,
+        id: &str,
+        manifest: &Manifest,
+    ) -> Result<(), EngineError> {
+        if manifest.is_party(caller) || self.config.is_operator(caller) {
+            Ok(())
+        } else {
+            Err(EngineError::Forbidden(format!(
+                "identity {caller} is not a party of instance {id} nor an operator"
+            )))
+        }
+    }
+
+    /// Creates an instance: quota, manifest validation, function lookup, a fresh secret
+    /// wrapped under the sealing key, all committed before the answer.
+    pub async fn create_instance(
+        &self,
+        caller: &str,
+        request: CreateInstance,
+    ) -> Result<CreatedInstance, EngineError> {
+        let quota = self.config.creation_quota(caller).ok_or_else(|| {
+            EngineError::Forbidden(format!(
+                "identity {caller} may not create instances (operators and access.creators may)"
+            ))
+        })?;
+        let lost = self.unrecoverable();
+        if !lost.is_empty() {
+            return Err(EngineError::conflict(
+                "epoch_reset_required",
+                format!(
+                    "{} instance(s) are unrecoverable since a restored state; an operator must run \
+                     an epoch reset before new instances are created",
+                    lost.len()
+                ),
+            ));
+        }
+        let validated =
+            Manifest::from_json_value(request.manifest).map_err(EngineError::InvalidManifest)?;
+        let problems = validated
+            .manifest()
+            .check_times(time::OffsetDateTime::now_utc());
+        if !problems.is_empty() {
+            return Err(EngineError::InvalidManifest(problems));
+        }
+        let function_sha256 = validated.manifest().function.sha256.as_str().to_owned();
+        let lookup = function_sha256.clone();
+        let function = self
+            .store
+            .read(move |c| queries::function_by_sha256(c, &lookup))
+            .await?
+            .ok_or_else(|| {
+                EngineError::InvalidManifest(vec![ManifestProblem {
+                    pointer: "/function/sha256".into(),
+                    reason: format!("no registered function has measurement {function_sha256}"),
+                }])
+            })?;
+        // No rotation may run between wrapping the secret and committing it.
+        let _gate = self.rotation.read().await;
+        let secret = InstanceSecret::generate();
+        let (_, public_key) = hpke::derive_keypair(secret.expose());
+        let id = new_id();
+        let manifest_sha256 = validated.sha256_hex();
+        let (_, raw) = validated.into_parts();
+        let row = InstanceRow {
+            id: id.clone(),
+            manifest_json: raw.to_string(),
+            manifest_sha256: manifest_sha256.clone(),
+            function_id: function.id.clone(),
+            function_sha256: function.sha256.clone(),
+            public_key: public_key.to_vec(),
+            created_by: caller.to_owned(),
+            created_at: now(),
+            state: "open".into(),
+            round: 1,
+            evaluations: 0,
+            first_read_at: None,
+            destroyed_at: None,
+        };
+        let wrapped = self.sealer().wrap(&id, secret.expose());
+        drop(secret);
+        let creator = caller.to_owned();
+        let count_creator = creator.clone();
+        let live = self
+            .store
+            .read(move |c| queries::live_instances_of(c, &count_creator))
+            .await?;
+        if live >= u64::from(quota) {
+            return Err(EngineError::Quota(format!(
+                "identity {creator} already holds {quota} live instances, its quota"
+            )));
+        }
+        self.measurer
+            .measure(super::instance_created(
+                &row.id,
+                &row.manifest_sha256,
+                &row.public_key,
+            ))
+            .await?;
+        let created = self
+            .store
+            .write(move |c| -> Result<(), EngineError> {
+                if queries::live_instances_of(c, &creator)? >= u64::from(quota) {
+                    return Err(EngineError::Quota(format!(
+                        "identity {creator} already holds {quota} live instances, its quota"
+                    )));
+                }
+                queries::insert_instance(c, &row)?;
+                queries::put_wrapped(c, &row.id, &wrapped)?;
+                Ok(())
+            })
+            .await;
+        created?;
+        Ok(CreatedInstance {
+            id,
+            public_key: hex::encode(public_key),
+            hpke_suite: hpke::SUITE,
+            manifest_sha256,
+            function_sha256: function.sha256,
+            state: "open".into(),
+            round: 1,
+        })
+    }
+
+    /// Describes an instance to its parties and operators.
+    pub async fn describe_instance(
+        &self,
+        caller: &str,
+        id: &str,
+    ) -> Result<InstanceDescription, EngineError> {
+        let (row, manifest) = self.load_instance(id).await?;
+        self.require_party(caller, id, &manifest)?;
+        let key = id.to_owned();
+        let fid = row.function_id.clone();
+        let (inputs, approvals, function) = self
+            .store
+            .read(move |c| -> Result<_, crate::store::StoreError> {
+                Ok((
+                    queries::list_inputs(c, &key)?,
+                    queries::approvals(c, &key)?,
+                    queries::get_function(c, &fid)?,
+                ))
+            })
+            .await?;
+        let function = function.ok_or_else(|| {
+            EngineError::Internal(format!("the function of instance {id} is gone"))
+        })?;
+        let slots = manifest
+            .slots
+            .keys()
+            .map(|slot| {
+                let input = inputs.iter().find(|i| i.slot == slot.as_str());
+                SlotStatus {
+                    slot: slot.as_str().to_owned(),
+                    filled: input.is_some(),
+                    submitter: input.map(|i| i.submitter.clone()),
+                    accepted_at: input.map(|i| i.accepted_at.clone()),
+                    round: input.map(|i| i.round),
+                    ciphertext_sha256: input.map(|i| i.ciphertext_sha256.clone()),
+                }
+            })
+            .collect();
+        let approvals: BTreeMap<String, String> = approvals.into_iter().collect();
+        let lost = self.unrecoverable().contains(&row.id);
+        let accepting_inputs = !lost && self.inputs_refusal(&row, &manifest, &approvals).is_none();
+        Ok(InstanceDescription {
+            id: row.id,
+            manifest: serde_json::from_str(&row.manifest_json)
+                .map_err(|e| EngineError::Internal(e.to_string()))?,
+            manifest_sha256: row.manifest_sha256,
+            function: function.into(),
+            state: if lost {
+                "unrecoverable".into()
+            } else {
+                row.state
+            },
+            round: row.round,
+            evaluations: row.evaluations,
+            window: serde_json::to_value(manifest.window).unwrap_or_default(),
+            accepting_inputs,
+            slots,
+            approvals,
+            public_key: hex::encode(&row.public_key),
+            hpke_suite: hpke::SUITE,
+            created_by: row.created_by,
+            created_at: row.created_at,
+        })
+    }
+
+    /// Records a party's approval of the manifest.
+    pub async fn approve(&self, caller: &str, id: &str) -> Result<serde_json::Value, EngineError> {
+        let (row, manifest) = self.load_instance(id).await?;
+        if !manifest.is_party(caller) {
+            return Err(EngineError::Forbidden(format!(
+                "identity {caller} is not a party of instance {id}; only parties approve"
+            )));
+        }
+        if row.state == "destroyed" {
+            return Err(EngineError::conflict(
+                "destroyed",
+                format!("instance {id} is destroyed"),
+            ));
+        }
+        let key = id.to_owned();
+        let who = caller.to_owned();
+        let at = now();
+        let approvals = self
+            .store
+            .write(move |c| -> Result<_, crate::store::StoreError> {
+                queries::approve(c, &key, &who, &at)?;
+                queries::approvals(c, &key)
+            })
+            .await?;
+        let approved: Vec<&String> = approvals.iter().map(|(i, _)| i).collect();
+        let complete = manifest
+            .party_identities()
+            .all(|p| approved.iter().any(|a| *a == p.as_str()));
+        Ok(serde_json::json!({
+            "instance_id": id,
+            "approved": approved,
+            "complete": complete,
+        }))
+    }
+
+    /// Usage of an instance: totals for parties and operators, per-party figures for
+    /// operators only.
+    pub async fn usage(&self, caller: &str, id: &str) -> Result<serde_json::Value, EngineError> {
+        let (_, manifest) = self.load_instance(id).await?;
+        self.require_party(caller, id, &manifest)?;
+        let key = id.to_owned();
+        let rows = self.store.read(move |c| queries::usage(c, &key)).await?;
+        let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+        let mut per_party: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for (identity, metric, amount) in rows {
+            *totals.entry(metric.clone()).or_default() += amount;
+            per_party
+                .entry(identity)
+                .or_default()
+                .insert(metric, amount);
+        }
+        let mut out = serde_json::json!({ "instance_id": id, "totals": totals });
+        if self.config.is_operator(caller) {
+            out["per_identity"] = serde_json::to_value(per_party).unwrap_or_default();
+        }
+        Ok(out)
+    }
+}

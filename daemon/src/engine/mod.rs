@@ -1,0 +1,383 @@
+//! The engine: every decision of the computation lifecycle (SPEC §1) — who may do what,
+//! when inputs are accepted, when evaluation runs, who reads what — carried out through the
+//! store, the keys, the evaluator and the TPM. The API only translates HTTP to these calls.
+
+mod attestation;
+mod destruction;
+mod error;
+mod evaluation;
+mod functions;
+mod inputs;
+mod instances;
+mod results;
+mod statements;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use rustls::ServerConfig;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::{Semaphore, broadcast};
+
+pub use error::{EngineError, StartError};
+pub use functions::{FunctionDetail, FunctionSummary, RegisterFunction};
+pub use inputs::{InputReceipt, SubmitInput};
+pub use instances::{CreateInstance, CreatedInstance, InstanceDescription, SlotStatus};
+pub use results::ResultView;
+
+use crate::config::Config;
+use crate::eval::Evaluator;
+use crate::keys::Sealer;
+use crate::measure::{Measurer, StartFacts};
+use crate::store::{Store, queries};
+use crate::tls::TlsIdentity;
+use crate::tpm::{SealedKey, Tpm};
+use arbiter_measured_boot::cel::{self, EventContent};
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Requests answered, by outcome class.
+    pub requests_ok: AtomicU64,
+    /// Requests refused (4xx).
+    pub requests_refused: AtomicU64,
+    /// Requests failed (5xx).
+    pub requests_failed: AtomicU64,
+    /// TLS handshakes refused.
+    pub handshakes_refused: AtomicU64,
+    /// Inputs accepted.
+    pub inputs_accepted: AtomicU64,
+    /// Evaluations that succeeded.
+    pub evaluations_succeeded: AtomicU64,
+    /// Evaluations that failed.
+    pub evaluations_failed: AtomicU64,
+}
+
+/// The running daemon's state.
+pub struct Engine {
+    config: Config,
+    store: Store,
+    tpm: Tpm,
+    sealer: RwLock<Sealer>,
+    tls: TlsIdentity,
+    tls_config: Arc<ServerConfig>,
+    tls_spki: String,
+    statement_key_kid: String,
+    evaluator: Evaluator,
+    measurer: Measurer,
+    batcher: attestation::Batcher,
+    /// Held shared while a new wrapping is written, exclusively during a key rotation.
+    rotation: tokio::sync::RwLock<()>,
+    /// One destruction (or epoch reset) at a time.
+    destroy_lock: tokio::sync::Mutex<()>,
+    /// Instances whose secrets did not open at start (a restored old copy).
+    unrecoverable: std::sync::Mutex<Vec<String>>,
+    evaluations: Arc<Semaphore>,
+    events: broadcast::Sender<String>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("state_dir", &self.config.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The current time, RFC 3339 UTC with `Z`, whole seconds.
+pub(crate) fn now() -> String {
+    format_time(OffsetDateTime::now_utc())
+}
+
+pub(crate) fn format_time(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A new id: 128 random bits as 32 lowercase hex characters (SPEC §9).
+pub(crate) fn new_id() -> String {
+    let mut b = [0u8; 16];
+    rand::fill(&mut b);
+    hex::encode(b)
+}
+
+/// Whether `s` looks like an id (so malformed ids are refused before any lookup).
+pub(crate) fn is_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Engine {
+    /// Opens the store and the TPM, unseals the sealing key (defining the sealing index on
+    /// first start), loads or creates the TLS identity, and resumes interrupted work.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        config
+            .validate()
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        let store = Store::open(&config.state_dir)?;
+        let tpm_config = config.tpm_config();
+        let tpm = tokio::task::spawn_blocking(move || Tpm::open(tpm_config))
+            .await
+            .map_err(|e| StartError::Other(format!("opening the TPM: {e}")))??;
+        let statement_key = tpm.ensure_statement_key().await?;
+        let sealing = match tpm.sealing_index().await? {
+            Some(index) => index,
+            None => tpm.define_sealing_index(SealedKey::generate(0)).await?,
+        };
+        let sealer = Sealer::new(tpm.read_sealing_key().await?);
+        let (tls, tls_replaced) = load_tls(&config, &store, &sealer).await?;
+        let facts = StartFacts {
+            platform_pcrs: config.tpm.platform_pcrs.clone(),
+            sealing_nv_public: sealing.tpm2b_public.clone(),
+            sealing_nv_name: sealing.name.clone(),
+            statement_key_name: statement_key.name.clone(),
+        };
+        let live = live_measurements(&store).await?;
+        let (measurer, _) = Measurer::open(
+            &config.state_dir.join("measurements"),
+            tpm.clone(),
+            facts,
+            live,
+        )
+        .await?;
+        if tls_replaced {
+            let spki = tls.spki_sha256_hex()?;
+            measurer
+                .measure(EventContent::TlsKeyReplaced(cel::TlsKeyReplaced {
+                    tls_spki_sha256: cel::Sha256Digest(hex_array(&spki)),
+                }))
+                .await?;
+        }
+        let tls_config = tls.server_config()?;
+        let statement_key_kid = hex::encode(&statement_key.name);
+        let tls_spki = tls.spki_sha256_hex()?;
+        let program = match &config.evaluator {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(|e| {
+                StartError::Other(format!("locating arbiterd for evaluations: {e}"))
+            })?,
+        };
+        let (events, _) = broadcast::channel(256);
+        let engine = Self {
+            evaluations: Arc::new(Semaphore::new(config.limits.max_concurrent_evaluations)),
+            config,
+            store,
+            tpm,
+            sealer: RwLock::new(sealer),
+            tls,
+            tls_config,
+            tls_spki,
+            statement_key_kid,
+            evaluator: Evaluator::new(program),
+            measurer,
+            batcher: attestation::Batcher::default(),
+            rotation: tokio::sync::RwLock::new(()),
+            destroy_lock: tokio::sync::Mutex::new(()),
+            unrecoverable: std::sync::Mutex::new(Vec::new()),
+            events,
+            metrics: Metrics::default(),
+        };
+        let lost = engine.find_unrecoverable().await?;
+        if !lost.is_empty() {
+            tracing_line(&format!(
+                "{} instance(s) are unrecoverable (their secrets' wrappings do not open under the \
+                 sealing key: a restored old copy?): {}. New instances are refused until an \
+                 operator runs an epoch reset (POST /v1/admin/epoch-reset)",
+                lost.len(),
+                lost.join(", ")
+            ));
+        }
+        *engine
+            .unrecoverable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = lost;
+        engine.resume().await?;
+        Ok(engine)
+    }
+
+    /// The rustls configuration serving the API.
+    pub fn tls_server_config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.tls_config)
+    }
+
+    /// The SHA-256 (hex) of the TLS certificate's SPKI.
+    pub fn tls_spki_sha256(&self) -> &str {
+        &self.tls_spki
+    }
+
+    /// The TLS certificate (PEM).
+    pub fn tls_cert_pem(&self) -> String {
+        self.tls.leaf_pem()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The metrics counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The TPM handle.
+    pub fn tpm(&self) -> &Tpm {
+        &self.tpm
+    }
+
+    /// Records a refused TLS handshake (logged without secrets).
+    pub fn note_rejected_handshake(&self, peer: &str, reason: &str) {
+        self.metrics
+            .handshakes_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing_line(&format!("refused TLS handshake from {peer}: {reason}"));
+    }
+
+    /// Logs a refused request: who, what, why (never secrets).
+    pub fn note_refused(&self, identity: &str, what: &str, why: &str) {
+        tracing_line(&format!("refused {what} by {identity}: {why}"));
+    }
+
+    fn sealer(&self) -> RwLockReadGuard<'_, Sealer> {
+        self.sealer.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops background work; called once serving has ended.
+    pub async fn shutdown(&self) {
+        // Evaluations in flight finish or are killed at their deadline; waiting for the
+        // permits bounds the wait by the longest evaluation.
+        let all = u32::try_from(self.config.limits.max_concurrent_evaluations).unwrap_or(u32::MAX);
+        let _ = self.evaluations.acquire_many(all).await;
+    }
+
+    /// Instances found unrecoverable at start (until an epoch reset).
+    pub fn unrecoverable(&self) -> Vec<String> {
+        self.unrecoverable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Instances by state, for metrics.
+    pub async fn instance_counts(&self) -> Result<Vec<(String, u64)>, EngineError> {
+        Ok(self.store.read(queries::instance_counts).await?)
+    }
+
+    /// Store database path (for diagnostics).
+    pub fn database(&self) -> PathBuf {
+        self.store.path().to_owned()
+    }
+}
+
+/// One log line to stderr (journald captures it under systemd). Never given secrets.
+pub fn tracing_line(line: &str) {
+    eprintln!("arbiterd: {line}");
+}
+
+/// Decodes 64 hex characters (validated upstream) into 32 bytes; zeros if malformed.
+pub(crate) fn hex_array<const N: usize>(s: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    let _ = hex::decode_to_slice(s, &mut out);
+    out
+}
+
+/// The measurement-log id of an id string.
+pub(crate) fn cel_id(id: &str) -> cel::Id {
+    cel::Id(hex_array(id))
+}
+
+/// What is live, to re-measure when a new log generation starts: every registered
+/// function, then every instance not destroyed, in creation order.
+pub(crate) async fn live_measurements(
+    store: &Store,
+) -> Result<Vec<EventContent>, crate::store::StoreError> {
+    store
+        .read(|c| -> Result<_, crate::store::StoreError> {
+            let mut out = Vec::new();
+            for f in queries::list_functions(c)? {
+                out.push(EventContent::FunctionLoaded(cel::FunctionLoaded {
+                    function_id: cel_id(&f.id),
+                    name: f.name,
+                    sha256: cel::Sha256Digest(hex_array(&f.sha256)),
+                }));
+            }
+            for i in
+                queries::instances_in_states(c, &["open", "evaluating", "evaluated", "destroying"])?
+            {
+                out.push(instance_created(&i.id, &i.manifest_sha256, &i.public_key));
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// The `instance_created` event of an instance.
+pub(crate) fn instance_created(id: &str, manifest_sha256: &str, public_key: &[u8]) -> EventContent {
+    use sha2::Digest as _;
+    EventContent::InstanceCreated(cel::InstanceCreated {
+        instance_id: cel_id(id),
+        manifest_sha256: cel::Sha256Digest(hex_array(manifest_sha256)),
+        public_key_sha256: cel::Sha256Digest(sha2::Sha256::digest(public_key).into()),
+    })
+}
+
+/// Loads the configured TLS identity, or the stored one (its key wrapped under the sealing
+/// key), or generates, wraps and stores a new one. The flag says whether a stored key was
+/// replaced because its wrapping no longer opens (measured as `tls_key_replaced`).
+async fn load_tls(
+    config: &Config,
+    store: &Store,
+    sealer: &Sealer,
+) -> Result<(TlsIdentity, bool), StartError> {
+    if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
+        return Ok((TlsIdentity::from_pem_files(cert, key)?, false));
+    }
+    let epoch = sealer.epoch();
+    let (cert, wrapped) = store
+        .read(move |c| -> Result<_, crate::store::StoreError> {
+            Ok((
+                queries::tls_cert(c)?,
+                queries::get_wrapped(c, "tls", epoch)?,
+            ))
+        })
+        .await?;
+    let replaced = cert.is_some();
+    match (cert, wrapped) {
+        (Some(cert), Some(wrapped)) => match sealer.unwrap("tls", &wrapped) {
+            Ok(key) => {
+                return Ok((
+                    TlsIdentity {
+                        chain: vec![cert],
+                        key_pkcs8: key,
+                    },
+                    false,
+                ));
+            }
+            Err(e) => tracing_line(&format!(
+                "the stored TLS key does not open ({e}); generating a new one"
+            )),
+        },
+        (Some(_), None) => tracing_line(
+            "the stored TLS key has no wrapping at the current sealing epoch; generating a new one",
+        ),
+        _ => {}
+    }
+    let tls = TlsIdentity::generate()?;
+    let wrapped = sealer.wrap("tls", &tls.key_pkcs8);
+    let cert = tls.chain.first().cloned().unwrap_or_default();
+    let at = now();
+    store
+        .write(move |c| -> Result<(), crate::store::StoreError> {
+            queries::delete_wrapped(c, "tls")?;
+            queries::put_wrapped(c, "tls", &wrapped)?;
+            queries::put_tls_cert(c, &cert, &at)
+        })
+        .await?;
+    Ok((tls, replaced))
+}

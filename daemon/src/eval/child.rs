@@ -1,0 +1,248 @@
+//! The evaluator child, `arbiterd __evaluate`: reads one request, hardens itself, runs the
+//! script under seccomp, writes one response and exits.
+//!
+//! Order of events:
+//! 1. a panic hook that prints only the panic's location (never a payload that could hold
+//!    script data), and Rhai's fixed hashing seed (no `getrandom` later);
+//! 2. the request is read from stdin (bounded) and decoded; the raw bytes are zeroized;
+//! 3. [`sandbox::harden`]: not dumpable, no core files, memory locked where permitted;
+//! 4. a worker thread with a large stack (deep but legal recursion must not overflow
+//!    before Rhai's own call-depth limit triggers) builds the engine, sets `RLIMIT_AS`,
+//!    installs the seccomp filter on every thread, compiles and runs the script, writes
+//!    the response and exits the process.
+//!
+//! The exit code is 0 whenever a response was written (the failure, if any, is inside);
+//! without a response the parent classifies the exit from the status and stderr.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use zeroize::Zeroizing;
+
+use super::helpers::Rng;
+use super::protocol::{self, WireRequest, WireResponse, WireUsage};
+use super::script::{self, ScriptFailure};
+use super::{EvalFailure, Limits, sandbox};
+
+/// Stack of the worker thread: [`STACK_PER_CALL_LEVEL`] per allowed call level (a debug
+/// build uses about 30 KiB per Rhai call level, a release build less), within these
+/// bounds. Reserved, not committed: pages count towards RSS (and are locked) only when
+/// touched, so the stack costs memory only as deep as the script recurses; recursion
+/// deeper than the cap overflows it and is reported as a call-depth failure. The stack
+/// is outside the manifest's memory allowance, which is why it is capped.
+const MIN_WORKER_STACK_BYTES: usize = 64 << 20;
+const STACK_PER_CALL_LEVEL: usize = 128 << 10;
+const MAX_WORKER_STACK_BYTES: usize = 1 << 30;
+
+/// Rhai's hashing seed in the child: fixed, so no random seed is drawn under seccomp and
+/// function hashing is the same in every run. (Scripts cannot observe it.)
+const HASHING_SEED: [u64; 4] = [
+    0x6172_6269_7465_7221,
+    0x6576_616c_7561_7465,
+    0x7365_6363_6f6d_7021,
+    0x0000_0000_0000_0001,
+];
+
+/// Exit codes of a child that could not answer.
+const EXIT_NO_REQUEST: u8 = 65;
+const EXIT_HARDENING: u8 = 70;
+const EXIT_WRITE: u8 = 74;
+
+/// Self-tests of the sandbox, selected by `--selftest` (hidden; for the test suite).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelfTest {
+    /// After installing the filter, try to open `/etc/hostname`: must die with `SIGSYS`.
+    Seccomp,
+}
+
+impl SelfTest {
+    /// The `--selftest` argument value.
+    pub(crate) fn as_arg(self) -> &'static str {
+        match self {
+            SelfTest::Seccomp => "seccomp",
+        }
+    }
+}
+
+/// Runs the child and returns its exit code (see the module documentation).
+pub fn child_main() -> ExitCode {
+    let selftest = parse_args();
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map_or_else(|| "unknown".to_owned(), ToString::to_string);
+        eprintln!("arbiterd evaluator: internal panic at {location}");
+    }));
+    // Only fails if already set, which cannot happen in a fresh child.
+    let _ = rhai::config::hashing::set_hashing_seed(Some(HASHING_SEED));
+
+    let request = match read_request() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("arbiterd evaluator: cannot read the request: {e}");
+            return ExitCode::from(EXIT_NO_REQUEST);
+        }
+    };
+    let hardening = match sandbox::harden() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("arbiterd evaluator: cannot harden the process: {e}");
+            return ExitCode::from(EXIT_HARDENING);
+        }
+    };
+    let memory_locked = hardening.memory_locked;
+    let stack = request
+        .limits
+        .max_call_depth
+        .saturating_mul(STACK_PER_CALL_LEVEL)
+        .clamp(MIN_WORKER_STACK_BYTES, MAX_WORKER_STACK_BYTES);
+
+    let worker = std::thread::Builder::new()
+        .name("evaluate".into())
+        .stack_size(stack)
+        .spawn(move || worker(request, memory_locked, selftest));
+    match worker {
+        // The worker exits the process itself; getting here means it panicked.
+        Ok(handle) => {
+            let _ = handle.join();
+            ExitCode::from(EXIT_HARDENING)
+        }
+        Err(e) => {
+            eprintln!("arbiterd evaluator: cannot start the worker thread: {e}");
+            ExitCode::from(EXIT_HARDENING)
+        }
+    }
+}
+
+/// `__evaluate [--selftest seccomp]`, parsed by hand: clap has already checked the
+/// subcommand, and the arguments come from the parent, not from a user.
+fn parse_args() -> Option<SelfTest> {
+    let args: Vec<String> = std::env::args().collect();
+    let position = args.iter().position(|a| a == "--selftest")?;
+    match args.get(position + 1).map(String::as_str) {
+        Some("seccomp") => Some(SelfTest::Seccomp),
+        _ => None,
+    }
+}
+
+/// Reads and decodes the request from stdin.
+fn read_request() -> Result<WireRequest, String> {
+    let mut stdin = std::io::stdin().lock();
+    let body =
+        protocol::read_frame(&mut stdin, protocol::MAX_REQUEST_BYTES).map_err(|e| e.to_string())?;
+    serde_json::from_slice::<WireRequest>(&body).map_err(|e| format!("bad request: {e}"))
+}
+
+/// The worker thread: everything from building the engine to exiting the process.
+fn worker(request: WireRequest, memory_locked: bool, selftest: Option<SelfTest>) {
+    let operations = Arc::new(AtomicU64::new(0));
+    let response = match evaluate(&request, &operations, selftest) {
+        Ok(output) => WireResponse::Ok {
+            output,
+            usage: usage(&operations, memory_locked),
+        },
+        Err(failure) => WireResponse::Failed {
+            reason: failure.reason,
+            message: failure.message,
+            usage: usage(&operations, memory_locked),
+        },
+    };
+    drop(request);
+    let code = match respond(&response) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("arbiterd evaluator: cannot write the response: {e}");
+            i32::from(EXIT_WRITE)
+        }
+    };
+    // Exit without unwinding or dropping the script's values.
+    std::process::exit(code);
+}
+
+/// Builds the engine, sandboxes the process and runs the script.
+fn evaluate(
+    request: &WireRequest,
+    operations: &Arc<AtomicU64>,
+    selftest: Option<SelfTest>,
+) -> Result<serde_json::Value, ScriptFailure> {
+    let limits = Limits::from_wire(&request.limits);
+    let rng = match request.rng_seed.as_deref().map(decode_seed).transpose() {
+        Ok(seed) => seed.map(Rng::new),
+        Err(e) => return Err(ScriptFailure::new(EvalFailure::Crashed, e)),
+    };
+    let engine = script::build_engine(&limits, rng, Some(Arc::clone(operations)));
+    // Touch what lazily initialises itself before the filter forbids it: the allocator's
+    // arena for this thread, the standard library's hash keys, the engine's tables.
+    let _ = std::collections::hash_map::RandomState::new();
+    let _ = engine.compile("fn compute(i) { [i.len(), `${1}`, #{a: 1.5}] }");
+
+    let sandboxed = sandbox::filter()
+        .and_then(|program| {
+            sandbox::limit_address_space(request.limits.memory_bytes)?;
+            Ok(program)
+        })
+        .and_then(|program| sandbox::apply(&program));
+    if let Err(e) = sandboxed {
+        return Err(ScriptFailure::new(
+            EvalFailure::Crashed,
+            format!("the evaluator could not sandbox itself: {e}"),
+        ));
+    }
+
+    if selftest == Some(SelfTest::Seccomp) {
+        let opened = std::fs::File::open("/etc/hostname");
+        return Err(ScriptFailure::new(
+            EvalFailure::Crashed,
+            format!("seccomp selftest: open was not stopped ({opened:?})"),
+        ));
+    }
+
+    let ast = script::compile(&engine, &request.source)?;
+    script::run(&engine, &ast, &request.inputs, &limits)
+}
+
+/// Decodes the hex RNG seed.
+fn decode_seed(text: &str) -> Result<[u8; 32], String> {
+    let bytes = Zeroizing::new(hex::decode(text).map_err(|e| format!("bad RNG seed: {e}"))?);
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| "the RNG seed is not 32 bytes".to_owned())
+}
+
+/// The usage figures known inside the child.
+fn usage(operations: &AtomicU64, memory_locked: bool) -> WireUsage {
+    let peak_rss_bytes = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .ok()
+        .and_then(|u| u64::try_from(u.max_rss()).ok())
+        .map(|kib| kib.saturating_mul(1024));
+    WireUsage {
+        operations: operations.load(Ordering::Relaxed),
+        peak_rss_bytes,
+        memory_locked,
+    }
+}
+
+/// Encodes and writes the response; an output too large for the pipe becomes a
+/// [`EvalFailure::BadOutput`] response instead.
+fn respond(response: &WireResponse) -> std::io::Result<()> {
+    let mut body = Zeroizing::new(serde_json::to_vec(response).map_err(std::io::Error::other)?);
+    if body.len() > protocol::MAX_RESPONSE_BYTES {
+        let usage = match response {
+            WireResponse::Ok { usage, .. } | WireResponse::Failed { usage, .. } => *usage,
+        };
+        let too_large = WireResponse::Failed {
+            reason: EvalFailure::BadOutput,
+            message: format!(
+                "the script's result is {} bytes of JSON, more than the limit of {}",
+                body.len(),
+                protocol::MAX_RESPONSE_BYTES
+            ),
+            usage,
+        };
+        body = Zeroizing::new(serde_json::to_vec(&too_large).map_err(std::io::Error::other)?);
+    }
+    let mut stdout = std::io::stdout().lock();
+    protocol::write_frame(&mut stdout, &body)?;
+    stdout.flush()
+}

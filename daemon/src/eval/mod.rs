@@ -1,0 +1,679 @@
+//! The evaluation sandbox (SPEC §6): runs a function's Rhai script on an instance's
+//! inputs in a child process that exits after one run.
+//!
+//! The daemon re-executes its own binary as `arbiterd __evaluate` with an empty
+//! environment, sends one length-prefixed JSON request (script, inputs, limits, RNG seed)
+//! over the child's stdin and reads one response from its stdout; [`Evaluator`] is that
+//! parent side and [`child_main`] the child's. The child is hardened as
+//! the `sandbox` module explains (not dumpable, no core files, locked memory where
+//! permitted, `RLIMIT_AS`, a seccomp allowlist of a dozen system calls) and Rhai's own
+//! limits apply inside it. The parent kills the child (`SIGKILL`) at the wall-clock
+//! deadline, counted from the spawn.
+//!
+//! Every script problem — compile error, missing `compute`, runtime error, any limit,
+//! a crash, a kill, an output that is not JSON — is an [`EvalOutcome::Failed`] with an
+//! [`EvalFailure`] and a one-line message; [`EvalError`] is kept for failures of the
+//! machinery itself (the binary cannot be started, a pipe breaks while the child lives).
+//!
+//! Decisions where the specification is silent:
+//! - `memory_bytes` is the script's allowance on top of the address space the child has
+//!   mapped when the script starts (binary, libraries, stacks, allocator arenas; about
+//!   100–400 MiB of mostly unbacked reservations): `RLIMIT_AS = baseline + memory_bytes`.
+//! - A limit of 0 for operations, strings, arrays or maps means 1 (Rhai reads 0 as
+//!   "unlimited"); a call depth of 0 forbids calling any script function, `compute`
+//!   included.
+//! - Failure to lock memory (no `CAP_IPC_LOCK`, small `RLIMIT_MEMLOCK`) is not fatal;
+//!   [`Usage::memory_locked`] reports it so the daemon can log it once.
+//! - Failure messages can contain text chosen by the script (`throw "..."`), hence data
+//!   derived from inputs: treat them like outputs, not like logs.
+//! - JSON to Rhai: integers that fit `i64` stay integers, other numbers are floats;
+//!   `null` is `()`. Rhai to JSON: see the `script` module — blobs become hex strings,
+//!   non-finite floats and function pointers are [`EvalFailure::BadOutput`], and nesting
+//!   is limited to 100 levels both ways.
+//! - The seeded RNG (`random_int`, `random_float`) is SHA-256 in counter mode over the
+//!   32-byte seed (domain `arbiter/v1/rng`); without a seed those functions fail.
+
+mod child;
+mod helpers;
+mod protocol;
+mod sandbox;
+mod script;
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use zeroize::Zeroizing;
+
+pub use child::{SelfTest, child_main};
+use protocol::{WireLimits, WireRequest, WireResponse, WireUsage};
+
+/// The name of the hidden subcommand that runs [`child_main`].
+pub const CHILD_SUBCOMMAND: &str = "__evaluate";
+
+/// How much of the child's stderr is kept for the failure message.
+const STDERR_KEPT_BYTES: usize = 4096;
+
+/// Resource limits of one evaluation (from the manifest, SPEC §5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Rhai operations (roughly: expressions and statements evaluated).
+    pub operations: u64,
+    /// Address space the script may map on top of the evaluator's own (`RLIMIT_AS`).
+    pub memory_bytes: u64,
+    /// Wall-clock time from spawning the child to its exit; it is killed after that.
+    pub wall_time: Duration,
+    /// Longest string, in bytes.
+    pub max_string_bytes: usize,
+    /// Longest array or blob, in elements.
+    pub max_array_len: usize,
+    /// Largest object map, in entries.
+    pub max_map_len: usize,
+    /// Deepest nesting of script function calls.
+    pub max_call_depth: usize,
+}
+
+impl Default for Limits {
+    /// 10 million operations, 256 MiB, 10 s, 1 MiB strings, 100 000-element arrays and
+    /// maps, call depth 64.
+    fn default() -> Self {
+        Self {
+            operations: 10_000_000,
+            memory_bytes: 256 << 20,
+            wall_time: Duration::from_secs(10),
+            max_string_bytes: 1 << 20,
+            max_array_len: 100_000,
+            max_map_len: 100_000,
+            max_call_depth: 64,
+        }
+    }
+}
+
+impl Limits {
+    fn to_wire(&self) -> WireLimits {
+        WireLimits {
+            operations: self.operations,
+            memory_bytes: self.memory_bytes,
+            wall_time_ms: u64::try_from(self.wall_time.as_millis()).unwrap_or(u64::MAX),
+            max_string_bytes: self.max_string_bytes,
+            max_array_len: self.max_array_len,
+            max_map_len: self.max_map_len,
+            max_call_depth: self.max_call_depth,
+        }
+    }
+
+    fn from_wire(wire: &WireLimits) -> Self {
+        Self {
+            operations: wire.operations,
+            memory_bytes: wire.memory_bytes,
+            wall_time: Duration::from_millis(wire.wall_time_ms),
+            max_string_bytes: wire.max_string_bytes,
+            max_array_len: wire.max_array_len,
+            max_map_len: wire.max_map_len,
+            max_call_depth: wire.max_call_depth,
+        }
+    }
+}
+
+/// One evaluation: the script, the inputs by slot, the limits and the optional RNG seed.
+///
+/// The inputs' strings are zeroized when the request is consumed.
+pub struct EvalRequest {
+    /// The function's source, exactly as registered.
+    pub source: String,
+    /// Slot name → JSON-decoded plaintext input.
+    pub inputs: BTreeMap<String, serde_json::Value>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Seed of the script's RNG, if the manifest grants one.
+    pub rng_seed: Option<[u8; 32]>,
+}
+
+/// What an evaluation used.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Rhai operations performed (0 when the child was killed or crashed).
+    pub operations: u64,
+    /// From spawning the child to reaping it.
+    pub wall_time: Duration,
+    /// Bytes of the inputs as JSON.
+    pub input_bytes: u64,
+    /// Bytes of the output as JSON (0 on failure).
+    pub output_bytes: u64,
+    /// Peak resident set size of the child, when it could report it.
+    pub peak_rss_bytes: Option<u64>,
+    /// Whether the child's memory was locked (`mlockall`); `false` also when unknown.
+    pub memory_locked: bool,
+}
+
+/// The result of one evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EvalOutcome {
+    /// `compute` returned this JSON value.
+    Success {
+        /// The output.
+        output: serde_json::Value,
+        /// What it took.
+        usage: Usage,
+    },
+    /// The evaluation failed; the daemon is unaffected.
+    Failed {
+        /// The kind of failure.
+        reason: EvalFailure,
+        /// One line for the parties (can contain script-chosen text, see the module doc).
+        message: String,
+        /// What it took until then.
+        usage: Usage,
+    },
+}
+
+impl EvalOutcome {
+    /// The usage figures, whatever the outcome.
+    pub fn usage(&self) -> &Usage {
+        match self {
+            EvalOutcome::Success { usage, .. } | EvalOutcome::Failed { usage, .. } => usage,
+        }
+    }
+}
+
+/// Why an evaluation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EvalFailure {
+    /// The script does not compile (syntax, disabled `eval`/`import`, nesting too deep).
+    Compile,
+    /// No `fn compute(inputs)` with exactly one parameter.
+    NoComputeFunction,
+    /// The script raised an error (`throw`, type error, division by zero, ...).
+    Runtime,
+    /// Rhai's operation limit.
+    OperationLimit,
+    /// The address-space limit (an allocation failed).
+    MemoryLimit,
+    /// Rhai's call-depth limit, or the evaluator's stack.
+    CallDepthLimit,
+    /// Rhai's string, array or map size limit, or inputs too large to send.
+    SizeLimit,
+    /// Killed at the wall-clock deadline.
+    Timeout,
+    /// The child died otherwise (forbidden system call, signal, protocol violation).
+    Crashed,
+    /// The result is not JSON-serialisable (or too large).
+    BadOutput,
+}
+
+impl EvalFailure {
+    /// The `snake_case` name, as on the wire and in API answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvalFailure::Compile => "compile",
+            EvalFailure::NoComputeFunction => "no_compute_function",
+            EvalFailure::Runtime => "runtime",
+            EvalFailure::OperationLimit => "operation_limit",
+            EvalFailure::MemoryLimit => "memory_limit",
+            EvalFailure::CallDepthLimit => "call_depth_limit",
+            EvalFailure::SizeLimit => "size_limit",
+            EvalFailure::Timeout => "timeout",
+            EvalFailure::Crashed => "crashed",
+            EvalFailure::BadOutput => "bad_output",
+        }
+    }
+}
+
+impl std::fmt::Display for EvalFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure of the sandbox machinery itself (never of the script).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvalError {
+    /// The evaluator binary could not be started.
+    #[error("cannot start the evaluator {program}: {source}")]
+    Spawn {
+        /// The binary.
+        program: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Talking to a live child failed.
+    #[error("the evaluator's pipe failed: {0}")]
+    Pipe(std::io::Error),
+    /// Waiting for the child failed.
+    #[error("cannot wait for the evaluator: {0}")]
+    Wait(std::io::Error),
+    /// The request could not be encoded.
+    #[error("cannot encode the evaluation request: {0}")]
+    Encode(serde_json::Error),
+}
+
+/// Runs evaluations in child processes of `program` (the `arbiterd` binary).
+#[derive(Clone, Debug)]
+pub struct Evaluator {
+    program: PathBuf,
+    selftest: Option<SelfTest>,
+}
+
+/// What the parent saw of the child.
+struct ChildReport {
+    status: ExitStatus,
+    response: Option<Vec<u8>>,
+    response_error: Option<String>,
+    stderr: Vec<u8>,
+    write_error: Option<std::io::Error>,
+}
+
+impl Evaluator {
+    /// An evaluator that re-executes `program` (in production `std::env::current_exe()`).
+    pub fn new(program: PathBuf) -> Self {
+        Self {
+            program,
+            selftest: None,
+        }
+    }
+
+    /// An evaluator whose child runs a sandbox self-test instead of the script (tests).
+    #[doc(hidden)]
+    pub fn with_selftest(program: PathBuf, selftest: SelfTest) -> Self {
+        Self {
+            program,
+            selftest: Some(selftest),
+        }
+    }
+
+    /// Compiles `source` in-process without running it: syntax, disabled features and
+    /// the presence of `fn compute(inputs)` with one parameter. The error is a message
+    /// for the uploader.
+    pub fn check_script(source: &str) -> Result<(), String> {
+        let engine = script::build_engine(&Limits::default(), None, None);
+        script::compile(&engine, source)
+            .map(drop)
+            .map_err(|f| f.message)
+    }
+
+    /// Runs one evaluation in a fresh child process.
+    pub async fn evaluate(&self, request: EvalRequest) -> Result<EvalOutcome, EvalError> {
+        let limits = request.limits.clone();
+        let mut usage = Usage::default();
+        let EvalRequest {
+            source,
+            inputs,
+            limits: _,
+            rng_seed,
+        } = request;
+        let wire = WireRequest {
+            source,
+            inputs,
+            limits: limits.to_wire(),
+            rng_seed: rng_seed.map(|s| hex::encode(Zeroizing::new(s).as_slice())),
+        };
+        // Checks that need no child.
+        if let Some((slot, _)) = wire
+            .inputs
+            .iter()
+            .find(|(_, v)| script::json_depth(v) > script::MAX_VALUE_DEPTH)
+        {
+            return Ok(failed(
+                EvalFailure::SizeLimit,
+                format!(
+                    "the input in slot `{slot}` is nested deeper than {} levels",
+                    script::MAX_VALUE_DEPTH
+                ),
+                usage,
+            ));
+        }
+        usage.input_bytes = wire
+            .inputs
+            .values()
+            .map(json_len)
+            .sum::<Result<u64, _>>()
+            .map_err(EvalError::Encode)?;
+        let body_len = json_len(&wire).map_err(EvalError::Encode)?;
+        let body_len = match usize::try_from(body_len) {
+            Ok(n) if n <= protocol::MAX_REQUEST_BYTES => n,
+            _ => {
+                return Ok(failed(
+                    EvalFailure::SizeLimit,
+                    format!(
+                        "the script and inputs are {body_len} bytes, more than the evaluator \
+                         accepts ({})",
+                        protocol::MAX_REQUEST_BYTES
+                    ),
+                    usage,
+                ));
+            }
+        };
+        // Sized exactly, so serialising never reallocates and leaves no stray copies.
+        let mut frame = Zeroizing::new(Vec::with_capacity(body_len + 4));
+        frame.extend_from_slice(&u32::try_from(body_len).unwrap_or(u32::MAX).to_be_bytes());
+        serde_json::to_writer(&mut *frame, &wire).map_err(EvalError::Encode)?;
+        drop(wire);
+
+        let started = Instant::now();
+        let report = self.run_child(&frame, limits.wall_time).await;
+        drop(frame);
+        usage.wall_time = started.elapsed();
+        let report = match report? {
+            Some(report) => report,
+            None => {
+                return Ok(failed(
+                    EvalFailure::Timeout,
+                    format!(
+                        "the evaluation exceeded its wall-clock limit of {} ms and was killed",
+                        limits.wall_time.as_millis()
+                    ),
+                    usage,
+                ));
+            }
+        };
+        classify(report, &limits, usage)
+    }
+
+    /// Spawns the child, feeds it `frame` and collects its answer; `None` on timeout
+    /// (the child is then killed and reaped).
+    async fn run_child(
+        &self,
+        frame: &[u8],
+        deadline: Duration,
+    ) -> Result<Option<ChildReport>, EvalError> {
+        let mut command = Command::new(&self.program);
+        command.arg(CHILD_SUBCOMMAND);
+        if let Some(selftest) = self.selftest {
+            command.args(["--selftest", selftest.as_arg()]);
+        }
+        command
+            .env_clear()
+            // One malloc arena: every thread allocates from the main heap (brk and mmap).
+            // glibc's per-thread arenas open /proc/sys/vm/overcommit_memory when they
+            // shrink, which the seccomp filter forbids.
+            .env("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|source| EvalError::Spawn {
+            program: self.program.clone(),
+            source,
+        })?;
+        let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(EvalError::Pipe(std::io::Error::other(
+                "the child's pipes are missing",
+            )));
+        };
+
+        let exchange = async {
+            let write = async {
+                let result = stdin.write_all(frame).await;
+                drop(stdin);
+                result.err()
+            };
+            let (write_error, response, stderr_bytes) = tokio::join!(
+                write,
+                read_response(&mut stdout),
+                read_bounded(&mut stderr, STDERR_KEPT_BYTES),
+            );
+            (write_error, response, stderr_bytes)
+        };
+        let exchanged = tokio::time::timeout(deadline, async {
+            let (write_error, response, stderr) = exchange.await;
+            if response.is_err() {
+                // An oversized or garbled answer: stop the child rather than wait for it.
+                let _ = child.start_kill();
+            }
+            let status = child.wait().await;
+            (write_error, response, stderr, status)
+        })
+        .await;
+        match exchanged {
+            Ok((write_error, response, stderr, status)) => {
+                let status = status.map_err(EvalError::Wait)?;
+                let (response, response_error) = match response {
+                    Ok(r) => (r, None),
+                    Err(e) => (None, Some(e)),
+                };
+                Ok(Some(ChildReport {
+                    status,
+                    response,
+                    response_error,
+                    stderr,
+                    write_error,
+                }))
+            }
+            Err(_) => {
+                let _ = child.start_kill();
+                child.wait().await.map_err(EvalError::Wait)?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The length of `value` as compact JSON, without building it.
+fn json_len(value: &impl Serialize) -> Result<u64, serde_json::Error> {
+    struct Counter(u64);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len() as u64;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value)?;
+    Ok(counter.0)
+}
+
+/// Reads the child's response frame: `Ok(None)` if it closed stdout without one.
+async fn read_response(stdout: &mut (impl AsyncRead + Unpin)) -> Result<Option<Vec<u8>>, String> {
+    let mut prefix = [0u8; 4];
+    match stdout.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(format!("reading the response: {e}")),
+    }
+    let len = protocol::frame_len(prefix, protocol::MAX_RESPONSE_BYTES)
+        .map_err(|e| format!("the response is too large: {e}"))?;
+    let mut body = vec![0u8; len];
+    stdout
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| format!("the response was cut short: {e}"))?;
+    Ok(Some(body))
+}
+
+/// Reads `pipe` to its end, keeping the first `keep` bytes.
+async fn read_bounded(pipe: &mut (impl AsyncRead + Unpin), keep: usize) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                let room = keep.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+}
+
+/// A failed outcome.
+fn failed(reason: EvalFailure, message: String, usage: Usage) -> EvalOutcome {
+    EvalOutcome::Failed {
+        reason,
+        message,
+        usage,
+    }
+}
+
+/// Turns what the parent saw into an outcome.
+fn classify(
+    report: ChildReport,
+    limits: &Limits,
+    mut usage: Usage,
+) -> Result<EvalOutcome, EvalError> {
+    let stderr = String::from_utf8_lossy(&report.stderr);
+    let first_line = stderr.lines().next().unwrap_or("").trim().to_owned();
+
+    if let (true, Some(body)) = (report.status.success(), &report.response) {
+        return Ok(match serde_json::from_slice::<WireResponse>(body) {
+            Ok(response) => from_response(response, usage),
+            Err(e) => failed(
+                EvalFailure::Crashed,
+                format!("the evaluator's answer is malformed: {e}"),
+                usage,
+            ),
+        });
+    }
+
+    let memory_hint = stderr.contains("memory allocation of") || stderr.contains("out of memory");
+    let stack_hint = stderr.contains("has overflowed its stack");
+    let (reason, message) = match report.status.signal() {
+        Some(nix::libc::SIGSYS) => (
+            EvalFailure::Crashed,
+            "the script's process made a forbidden system call (seccomp) and was killed".to_owned(),
+        ),
+        _ if memory_hint => (
+            EvalFailure::MemoryLimit,
+            format!(
+                "the script exceeded its memory limit of {} bytes",
+                limits.memory_bytes
+            ),
+        ),
+        _ if stack_hint => (
+            EvalFailure::CallDepthLimit,
+            "the script nested too deeply and overflowed the evaluator's stack".to_owned(),
+        ),
+        Some(nix::libc::SIGKILL) => (
+            EvalFailure::Crashed,
+            "the evaluator was killed by SIGKILL (by the kernel's out-of-memory killer?)"
+                .to_owned(),
+        ),
+        Some(signal) => (
+            EvalFailure::Crashed,
+            format!(
+                "the evaluator died of signal {signal}{}",
+                detail(&first_line)
+            ),
+        ),
+        None => {
+            if let Some(e) = report.response_error {
+                (EvalFailure::Crashed, format!("the evaluator's {e}"))
+            } else if let (Some(e), 0) = (&report.write_error, report.status.code().unwrap_or(-1)) {
+                return Err(EvalError::Pipe(std::io::Error::new(
+                    e.kind(),
+                    e.to_string(),
+                )));
+            } else {
+                (
+                    EvalFailure::Crashed,
+                    format!(
+                        "the evaluator exited with {} without an answer{}",
+                        report.status,
+                        detail(&first_line)
+                    ),
+                )
+            }
+        }
+    };
+    usage.memory_locked = false;
+    Ok(failed(reason, message, usage))
+}
+
+/// `": <line>"` for a non-empty diagnostic line.
+fn detail(line: &str) -> String {
+    if line.is_empty() {
+        String::new()
+    } else {
+        format!(": {line}")
+    }
+}
+
+/// Fills the usage from the child's response and builds the outcome.
+fn from_response(response: WireResponse, mut usage: Usage) -> EvalOutcome {
+    let apply = |usage: &mut Usage, wire: WireUsage| {
+        usage.operations = wire.operations;
+        usage.peak_rss_bytes = wire.peak_rss_bytes;
+        usage.memory_locked = wire.memory_locked;
+    };
+    match response {
+        WireResponse::Ok {
+            output,
+            usage: wire,
+        } => {
+            apply(&mut usage, wire);
+            usage.output_bytes = serde_json::to_vec(&output).map_or(0, |b| b.len() as u64);
+            EvalOutcome::Success { output, usage }
+        }
+        WireResponse::Failed {
+            reason,
+            message,
+            usage: wire,
+        } => {
+            apply(&mut usage, wire);
+            EvalOutcome::Failed {
+                reason,
+                message,
+                usage,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_script_reports_problems() {
+        assert!(Evaluator::check_script("fn compute(inputs) { inputs.a + 1 }").is_ok());
+        let e = Evaluator::check_script("fn compute(inputs) { inputs.a + }").unwrap_err();
+        assert!(e.contains("does not compile"), "{e}");
+        let e = Evaluator::check_script("fn compute() { 1 }").unwrap_err();
+        assert!(e.contains("compute(inputs)"), "{e}");
+    }
+
+    #[test]
+    fn failure_names() {
+        for f in [
+            EvalFailure::Compile,
+            EvalFailure::NoComputeFunction,
+            EvalFailure::MemoryLimit,
+            EvalFailure::BadOutput,
+        ] {
+            let json = serde_json::to_value(f).unwrap();
+            assert_eq!(json, serde_json::Value::String(f.as_str().to_owned()));
+        }
+    }
+
+    #[test]
+    fn json_len_matches_serialisation() {
+        let v = serde_json::json!({"a": ["x\"y", 1.5, null], "b": {"c": true}});
+        assert_eq!(
+            json_len(&v).unwrap(),
+            serde_json::to_vec(&v).unwrap().len() as u64
+        );
+    }
+
+    #[test]
+    fn limits_survive_the_wire() {
+        let limits = Limits {
+            wall_time: Duration::from_millis(1234),
+            ..Limits::default()
+        };
+        assert_eq!(Limits::from_wire(&limits.to_wire()), limits);
+    }
+}

@@ -1,0 +1,170 @@
+//! The pipe protocol between the daemon and its evaluator child: one request on the
+//! child's stdin, one response on its stdout, each a 4-byte big-endian length followed
+//! by that many bytes of JSON.
+//!
+//! The request carries the script, the inputs, the limits and the RNG seed; the
+//! response carries the output or the failure, plus the usage figures that only the
+//! child can measure. Both directions are size-limited before anything is allocated.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::EvalFailure;
+
+/// The largest request the parent sends and the child accepts (script plus inputs).
+pub(crate) const MAX_REQUEST_BYTES: usize = 64 << 20;
+/// The largest response the child sends and the parent accepts.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// What the parent sends.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireRequest {
+    pub(crate) source: String,
+    pub(crate) inputs: BTreeMap<String, Value>,
+    pub(crate) limits: WireLimits,
+    /// Hex of the 32-byte seed, if the manifest grants a seeded RNG.
+    pub(crate) rng_seed: Option<String>,
+}
+
+impl Drop for WireRequest {
+    fn drop(&mut self) {
+        zeroize_inputs(&mut self.inputs);
+        if let Some(seed) = &mut self.rng_seed {
+            seed.zeroize();
+        }
+    }
+}
+
+/// [`super::Limits`] on the wire (durations in milliseconds).
+#[derive(Serialize, Deserialize, Clone, Copy)]
+pub(crate) struct WireLimits {
+    pub(crate) operations: u64,
+    pub(crate) memory_bytes: u64,
+    pub(crate) wall_time_ms: u64,
+    pub(crate) max_string_bytes: usize,
+    pub(crate) max_array_len: usize,
+    pub(crate) max_map_len: usize,
+    pub(crate) max_call_depth: usize,
+}
+
+/// What the child answers.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(crate) enum WireResponse {
+    /// `compute` returned a JSON-serialisable value.
+    Ok {
+        output: Value,
+        #[serde(flatten)]
+        usage: WireUsage,
+    },
+    /// The script failed (compile error, runtime error, a Rhai limit, bad output).
+    Failed {
+        reason: EvalFailure,
+        message: String,
+        #[serde(flatten)]
+        usage: WireUsage,
+    },
+}
+
+/// Usage figures measured inside the child.
+#[derive(Serialize, Deserialize, Debug, Default, Clone, Copy)]
+pub(crate) struct WireUsage {
+    pub(crate) operations: u64,
+    pub(crate) peak_rss_bytes: Option<u64>,
+    pub(crate) memory_locked: bool,
+}
+
+/// Overwrites every string in the inputs (keys are slot names, not secrets). Numbers
+/// cannot be overwritten in place; they are dropped with the rest.
+pub(crate) fn zeroize_inputs(inputs: &mut BTreeMap<String, Value>) {
+    fn wipe(value: &mut Value) {
+        match value {
+            Value::String(s) => s.zeroize(),
+            Value::Array(items) => items.iter_mut().for_each(wipe),
+            Value::Object(fields) => fields.values_mut().for_each(wipe),
+            _ => {}
+        }
+    }
+    inputs.values_mut().for_each(wipe);
+}
+
+/// Writes one frame (blocking; the child's side).
+pub(crate) fn write_frame(out: &mut impl Write, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    out.write_all(&len.to_be_bytes())?;
+    out.write_all(body)?;
+    out.flush()
+}
+
+/// Reads one frame of at most `max` bytes (blocking; the child's side).
+pub(crate) fn read_frame(input: &mut impl Read, max: usize) -> io::Result<Zeroizing<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len)?;
+    let len = frame_len(len, max)?;
+    let mut body = Zeroizing::new(vec![0u8; len]);
+    input.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// Checks a frame's length prefix against `max`.
+pub(crate) fn frame_len(prefix: [u8; 4], max: usize) -> io::Result<usize> {
+    let len = usize::try_from(u32::from_be_bytes(prefix)).unwrap_or(usize::MAX);
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {max}"),
+        ));
+    }
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_are_bounded() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"{\"a\":1}").unwrap();
+        assert_eq!(&buf[..4], &[0, 0, 0, 7]);
+        let body = read_frame(&mut buf.as_slice(), 7).unwrap();
+        assert_eq!(&body[..], b"{\"a\":1}");
+        assert!(read_frame(&mut buf.as_slice(), 6).is_err());
+        assert!(read_frame(&mut &buf[..6], 7).is_err());
+    }
+
+    #[test]
+    fn response_encoding() {
+        let r = WireResponse::Failed {
+            reason: EvalFailure::OperationLimit,
+            message: "m".into(),
+            usage: WireUsage::default(),
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            text,
+            r#"{"status":"failed","reason":"operation_limit","message":"m","operations":0,"peak_rss_bytes":null,"memory_locked":false}"#
+        );
+        let back: WireResponse = serde_json::from_str(&text).unwrap();
+        assert!(matches!(
+            back,
+            WireResponse::Failed {
+                reason: EvalFailure::OperationLimit,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn inputs_are_wiped() {
+        let mut inputs = BTreeMap::new();
+        inputs.insert("a".to_owned(), serde_json::json!({"k": ["secret"]}));
+        zeroize_inputs(&mut inputs);
+        assert_eq!(inputs["a"], serde_json::json!({"k": [""]}));
+    }
+}

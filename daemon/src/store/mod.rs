@@ -1,0 +1,248 @@
+//! The durable store: one SQLite database in the state directory (WAL, `synchronous=FULL`),
+//! with schema migrations.
+//!
+//! Writes go through one writer thread that commits them in groups: every write queued
+//! while the previous commit was being fsynced joins the next transaction, each in its own
+//! savepoint, so one fsync acknowledges many concurrent submissions and a failing write
+//! rolls back alone. A write's future resolves only after its commit is durable. Reads use
+//! a separate connection (WAL lets them proceed beside the writer).
+
+pub mod queries;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite reported an error (disk full, I/O error, corruption, constraint).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer Arbiter.
+    #[error(
+        "the database {path} has schema version {found}, newer than this arbiterd knows \
+         ({known}); refusing to touch it"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+    /// A stored value does not decode (corruption or a bug).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The transaction holding this write could not be committed (nothing of it is stored).
+    #[error("the database could not commit: {message}")]
+    Commit {
+        /// Whether the disk is full.
+        disk_full: bool,
+        /// SQLite's message.
+        message: String,
+    },
+    /// The writer thread is gone.
+    #[error("the store is shut down")]
+    Closed,
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Whether the error is the disk being full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            Self::Commit { disk_full, .. } => *disk_full,
+            _ => false,
+        }
+    }
+}
+
+/// One queued write: the work (true when it succeeded) and whom to tell about the commit.
+struct WriteJob {
+    run: Box<dyn FnOnce(&Connection) -> bool + Send>,
+    committed: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    writes: mpsc::UnboundedSender<WriteJob>,
+    reader: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating and migrating as needed) `arbiter.db` in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
+            what: format!("creating the state directory {}", state_dir.display()),
+            source,
+        })?;
+        let path = state_dir.join("arbiter.db");
+        let mut writer = connect(&path)?;
+        schema::migrate(&mut writer, &path)?;
+        let reader = connect(&path)?;
+        let (writes, rx) = mpsc::unbounded_channel();
+        thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|source| StoreError::Io {
+                what: "starting the store writer".into(),
+                source,
+            })?;
+        Ok(Self {
+            writes,
+            reader: Arc::new(Mutex::new(reader)),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in a savepoint of the next group transaction and resolves once that
+    /// transaction is durably committed. If `f` fails, its savepoint alone is rolled back.
+    pub async fn write<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, E>>();
+        let (committed, committed_rx) = oneshot::channel();
+        let run = Box::new(move |conn: &Connection| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            // The caller may have been cancelled; its write still commits or rolls back.
+            let _ = tx.send(result);
+            ok
+        });
+        self.writes
+            .send(WriteJob { run, committed })
+            .map_err(|_| E::from(StoreError::Closed))?;
+        committed_rx
+            .await
+            .map_err(|_| E::from(StoreError::Closed))?
+            .map_err(E::from)?;
+        rx.await.map_err(|_| E::from(StoreError::Closed))?
+    }
+
+    /// Runs `f` on the read connection (on a blocking thread).
+    pub async fn read<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|_| E::from(StoreError::Closed))?
+    }
+}
+
+/// The writer: takes every queued job, runs each in a savepoint of one transaction,
+/// commits once, then tells every waiter.
+fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<WriteJob>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while let Ok(job) = rx.try_recv() {
+            jobs.push(job);
+        }
+        let mut waiters = Vec::with_capacity(jobs.len());
+        let outcome = run_group(&mut conn, jobs, &mut waiters);
+        for waiter in waiters {
+            let _ = waiter.send(match &outcome {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Commit {
+                    disk_full: matches!(e, rusqlite::Error::SqliteFailure(f, _)
+                        if f.code == rusqlite::ErrorCode::DiskFull),
+                    message: e.to_string(),
+                }),
+            });
+        }
+    }
+}
+
+fn run_group(
+    conn: &mut Connection,
+    jobs: Vec<WriteJob>,
+    waiters: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
+) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction();
+    let mut tx = match tx {
+        Ok(tx) => tx,
+        Err(e) => {
+            waiters.extend(jobs.into_iter().map(|j| j.committed));
+            return Err(e);
+        }
+    };
+    let mut failure = None;
+    for job in jobs {
+        waiters.push(job.committed);
+        if failure.is_some() {
+            continue;
+        }
+        match tx.savepoint() {
+            Ok(sp) => {
+                // A failed job's savepoint rolls back when dropped.
+                if (job.run)(&sp)
+                    && let Err(e) = sp.commit()
+                {
+                    failure = Some(e);
+                }
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => tx.commit(),
+    }
+}
+
+pub use schema::SCHEMA_VERSION;

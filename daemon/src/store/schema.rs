@@ -1,0 +1,126 @@
+//! The database schema and its migrations, applied in order at open and recorded in
+//! `PRAGMA user_version`.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Each migration, in order; the schema version is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: functions, instances, wrapped secrets, inputs, approvals, results, TLS, usage.
+    "
+    CREATE TABLE functions (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        language      TEXT NOT NULL,
+        source        BLOB NOT NULL,
+        sha256        TEXT NOT NULL,
+        registered_by TEXT NOT NULL,
+        registered_at TEXT NOT NULL
+    );
+    CREATE INDEX functions_sha256 ON functions(sha256);
+
+    CREATE TABLE instances (
+        id               TEXT PRIMARY KEY,
+        manifest_json    TEXT NOT NULL,
+        manifest_sha256  TEXT NOT NULL,
+        function_id      TEXT NOT NULL REFERENCES functions(id),
+        function_sha256  TEXT NOT NULL,
+        public_key       BLOB NOT NULL,
+        created_by       TEXT NOT NULL,
+        created_at       TEXT NOT NULL,
+        state            TEXT NOT NULL,
+        round            INTEGER NOT NULL,
+        evaluations      INTEGER NOT NULL DEFAULT 0,
+        first_read_at    TEXT,
+        destroyed_at     TEXT
+    );
+
+    -- Secrets wrapped (AES-256-GCM) under the sealing index's key of `epoch`.
+    CREATE TABLE wrapped_secrets (
+        owner      TEXT NOT NULL,
+        epoch      INTEGER NOT NULL,
+        nonce      BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        PRIMARY KEY (owner, epoch)
+    );
+
+    CREATE TABLE inputs (
+        instance_id            TEXT NOT NULL REFERENCES instances(id),
+        slot                   TEXT NOT NULL,
+        submitter              TEXT NOT NULL,
+        round                  INTEGER NOT NULL,
+        enc                    BLOB NOT NULL,
+        ciphertext             BLOB NOT NULL,
+        ciphertext_sha256      TEXT NOT NULL,
+        expect_function_sha256 TEXT,
+        accepted_at            TEXT NOT NULL,
+        PRIMARY KEY (instance_id, slot)
+    );
+
+    CREATE TABLE approvals (
+        instance_id TEXT NOT NULL REFERENCES instances(id),
+        identity    TEXT NOT NULL,
+        approved_at TEXT NOT NULL,
+        PRIMARY KEY (instance_id, identity)
+    );
+
+    -- Outputs and failure messages encrypted under the instance's result-at-rest key.
+    CREATE TABLE results (
+        instance_id  TEXT NOT NULL REFERENCES instances(id),
+        round        INTEGER NOT NULL,
+        succeeded    INTEGER NOT NULL,
+        nonce        BLOB NOT NULL,
+        ciphertext   BLOB NOT NULL,
+        inputs_json  TEXT NOT NULL,
+        evaluated_at TEXT NOT NULL,
+        PRIMARY KEY (instance_id, round)
+    );
+
+    -- The daemon's TLS certificate; its key is in wrapped_secrets under owner 'tls'.
+    CREATE TABLE tls_identity (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        cert_der   BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    );
+
+    -- Signed destruction certificates (compact JWS).
+    CREATE TABLE certificates (
+        instance_id TEXT PRIMARY KEY REFERENCES instances(id),
+        jws         TEXT NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+
+    CREATE TABLE usage (
+        instance_id TEXT NOT NULL REFERENCES instances(id),
+        identity    TEXT NOT NULL,
+        metric      TEXT NOT NULL,
+        amount      INTEGER NOT NULL,
+        PRIMARY KEY (instance_id, identity, metric)
+    );
+    ",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database to [`SCHEMA_VERSION`], refusing a newer one.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: current,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! JSON helpers shared by manifests, HPKE `info`, Merkle leaves and signed statements:
+//! RFC 8785 canonical serialisation (JCS) and a strict parser that refuses duplicate
+//! object keys (which different JSON parsers resolve differently, so two parties could
+//! read the same text as two different documents).
+
+use std::fmt;
+
+use serde::de::{self, Deserializer as _, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// `JCS(value)` (RFC 8785) as bytes.
+pub fn to_vec(value: &Value) -> Vec<u8> {
+    // JCS fails only for numbers JSON cannot hold (NaN, infinities), which a
+    // `serde_json::Value` cannot contain; an empty output would match no digest anyone
+    // computes, so the fallback fails closed.
+    serde_jcs::to_vec(value).unwrap_or_default()
+}
+
+/// `JCS(value)` (RFC 8785) as a string.
+pub fn to_string(value: &Value) -> String {
+    String::from_utf8(to_vec(value)).unwrap_or_default()
+}
+
+/// Parses one JSON document from `bytes`, refusing duplicate keys in any object and
+/// anything after the document other than whitespace.
+///
+/// # Errors
+/// The parser's message (with line and column) for malformed JSON or a duplicate key.
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = de.deserialize_any(StrictVisitor)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// Builds a `serde_json::Value`, refusing duplicate keys.
+struct StrictVisitor;
+
+impl<'de> de::DeserializeSeed<'de> for StrictVisitor {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(StrictVisitor)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
+            }
+            let value = map.next_value_seed(StrictVisitor)?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jcs_sorts_keys_and_drops_whitespace() {
+        let v: Value =
+            serde_json::from_str(r#"{ "b": [1, {"z": true, "a": null}], "a": "é\n" }"#).unwrap();
+        assert_eq!(
+            to_string(&v),
+            "{\"a\":\"é\\n\",\"b\":[1,{\"a\":null,\"z\":true}]}"
+        );
+    }
+
+    #[test]
+    fn jcs_rfc8785_key_order_is_by_utf16_code_units() {
+        // RFC 8785 §3.2.3's example: U+1F600 (UTF-16 D83D DE00) sorts before U+FB33,
+        // although its code point (and UTF-8) is larger.
+        let v: Value = serde_json::from_str(
+            r#"{"\u20ac":"Euro Sign","\r":"Carriage Return","\ufb33":"Hebrew Letter Dalet With Dagesh","1":"One","\ud83d\ude00":"Emoji: Grinning Face","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis"}"#,
+        )
+        .unwrap();
+        let expected = concat!(
+            "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u{80}\":\"Control\",",
+            "\"\u{f6}\":\"Latin Small Letter O With Diaeresis\",\"\u{20ac}\":\"Euro Sign\",",
+            "\"\u{1f600}\":\"Emoji: Grinning Face\",",
+            "\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}"
+        );
+        assert_eq!(to_string(&v), expected);
+    }
+
+    #[test]
+    fn strict_parse_refuses_duplicates_and_trailing_data() {
+        assert_eq!(
+            parse_strict(br#"{"a":1,"b":[{"c":2}]}"#).unwrap(),
+            serde_json::json!({"a":1,"b":[{"c":2}]})
+        );
+        let err = parse_strict(br#"{"a":1,"b":{"c":2,"c":3}}"#).unwrap_err();
+        assert!(err.to_string().contains("duplicate key \"c\""), "{err}");
+        assert!(parse_strict(br#"{"a":1} x"#).is_err());
+        assert!(parse_strict(br#"{"a":1}  "#).is_ok());
+        assert!(parse_strict(b"").is_err());
+        assert!(parse_strict(b"[1,").is_err());
+        assert_eq!(parse_strict(b"1.5").unwrap(), serde_json::json!(1.5));
+        assert_eq!(parse_strict(b"-3").unwrap(), serde_json::json!(-3));
+    }
+}

@@ -1,0 +1,311 @@
+//! A real `arbiterd` for end-to-end tests: the engine started in-process on a private
+//! swtpm with its own state directory, serving HTTPS on a free loopback port, evaluating in
+//! the real `arbiterd` binary; and parties with their own identities and connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arbiter_client::http::{Connection, PartyIdentity, Response};
+use arbiter_daemon::config::Config;
+use arbiter_daemon::engine::Engine;
+use arbiter_policy::hpke::{self, InputContext};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::TestTpm;
+
+/// The `arbiterd` binary that evaluations re-execute: `$ARBITERD`, or the one cargo built
+/// next to this test binary (`cargo test --workspace` builds it).
+pub fn arbiterd_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("ARBITERD") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join("arbiterd");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p arbiter-daemon` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A running daemon.
+pub struct TestDaemon {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// The engine, for inspection.
+    pub engine: Arc<Engine>,
+    /// Its state directory.
+    pub state_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestDaemon {
+    /// Starts a daemon on `tpm` with state in `state_dir`; `configure` adjusts the config
+    /// (operators, creators, limits) before start.
+    pub async fn start(
+        tpm: &TestTpm,
+        state_dir: &Path,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::try_start(tpm, state_dir, configure)
+            .await
+            .unwrap_or_else(|e| panic!("starting arbiterd: {e}"))
+    }
+
+    /// Like [`TestDaemon::start`], returning the start error.
+    pub async fn try_start(
+        tpm: &TestTpm,
+        state_dir: &Path,
+        configure: impl FnOnce(&mut Config),
+    ) -> Result<Self, arbiter_daemon::engine::StartError> {
+        let mut config = Config {
+            state_dir: state_dir.to_owned(),
+            evaluator: Some(arbiterd_path()),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            ..Config::default()
+        };
+        config.tpm.tcti = tpm.tcti();
+        configure(&mut config);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .expect("binding a loopback port");
+        let url = format!("https://{}", listener.local_addr().expect("bound address"));
+        let engine = Arc::new(Engine::start(config).await?);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = Arc::clone(&engine);
+        let task = tokio::spawn(async move {
+            arbiter_daemon::server::serve(serving, listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Ok(Self {
+            url,
+            engine,
+            state_dir: state_dir.to_owned(),
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Stops serving and waits for the drain.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A party: an identity and its connection to a daemon.
+pub struct Party {
+    /// Its name (for manifests and messages).
+    pub name: String,
+    /// Its identity (SPKI hash).
+    pub id: String,
+    /// Its key and certificate.
+    pub identity: PartyIdentity,
+    /// Its connection.
+    pub conn: Connection,
+}
+
+impl Party {
+    /// A new party with a fresh self-signed identity, connected to `daemon`.
+    pub fn new(name: &str, daemon: &TestDaemon) -> Self {
+        let identity = PartyIdentity::generate(name).expect("generating an identity");
+        Self::with_identity(name, identity, &daemon.url)
+    }
+
+    /// A party with a given identity connected to `url`.
+    pub fn with_identity(name: &str, identity: PartyIdentity, url: &str) -> Self {
+        let id = identity.identity().expect("identity");
+        let conn = Connection::new(url, &identity, None).expect("connection");
+        Self {
+            name: name.into(),
+            id,
+            identity,
+            conn,
+        }
+    }
+
+    /// The same identity connected to another daemon URL (after a restart).
+    pub fn reconnect(&mut self, url: &str) {
+        self.conn = Connection::new(url, &self.identity, None).expect("connection");
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Response {
+        self.conn.get(path).await.expect("request")
+    }
+
+    /// POST JSON.
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.conn.post(path, &body).await.expect("request")
+    }
+
+    /// PUT JSON.
+    pub async fn put(&self, path: &str, body: Value) -> Response {
+        self.conn.put(path, &body).await.expect("request")
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> Response {
+        self.conn.delete(path).await.expect("request")
+    }
+
+    /// Encrypts `value` for `slot` of an instance exactly as a party does (HPKE per SPEC §3,
+    /// padded), returning the request body.
+    pub fn encrypt_input(&self, instance: &Value, slot: &str, round: u64, value: &Value) -> Value {
+        self.encrypt_input_as(instance, slot, round, &self.id, value)
+    }
+
+    /// Like [`Party::encrypt_input`], but binding another submitter identity (to test
+    /// replays).
+    pub fn encrypt_input_as(
+        &self,
+        instance: &Value,
+        slot: &str,
+        round: u64,
+        submitter: &str,
+        value: &Value,
+    ) -> Value {
+        let public_key =
+            hex::decode(instance["public_key"].as_str().expect("public_key")).expect("hex");
+        let ctx = InputContext {
+            instance_id: instance["id"].as_str().expect("id"),
+            slot,
+            round,
+            function_sha256: instance["function_sha256"]
+                .as_str()
+                .expect("function_sha256"),
+            submitter,
+        };
+        let plaintext = hpke::pad_json(value.to_string().as_bytes(), hpke::DEFAULT_PAD_BLOCK);
+        let (enc, ct) = hpke::seal(&public_key, &ctx, &plaintext).expect("sealing");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        json!({ "enc": b64.encode(enc), "ciphertext": b64.encode(ct) })
+    }
+}
+
+/// A two-party manifest: `a` from the first party, `b` from the second, both read the
+/// result, automatic trigger on all slots.
+pub fn two_party_manifest(function_sha256: &str, first: &Party, second: &Party) -> Value {
+    json!({
+        "name": "test computation",
+        "function": { "sha256": function_sha256 },
+        "parties": [
+            { "name": first.name, "identity": first.id },
+            { "name": second.name, "identity": second.id }
+        ],
+        "slots": {
+            "a": { "providers": [first.id], "provide": "provide_once" },
+            "b": { "providers": [second.id], "provide": "provide_once" }
+        },
+        "trigger": { "kind": "all" },
+        "readers": { (first.id.clone()): "result", (second.id.clone()): "result" },
+        "destruction": { "policy": "on_request", "destroyers": [first.id] }
+    })
+}
+
+/// `arbiterd run` as a child process (for crash tests: failpoints abort the process).
+pub struct ProcessDaemon {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl ProcessDaemon {
+    /// Starts `arbiterd run` on `tpm` with `state_dir`, the given operators, and
+    /// `ARBITER_FAILPOINT=failpoint` when given; waits until it serves `/healthz`.
+    pub async fn start(
+        tpm: &TestTpm,
+        state_dir: &Path,
+        operator: &PartyIdentity,
+        failpoint: Option<&str>,
+    ) -> Self {
+        let port = arbiter_daemon::swtpm::free_port_pair().expect("a free port");
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = std::process::Command::new(arbiterd_path());
+        cmd.arg("run")
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--tcti")
+            .arg(tpm.tcti())
+            .arg("--listen")
+            .arg(&listen)
+            .arg("--set")
+            .arg(format!(
+                "access.operators=[\"{}\"]",
+                operator.identity().expect("identity")
+            ))
+            .arg("--set")
+            .arg(format!(
+                "evaluator={:?}",
+                arbiterd_path().display().to_string()
+            ))
+            .env("TSS2_LOG", "all+NONE")
+            .stdin(std::process::Stdio::null());
+        match failpoint {
+            Some(f) => cmd.env("ARBITER_FAILPOINT", f),
+            None => cmd.env_remove("ARBITER_FAILPOINT"),
+        };
+        let child = cmd.spawn().expect("spawning arbiterd");
+        let url = format!("https://{listen}");
+        let conn = Connection::new(&url, operator, None).expect("connection");
+        let mut daemon = Self { url, child };
+        for _ in 0..300 {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("arbiterd exited during start: {status}");
+            }
+            if conn
+                .get("/healthz")
+                .await
+                .is_ok_and(|r| r.status.is_success())
+            {
+                return daemon;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = daemon.child.kill();
+        panic!("arbiterd did not start serving within 15 s");
+    }
+
+    /// Waits for the process to exit by itself (a failpoint) and returns whether it was
+    /// killed by a signal (abort).
+    pub async fn wait_crash(mut self) -> bool {
+        for _ in 0..600 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                use std::os::unix::process::ExitStatusExt;
+                return status.signal().is_some();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        false
+    }
+
+    /// Stops the process (SIGKILL: as a crash).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProcessDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
