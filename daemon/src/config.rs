@@ -207,6 +207,8 @@ impl Default for AttestationSection {
 pub struct DangerSection {
     /// Allow a platform PCR set that lacks one of 0, 2, 4, 7 (SPEC §2).
     pub weak_platform_pcrs: bool,
+    /// Start even when memory cannot be locked (secrets could then reach swap).
+    pub allow_unlocked_memory: bool,
 }
 
 impl Config {

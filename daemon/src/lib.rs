@@ -13,6 +13,7 @@ pub mod api;
 pub mod config;
 pub mod engine;
 pub mod eval;
+pub mod hardening;
 pub mod keys;
 pub mod measure;
 pub mod selftest;

@@ -38,6 +38,12 @@ pub async fn run(
 /// The service entry point of `arbiterd run`: optionally starts a private swtpm
 /// (development mode), binds the listener, runs until SIGTERM or SIGINT.
 pub async fn run_service(mut config: Config, dev_swtpm: bool) -> Result<(), StartError> {
+    let hardened =
+        crate::hardening::harden(config.danger.allow_unlocked_memory).map_err(StartError::Other)?;
+    crate::engine::tracing_line(&format!(
+        "process hardened: not dumpable, no core files, memory locked: {}",
+        hardened.memory_locked
+    ));
     // Kept alive while serving: dropping it stops the software TPM.
     let _swtpm = if dev_swtpm {
         let dir = config.state_dir.join("swtpm");
@@ -75,7 +81,23 @@ pub async fn run_service(mut config: Config, dev_swtpm: bool) -> Result<(), Star
             .unwrap_or_default(),
         engine.tls_spki_sha256()
     ));
+    // Ready only now: the TPM, the store and the measurement log are verified and the
+    // socket is bound. Without NOTIFY_SOCKET (not under systemd) this does nothing.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        let watched = Arc::clone(&engine);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval / 2).await;
+                // Ping only while the TPM answers: a daemon that lost its TPM is restarted.
+                if watched.tpm().clock().await.is_ok() {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+            }
+        });
+    }
     serve(engine, listener, shutdown_signal()).await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     Ok(())
 }
 

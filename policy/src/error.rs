@@ -146,7 +146,7 @@ pub enum Error {
     #[error("the input does not decrypt (tampered, or sealed for another key or context)")]
     Decrypt,
 
-    /// HPKE sealing failed (e.g. the system RNG was unavailable).
+    /// HPKE sealing failed (the AEAD refused the plaintext, e.g. beyond its size limit).
     #[error("HPKE encryption failed")]
     Encrypt,
 

@@ -111,8 +111,11 @@ pub fn derive_keypair(instance_secret: &[u8; 32]) -> (PrivateKey, [u8; ENC_LEN])
 /// `info` of `ctx`: returns `(enc, ciphertext)`.
 ///
 /// # Errors
-/// `InvalidKey` when `public_key_sec1` is not a P-256 point; `Encrypt` when HPKE fails
-/// (e.g. the system RNG).
+/// `InvalidKey` when `public_key_sec1` is not a P-256 point; `Encrypt` when HPKE fails.
+///
+/// # Panics
+/// Only if the operating system's random number generator fails (the `hpke` crate
+/// draws the ephemeral key from it and treats that as fatal).
 pub fn seal(
     public_key_sec1: &[u8],
     ctx: &InputContext,

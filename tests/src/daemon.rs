@@ -296,6 +296,11 @@ impl ProcessDaemon {
         false
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the process (SIGKILL: as a crash).
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -693,3 +693,50 @@ fn base64_encode(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b)
 }
+
+#[tokio::test]
+async fn inputs_outside_the_window_are_refused() {
+    let w = world().await;
+    let f = register(&w, SUM).await;
+    let fmt = |t: time::OffsetDateTime| {
+        t.replace_nanosecond(0)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let now = time::OffsetDateTime::now_utc();
+    // Not yet open.
+    let mut m = two_party_manifest(f["sha256"].as_str().unwrap(), &w.alice, &w.bob);
+    m["window"] = json!({"opens": fmt(now + time::Duration::hours(1))});
+    let later = create(&w, m).await;
+    let body = w.alice.encrypt_input(&later, "a", 1, &json!(1));
+    assert_error(
+        &w.alice.put(&input_path(&later, "a"), body).await,
+        StatusCode::CONFLICT,
+        "window_not_open",
+    );
+    // Closing in two seconds: accepted now, refused after.
+    let mut m = two_party_manifest(f["sha256"].as_str().unwrap(), &w.alice, &w.bob);
+    m["window"] = json!({"closes": fmt(now + time::Duration::seconds(3))});
+    let soon = create(&w, m).await;
+    let body = w.alice.encrypt_input(&soon, "a", 1, &json!(1));
+    assert_eq!(
+        w.alice.put(&input_path(&soon, "a"), body).await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let body = w.bob.encrypt_input(&soon, "b", 1, &json!(1));
+    assert_error(
+        &w.bob.put(&input_path(&soon, "b"), body).await,
+        StatusCode::CONFLICT,
+        "window_closed",
+    );
+    // A window that closed already is refused at creation.
+    let mut m = two_party_manifest(f["sha256"].as_str().unwrap(), &w.alice, &w.bob);
+    m["window"] = json!({"closes": fmt(now - time::Duration::hours(1))});
+    let r = w
+        .operator
+        .post("/v1/instances", json!({ "manifest": m }))
+        .await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest");
+}

@@ -1,27 +1,222 @@
 //! The `arbiter` command line: its argument grammar (clap) and the dispatch to one module per
-//! command group.
+//! command group. Every command that talks to a daemon takes `--server`, `--cert`, `--key`,
+//! `--pin-tls-spki`, `--state` and `--config`, with defaults from the environment and the
+//! config file (see `arbiter_client::config`).
 
 mod eventlog;
+mod party;
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use arbiter_client::config::Overrides;
+use clap::{Args, Parser, Subcommand};
 
 /// Arbiter: check and use an attested trusted-third-party appliance.
+///
+/// A party enrols the appliance's attestation key once (`enroll`), then checks every
+/// attestation against its own appraisal policy (`attest`), submits inputs only after a
+/// trusted attestation (`submit`), and verifies signed results and destruction
+/// certificates (`result`, `verify-destruction`). Exit status: 0 when every check passed,
+/// 1 otherwise.
 #[derive(Debug, Parser)]
-#[command(name = "arbiter", version, about)]
+#[command(name = "arbiter", version, about, long_about)]
 pub struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Connection and identity options (each also from the environment and the config file).
+#[derive(Debug, Args)]
+struct Global {
+    /// The daemon, https://HOST:PORT [env ARBITER_SERVER; default https://127.0.0.1:8443].
+    #[arg(long, global = true, value_name = "URL")]
+    server: Option<String>,
+    /// This party's certificate (PEM) [env ARBITER_CERT; default STATE/identity/cert.pem].
+    #[arg(long, global = true, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// This party's key (PKCS#8 PEM) [env ARBITER_KEY; default STATE/identity/key.pem].
+    #[arg(long, global = true, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Refuse a daemon whose TLS certificate's SPKI SHA-256 is not HEX [env
+    /// ARBITER_PIN_TLS_SPKI].
+    #[arg(long, global = true, value_name = "HEX")]
+    pin_tls_spki: Option<String>,
+    /// The local state directory: trust store, receipts, saved certificates [env
+    /// ARBITER_STATE; default ~/.config/arbiter].
+    #[arg(long, global = true, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// The config file [env ARBITER_CONFIG; default STATE/config.toml].
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// This party's identity: a key and self-signed client certificate.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Check that the daemon answers; prints the identity it sees for you.
+    Health,
+    /// Enrol the appliance: check each EK certificate against your CA certificates, the
+    /// EK against the TCG template, activate a credential for the AK with it (proving the
+    /// AK lives in that TPM), check the AK and the statement key's certification, and pin
+    /// the AK in the local trust store.
+    Enroll {
+        /// CA certificates (PEM or DER; root and intermediates) the EK certificates must
+        /// chain to.
+        #[arg(long = "ek-ca", value_name = "FILE", required = true, num_args = 1..)]
+        ek_ca: Vec<PathBuf>,
+    },
+    /// Attest the daemon: a fresh nonce, the quote checked and appraised against your
+    /// policy; prints the verdict with every reason. Exits 1 when not trusted.
+    Attest {
+        /// Ask about this instance too (its key, manifest and function).
+        #[arg(long, value_name = "ID")]
+        instance: Option<String>,
+        /// The appraisal policy (TOML, docs/appraisal.md) [env ARBITER_POLICY].
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Functions: register one, or show one with its source (measurement checked).
+    #[command(subcommand)]
+    Function(FunctionCommand),
+    /// Instances: create from a manifest, show, approve, evaluate.
+    #[command(subcommand)]
+    Instance(InstanceCommand),
+    /// Attest, then encrypt an input to the attested instance key (HPKE, SPEC §3) and
+    /// submit it to the attested TLS key only; checks the receipt.
+    Submit {
+        /// The instance.
+        #[arg(long, value_name = "ID")]
+        instance: String,
+        /// The slot.
+        #[arg(long, value_name = "SLOT")]
+        slot: String,
+        /// The input as JSON text.
+        #[arg(
+            long,
+            value_name = "JSON",
+            conflicts_with = "file",
+            required_unless_present = "file"
+        )]
+        value: Option<String>,
+        /// A file holding the input as JSON.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The function measurement you reviewed; the input is refused (here and by the
+        /// daemon) for any other.
+        #[arg(long, value_name = "SHA256")]
+        expect_function: String,
+        /// The appraisal policy [env ARBITER_POLICY].
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Read an instance's result and verify its signature, its instance and that your
+    /// inputs are listed.
+    Result {
+        /// The instance.
+        id: String,
+        /// Wait for the result (long polling, up to 300 s).
+        #[arg(long)]
+        wait: bool,
+        /// The appraisal policy [env ARBITER_POLICY].
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Print the verified statement as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Destroy an instance now (the manifest's destroyers) and verify the certificate.
+    Destroy {
+        /// The instance.
+        id: String,
+        /// The appraisal policy [env ARBITER_POLICY].
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Verify an instance's certificate of destruction: signature, your inputs, and the
+    /// `instance_destroyed` record in a freshly quoted (or the saved) log.
+    VerifyDestruction {
+        /// The instance.
+        id: String,
+        /// The appraisal policy [env ARBITER_POLICY].
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
     /// Inspect and replay event logs: firmware logs (`binary_bios_measurements`) or the
     /// daemon's measurement log (CEL-JSON, as JSON Lines or a JSON array).
     #[command(subcommand)]
     Eventlog(EventlogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum IdentityCommand {
+    /// Create a P-256 key and a self-signed certificate in DIR (cert.pem, key.pem) and
+    /// print the identity (SPKI SHA-256) to put in manifests.
+    New {
+        /// Where to write cert.pem and key.pem.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The certificate's common name.
+        #[arg(long, default_value = "arbiter party")]
+        name: String,
+    },
+    /// Print the identity of the configured certificate.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+enum FunctionCommand {
+    /// Register a Rhai function (operators and function registrars); checks that the
+    /// measurement is sha256 of the file.
+    Register {
+        /// The source file.
+        file: PathBuf,
+        /// Its name (default: the file name without extension).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print a function's source and check its sha256 locally.
+    Show {
+        /// The function id.
+        id: String,
+        /// Print the function as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum InstanceCommand {
+    /// Create an instance from a manifest (JSON or TOML), validated here first.
+    Create {
+        /// The manifest file.
+        manifest: PathBuf,
+        /// Print only the instance id.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Describe an instance (parties and operators); the manifest digest is checked.
+    Show {
+        /// The instance.
+        id: String,
+    },
+    /// Approve an instance's manifest (explicit approval).
+    Approve {
+        /// The instance.
+        id: String,
+    },
+    /// Evaluate now (explicit trigger; the manifest's evaluators).
+    Evaluate {
+        /// The instance.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,12 +236,82 @@ enum EventlogCommand {
     },
 }
 
+impl Global {
+    fn overrides(&self, policy: Option<PathBuf>) -> Overrides {
+        Overrides {
+            server: self.server.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            pin_tls_spki: self.pin_tls_spki.clone(),
+            state: self.state.clone(),
+            config: self.config.clone(),
+            policy,
+        }
+    }
+}
+
 /// Run one command, writing results to `out` and warnings to `err`.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
+    let g = &cli.global;
     match cli.command {
         Command::Eventlog(EventlogCommand::Replay { file, json }) => {
             eventlog::replay(&file, json, out, err)
         }
         Command::Eventlog(EventlogCommand::Show { file }) => eventlog::show(&file, out, err),
+        Command::Identity(IdentityCommand::New { out: dir, name }) => {
+            party::identity_new(&dir, &name, out)
+        }
+        Command::Identity(IdentityCommand::Show) => party::identity_show(g.overrides(None), out),
+        Command::Health => party::health(g.overrides(None), out),
+        Command::Enroll { ek_ca } => party::enroll(g.overrides(None), &ek_ca, out),
+        Command::Attest {
+            instance,
+            policy,
+            json,
+        } => party::attest(g.overrides(policy), instance.as_deref(), json, out),
+        Command::Function(FunctionCommand::Register { file, name }) => {
+            party::function_register(g.overrides(None), &file, name, out)
+        }
+        Command::Function(FunctionCommand::Show { id, json }) => {
+            party::function_show(g.overrides(None), &id, json, out)
+        }
+        Command::Instance(InstanceCommand::Create { manifest, quiet }) => {
+            party::instance_create(g.overrides(None), &manifest, quiet, out)
+        }
+        Command::Instance(InstanceCommand::Show { id }) => {
+            party::instance_show(g.overrides(None), &id, out)
+        }
+        Command::Instance(InstanceCommand::Approve { id }) => {
+            party::instance_approve(g.overrides(None), &id, out)
+        }
+        Command::Instance(InstanceCommand::Evaluate { id }) => {
+            party::instance_evaluate(g.overrides(None), &id, out)
+        }
+        Command::Submit {
+            instance,
+            slot,
+            value,
+            file,
+            expect_function,
+            policy,
+        } => party::submit(
+            g.overrides(policy),
+            &instance,
+            &slot,
+            value,
+            file,
+            &expect_function,
+            out,
+        ),
+        Command::Result {
+            id,
+            wait,
+            policy,
+            json,
+        } => party::result(g.overrides(policy), &id, wait, json, out),
+        Command::Destroy { id, policy } => party::destroy(g.overrides(policy), &id, out),
+        Command::VerifyDestruction { id, policy } => {
+            party::verify_destruction(g.overrides(policy), &id, out)
+        }
     }
 }

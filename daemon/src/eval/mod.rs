@@ -32,6 +32,15 @@
 //!   is limited to 100 levels both ways.
 //! - The seeded RNG (`random_int`, `random_float`) is SHA-256 in counter mode over the
 //!   32-byte seed (domain `arbiter/v1/rng`); without a seed those functions fail.
+//! - The child's environment is empty except `GLIBC_TUNABLES=glibc.malloc.arena_max=1`:
+//!   glibc's per-thread malloc arenas read `/proc/sys/vm/overcommit_memory` when they
+//!   shrink, which the filter forbids; with one arena every thread uses the main heap.
+//! - Known Rhai 1.27 behaviour: `m[key] = value` grows a map without checking the map
+//!   size limit (the output is checked again, and `RLIMIT_AS` bounds memory), and each
+//!   `push` re-measures the whole array, so filling a 100 000-element array costs
+//!   seconds of CPU for few operations; the wall-clock deadline bounds both.
+//! - Under systemd, the unit's `SystemCallFilter` must allow `seccomp` (it is not in
+//!   `@system-service`), or every child dies installing its own filter.
 
 mod child;
 mod helpers;
@@ -539,6 +548,14 @@ fn classify(
         });
     }
 
+    if let Some(e) = &report.response_error {
+        // Oversized or cut short: the parent killed the child, or it died mid-answer.
+        return Ok(failed(
+            EvalFailure::Crashed,
+            format!("the evaluator's {e}"),
+            usage,
+        ));
+    }
     let memory_hint = stderr.contains("memory allocation of") || stderr.contains("out of memory");
     let stack_hint = stderr.contains("has overflowed its stack");
     let (reason, message) = match report.status.signal() {
@@ -570,9 +587,7 @@ fn classify(
             ),
         ),
         None => {
-            if let Some(e) = report.response_error {
-                (EvalFailure::Crashed, format!("the evaluator's {e}"))
-            } else if let (Some(e), 0) = (&report.write_error, report.status.code().unwrap_or(-1)) {
+            if let (Some(e), 0) = (&report.write_error, report.status.code().unwrap_or(-1)) {
                 return Err(EvalError::Pipe(std::io::Error::new(
                     e.kind(),
                     e.to_string(),

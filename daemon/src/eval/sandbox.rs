@@ -33,35 +33,13 @@
 //! `getrandom` (Rhai's hashing seed is fixed before the engine is built).
 
 use nix::libc;
-use nix::sys::mman::{MlockAllFlags, mlockall};
-use nix::sys::prctl;
-use nix::sys::resource::{Resource, setrlimit};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
 };
 
-/// `MCL_ONFAULT` (Linux 4.4): lock pages as they are faulted in rather than populating
-/// every mapping (a thread's stack reservation would otherwise be touched in full).
-const MCL_ONFAULT: libc::c_int = 4;
-
-/// What [`harden`] achieved.
-pub(crate) struct Hardening {
-    /// Whether `mlockall` succeeded.
-    pub(crate) memory_locked: bool,
-}
-
-/// Makes the process non-dumpable, forbids core files, and locks memory
-/// where permitted. Only the first two are required; their failure is an error.
-pub(crate) fn harden() -> Result<Hardening, String> {
-    prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE, 0): {e}"))?;
-    setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| format!("setrlimit(RLIMIT_CORE): {e}"))?;
-    let flags = MlockAllFlags::MCL_CURRENT
-        | MlockAllFlags::MCL_FUTURE
-        | MlockAllFlags::from_bits_retain(MCL_ONFAULT);
-    let memory_locked = mlockall(flags).is_ok();
-    Ok(Hardening { memory_locked })
-}
+pub(crate) use crate::hardening::lock_down as harden;
+use nix::sys::resource::{Resource, setrlimit};
 
 /// The address space mapped now, in bytes, from `/proc/self/status` (`VmSize`).
 pub(crate) fn mapped_bytes() -> Option<u64> {

@@ -1,0 +1,420 @@
+//! The party commands: thin wrappers that resolve the settings, open a session, call the
+//! library ([`arbiter_client::party`], [`arbiter_client::verify`]) and print for people
+//! (or JSON for machines).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use arbiter_client::config::{Overrides, Settings};
+use arbiter_client::http::PartyIdentity;
+use arbiter_client::session::Session;
+use arbiter_client::verify::{self, Attestation};
+use arbiter_client::{party, trust::write_atomic};
+use serde_json::Value;
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn session(o: Overrides) -> anyhow::Result<Session> {
+    Ok(Session::open(Settings::resolve(o)?)?)
+}
+
+fn policy_of(s: &Session) -> anyhow::Result<arbiter_policy::appraisal::AppraisalPolicy> {
+    Ok(verify::session_policy(s, None)?)
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// Prints an attestation's verdict for people.
+fn print_verdict(a: &Attestation, out: &mut dyn Write) -> anyhow::Result<()> {
+    let v = &a.verdict;
+    let ap = &v.appraised;
+    if v.trusted {
+        writeln!(
+            out,
+            "TRUSTED: the attestation passed every check of the policy"
+        )?;
+    } else {
+        writeln!(out, "NOT TRUSTED: {} reason(s)", v.reasons.len())?;
+        for r in &v.reasons {
+            writeln!(out, "  - {r}")?;
+        }
+    }
+    writeln!(out, "  nonce:          {} (fresh: {})", a.nonce, v.fresh)?;
+    writeln!(out, "  TLS key:        {}", a.tls_spki_sha256)?;
+    if let Some(name) = &ap.ak_name {
+        writeln!(out, "  AK:             {}", hex::encode(name))?;
+    }
+    if let Some(c) = &v.as_of {
+        writeln!(
+            out,
+            "  TPM clock:      {} ms, reset {} restart {}",
+            c.clock, c.reset_count, c.restart_count
+        )?;
+    }
+    if let Some(p) = &ap.platform_pcrs {
+        writeln!(out, "  platform PCRs:  {:?}", p.pcrs())?;
+    }
+    if let Some(g) = ap.log_generation {
+        writeln!(out, "  log generation: {g}")?;
+    }
+    for f in &ap.functions {
+        writeln!(out, "  function:       {}", hex::encode(f))?;
+    }
+    if let Some(m) = &ap.manifest_sha256 {
+        writeln!(out, "  manifest:       {}", hex::encode(m))?;
+    }
+    if let Some(f) = &ap.function_sha256 {
+        writeln!(out, "  instance runs:  {}", hex::encode(f))?;
+    }
+    Ok(())
+}
+
+/// `arbiter identity new`.
+pub fn identity_new(dir: &Path, name: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    if key.exists() {
+        bail!(
+            "{} exists: refusing to overwrite an identity",
+            key.display()
+        );
+    }
+    let id = PartyIdentity::generate(name)?;
+    write_atomic(&cert, id.cert_pem().as_bytes())?;
+    write_atomic(&key, id.key_pem().as_bytes())?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| key.display().to_string())?;
+    }
+    writeln!(out, "{}", id.identity()?)?;
+    Ok(())
+}
+
+/// `arbiter identity show`.
+pub fn identity_show(o: Overrides, out: &mut dyn Write) -> anyhow::Result<()> {
+    let settings = Settings::resolve(o)?;
+    let id = arbiter_client::session::load_identity(&settings)?;
+    writeln!(out, "{}", id.identity()?)?;
+    Ok(())
+}
+
+/// `arbiter health`.
+pub fn health(o: Overrides, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let r = runtime()?.block_on(s.get("/healthz"))?;
+    writeln!(out, "{} answers: {}", s.settings.server, r.json)?;
+    writeln!(out, "  its TLS key: {}", r.server_spki_sha256)?;
+    Ok(())
+}
+
+/// `arbiter enroll`.
+pub fn enroll(o: Overrides, cas: &[PathBuf], out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let cas = arbiter_client::enroll::read_cas(cas)?;
+    let e = runtime()?.block_on(arbiter_client::enroll::enroll(&s, &cas))?;
+    for (alg, outcome) in &e.eks {
+        match outcome {
+            Ok(path) => writeln!(
+                out,
+                "EK {alg}: certificate chain {} verified; key and TCG template match; credential activated",
+                path.join(" <- ")
+            )?,
+            Err(reason) => writeln!(out, "EK {alg}: refused: {reason}")?,
+        }
+    }
+    writeln!(
+        out,
+        "AK {} bound to EK {} and pinned for {}",
+        e.ak_name, e.ek_alg, s.settings.server
+    )?;
+    writeln!(out, "  trust store: {}", s.trust.dir().display())?;
+    Ok(())
+}
+
+/// `arbiter attest`.
+pub fn attest(
+    o: Overrides,
+    instance: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let policy = policy_of(&s)?;
+    let a = runtime()?.block_on(verify::attest(&s, &policy, instance))?;
+    if json {
+        writeln!(out, "{}", pretty(&a.to_json()))?;
+    } else {
+        print_verdict(&a, out)?;
+    }
+    if !a.verdict.trusted {
+        bail!("not trusted");
+    }
+    Ok(())
+}
+
+/// `arbiter function register`.
+pub fn function_register(
+    o: Overrides,
+    file: &Path,
+    name: Option<String>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let name = name.unwrap_or_else(|| {
+        file.file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "function".into())
+    });
+    let f = runtime()?.block_on(party::register_function(&s, file, &name))?;
+    writeln!(
+        out,
+        "registered function {}",
+        f["id"].as_str().unwrap_or("")
+    )?;
+    writeln!(
+        out,
+        "  measurement (sha256 of the source, checked): {}",
+        f["sha256"].as_str().unwrap_or("")
+    )?;
+    Ok(())
+}
+
+/// `arbiter function show`.
+pub fn function_show(
+    o: Overrides,
+    id: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let f = runtime()?.block_on(party::show_function(&s, id))?;
+    if json {
+        writeln!(out, "{}", pretty(&f))?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "function {} `{}`",
+        id,
+        f["name"].as_str().unwrap_or("")
+    )?;
+    writeln!(
+        out,
+        "  sha256 {} (recomputed from the source below: matches)",
+        f["sha256"].as_str().unwrap_or("")
+    )?;
+    writeln!(
+        out,
+        "  registered by {} at {}",
+        f["registered_by"].as_str().unwrap_or(""),
+        f["registered_at"].as_str().unwrap_or("")
+    )?;
+    writeln!(out, "----")?;
+    write!(out, "{}", f["source"].as_str().unwrap_or(""))?;
+    if !f["source"].as_str().unwrap_or("").ends_with('\n') {
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// `arbiter instance create`.
+pub fn instance_create(
+    o: Overrides,
+    manifest: &Path,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let i = runtime()?.block_on(party::create_instance(&s, manifest))?;
+    let id = i["id"].as_str().unwrap_or("");
+    if quiet {
+        writeln!(out, "{id}")?;
+    } else {
+        writeln!(out, "created instance {id}")?;
+        writeln!(
+            out,
+            "  manifest_sha256 {} (checked)",
+            i["manifest_sha256"].as_str().unwrap_or("")
+        )?;
+        writeln!(
+            out,
+            "  function        {}",
+            i["function_sha256"].as_str().unwrap_or("")
+        )?;
+        writeln!(out, "  state {} round {}", i["state"], i["round"])?;
+    }
+    Ok(())
+}
+
+/// `arbiter instance show`.
+pub fn instance_show(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let i = runtime()?.block_on(party::show_instance(&s, id))?;
+    writeln!(out, "{}", pretty(&i))?;
+    Ok(())
+}
+
+/// `arbiter instance approve`.
+pub fn instance_approve(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let r = runtime()?.block_on(party::approve_instance(&s, id))?;
+    writeln!(out, "approved instance {id}: {}", r)?;
+    Ok(())
+}
+
+/// `arbiter instance evaluate`.
+pub fn instance_evaluate(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let r = runtime()?.block_on(party::evaluate_instance(&s, id))?;
+    writeln!(out, "evaluation of instance {id} requested: {}", r)?;
+    Ok(())
+}
+
+/// `arbiter submit`.
+pub fn submit(
+    o: Overrides,
+    instance: &str,
+    slot: &str,
+    value: Option<String>,
+    file: Option<PathBuf>,
+    expect_function: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let bytes = match (value, file) {
+        (Some(v), _) => zeroize::Zeroizing::new(v.into_bytes()),
+        (None, Some(f)) => {
+            zeroize::Zeroizing::new(std::fs::read(&f).with_context(|| f.display().to_string())?)
+        }
+        (None, None) => bail!("give the input with --value JSON or --file FILE"),
+    };
+    let s = session(o)?;
+    let policy = policy_of(&s)?;
+    let r = runtime()?.block_on(party::submit(
+        &s,
+        &policy,
+        instance,
+        slot,
+        &bytes,
+        expect_function,
+    ))?;
+    writeln!(
+        out,
+        "attested: trusted (nonce {}, TLS key {})",
+        r.attestation.nonce, r.attestation.tls_spki_sha256
+    )?;
+    writeln!(
+        out,
+        "submitted slot `{}` round {} of instance {instance}",
+        r.receipt.slot, r.receipt.round
+    )?;
+    writeln!(
+        out,
+        "  receipt ciphertext_sha256 {} (recomputed: matches)",
+        r.receipt.ciphertext_sha256
+    )?;
+    writeln!(out, "  accepted at {}", r.receipt.accepted_at)?;
+    Ok(())
+}
+
+/// `arbiter result`.
+pub fn result(
+    o: Overrides,
+    id: &str,
+    wait: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let policy = policy_of(&s)?;
+    let r = runtime()?.block_on(party::result(&s, &policy, id, if wait { 300 } else { 0 }))?;
+    if json {
+        let v = serde_json::to_value(&r.statement)?;
+        writeln!(
+            out,
+            "{}",
+            pretty(&serde_json::json!({"verified": true, "statement": v, "jws": r.jws}))
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "result of instance {id}, round {}: {}",
+        r.statement.round, r.statement.output
+    )?;
+    writeln!(
+        out,
+        "  signature: verified against the statement key certified by the pinned AK"
+    )?;
+    writeln!(
+        out,
+        "  function {}  manifest {}",
+        r.statement.function_sha256, r.statement.manifest_sha256
+    )?;
+    writeln!(
+        out,
+        "  inputs used: {} ({} of ours checked by receipt)",
+        r.statement.inputs.len(),
+        r.own_inputs_checked
+    )?;
+    writeln!(
+        out,
+        "  evaluated at {}",
+        r.statement.evaluated_at.to_rfc3339()
+    )?;
+    Ok(())
+}
+
+fn print_destruction(
+    r: &party::VerifiedDestruction,
+    id: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "instance {id} destroyed at {}",
+        r.statement.destroyed_at.to_rfc3339()
+    )?;
+    writeln!(
+        out,
+        "  certificate signature: verified against the certified statement key"
+    )?;
+    writeln!(
+        out,
+        "  inputs destroyed: {} ({} of ours checked by receipt)",
+        r.statement.inputs.len(),
+        r.own_inputs_checked
+    )?;
+    writeln!(
+        out,
+        "  instance_destroyed is record {} of log generation {} ({} attested log); sealing epoch {} retired",
+        r.statement.instance_destroyed_recnum,
+        r.statement.log_generation,
+        r.log_source,
+        r.statement.epoch_retired
+    )?;
+    Ok(())
+}
+
+/// `arbiter destroy`.
+pub fn destroy(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let policy = policy_of(&s)?;
+    let r = runtime()?.block_on(party::destroy(&s, &policy, id))?;
+    print_destruction(&r, id, out)
+}
+
+/// `arbiter verify-destruction`.
+pub fn verify_destruction(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let policy = policy_of(&s)?;
+    let r = runtime()?.block_on(party::verify_destruction(&s, &policy, id))?;
+    print_destruction(&r, id, out)
+}

@@ -1,0 +1,581 @@
+//! What a party does with a daemon, each answer checked: functions (the source's sha256
+//! recomputed), instances (the manifest validated and its digest recomputed before
+//! creation), inputs (attested first, HPKE-sealed to the attested key per SPEC §3, sent
+//! only to the attested TLS key, the receipt's `ciphertext_sha256` recomputed), results
+//! and destruction certificates (JWS verified against the freshly certified statement
+//! key, this party's own inputs listed, the destruction in the attested log).
+
+use std::path::Path;
+
+use arbiter_policy::appraisal::AppraisalPolicy;
+use arbiter_policy::hpke::{self, InputContext};
+use arbiter_policy::jws::{
+    DestructionStatement, InputRef, ResultStatement, Statement, verify_statement,
+};
+use arbiter_policy::manifest::Manifest;
+use base64::Engine as _;
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::ClientError;
+use crate::session::{Session, call_on};
+use crate::trust::Receipt;
+use crate::verify::{Attestation, attest, check_destroyed_record};
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+fn str_field<'a>(v: &'a Value, field: &str) -> Result<&'a str, ClientError> {
+    v[field]
+        .as_str()
+        .ok_or_else(|| ClientError::Protocol(format!("no `{field}` in {v}")))
+}
+
+fn check_id(id: &str) -> Result<(), ClientError> {
+    if id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(ClientError::Usage(format!(
+            "`{id}` is not an id (32 lowercase hex characters)"
+        )))
+    }
+}
+
+fn check_sha256_hex(what: &str, s: &str) -> Result<(), ClientError> {
+    if arbiter_policy::identity::is_identity(s) {
+        Ok(())
+    } else {
+        Err(ClientError::Usage(format!(
+            "{what} `{s}` is not a SHA-256 (64 lowercase hex characters)"
+        )))
+    }
+}
+
+/// Registers a Rhai function from `file` under `name` and checks that the measurement the
+/// daemon reports is `sha256` of the bytes sent.
+///
+/// # Errors
+/// File, server and `Verification` errors.
+pub async fn register_function(s: &Session, file: &Path, name: &str) -> Result<Value, ClientError> {
+    let source = std::fs::read_to_string(file).map_err(|e| ClientError::file(file, e))?;
+    let r = s
+        .post(
+            "/v1/functions",
+            &json!({"name": name, "language": "rhai", "source": source}),
+        )
+        .await?;
+    let expected = crate::sha256_hex(source.as_bytes());
+    if str_field(&r.json, "sha256")? != expected {
+        return Err(ClientError::Verification(format!(
+            "the daemon measured the function as {}, but sha256 of the source sent is {expected}",
+            r.json["sha256"]
+        )));
+    }
+    Ok(r.json)
+}
+
+/// Fetches a function and recomputes its measurement from the source returned.
+///
+/// # Errors
+/// Server errors; `Verification` when `sha256(source)` is not the reported measurement.
+pub async fn show_function(s: &Session, id: &str) -> Result<Value, ClientError> {
+    check_id(id)?;
+    let r = s.get(&format!("/v1/functions/{id}")).await?;
+    let source = str_field(&r.json, "source")?;
+    let actual = crate::sha256_hex(source.as_bytes());
+    if str_field(&r.json, "sha256")? != actual {
+        return Err(ClientError::Verification(format!(
+            "function {id}: the daemon reports measurement {}, but sha256 of its source is {actual}",
+            r.json["sha256"]
+        )));
+    }
+    Ok(r.json)
+}
+
+/// Reads a manifest file (JSON, or TOML when the name ends in `.toml` or the text is not
+/// JSON) and validates it locally, listing every problem with its JSON pointer.
+///
+/// # Errors
+/// `File`; `Usage` with every problem.
+pub fn read_manifest(file: &Path) -> Result<Value, ClientError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ClientError::file(file, e))?;
+    let is_toml = file.extension().is_some_and(|e| e == "toml")
+        || serde_json::from_str::<Value>(&text).is_err();
+    let problems = |ps: Vec<arbiter_policy::manifest::ManifestProblem>| {
+        ClientError::Usage(format!(
+            "{}: invalid manifest:\n  - {}",
+            file.display(),
+            ps.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n  - ")
+        ))
+    };
+    let value = if is_toml {
+        Manifest::toml_to_json(&text).map_err(problems)?
+    } else {
+        arbiter_policy::jcs::parse_strict(text.as_bytes())
+            .map_err(|e| ClientError::Usage(format!("{}: malformed JSON: {e}", file.display())))?
+    };
+    Manifest::from_json_value(value.clone()).map_err(problems)?;
+    Ok(value)
+}
+
+/// Creates an instance from a manifest file; checks that the daemon's `manifest_sha256`
+/// is the one computed here.
+///
+/// # Errors
+/// As [`read_manifest`]; server errors; `Verification`.
+pub async fn create_instance(s: &Session, file: &Path) -> Result<Value, ClientError> {
+    let manifest = read_manifest(file)?;
+    let digest = hex::encode(arbiter_policy::manifest::manifest_sha256(&manifest));
+    let r = s
+        .post("/v1/instances", &json!({"manifest": manifest}))
+        .await?;
+    if str_field(&r.json, "manifest_sha256")? != digest {
+        return Err(ClientError::Verification(format!(
+            "the daemon reports manifest_sha256 {}, the manifest sent has {digest}",
+            r.json["manifest_sha256"]
+        )));
+    }
+    Ok(r.json)
+}
+
+/// Describes an instance (parties and operators); checks the manifest digest locally.
+///
+/// # Errors
+/// Server errors; `Verification` when the manifest does not hash to its digest.
+pub async fn show_instance(s: &Session, id: &str) -> Result<Value, ClientError> {
+    check_id(id)?;
+    let r = s.get(&format!("/v1/instances/{id}")).await?;
+    let digest = hex::encode(arbiter_policy::manifest::manifest_sha256(
+        &r.json["manifest"],
+    ));
+    if str_field(&r.json, "manifest_sha256")? != digest {
+        return Err(ClientError::Verification(format!(
+            "instance {id}: the manifest returned hashes to {digest}, not the reported {}",
+            r.json["manifest_sha256"]
+        )));
+    }
+    Ok(r.json)
+}
+
+/// Approves an instance's manifest (explicit approval).
+///
+/// # Errors
+/// Server errors.
+pub async fn approve_instance(s: &Session, id: &str) -> Result<Value, ClientError> {
+    check_id(id)?;
+    Ok(s.post(&format!("/v1/instances/{id}/approve"), &json!({}))
+        .await?
+        .json)
+}
+
+/// Asks for an evaluation now (explicit trigger; evaluators only).
+///
+/// # Errors
+/// Server errors.
+pub async fn evaluate_instance(s: &Session, id: &str) -> Result<Value, ClientError> {
+    check_id(id)?;
+    Ok(s.post(&format!("/v1/instances/{id}/evaluate"), &json!({}))
+        .await?
+        .json)
+}
+
+/// The outcome of [`submit`].
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The attestation that allowed the submission.
+    pub attestation: Attestation,
+    /// The receipt, checked.
+    pub receipt: Receipt,
+}
+
+/// Submits `value` (JSON text) to `slot` of `instance`: attests about the instance under
+/// `policy` and refuses unless trusted and the instance's function is `expect_function`;
+/// pads and seals with HPKE to the attested key (SPEC §3); sends it only to the TLS key
+/// that was attested, with the condition "use only with function `expect_function`"; and
+/// checks the receipt's `ciphertext_sha256`.
+///
+/// # Errors
+/// `NotTrusted`, `Verification`, `Usage`, server errors.
+pub async fn submit(
+    s: &Session,
+    policy: &AppraisalPolicy,
+    instance: &str,
+    slot: &str,
+    value_json: &[u8],
+    expect_function: &str,
+) -> Result<Submitted, ClientError> {
+    check_id(instance)?;
+    check_sha256_hex("--expect-function", expect_function)?;
+    if !arbiter_policy::manifest::is_slot_name(slot) {
+        return Err(ClientError::Usage(format!("`{slot}` is not a slot name")));
+    }
+    let value: Value = serde_json::from_slice(value_json)
+        .map_err(|e| ClientError::Usage(format!("the input is not JSON: {e}")))?;
+    let attestation = attest(s, policy, Some(instance)).await?;
+    attestation.require_trusted()?;
+    let appraised = &attestation.verdict.appraised;
+    let function = appraised.function_sha256.map(hex::encode).ok_or_else(|| {
+        ClientError::Verification("the attested instance names no function".into())
+    })?;
+    if function != expect_function {
+        return Err(ClientError::Verification(format!(
+            "instance {instance} runs function {function}, not the expected {expect_function}: nothing was sent"
+        )));
+    }
+    let public_key = attestation
+        .verdict
+        .instance_public_key()
+        .ok_or_else(|| ClientError::Verification("no attested instance key".into()))?;
+    let inst = &attestation.evidence["instance"];
+    let manifest = Manifest::from_json_value(inst["manifest"].clone())
+        .map_err(|_| ClientError::Verification("the attested manifest does not validate".into()))?;
+    let me = s.id()?;
+    if !manifest.manifest().can_provide(&me, slot) {
+        return Err(ClientError::Usage(format!(
+            "the manifest does not let identity {me} provide slot `{slot}`"
+        )));
+    }
+    let round = inst["round"]
+        .as_u64()
+        .ok_or_else(|| ClientError::Protocol("the instance description has no round".into()))?;
+    let ctx = InputContext {
+        instance_id: instance,
+        slot,
+        round,
+        function_sha256: &function,
+        submitter: &me,
+    };
+    let plaintext = zeroize::Zeroizing::new(hpke::pad_json(
+        value.to_string().as_bytes(),
+        hpke::DEFAULT_PAD_BLOCK,
+    ));
+    let (enc, ct) = hpke::seal(public_key, &ctx, &plaintext)
+        .map_err(|e| ClientError::Verification(format!("HPKE: {e}")))?;
+    let expected = hex::encode(hpke::ciphertext_sha256(&enc, &ct));
+    // Only to the TLS key that was attested: a different key fails the handshake before
+    // the ciphertext leaves.
+    let conn = s.pinned_to(&attestation.tls_spki_sha256)?;
+    let body = json!({
+        "enc": b64().encode(&enc),
+        "ciphertext": b64().encode(&ct),
+        "expect_function_sha256": function,
+    });
+    let r = call_on(
+        &conn,
+        Method::PUT,
+        &format!("/v1/instances/{instance}/inputs/{slot}"),
+        Some(&body),
+    )
+    .await?;
+    let got = str_field(&r.json, "ciphertext_sha256")?;
+    if got != expected {
+        return Err(ClientError::Verification(format!(
+            "the receipt names ciphertext {got}, but sha256(enc || ciphertext) sent is {expected}"
+        )));
+    }
+    if r.json["slot"] != slot || r.json["round"] != round {
+        return Err(ClientError::Verification(format!(
+            "the receipt is for slot {} round {}, not {slot} round {round}",
+            r.json["slot"], r.json["round"]
+        )));
+    }
+    let receipt = Receipt {
+        slot: slot.to_owned(),
+        round,
+        ciphertext_sha256: expected,
+        submitter: me,
+        accepted_at: r.json["accepted_at"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    s.trust
+        .add_receipt(&s.settings.server, instance, receipt.clone())?;
+    Ok(Submitted {
+        attestation,
+        receipt,
+    })
+}
+
+/// Checks that every input this party submitted (per its saved receipts) is listed.
+/// Returns how many receipts were checked.
+fn own_inputs_listed(
+    s: &Session,
+    instance: &str,
+    inputs: &[InputRef],
+    round: Option<u64>,
+) -> Result<usize, ClientError> {
+    let receipts = s.trust.receipts(&s.settings.server, instance)?;
+    // provide_each_time inputs of earlier rounds are not in a later round's statement;
+    // the latest receipt per slot is the one that must be listed.
+    let mut latest: std::collections::BTreeMap<&str, &Receipt> = Default::default();
+    for r in receipts
+        .iter()
+        .filter(|r| round.is_none_or(|n| r.round <= n))
+    {
+        latest.insert(&r.slot, r);
+    }
+    for r in latest.values() {
+        let listed = inputs.iter().any(|i| {
+            i.slot == r.slot
+                && i.submitter == r.submitter
+                && i.ciphertext_sha256 == r.ciphertext_sha256
+        });
+        if !listed {
+            return Err(ClientError::Verification(format!(
+                "our input to slot `{}` (ciphertext {}) is not listed in the signed statement",
+                r.slot, r.ciphertext_sha256
+            )));
+        }
+    }
+    Ok(latest.len())
+}
+
+/// A verified result.
+#[derive(Debug, Clone)]
+pub struct VerifiedResult {
+    /// The signed statement's payload.
+    pub statement: ResultStatement,
+    /// The compact JWS.
+    pub jws: String,
+    /// How many of this party's receipts were found listed.
+    pub own_inputs_checked: usize,
+    /// The attestation that certified the statement key.
+    pub attestation: Attestation,
+}
+
+/// Reads an instance's result (`wait` seconds of long polling) and verifies it: a fresh
+/// attestation under `policy` certifies the statement key; the JWS verifies with it;
+/// the statement is about this instance and matches the answer; this party's inputs are
+/// listed; the `instance_created` record it names is in the attested log when it is of
+/// the same generation.
+///
+/// # Errors
+/// `Usage` when there is no result yet; `NotTrusted`; `Verification`; server errors.
+pub async fn result(
+    s: &Session,
+    policy: &AppraisalPolicy,
+    instance: &str,
+    wait: u64,
+) -> Result<VerifiedResult, ClientError> {
+    check_id(instance)?;
+    let path = if wait > 0 {
+        format!("/v1/instances/{instance}/result?wait={wait}")
+    } else {
+        format!("/v1/instances/{instance}/result")
+    };
+    let r = s.get(&path).await?;
+    if r.json["evaluated"] != true {
+        return Err(ClientError::Usage(format!(
+            "instance {instance} has no result yet (state {})",
+            r.json["state"]
+        )));
+    }
+    let Some(jws) = r.json["jws"].as_str() else {
+        return Err(ClientError::Usage(format!(
+            "instance {instance} was evaluated (succeeded: {}, error: {}), but there is no signed result for this identity",
+            r.json["succeeded"], r.json["error"]
+        )));
+    };
+    let attestation = attest(s, policy, None).await?;
+    attestation.require_trusted()?;
+    let key = attestation
+        .statement_key()
+        .ok_or_else(|| ClientError::Verification("no certified statement key".into()))?;
+    let statement = match verify_statement(jws, key)
+        .map_err(|e| ClientError::Verification(format!("the result's signature: {e}")))?
+    {
+        Statement::Result(st) => st,
+        Statement::Destruction(_) => {
+            return Err(ClientError::Verification(
+                "the statement is a destruction certificate, not a result".into(),
+            ));
+        }
+    };
+    if statement.instance_id != instance {
+        return Err(ClientError::Verification(format!(
+            "the signed result is about instance {}, not {instance}",
+            statement.instance_id
+        )));
+    }
+    if r.json.get("output").is_some() && r.json["output"] != statement.output {
+        return Err(ClientError::Verification(
+            "the output shown differs from the signed output".into(),
+        ));
+    }
+    let own = own_inputs_listed(s, instance, &statement.inputs, Some(statement.round))?;
+    if attestation.verdict.appraised.log_generation == Some(statement.log_generation) {
+        let records = attestation.records();
+        let created = records
+            .iter()
+            .find(|rec| rec.recnum == statement.instance_created_recnum);
+        let ok = matches!(created.map(|r| &r.content),
+            Some(arbiter_measured_boot::cel::EventContent::InstanceCreated(c))
+                if c.instance_id.to_string() == instance
+                    && hex::encode(c.manifest_sha256.0) == statement.manifest_sha256);
+        if !ok {
+            return Err(ClientError::Verification(format!(
+                "record {} of the attested log is not the instance_created of {instance} with manifest {}",
+                statement.instance_created_recnum, statement.manifest_sha256
+            )));
+        }
+    }
+    Ok(VerifiedResult {
+        statement,
+        jws: jws.to_owned(),
+        own_inputs_checked: own,
+        attestation,
+    })
+}
+
+/// A verified destruction certificate.
+#[derive(Debug, Clone)]
+pub struct VerifiedDestruction {
+    /// The signed statement's payload.
+    pub statement: DestructionStatement,
+    /// The compact JWS.
+    pub jws: String,
+    /// How many of this party's receipts were found listed.
+    pub own_inputs_checked: usize,
+    /// Where the `instance_destroyed` record was found: `"fresh"` (a quote just taken) or
+    /// `"saved"` (the attestation saved with the certificate, from an earlier generation).
+    pub log_source: &'static str,
+}
+
+/// Asks the daemon to destroy an instance (destroyers only) and verifies the certificate
+/// it returns as [`verify_destruction`] does.
+///
+/// # Errors
+/// As [`verify_destruction`].
+pub async fn destroy(
+    s: &Session,
+    policy: &AppraisalPolicy,
+    instance: &str,
+) -> Result<VerifiedDestruction, ClientError> {
+    check_id(instance)?;
+    let r = s
+        .post(&format!("/v1/instances/{instance}/destroy"), &json!({}))
+        .await?;
+    let jws = str_field(&r.json, "jws")?.to_owned();
+    check_destruction(s, policy, instance, &jws).await
+}
+
+/// Fetches and verifies an instance's certificate of destruction: the JWS against the
+/// freshly certified statement key, this party's inputs listed, and the
+/// `instance_destroyed` record in a freshly quoted log — or, when a TPM startup has begun
+/// a new log generation since, in the attested log saved with the certificate.
+///
+/// # Errors
+/// `NotTrusted`, `Verification`, server errors.
+pub async fn verify_destruction(
+    s: &Session,
+    policy: &AppraisalPolicy,
+    instance: &str,
+) -> Result<VerifiedDestruction, ClientError> {
+    check_id(instance)?;
+    let r = s
+        .get(&format!("/v1/instances/{instance}/destruction-certificate"))
+        .await?;
+    let jws = str_field(&r.json, "jws")?.to_owned();
+    check_destruction(s, policy, instance, &jws).await
+}
+
+async fn check_destruction(
+    s: &Session,
+    policy: &AppraisalPolicy,
+    instance: &str,
+    jws: &str,
+) -> Result<VerifiedDestruction, ClientError> {
+    let attestation = attest(s, policy, None).await?;
+    attestation.require_trusted()?;
+    let key = attestation
+        .statement_key()
+        .ok_or_else(|| ClientError::Verification("no certified statement key".into()))?;
+    let statement = match verify_statement(jws, key)
+        .map_err(|e| ClientError::Verification(format!("the certificate's signature: {e}")))?
+    {
+        Statement::Destruction(d) => d,
+        Statement::Result(_) => {
+            return Err(ClientError::Verification(
+                "the statement is a result, not a destruction certificate".into(),
+            ));
+        }
+    };
+    if statement.instance_id != instance {
+        return Err(ClientError::Verification(format!(
+            "the certificate is about instance {}, not {instance}",
+            statement.instance_id
+        )));
+    }
+    let own = own_inputs_listed(s, instance, &statement.inputs, None)?;
+    let log_source = if attestation.verdict.appraised.log_generation
+        == Some(statement.log_generation)
+    {
+        check_destroyed_record(
+            &attestation.records(),
+            statement.instance_destroyed_recnum,
+            instance,
+            statement.epoch_retired,
+        )?;
+        s.trust.save(
+            &s.settings.server,
+            instance,
+            "destruction.json",
+            &json!({"jws": jws, "evidence": attestation.evidence, "nonce": attestation.nonce,
+                    "tls_spki_sha256": attestation.tls_spki_sha256}),
+        )?;
+        "fresh"
+    } else {
+        let saved = s
+            .trust
+            .load(&s.settings.server, instance, "destruction.json")?
+            .ok_or_else(|| {
+                ClientError::Verification(format!(
+                    "the certificate names log generation {}, the daemon is at {:?} and no attested log was saved with the certificate",
+                    statement.log_generation, attestation.verdict.appraised.log_generation
+                ))
+            })?;
+        let evidence = arbiter_policy::evidence::Evidence::from_value(saved["evidence"].clone())
+            .map_err(|e| ClientError::Verification(format!("saved evidence: {e}")))?;
+        let expect = arbiter_policy::appraisal::Expectations {
+            nonce: saved["nonce"].as_str().map(str::to_owned),
+            tls_spki_sha256: saved["tls_spki_sha256"].as_str().map(str::to_owned),
+            instance_id: None,
+            same_startup_as: None,
+        };
+        let old = arbiter_policy::appraisal::appraise(&evidence, policy, &expect);
+        if !old.trusted {
+            return Err(ClientError::NotTrusted(
+                old.reasons.iter().map(|r| r.to_string()).collect(),
+            ));
+        }
+        if old.appraised.log_generation != Some(statement.log_generation) {
+            return Err(ClientError::Verification(
+                "the saved attestation is of another log generation than the certificate".into(),
+            ));
+        }
+        let records: Vec<arbiter_measured_boot::cel::Record> =
+            serde_json::from_value(saved["evidence"]["log"].clone()).unwrap_or_default();
+        check_destroyed_record(
+            &records,
+            statement.instance_destroyed_recnum,
+            instance,
+            statement.epoch_retired,
+        )?;
+        "saved"
+    };
+    Ok(VerifiedDestruction {
+        statement,
+        jws: jws.to_owned(),
+        own_inputs_checked: own,
+        log_source,
+    })
+}
