@@ -3,7 +3,7 @@
 # packages they need when missing.
 
 SHELL := /bin/bash
-APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config openssl
+APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config openssl python3 python3-pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
 # ESYS prints every TPM error response to stderr; the daemon reports them itself.
@@ -23,11 +23,16 @@ deps:
 	@# An independent JOSE implementation for the tests that check signed statements.
 	@python3 -c 'import jwcrypto' 2>/dev/null || python3 -m pip install --quiet jwcrypto \
 	  || { $(SUDO) apt-get install -y python3-jwcrypto; }
+	@# An independent HPKE implementation for the test that submits an input sealed by it.
+	@python3 -c 'import pyhpke' 2>/dev/null || python3 -m pip install --quiet pyhpke \
+	  || python3 -m pip install --quiet --user --break-system-packages pyhpke
 
-## The main job: a private swtpm, the TPM layer end to end, checked by tpm2_checkquote.
+## The main job: arbiterd on a private swtpm and two parties using the `arbiter` CLI:
+## enrol, attest, create a two-party instance, submit encrypted inputs, verify the signed
+## result, destroy, verify the certificate of destruction. Exits 0 only if every check passed.
 demo: deps
-	$(CARGO) run --locked -q -p arbiter-daemon --bin arbiterd -- \
-	  tpm-selftest --dev-swtpm --out target/demo
+	$(CARGO) build --locked -q -p arbiter-daemon -p arbiter-client
+	client/demo/demo.sh "$${CARGO_TARGET_DIR:-target}/debug"
 
 ## Every test of the workspace, each TPM test on its own private swtpm.
 test: deps
@@ -38,6 +43,8 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-## TPM operations per second on swtpm, against tpm2_quote as a process.
+## TPM operations per second on swtpm, against tpm2_quote as a process; input submissions
+## per second, one at a time against 32 in flight (group commit).
 bench: deps
-	$(CARGO) bench --locked -p arbiter-tests --bench tpm
+	$(CARGO) build --release --locked -p arbiter-daemon
+	$(CARGO) bench --locked -p arbiter-tests --bench tpm --bench submit
