@@ -99,9 +99,11 @@ async fn main() {
         })
         .collect();
     let start = Instant::now();
-    for chunk in bodies.chunks(32) {
+    let mut rest = bodies;
+    while !rest.is_empty() {
+        let chunk: Vec<(String, Value)> = rest.drain(..rest.len().min(32)).collect();
         let mut tasks = Vec::new();
-        for (path, body) in chunk.iter().cloned() {
+        for (path, body) in chunk {
             let conn = party.conn.clone();
             tasks.push(tokio::spawn(async move {
                 conn.put(&path, &body).await.unwrap()
