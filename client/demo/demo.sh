@@ -134,4 +134,10 @@ as alice destroy "$inst"
 as bob verify-destruction "$inst"
 ok "the inputs are destroyed and the destruction is in the quoted measurement log"
 
+step "Bob writes an offline bundle and checks it with no network"
+as bob bundle "$inst" --out "$work/bundle.json"
+kill $daemon_pid; wait $daemon_pid 2>/dev/null || true
+as bob verify-bundle "$work/bundle.json" --ek-ca "${cas[@]}"
+ok "the bundle verifies offline (the daemon is stopped)"
+
 step "Every check passed"

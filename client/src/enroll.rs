@@ -42,11 +42,12 @@ const POLICY_A_SHA256: [u8; 32] = [
     0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
     0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
 ];
-/// The same policy in SHA-384 ("PolicyB"), for the high-range templates.
+/// TCG EK Credential Profile: the high-range templates' `authPolicy` ("PolicyB",
+/// SHA-384), as tpm2-tools and tss-esapi use it.
 const POLICY_B_SHA384: [u8; 48] = [
-    0x8b, 0xbf, 0x22, 0x66, 0x53, 0x7c, 0x17, 0x1c, 0xb5, 0x6e, 0x40, 0x3c, 0x4d, 0xc1, 0xd4, 0xb6,
-    0x4f, 0x43, 0x26, 0x11, 0xdc, 0x38, 0x6e, 0x6f, 0x53, 0x20, 0x50, 0xc3, 0x27, 0x8c, 0x93, 0x0e,
-    0x14, 0x3e, 0x8b, 0xb1, 0x13, 0x38, 0x24, 0xcc, 0xb4, 0x31, 0x05, 0x38, 0x71, 0xc6, 0xdb, 0x53,
+    0xb2, 0x6e, 0x7d, 0x28, 0xd1, 0x1a, 0x50, 0xbc, 0x53, 0xd8, 0x82, 0xbc, 0xf5, 0xfd, 0x3a, 0x1a,
+    0x07, 0x41, 0x48, 0xbb, 0x35, 0xd3, 0xb4, 0xe4, 0xcb, 0x1c, 0x0a, 0xd9, 0xbd, 0xe4, 0x19, 0xca,
+    0xcb, 0x47, 0xba, 0x09, 0x69, 0x96, 0x46, 0x15, 0x0f, 0x9f, 0xc0, 0x00, 0xf3, 0xf8, 0x0e, 0x12,
 ];
 /// fixedTPM | fixedParent | sensitiveDataOrigin | adminWithPolicy | restricted | decrypt.
 const EK_L1_ATTRIBUTES: u32 = 0x0003_00b2;
@@ -161,10 +162,12 @@ pub fn verify_ek_chain(
     let mut path = vec![leaf.tbs_certificate().subject().to_string()];
     let mut current = leaf;
     for _ in 0..8 {
-        let issuer_name = current.tbs_certificate().issuer();
+        // Names compare by their RFC 4514 form: the same name in PrintableString and
+        // UTF8String is the same issuer (the signature then decides).
+        let issuer_name = current.tbs_certificate().issuer().to_string();
         let Some(issuer) = cas
             .iter()
-            .find(|c| c.tbs_certificate().subject() == issuer_name)
+            .find(|c| c.tbs_certificate().subject().to_string() == issuer_name)
         else {
             return Err(err(format!(
                 "no given CA certificate is the issuer `{issuer_name}`: the EK certificate is from another CA"
@@ -176,8 +179,9 @@ pub fn verify_ek_chain(
         }
         check_validity(issuer, &format!("CA certificate `{name}`"))?;
         verify_signed_by(&current, issuer)?;
+        let self_signed = issuer.tbs_certificate().issuer().to_string() == name;
         path.push(name);
-        if issuer.tbs_certificate().issuer() == issuer.tbs_certificate().subject() {
+        if self_signed {
             verify_signed_by(issuer, issuer)?;
             return Ok(path);
         }
@@ -657,4 +661,72 @@ pub async fn enroll(s: &Session, cas: &[Certificate]) -> Result<Enrolled, Client
         path,
         eks: outcomes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const EK_RSA: &[u8] = include_bytes!("../../policy/testdata/swtpm/ek_rsa.pub");
+    const EK_ECC_P256: &[u8] = include_bytes!("../../policy/testdata/swtpm/ek_ecc.pub");
+
+    #[test]
+    fn the_rsa_l1_template_passes_and_other_keys_do_not() {
+        let rsa = Public::from_tpm2b(EK_RSA).unwrap();
+        assert_eq!(
+            check_ek_template("rsa2048", &rsa).unwrap(),
+            EkTemplate::RsaL1
+        );
+        assert!(check_ek_template("ecc_nist_p384", &rsa).is_err());
+        // tpm2_createek's default ECC EK is P-256 (template L-2), not H-3.
+        let ecc = Public::from_tpm2b(EK_ECC_P256).unwrap();
+        let e = check_ek_template("ecc_nist_p384", &ecc)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("name algorithm"), "{e}");
+        assert!(check_ek_template("rsa4096", &rsa).is_err());
+    }
+
+    #[test]
+    fn kdfa_gives_the_requested_length_and_depends_on_every_input() {
+        let a = kdfa(TPM_ALG_SHA256, b"seed", "STORAGE", b"name", &[], 128);
+        assert_eq!(a.len(), 16);
+        assert_eq!(
+            a,
+            kdfa(TPM_ALG_SHA256, b"seed", "STORAGE", b"name", &[], 128)
+        );
+        assert_ne!(
+            a,
+            kdfa(TPM_ALG_SHA256, b"seed", "INTEGRITY", b"name", &[], 128)
+        );
+        assert_ne!(
+            a,
+            kdfa(TPM_ALG_SHA256, b"seed", "STORAGE", b"other", &[], 128)
+        );
+        // The bit count is an input: a longer key is not an extension of a shorter one.
+        let long = kdfa(TPM_ALG_SHA384, b"seed", "STORAGE", b"name", &[], 384);
+        assert_eq!(long.len(), 48);
+        assert_ne!(
+            &kdfa(TPM_ALG_SHA384, b"seed", "STORAGE", b"name", &[], 256)[..],
+            &long[..32]
+        );
+        assert_eq!(
+            kdfe(TPM_ALG_SHA384, b"z", "IDENTITY", b"u", b"v", 384).len(),
+            48
+        );
+    }
+
+    #[test]
+    fn rsa_public_keys_parse_from_der() {
+        // SEQUENCE { INTEGER 0x00c5, INTEGER 0x010001 }
+        let der = [
+            0x30, 0x09, 0x02, 0x02, 0x00, 0xc5, 0x02, 0x03, 0x01, 0x00, 0x01,
+        ];
+        assert_eq!(
+            rsa_public_key(&der),
+            Some((vec![0xc5], vec![0x01, 0x00, 0x01]))
+        );
+        assert_eq!(rsa_public_key(&der[..5]), None);
+    }
 }

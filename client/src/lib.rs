@@ -8,11 +8,12 @@
 //! [`trust`] (the local trust store: the enrolled AK, the attested TLS key, receipts and
 //! saved certificates), [`session`] (one party talking to one daemon), [`verify`]
 //! (attestation into a verdict), [`party`] (functions, instances, inputs, results and
-//! destruction, each checked) and [`enroll`] (EK certificate chains and credential
-//! activation).
+//! destruction, each checked), [`enroll`] (EK certificate chains and credential
+//! activation) and [`bundle`] (offline verification bundles).
 
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod config;
 pub mod enroll;
 pub mod http;

@@ -428,6 +428,18 @@ pub async fn result(
             )));
         }
     }
+    s.trust.save(
+        &s.settings.server,
+        instance,
+        &format!("result-round-{}.json", statement.round),
+        &json!({"jws": jws}),
+    )?;
+    s.trust.save(
+        &s.settings.server,
+        instance,
+        "result.json",
+        &json!({"jws": jws}),
+    )?;
     Ok(VerifiedResult {
         statement,
         jws: jws.to_owned(),

@@ -164,6 +164,63 @@ pub fn evidence_of(tpm: &Value, attestation: &Value) -> Value {
     evidence
 }
 
+/// One answer of the daemon and the TLS key its connection presented.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// The JSON body.
+    pub json: &'a Value,
+    /// The SPKI SHA-256 (hex) of the certificate the server presented.
+    pub tls_spki_sha256: &'a str,
+}
+
+/// Appraises the answers to `GET /v1/tpm` and `GET /v1/attestation?nonce=…` under
+/// `policy`, expecting our `nonce`, the TLS key the attestation's connection presented
+/// and `instance`; both answers must come from the same TLS key. Returns the verdict and
+/// the evidence bundle checked.
+///
+/// # Errors
+/// `Protocol` when the evidence does not parse.
+pub fn appraise_answers(
+    tpm: &Answer<'_>,
+    att: &Answer<'_>,
+    nonce: &str,
+    instance: Option<&str>,
+    policy: &AppraisalPolicy,
+) -> Result<(Verdict, Value), ClientError> {
+    let evidence = evidence_of(tpm.json, att.json);
+    let parsed = Evidence::from_value(evidence.clone())
+        .map_err(|e| ClientError::Protocol(format!("attestation evidence: {e}")))?;
+    // A firmware log, when the daemon serves one, must replay to the quoted platform
+    // PCRs even if the policy has no firmware rules of its own.
+    let with_firmware;
+    let policy = if policy.firmware.is_none() && parsed.firmware_log.is_some() {
+        let mut p = policy.clone();
+        p.firmware = Some(arbiter_policy::appraisal::FirmwareRules::default());
+        with_firmware = p;
+        &with_firmware
+    } else {
+        policy
+    };
+    let expect = Expectations {
+        nonce: Some(nonce.to_owned()),
+        tls_spki_sha256: Some(att.tls_spki_sha256.to_owned()),
+        instance_id: instance.map(str::to_owned),
+        same_startup_as: None,
+    };
+    let mut verdict = appraise(&parsed, policy, &expect);
+    if tpm.tls_spki_sha256 != att.tls_spki_sha256 {
+        verdict.reasons.push(Reason {
+            check: Check::Binding,
+            detail: format!(
+                "the daemon presented TLS key {} for the statement key and {} for the quote",
+                tpm.tls_spki_sha256, att.tls_spki_sha256
+            ),
+        });
+        verdict.trusted = false;
+    }
+    Ok((verdict, evidence))
+}
+
 /// Attests the daemon (optionally about an instance) and appraises the answer under
 /// `policy`. A trusted verdict records the TLS key it attested in the trust store.
 ///
@@ -175,6 +232,16 @@ pub async fn attest(
     policy: &AppraisalPolicy,
     instance: Option<&str>,
 ) -> Result<Attestation, ClientError> {
+    if let Some(id) = instance
+        && !(id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    {
+        return Err(ClientError::Usage(format!(
+            "`{id}` is not an instance id (32 lowercase hex characters)"
+        )));
+    }
     let tpm = session.get("/v1/tpm").await?;
     let nonce = fresh_nonce();
     let mut path = format!("/v1/attestation?nonce={nonce}");
@@ -182,26 +249,19 @@ pub async fn attest(
         path.push_str(&format!("&instance={id}"));
     }
     let att = session.get(&path).await?;
-    let evidence = evidence_of(&tpm.json, &att.json);
-    let parsed = Evidence::from_value(evidence.clone())
-        .map_err(|e| ClientError::Protocol(format!("attestation evidence: {e}")))?;
-    let expect = Expectations {
-        nonce: Some(nonce.clone()),
-        tls_spki_sha256: Some(att.server_spki_sha256.clone()),
-        instance_id: instance.map(str::to_owned),
-        same_startup_as: None,
-    };
-    let mut verdict = appraise(&parsed, policy, &expect);
-    if tpm.server_spki_sha256 != att.server_spki_sha256 {
-        verdict.reasons.push(Reason {
-            check: Check::Binding,
-            detail: format!(
-                "the daemon presented TLS key {} for the statement key and {} for the quote",
-                tpm.server_spki_sha256, att.server_spki_sha256
-            ),
-        });
-        verdict.trusted = false;
-    }
+    let (verdict, evidence) = appraise_answers(
+        &Answer {
+            json: &tpm.json,
+            tls_spki_sha256: &tpm.server_spki_sha256,
+        },
+        &Answer {
+            json: &att.json,
+            tls_spki_sha256: &att.server_spki_sha256,
+        },
+        &nonce,
+        instance,
+        policy,
+    )?;
     if verdict.trusted {
         let spki = att.server_spki_sha256.clone();
         session.trust.update_server(&session.settings.server, |s| {
@@ -240,7 +300,7 @@ pub fn check_destroyed_record(
             Ok(())
         }
         other => Err(ClientError::Verification(format!(
-            "record {recnum} of the attested log is {} , not instance_destroyed of {instance} retiring epoch {epoch_retired}",
+            "record {recnum} of the attested log is {}, not instance_destroyed of {instance} retiring epoch {epoch_retired}",
             other.event_name()
         ))),
     }

@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::tpm::{
-    DEFAULT_AK_HANDLE, DEFAULT_APPLICATION_PCR, DEFAULT_PLATFORM_PCRS, DEFAULT_SEALING_NV_INDEX,
-    DEFAULT_STATEMENT_KEY_HANDLE, TpmConfig,
-};
+use crate::tpm::TpmConfig;
 
 /// The default configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/arbiter/arbiterd.toml";
@@ -53,8 +50,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The durable state: database, measurement log, TLS certificate.
     pub state_dir: PathBuf,
-    /// The TPM.
-    pub tpm: TpmSection,
+    /// The TPM (`[tpm]`: tcti, platform_pcrs, application_pcr, ak_handle,
+    /// statement_key_handle, sealing_nv_index).
+    pub tpm: TpmConfig,
     /// The TLS certificate (generated on first start when absent).
     pub tls: TlsSection,
     /// Who may do what beyond what manifests grant.
@@ -74,44 +72,13 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             state_dir: PathBuf::from("/var/lib/arbiter"),
-            tpm: TpmSection::default(),
+            tpm: TpmConfig::default(),
             tls: TlsSection::default(),
             access: AccessSection::default(),
             limits: LimitsSection::default(),
             attestation: AttestationSection::default(),
             evaluator: None,
             danger: DangerSection::default(),
-        }
-    }
-}
-
-/// `[tpm]`
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TpmSection {
-    /// The TCTI (`device:/dev/tpmrm0`, `tabrmd`, `swtpm:host=127.0.0.1,port=2321`).
-    pub tcti: String,
-    /// Platform PCRs, quoted and sealed to.
-    pub platform_pcrs: Vec<u8>,
-    /// The application PCR.
-    pub application_pcr: u8,
-    /// Persistent handle of the attestation key.
-    pub ak_handle: u32,
-    /// Persistent handle of the statement key.
-    pub statement_key_handle: u32,
-    /// NV index of the sealing index.
-    pub sealing_nv_index: u32,
-}
-
-impl Default for TpmSection {
-    fn default() -> Self {
-        Self {
-            tcti: "device:/dev/tpmrm0".into(),
-            platform_pcrs: DEFAULT_PLATFORM_PCRS.to_vec(),
-            application_pcr: DEFAULT_APPLICATION_PCR,
-            ak_handle: DEFAULT_AK_HANDLE,
-            statement_key_handle: DEFAULT_STATEMENT_KEY_HANDLE,
-            sealing_nv_index: DEFAULT_SEALING_NV_INDEX,
         }
     }
 }
@@ -303,14 +270,7 @@ impl Config {
 
     /// The TPM layer's configuration.
     pub fn tpm_config(&self) -> TpmConfig {
-        TpmConfig {
-            tcti: self.tpm.tcti.clone(),
-            platform_pcrs: self.tpm.platform_pcrs.clone(),
-            application_pcr: self.tpm.application_pcr,
-            ak_handle: self.tpm.ak_handle,
-            statement_key_handle: self.tpm.statement_key_handle,
-            sealing_nv_index: self.tpm.sealing_nv_index,
-        }
+        self.tpm.clone()
     }
 
     /// Whether `identity` is an operator.

@@ -10,6 +10,7 @@
 // Test support: failing loudly with the reason is this crate's job.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod cli;
 pub mod daemon;
 
 use std::path::{Path, PathBuf};

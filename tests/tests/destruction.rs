@@ -389,7 +389,8 @@ async fn a_crash_after_any_step_of_destruction_recovers() {
             .await;
         assert!(
             d.wait_crash().await,
-            "{failpoint}: the daemon did not abort"
+            "{failpoint}: the daemon did not abort (is target/debug/arbiterd built with the \
+             `failpoints` feature? `cargo test --workspace` builds it so)"
         );
 
         let d = ProcessDaemon::start(&s.tpm, &state, &s.operator, None).await;

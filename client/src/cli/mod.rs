@@ -149,6 +149,32 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
+    /// Write an offline verification bundle for an instance: EK certificates, AK, a fresh
+    /// trusted attestation with its logs and sealing index, the manifest, the function
+    /// source, and the signed result and certificate of destruction where they exist.
+    Bundle {
+        /// The instance.
+        id: String,
+        /// Where to write the bundle (JSON).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The appraisal policy [env ARBITER_POLICY].
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Verify a bundle with no network; the verdict holds "as of" the TPM clock of its
+    /// quote. Exits 1 unless every check passed.
+    VerifyBundle {
+        /// The bundle file.
+        file: PathBuf,
+        /// The appraisal policy (must pin the AK, or the AK enrolled for the bundle's
+        /// server in the trust store is used) [env ARBITER_POLICY].
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Also check each EK certificate against these CA certificates.
+        #[arg(long = "ek-ca", value_name = "FILE", num_args = 1..)]
+        ek_ca: Vec<PathBuf>,
+    },
     /// Inspect and replay event logs: firmware logs (`binary_bios_measurements`) or the
     /// daemon's measurement log (CEL-JSON, as JSON Lines or a JSON array).
     #[command(subcommand)]
@@ -303,6 +329,16 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             &expect_function,
             out,
         ),
+        Command::Bundle {
+            id,
+            out: file,
+            policy,
+        } => party::bundle(g.overrides(policy), &id, &file, out),
+        Command::VerifyBundle {
+            file,
+            policy,
+            ek_ca,
+        } => party::verify_bundle(g.overrides(policy), &file, &ek_ca, out),
         Command::Result {
             id,
             wait,

@@ -112,6 +112,16 @@ pub fn health(o: Overrides, out: &mut dyn Write) -> anyhow::Result<()> {
     let r = runtime()?.block_on(s.get("/healthz"))?;
     writeln!(out, "{} answers: {}", s.settings.server, r.json)?;
     writeln!(out, "  its TLS key: {}", r.server_spki_sha256)?;
+    match s.trust.server(&s.settings.server)?.attested_tls_spki {
+        Some(k) if k == r.server_spki_sha256 => {
+            writeln!(out, "  the same TLS key as the last trusted attestation")?
+        }
+        Some(k) => writeln!(
+            out,
+            "  NOTE: the last trusted attestation bound TLS key {k}; attest again before trusting this one"
+        )?,
+        None => writeln!(out, "  no trusted attestation of this server yet")?,
+    }
     Ok(())
 }
 
@@ -417,4 +427,61 @@ pub fn verify_destruction(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow
     let policy = policy_of(&s)?;
     let r = runtime()?.block_on(party::verify_destruction(&s, &policy, id))?;
     print_destruction(&r, id, out)
+}
+
+/// `arbiter bundle`.
+pub fn bundle(o: Overrides, id: &str, file: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let policy = policy_of(&s)?;
+    let b = runtime()?.block_on(arbiter_client::bundle::collect(&s, &policy, id))?;
+    write_atomic(file, serde_json::to_string_pretty(&b)?.as_bytes())?;
+    writeln!(
+        out,
+        "wrote {} (result: {}, certificate of destruction: {})",
+        file.display(),
+        if b["result"].is_string() { "yes" } else { "no" },
+        if b["destruction"].is_string() {
+            "yes"
+        } else {
+            "no"
+        }
+    )?;
+    Ok(())
+}
+
+/// `arbiter verify-bundle`.
+pub fn verify_bundle(
+    o: Overrides,
+    file: &Path,
+    cas: &[PathBuf],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let settings = Settings::resolve(o)?;
+    let text = std::fs::read(file).with_context(|| file.display().to_string())?;
+    let b: Value = serde_json::from_slice(&text).with_context(|| file.display().to_string())?;
+    let policy = match &settings.policy {
+        Some(p) => verify::read_policy(p)?,
+        None => arbiter_policy::appraisal::AppraisalPolicy::default(),
+    };
+    let server = b["server"].as_str().unwrap_or_default();
+    let trust = arbiter_client::trust::TrustStore::new(&settings.state);
+    let policy = verify::with_enrolled_ak(policy, &trust.server(server)?)?;
+    let cas = if cas.is_empty() {
+        None
+    } else {
+        Some(arbiter_client::enroll::read_cas(cas)?)
+    };
+    let r = arbiter_client::bundle::verify(&b, &policy, cas.as_deref())?;
+    for c in &r.checks {
+        writeln!(out, "  - {c}")?;
+    }
+    match &r.verdict.as_of {
+        Some(c) => writeln!(
+            out,
+            "VERIFIED as of TPM clock {} ms (reset {}, restart {}) of the newest quote; not fresh: no nonce of ours",
+            c.clock, c.reset_count, c.restart_count
+        )?,
+        None => writeln!(out, "VERIFIED")?,
+    }
+    Ok(())
 }

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use arbiter_measured_boot::cel::{self, EventContent};
-use arbiter_policy::jws::InputRef;
 use arbiter_policy::manifest::DestructionPolicy;
 use serde_json::Value;
 
@@ -145,14 +144,7 @@ impl Engine {
             .store
             .read(move |c| queries::list_inputs(c, &key))
             .await?;
-        let refs: Vec<InputRef> = inputs
-            .iter()
-            .map(|i| InputRef {
-                slot: i.slot.clone(),
-                submitter: i.submitter.clone(),
-                ciphertext_sha256: i.ciphertext_sha256.clone(),
-            })
-            .collect();
+        let refs = super::statements::input_refs(&inputs);
         if self.log_position(id, true).await.is_none() {
             self.measurer
                 .measure(EventContent::InstanceDestroyed(cel::InstanceDestroyed {

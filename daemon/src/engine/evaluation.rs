@@ -18,7 +18,6 @@ use super::{Engine, EngineError, now, tracing_line};
 use crate::eval::{EvalOutcome, EvalRequest, Limits};
 use crate::keys::seal_at_rest;
 use crate::store::queries::{self, ResultRow};
-use arbiter_policy::jws::InputRef;
 
 /// The AAD binding a stored result to its instance and round.
 pub(crate) fn result_context(instance_id: &str, round: u64) -> Vec<u8> {
@@ -217,14 +216,7 @@ impl Engine {
             ),
         };
         let evaluated_at = now();
-        let refs: Vec<InputRef> = inputs
-            .iter()
-            .map(|i| InputRef {
-                slot: i.slot.clone(),
-                submitter: i.submitter.clone(),
-                ciphertext_sha256: i.ciphertext_sha256.clone(),
-            })
-            .collect();
+        let refs = super::statements::input_refs(&inputs);
         let signed = self
             .sign_result(
                 id,

@@ -14,7 +14,7 @@ use crate::keys::open_at_rest;
 use crate::store::queries;
 
 /// `GET /v1/instances/{id}/result`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct ResultView {
     /// The instance.
     pub instance_id: String,
@@ -92,18 +92,8 @@ impl Engine {
             if now >= deadline {
                 return Ok(ResultView {
                     instance_id: id.to_owned(),
-                    evaluated: false,
-                    round: None,
-                    evaluated_at: None,
-                    succeeded: None,
-                    output: None,
-                    error: None,
-                    inputs: None,
-                    function_sha256: None,
-                    manifest_sha256: None,
-                    jws: None,
-                    payload: None,
                     state: row.state,
+                    ..ResultView::default()
                 });
             }
             // Wake on any evaluation event (or the deadline), then look again.
@@ -123,15 +113,8 @@ impl Engine {
             evaluated: true,
             round: Some(result.round),
             evaluated_at: Some(result.evaluated_at.clone()),
-            succeeded: None,
-            output: None,
-            error: None,
-            inputs: None,
-            function_sha256: None,
-            manifest_sha256: None,
-            jws: None,
-            payload: None,
             state: row.state.clone(),
+            ..ResultView::default()
         };
         if role == ReaderRole::Status {
             return Ok(view);

@@ -99,6 +99,18 @@ fn timestamp(text: &str) -> Result<Timestamp, EngineError> {
     Timestamp::parse(text).map_err(|e| EngineError::Internal(format!("timestamp {text}: {e}")))
 }
 
+/// How statements list inputs: slot, submitter and `ciphertext_sha256` of each.
+pub(crate) fn input_refs(inputs: &[crate::store::queries::InputRow]) -> Vec<InputRef> {
+    inputs
+        .iter()
+        .map(|i| InputRef {
+            slot: i.slot.clone(),
+            submitter: i.submitter.clone(),
+            ciphertext_sha256: i.ciphertext_sha256.clone(),
+        })
+        .collect()
+}
+
 /// The JSON answer for a statement: the compact JWS and its decoded payload.
 pub(crate) fn statement_view(jws: &str) -> Value {
     let payload = jws

@@ -23,8 +23,9 @@ use zeroize::{Zeroize, Zeroizing};
 pub use device::Device;
 pub use error::TpmError;
 
-/// Where the TPM is and which handles and PCRs Arbiter uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the TPM is and which handles and PCRs Arbiter uses (the configuration's `[tpm]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TpmConfig {
     /// The TCTI: `device:/dev/tpmrm0`, `tabrmd`, `swtpm:host=127.0.0.1,port=2321`, ...
     pub tcti: String,
