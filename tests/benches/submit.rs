@@ -38,6 +38,18 @@ async fn instance(op: &Party, party: &Party, slots: usize, sha: &str) -> Value {
     r.json
 }
 
+/// One encrypted input per slot, with the path it is submitted to.
+fn encrypted_inputs(party: &Party, inst: &Value, n: usize) -> Vec<(String, Value)> {
+    (0..n)
+        .map(|i| {
+            let slot = format!("s{i}");
+            let body = party.encrypt_input(inst, &slot, 1, &json!(i));
+            let id = inst["id"].as_str().unwrap();
+            (format!("/v1/instances/{id}/inputs/{slot}"), body)
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::var("ARBITER_BENCH_INPUTS")
@@ -63,19 +75,7 @@ async fn main() {
 
     // Baseline: one submission at a time.
     let inst = instance(&op, &party, n, &sha).await;
-    let bodies: Vec<(String, Value)> = (0..n)
-        .map(|i| {
-            let slot = format!("s{i}");
-            let body = party.encrypt_input(&inst, &slot, 1, &json!(i));
-            (
-                format!(
-                    "/v1/instances/{}/inputs/{slot}",
-                    inst["id"].as_str().unwrap()
-                ),
-                body,
-            )
-        })
-        .collect();
+    let bodies = encrypted_inputs(&party, &inst, n);
     let start = Instant::now();
     for (path, body) in &bodies {
         let r = party.conn.put(path, body).await.unwrap();
@@ -85,19 +85,7 @@ async fn main() {
 
     // 32 in flight at once.
     let inst = instance(&op, &party, n, &sha).await;
-    let bodies: Vec<(String, Value)> = (0..n)
-        .map(|i| {
-            let slot = format!("s{i}");
-            let body = party.encrypt_input(&inst, &slot, 1, &json!(i));
-            (
-                format!(
-                    "/v1/instances/{}/inputs/{slot}",
-                    inst["id"].as_str().unwrap()
-                ),
-                body,
-            )
-        })
-        .collect();
+    let bodies = encrypted_inputs(&party, &inst, n);
     let start = Instant::now();
     let mut rest = bodies;
     while !rest.is_empty() {
