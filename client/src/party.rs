@@ -385,14 +385,8 @@ pub async fn result(
             r.json["succeeded"], r.json["error"]
         )));
     };
-    let attestation = attest(s, policy, None).await?;
-    attestation.require_trusted()?;
-    let key = attestation
-        .statement_key()
-        .ok_or_else(|| ClientError::Verification("no certified statement key".into()))?;
-    let statement = match verify_statement(jws, key)
-        .map_err(|e| ClientError::Verification(format!("the result's signature: {e}")))?
-    {
+    let (attestation, statement) = attested_statement(s, policy, jws, "the result").await?;
+    let statement = match statement {
         Statement::Result(st) => st,
         Statement::Destruction(_) => {
             return Err(ClientError::Verification(
@@ -500,20 +494,32 @@ pub async fn verify_destruction(
     check_destruction(s, policy, instance, &jws).await
 }
 
+/// Attests the daemon afresh (trusted verdict required) and verifies `jws` under the
+/// statement key that attestation certified; `what` names the statement in errors.
+async fn attested_statement(
+    s: &Session,
+    policy: &AppraisalPolicy,
+    jws: &str,
+    what: &str,
+) -> Result<(Attestation, Statement), ClientError> {
+    let attestation = attest(s, policy, None).await?;
+    attestation.require_trusted()?;
+    let key = attestation
+        .statement_key()
+        .ok_or_else(|| ClientError::Verification("no certified statement key".into()))?;
+    let statement = verify_statement(jws, key)
+        .map_err(|e| ClientError::Verification(format!("{what}'s signature: {e}")))?;
+    Ok((attestation, statement))
+}
+
 async fn check_destruction(
     s: &Session,
     policy: &AppraisalPolicy,
     instance: &str,
     jws: &str,
 ) -> Result<VerifiedDestruction, ClientError> {
-    let attestation = attest(s, policy, None).await?;
-    attestation.require_trusted()?;
-    let key = attestation
-        .statement_key()
-        .ok_or_else(|| ClientError::Verification("no certified statement key".into()))?;
-    let statement = match verify_statement(jws, key)
-        .map_err(|e| ClientError::Verification(format!("the certificate's signature: {e}")))?
-    {
+    let (attestation, statement) = attested_statement(s, policy, jws, "the certificate").await?;
+    let statement = match statement {
         Statement::Destruction(d) => d,
         Statement::Result(_) => {
             return Err(ClientError::Verification(

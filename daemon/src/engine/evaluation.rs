@@ -151,19 +151,19 @@ impl Engine {
             EngineError::Internal(format!("the function of instance {id} is gone"))
         })?;
         let secret = self.instance_secret(id).await?;
+        let (private, _) = hpke::derive_keypair(secret.expose());
         let mut values = BTreeMap::new();
         let mut used = Vec::new();
         for input in &inputs {
-            let plaintext = self
-                .open_input(
-                    &row,
-                    &input.slot,
-                    input.round,
-                    &input.submitter,
-                    &input.enc,
-                    &input.ciphertext,
-                )
-                .await?;
+            let plaintext = Self::open_input(
+                &row,
+                &private,
+                &input.slot,
+                input.round,
+                &input.submitter,
+                &input.enc,
+                &input.ciphertext,
+            )?;
             let value: serde_json::Value = serde_json::from_slice(&plaintext).map_err(|e| {
                 EngineError::Internal(format!(
                     "stored input of slot {} is not JSON: {e}",

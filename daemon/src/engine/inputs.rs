@@ -182,9 +182,10 @@ impl Engine {
         }
         // Open it now: a ciphertext for another instance, slot, round or submitter, or a
         // tampered one, is refused before anything is stored.
-        let plaintext = self
-            .open_input(&row, slot, row.round, caller, &enc, &ciphertext)
-            .await?;
+        let private = self.instance_key(&row.id).await?;
+        let plaintext =
+            Self::open_input(&row, &private, slot, row.round, caller, &enc, &ciphertext)?;
+        drop(private);
         let value: serde_json::Value = serde_json::from_slice(&plaintext).map_err(|e| {
             EngineError::bad(
                 "invalid_plaintext",
@@ -276,18 +277,22 @@ impl Engine {
         Ok(receipt)
     }
 
+    /// The instance's HPKE private key, derived from its unwrapped secret.
+    pub(crate) async fn instance_key(&self, id: &str) -> Result<hpke::PrivateKey, EngineError> {
+        let secret = self.instance_secret(id).await?;
+        Ok(hpke::derive_keypair(secret.expose()).0)
+    }
+
     /// Decrypts one input under the instance key (SPEC §3's info binding).
-    pub(crate) async fn open_input(
-        &self,
+    pub(crate) fn open_input(
         row: &InstanceRow,
+        private: &hpke::PrivateKey,
         slot: &str,
         round: u64,
         submitter: &str,
         enc: &[u8],
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, EngineError> {
-        let secret = self.instance_secret(&row.id).await?;
-        let (private, _) = hpke::derive_keypair(secret.expose());
         let ctx = InputContext {
             instance_id: &row.id,
             slot,
@@ -295,7 +300,7 @@ impl Engine {
             function_sha256: &row.function_sha256,
             submitter,
         };
-        hpke::open(&private, &ctx, enc, ciphertext).map_err(|_| {
+        hpke::open(private, &ctx, enc, ciphertext).map_err(|_| {
             EngineError::bad(
                 "decryption_failed",
                 format!(
