@@ -63,6 +63,25 @@ pub struct StartFacts {
     pub sealing_nv_name: Vec<u8>,
     /// The statement key's name.
     pub statement_key_name: Vec<u8>,
+    /// SHA-256 of the running executable (self-reported, SPEC §2).
+    pub executable_sha256: [u8; 32],
+}
+
+/// SHA-256 of the running daemon's executable: `/proc/self/exe`, which names the file this
+/// process was started from even after a package upgrade replaced it on disk.
+pub fn executable_sha256() -> Result<[u8; 32], MeasureError> {
+    use sha2::Digest as _;
+    let path = Path::new("/proc/self/exe");
+    let mut file = File::open(path).map_err(|e| io(path, e))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf).map_err(|e| io(path, e))?;
+        if n == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buf[..n]);
+    }
 }
 
 /// The open log of the current generation.
@@ -303,6 +322,7 @@ impl Measurer {
     fn daemon_started(&self, generation: u64, counts: (u32, u32)) -> EventContent {
         EventContent::DaemonStarted(DaemonStarted {
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            executable_sha256: cel::Sha256Digest(self.facts.executable_sha256),
             generation,
             platform_pcrs: self
                 .facts

@@ -17,6 +17,7 @@ const PCR: u32 = 23;
 fn daemon_started() -> EventContent {
     EventContent::DaemonStarted(DaemonStarted {
         version: "0.1.0".into(),
+        executable_sha256: Sha256Digest([0x33; 32]),
         generation: 7,
         platform_pcrs: vec![0, 2, 4, 7, 9],
         sealing_nv_public: Base64Bytes((0..10).collect()),
@@ -98,7 +99,7 @@ fn digests_equal_an_independent_jcs_implementation() {
     }
     assert_eq!(
         String::from_utf8(daemon_started().canonical_json().unwrap()).unwrap(),
-        r#"{"boot_id":"1b4e28ba-2fa1-11d2-883f-0016d3cca427","event":"daemon_started","generation":7,"platform_pcrs":[0,2,4,7,9],"reset_count":3,"restart_count":1,"sealing_nv_name":"000b1111111111111111111111111111111111111111111111111111111111111111","sealing_nv_public":"AAECAwQFBgcICQ==","statement_key_name":"000b2222222222222222222222222222222222222222222222222222222222222222","version":"0.1.0"}"#
+        r#"{"boot_id":"1b4e28ba-2fa1-11d2-883f-0016d3cca427","event":"daemon_started","executable_sha256":"3333333333333333333333333333333333333333333333333333333333333333","generation":7,"platform_pcrs":[0,2,4,7,9],"reset_count":3,"restart_count":1,"sealing_nv_name":"000b1111111111111111111111111111111111111111111111111111111111111111","sealing_nv_public":"AAECAwQFBgcICQ==","statement_key_name":"000b2222222222222222222222222222222222222222222222222222222222222222","version":"0.1.0"}"#
     );
 }
 

@@ -32,11 +32,13 @@ fn content() -> impl Strategy<Value = EventContent> {
             any::<u32>(),
             any::<u32>(),
             ".*",
+            any::<[u8; 32]>(),
         )
             .prop_map(
-                |(version, generation, pcrs, nvp, nvn, skn, reset, restart, boot)| {
+                |(version, generation, pcrs, nvp, nvn, skn, reset, restart, boot, exe)| {
                     EventContent::DaemonStarted(DaemonStarted {
                         version,
+                        executable_sha256: Sha256Digest(exe),
                         generation,
                         platform_pcrs: pcrs,
                         sealing_nv_public: Base64Bytes(nvp),

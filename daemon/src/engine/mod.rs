@@ -137,6 +137,7 @@ impl Engine {
             sealing_nv_public: sealing.tpm2b_public.clone(),
             sealing_nv_name: sealing.name.clone(),
             statement_key_name: statement_key.name.clone(),
+            executable_sha256: crate::measure::executable_sha256()?,
         };
         let live = live_measurements(&store).await?;
         let (measurer, _) = Measurer::open(

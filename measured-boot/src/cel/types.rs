@@ -140,12 +140,18 @@ impl<'de> Deserialize<'de> for Base64Bytes {
     }
 }
 
-/// `daemon_started`: the daemon came up; the first record of every log generation.
+/// `daemon_started`: the daemon came up. The first opens a log generation; every later
+/// start of the daemon within the same TPM startup (a service restart, an upgrade, a crash)
+/// appends another with the same generation, counts and boot id and its own version and
+/// executable digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonStarted {
     /// The daemon's version.
     pub version: String,
+    /// SHA-256 of the running daemon's executable file, as the daemon itself reports it:
+    /// it proves something only where the platform state pins the image holding the daemon.
+    pub executable_sha256: Sha256Digest,
     /// The log generation this record starts.
     pub generation: u64,
     /// The platform PCRs quoted and sealed to.

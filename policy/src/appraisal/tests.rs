@@ -171,6 +171,7 @@ impl World {
         let mut contents = vec![
             EventContent::DaemonStarted(DaemonStarted {
                 version: "0.1.0".into(),
+                executable_sha256: Sha256Digest([0x5e; 32]),
                 generation: 2,
                 platform_pcrs: self.platform.iter().map(|&p| u32::from(p)).collect(),
                 sealing_nv_public: Base64Bytes(nv.to_tpm2b()),
