@@ -75,7 +75,7 @@ fn digests_equal_an_independent_jcs_implementation() {
     let cases = [
         (
             daemon_started(),
-            "b6841ab87788b6bd4595f9e631c4424fb868e868dba8e426903f1ab0a3460e7d",
+            "7ed11fa92c603e4d988291a9230d15fa0b8e4df83f2233f523a843074263d7de",
         ),
         (
             EventContent::EpochReset(EpochReset {
