@@ -174,6 +174,22 @@ impl Connection {
         })
     }
 
+    /// Opens a new mutual-TLS connection to the daemon (for callers that speak HTTP
+    /// themselves, e.g. tests that send a request piece by piece).
+    pub async fn connect_tls(
+        &self,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| ClientError::Connect(format!("{}:{}: {e}", self.host, self.port)))?;
+        let name = ServerName::try_from(self.host.clone())
+            .map_err(|e| ClientError::Usage(format!("server name `{}`: {e}", self.host)))?;
+        TlsConnector::from(Arc::clone(&self.config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ClientError::Tls(e.to_string()))
+    }
+
     /// Sends one request on a new connection.
     pub async fn request(
         &self,
@@ -181,15 +197,7 @@ impl Connection {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response, ClientError> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| ClientError::Connect(format!("{}:{}: {e}", self.host, self.port)))?;
-        let name = ServerName::try_from(self.host.clone())
-            .map_err(|e| ClientError::Usage(format!("server name `{}`: {e}", self.host)))?;
-        let tls = TlsConnector::from(Arc::clone(&self.config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let tls = self.connect_tls().await?;
         let spki = tls
             .get_ref()
             .1

@@ -132,6 +132,20 @@ pub struct LimitsSection {
     pub max_wait_seconds: u64,
     /// Evaluations running at once.
     pub max_concurrent_evaluations: usize,
+    /// Connections served at once (also bounded by the open-file limit, less a reserve for
+    /// the TPM, the store and the evaluator); further clients wait in the kernel's queue.
+    pub max_connections: usize,
+    /// Connections served at once from one IP address; more are closed at once.
+    pub max_connections_per_ip: usize,
+    /// Seconds a client has for its TLS handshake.
+    pub handshake_timeout_seconds: u64,
+    /// Seconds a connection may sit idle, or take to send a request's headers.
+    pub idle_timeout_seconds: u64,
+    /// Seconds a client has to send a request body once its headers are in.
+    pub body_timeout_seconds: u64,
+    /// Request-body bytes buffered at once over all connections; a request that would
+    /// exceed it is refused with 503 before its body is read.
+    pub max_bodies_in_flight_bytes: usize,
 }
 
 impl Default for LimitsSection {
@@ -141,6 +155,12 @@ impl Default for LimitsSection {
             max_function_bytes: 256 << 10,
             max_wait_seconds: 60,
             max_concurrent_evaluations: 2,
+            max_connections: 512,
+            max_connections_per_ip: 64,
+            handshake_timeout_seconds: 10,
+            idle_timeout_seconds: 30,
+            body_timeout_seconds: 30,
+            max_bodies_in_flight_bytes: 64 << 20,
         }
     }
 }
@@ -259,10 +279,46 @@ impl Config {
                 reason: "give both tls.cert and tls.key, or neither".into(),
             });
         }
-        if self.limits.max_concurrent_evaluations == 0 {
+        let at_least_one: [(&'static str, u64); 7] = [
+            (
+                "limits.max_concurrent_evaluations",
+                self.limits.max_concurrent_evaluations as u64,
+            ),
+            ("limits.max_connections", self.limits.max_connections as u64),
+            (
+                "limits.max_connections_per_ip",
+                self.limits.max_connections_per_ip as u64,
+            ),
+            (
+                "limits.handshake_timeout_seconds",
+                self.limits.handshake_timeout_seconds,
+            ),
+            (
+                "limits.idle_timeout_seconds",
+                self.limits.idle_timeout_seconds,
+            ),
+            (
+                "limits.body_timeout_seconds",
+                self.limits.body_timeout_seconds,
+            ),
+            ("limits.max_body_bytes", self.limits.max_body_bytes as u64),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.limits.max_bodies_in_flight_bytes < self.limits.max_body_bytes {
             return Err(ConfigError::Invalid {
-                key: "limits.max_concurrent_evaluations",
-                reason: "must be at least 1".into(),
+                key: "limits.max_bodies_in_flight_bytes",
+                reason: format!(
+                    "must be at least limits.max_body_bytes ({}), or no largest body could ever \
+                     be read",
+                    self.limits.max_body_bytes
+                ),
             });
         }
         Ok(())

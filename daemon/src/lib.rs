@@ -9,12 +9,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api;
 pub mod config;
 pub mod engine;
 pub mod eval;
 pub mod hardening;
 pub mod keys;
+pub mod lock;
 pub mod measure;
 pub mod selftest;
 pub mod server;

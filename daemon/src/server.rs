@@ -9,20 +9,22 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::{AcceptBackoff, Admission, connection_capacity, open_file_limit};
 use crate::api;
 use crate::config::Config;
 use crate::engine::{Engine, StartError};
 
 /// How long open connections may take to finish after shutdown is requested.
 const GRACE: Duration = Duration::from_secs(10);
-/// How long a client may take for its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest read buffer of a connection, so the largest request head (hyper's minimum
+/// is 8 KiB; bodies stream through it in pieces).
+const MAX_HEADER_BUFFER: usize = 64 << 10;
 
 /// Starts the daemon on `listener` and serves until `shutdown` completes.
 pub async fn run(
@@ -31,13 +33,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let engine = Arc::new(Engine::start(config).await?);
-    serve(engine, listener, shutdown).await;
-    Ok(())
+    serve(engine, listener, shutdown).await
 }
 
 /// The service entry point of `arbiterd run`: optionally starts a private swtpm
 /// (development mode), binds the listener, runs until SIGTERM or SIGINT.
 pub async fn run_service(mut config: Config, dev_swtpm: bool) -> Result<(), StartError> {
+    let stop = shutdown_signal();
+    // Before anything else, the development swtpm included: one daemon per state directory.
+    let lock = crate::lock::StateLock::acquire(&config.state_dir)?;
+    // As many descriptors as the service manager allows; the connection cap is derived
+    // from what is in force, so running out is refused up front, not discovered later.
+    let nofile = crate::admission::raise_open_file_limit();
+    connection_capacity(&config.limits, nofile).map_err(|e| StartError::Other(e.to_string()))?;
     let hardened =
         crate::hardening::harden(config.danger.allow_unlocked_memory).map_err(StartError::Other)?;
     crate::engine::tracing_line(&format!(
@@ -57,7 +65,8 @@ pub async fn run_service(mut config: Config, dev_swtpm: bool) -> Result<(), Star
             crate::swtpm::ProvisionedState::provision(&dir)
                 .map_err(|e| StartError::Other(format!("development swtpm: {e}")))?
         };
-        let tpm = crate::swtpm::Swtpm::start(&state.state_dir)
+        // Tied to this (the main) thread: a daemon killed with SIGKILL leaves no swtpm.
+        let tpm = crate::swtpm::Swtpm::start_tied(&state.state_dir)
             .map_err(|e| StartError::Other(format!("development swtpm: {e}")))?;
         config.tpm.tcti = tpm.tcti();
         crate::engine::tracing_line(&format!(
@@ -72,7 +81,7 @@ pub async fn run_service(mut config: Config, dev_swtpm: bool) -> Result<(), Star
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", config.listen)))?;
-    let engine = Arc::new(Engine::start(config).await?);
+    let engine = Arc::new(Engine::start_locked(config, lock).await?);
     crate::engine::tracing_line(&format!(
         "serving on https://{} (TLS key sha256 {})",
         listener
@@ -96,83 +105,145 @@ pub async fn run_service(mut config: Config, dev_swtpm: bool) -> Result<(), Star
             }
         });
     }
-    serve(engine, listener, shutdown_signal()).await;
+    serve(engine, listener, stop).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now — so a stop requested any time after this,
+/// also during start or right after READY, is a clean stop rather than the default action
+/// — and returns a future that resolves on the first of them.
+fn shutdown_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
+            // Without signal handlers the daemon still stops when killed.
+            _ => std::future::pending::<()>().await,
         }
-        // Without signal handlers the daemon still stops when killed.
-        _ => std::future::pending::<()>().await,
     }
 }
 
-/// Serves the API of a started engine.
-pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+/// Serves the API of a started engine until `shutdown` completes. Every connection holds
+/// a slot of [`Admission`] (bounded by the open-file limit) and, per address, a share of it;
+/// the TLS handshake, each request's headers (and an idle keep-alive connection) and each
+/// body have deadlines, so no client holds a slot for long without doing work.
+pub async fn serve(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let limits = engine.config().limits.clone();
+    let capacity = connection_capacity(&limits, open_file_limit())
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let admission = Admission::new(capacity, limits.max_connections_per_ip);
+    crate::engine::tracing_line(&format!(
+        "serving at most {capacity} connections ({} per address)",
+        limits.max_connections_per_ip
+    ));
+    let api_limits = api::ApiLimits::new(&limits);
+    let handshake_timeout = Duration::from_secs(limits.handshake_timeout_seconds);
+    let idle_timeout = Duration::from_secs(limits.idle_timeout_seconds);
     engine.spawn_background();
     let acceptor = TlsAcceptor::from(engine.tls_server_config());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let mut backoff = AcceptBackoff::default();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        // Reap finished connections without waiting.
+        while connections.try_join_next().is_some() {}
+        let slot = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let Ok((tcp, peer)) = accepted else { continue };
-                let acceptor = acceptor.clone();
-                let engine = Arc::clone(&engine);
-                let mut stop = stop_rx.clone();
-                connections.spawn(async move {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            engine.note_rejected_handshake(&peer.to_string(), &e.to_string());
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let identity = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(|c| arbiter_policy::identity::identity_of(c).ok());
-                    // The verifier requires a parseable client certificate; no identity
-                    // here would be a rustls defect: close the connection.
-                    let Some(identity) = identity else { return };
-                    let service = service_fn(move |req| {
-                        let engine = Arc::clone(&engine);
-                        let identity = identity.clone();
-                        async move {
-                            Ok::<_, std::convert::Infallible>(api::handle(engine, identity, req).await)
-                        }
-                    });
-                    let conn = http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        _ = stop.changed() => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.await;
-                        }
-                    }
-                });
+            slot = admission.slot() => slot,
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => {
+                backoff.succeeded();
+                accepted
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
+            Err(e) => {
+                // Out of descriptors or memory: wait instead of spinning on the error.
+                let delay = backoff.failed();
+                crate::engine::tracing_line(&format!(
+                    "accepting a connection failed ({e}); retrying in {} ms",
+                    delay.as_millis()
+                ));
+                drop(slot);
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(delay) => continue,
+                }
+            }
+        };
+        let Some(admitted) = admission.admit(slot, peer.ip()) else {
+            // This address holds its share already: close at once, holding nothing.
+            engine.note_rejected_connection(&peer.to_string());
+            drop(tcp);
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let engine = Arc::clone(&engine);
+        let api_limits = api_limits.clone();
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
+            let _admitted = admitted;
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    engine.note_rejected_handshake(&peer.to_string(), &e.to_string());
+                    return;
+                }
+                Err(_) => return,
+            };
+            let identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| arbiter_policy::identity::identity_of(c).ok());
+            // The verifier requires a parseable client certificate; no identity
+            // here would be a rustls defect: close the connection.
+            let Some(identity) = identity else { return };
+            let service = service_fn(move |req| {
+                let engine = Arc::clone(&engine);
+                let identity = identity.clone();
+                let api_limits = api_limits.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        api::handle(engine, &api_limits, identity, req).await,
+                    )
+                }
+            });
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                // Also the idle deadline: hyper starts it whenever it waits for a request.
+                .header_read_timeout(idle_timeout)
+                .max_buf_size(MAX_HEADER_BUFFER);
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
     }
     let _ = stop_tx.send(true);
     let drain = async { while connections.join_next().await.is_some() {} };
@@ -180,4 +251,5 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
         connections.abort_all();
     }
     engine.shutdown().await;
+    Ok(())
 }

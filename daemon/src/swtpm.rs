@@ -233,16 +233,30 @@ pub struct Swtpm {
     port: u16,
     state_dir: PathBuf,
     log: PathBuf,
+    tied: bool,
 }
 
 impl Swtpm {
     /// Starts swtpm on `state_dir` with a fresh free port pair, and waits until it accepts
     /// connections. The TPM is started (`TPM2_Startup(CLEAR)`) by swtpm itself.
     pub fn start(state_dir: &Path) -> Result<Self, SwtpmError> {
+        Self::start_any_port(state_dir, false)
+    }
+
+    /// Like [`Swtpm::start`], but swtpm is also killed when the calling thread's process
+    /// dies in any way, `kill -9` included (`setpriv --pdeathsig KILL`): the development
+    /// mode's TPM belongs to the daemon and must not outlive it. The parent-death signal
+    /// follows the *thread* that started swtpm, so call this from a thread that lives as
+    /// long as the daemon (`arbiterd run` calls it on the main thread).
+    pub fn start_tied(state_dir: &Path) -> Result<Self, SwtpmError> {
+        Self::start_any_port(state_dir, true)
+    }
+
+    fn start_any_port(state_dir: &Path, tied: bool) -> Result<Self, SwtpmError> {
         let mut last = None;
         for _ in 0..5 {
             let port = free_port_pair()?;
-            match Self::start_on(state_dir, port) {
+            match Self::launch(state_dir, port, tied) {
                 Ok(tpm) => return Ok(tpm),
                 // Another process may have taken the port in between: try another one.
                 Err(e @ SwtpmError::NotReady { .. }) => last = Some(e),
@@ -258,8 +272,19 @@ impl Swtpm {
 
     /// Starts swtpm on `state_dir` serving TCP port `port` (control port `port + 1`).
     pub fn start_on(state_dir: &Path, port: u16) -> Result<Self, SwtpmError> {
+        Self::launch(state_dir, port, false)
+    }
+
+    fn launch(state_dir: &Path, port: u16, tied: bool) -> Result<Self, SwtpmError> {
         let log = state_dir.join("swtpm.log");
-        let child = Command::new("swtpm")
+        let mut command = if tied {
+            let mut c = Command::new("setpriv");
+            c.args(["--pdeathsig", "KILL", "--", "swtpm"]);
+            c
+        } else {
+            Command::new("swtpm")
+        };
+        let child = command
             .arg("socket")
             .arg("--tpm2")
             .arg("--server")
@@ -278,7 +303,9 @@ impl Swtpm {
             .spawn()
             .map_err(|e| {
                 if e.kind() == io::ErrorKind::NotFound {
-                    SwtpmError::NotInstalled { program: "swtpm" }
+                    SwtpmError::NotInstalled {
+                        program: if tied { "setpriv" } else { "swtpm" },
+                    }
                 } else {
                     SwtpmError::Io {
                         what: "starting swtpm".into(),
@@ -291,6 +318,7 @@ impl Swtpm {
             port,
             state_dir: state_dir.to_owned(),
             log,
+            tied,
         };
         tpm.wait_ready(Duration::from_secs(10))?;
         Ok(tpm)
@@ -359,7 +387,7 @@ impl Swtpm {
         let deadline = Instant::now() + Duration::from_secs(10);
         // The kernel may keep the old listening socket a moment; retry until it binds.
         loop {
-            match Self::start_on(&self.state_dir, self.port) {
+            match Self::launch(&self.state_dir, self.port, self.tied) {
                 Ok(mut fresh) => {
                     self.child = fresh.child.take();
                     return Ok(());

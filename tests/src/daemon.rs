@@ -87,7 +87,8 @@ impl TestDaemon {
             arbiter_daemon::server::serve(serving, listener, async {
                 let _ = stopped.await;
             })
-            .await;
+            .await
+            .expect("serving");
         });
         Ok(Self {
             url,

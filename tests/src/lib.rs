@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

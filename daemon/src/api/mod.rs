@@ -15,6 +15,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::admission::BodyBudget;
+use crate::config::LimitsSection;
 use crate::engine::{Engine, EngineError};
 use routes::Route;
 
@@ -100,15 +102,40 @@ fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
     json_response(e.status, &serde_json::json!({ "error": error }))
 }
 
+/// What bounds request bodies: the size limit, the read deadline, and the budget shared by
+/// every connection.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    max_body_bytes: usize,
+    body_timeout: Duration,
+    budget: BodyBudget,
+}
+
+/// The largest body of `POST /v1/tpm/activate-credential` (a credential blob and an
+/// encrypted seed: a few hundred bytes), which any authenticated client may call.
+const MAX_CREDENTIAL_BODY: usize = 16 << 10;
+
+impl ApiLimits {
+    /// From the configuration's `[limits]`.
+    pub fn new(limits: &LimitsSection) -> Self {
+        Self {
+            max_body_bytes: limits.max_body_bytes,
+            body_timeout: Duration::from_secs(limits.body_timeout_seconds),
+            budget: BodyBudget::new(limits.max_bodies_in_flight_bytes),
+        }
+    }
+}
+
 /// Handles one request from an authenticated `identity`.
 pub async fn handle(
     engine: Arc<Engine>,
+    limits: &ApiLimits,
     identity: String,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    match dispatch(&engine, &identity, request).await {
+    match dispatch(&engine, limits, &identity, request).await {
         Ok(response) => {
             engine.metrics().requests_ok.fetch_add(1, Ordering::Relaxed);
             response
@@ -135,25 +162,51 @@ pub async fn handle(
     }
 }
 
+/// Reads a JSON body of at most `limit` bytes. Call it only once the caller is known to be
+/// allowed this endpoint: a stranger's body is never read. The body's bytes are reserved
+/// from the shared budget first (its declared length, else the limit), and it must arrive
+/// within the body deadline.
 async fn body<T: DeserializeOwned>(
-    engine: &Engine,
+    limits: &ApiLimits,
+    limit: usize,
     request: Request<Incoming>,
 ) -> Result<T, ApiError> {
-    let limit = engine.config().limits.max_body_bytes;
-    if let Some(len) = request
+    let declared = request
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(len) = declared
         && len > limit
     {
         return Err(too_large(limit));
     }
-    let bytes = Limited::new(request.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|_| too_large(limit))?
-        .to_bytes();
+    let _reserved = limits
+        .budget
+        .try_reserve(declared.unwrap_or(limit))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many request bodies are being received at once; retry shortly",
+            )
+        })?;
+    let collected = tokio::time::timeout(
+        limits.body_timeout,
+        Limited::new(request.into_body(), limit).collect(),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                limits.body_timeout.as_secs()
+            ),
+        )
+    })?;
+    let bytes = collected.map_err(|_| too_large(limit))?.to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -197,9 +250,11 @@ fn require_operator(engine: &Engine, identity: &str) -> Result<(), ApiError> {
 
 async fn dispatch(
     engine: &Arc<Engine>,
+    limits: &ApiLimits,
     identity: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    let max_body = limits.max_body_bytes;
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
@@ -243,12 +298,14 @@ async fn dispatch(
         }
         Route::TpmInfo => ok(&engine.tpm_info().await?),
         Route::ActivateCredential => {
-            let request: serde_json::Value = body(engine, request).await?;
+            let request: serde_json::Value =
+                body(limits, MAX_CREDENTIAL_BODY.min(max_body), request).await?;
             ok(&engine.activate_credential(request).await?)
         }
         Route::ListFunctions => ok(&engine.list_functions().await?),
         Route::RegisterFunction => {
-            let request = body(engine, request).await?;
+            engine.authorize_registration(identity)?;
+            let request = body(limits, max_body, request).await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &engine.register_function(identity, request).await?,
@@ -256,7 +313,8 @@ async fn dispatch(
         }
         Route::GetFunction => ok(&engine.get_function(p(0)).await?),
         Route::CreateInstance => {
-            let request = body(engine, request).await?;
+            engine.authorize_creation(identity)?;
+            let request = body(limits, max_body, request).await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &engine.create_instance(identity, request).await?,
@@ -264,7 +322,8 @@ async fn dispatch(
         }
         Route::GetInstance => ok(&engine.describe_instance(identity, p(0)).await?),
         Route::PutInput => {
-            let request = body(engine, request).await?;
+            engine.authorize_submission(identity, p(0), p(1)).await?;
+            let request = body(limits, max_body, request).await?;
             ok(&engine.submit_input(identity, p(0), p(1), request).await?)
         }
         Route::DeleteInput => ok(&engine.withdraw_input(identity, p(0), p(1)).await?),

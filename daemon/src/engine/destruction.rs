@@ -220,13 +220,24 @@ impl Engine {
     /// Background work: resume interrupted destructions, apply deadlines, and notice TPM
     /// startups under the running daemon.
     pub fn spawn_background(self: &Arc<Self>) {
+        // Interrupted evaluations resume here, after READY: one may run for the manifest's
+        // whole wall-time limit, far beyond a service manager's start timeout.
+        let resuming = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = resuming.resume().await {
+                tracing_line(&format!("resuming interrupted evaluations: {e}"));
+            }
+        });
         let engine = Arc::clone(self);
         tokio::spawn(async move {
             if let Err(e) = engine.run_destructions().await {
                 tracing_line(&format!("resuming destructions: {e}"));
             }
             for tick in 1u64.. {
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                    () = engine.stopped() => return,
+                }
                 let live = engine
                     .store
                     .read(|c| {

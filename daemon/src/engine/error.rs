@@ -96,6 +96,9 @@ pub enum StartError {
     /// The measurement log and the TPM disagree, or the log cannot be written.
     #[error("measurement: {0}")]
     Measure(#[from] crate::measure::MeasureError),
+    /// Another daemon holds the state directory.
+    #[error("{0}")]
+    Locked(#[from] crate::lock::LockError),
     /// Something else in the configuration or environment.
     #[error("{0}")]
     Other(String),

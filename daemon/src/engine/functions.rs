@@ -68,6 +68,18 @@ impl From<FunctionRow> for FunctionDetail {
 }
 
 impl Engine {
+    /// Whether `caller` may register functions: checked before the request's body is read.
+    pub fn authorize_registration(&self, caller: &str) -> Result<(), EngineError> {
+        if self.config.may_register_functions(caller) {
+            Ok(())
+        } else {
+            Err(EngineError::Forbidden(format!(
+                "identity {caller} may not register functions (operators and \
+                 access.function_registrars may)"
+            )))
+        }
+    }
+
     /// Registers a function after checking who asks and that the script compiles and
     /// defines `fn compute(inputs)`.
     pub async fn register_function(
@@ -75,12 +87,7 @@ impl Engine {
         caller: &str,
         request: RegisterFunction,
     ) -> Result<FunctionSummary, EngineError> {
-        if !self.config.may_register_functions(caller) {
-            return Err(EngineError::Forbidden(format!(
-                "identity {caller} may not register functions (operators and \
-                 access.function_registrars may)"
-            )));
-        }
+        self.authorize_registration(caller)?;
         if request.language != "rhai" {
             return Err(EngineError::bad(
                 "unsupported_language",

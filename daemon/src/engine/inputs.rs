@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use arbiter_policy::hpke::{self, InputContext};
-use arbiter_policy::manifest::{Approval, Manifest, Provide, Resubmission};
+use arbiter_policy::manifest::{Approval, Manifest, Provide, Resubmission, Slot};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -118,6 +118,8 @@ impl Engine {
 
     /// Accepts an input: authorisation, state, HPKE opening and type check, resubmission
     /// policy, durable commit — then the trigger.
+    ///
+    /// The API calls [`Engine::authorize_submission`] first, before reading the body.
     pub async fn submit_input(
         self: &std::sync::Arc<Self>,
         caller: &str,
@@ -126,21 +128,7 @@ impl Engine {
         request: SubmitInput,
     ) -> Result<InputReceipt, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
-        let Some(slot_spec) = manifest.slot(slot) else {
-            if !manifest.is_party(caller) && !self.config.is_operator(caller) {
-                return Err(EngineError::Forbidden(format!(
-                    "identity {caller} is not a party of instance {id}"
-                )));
-            }
-            return Err(EngineError::NotFound(format!(
-                "instance {id} has no slot `{slot}`"
-            )));
-        };
-        if !manifest.can_provide(caller, slot) {
-            return Err(EngineError::Forbidden(format!(
-                "identity {caller} may not provide slot `{slot}` of instance {id}"
-            )));
-        }
+        let slot_spec = Self::submitter_allowed(caller, id, slot, &manifest, &self.config)?;
         let key = id.to_owned();
         let approvals: BTreeMap<String, String> = self
             .store
@@ -394,4 +382,43 @@ impl Engine {
 /// Whether a slot's input survives the end of a round.
 pub(crate) fn kept_across_rounds(provide: Provide) -> bool {
     provide == Provide::ProvideOnce
+}
+
+impl Engine {
+    /// Whether `caller` may submit into `slot` of instance `id`: checked before the
+    /// request's body is read, so a stranger cannot make the daemon buffer a body.
+    pub async fn authorize_submission(
+        &self,
+        caller: &str,
+        id: &str,
+        slot: &str,
+    ) -> Result<(), EngineError> {
+        let (_, manifest) = self.load_instance(id).await?;
+        Self::submitter_allowed(caller, id, slot, &manifest, &self.config).map(|_| ())
+    }
+
+    fn submitter_allowed<'m>(
+        caller: &str,
+        id: &str,
+        slot: &str,
+        manifest: &'m Manifest,
+        config: &crate::config::Config,
+    ) -> Result<&'m Slot, EngineError> {
+        let Some(slot_spec) = manifest.slot(slot) else {
+            if !manifest.is_party(caller) && !config.is_operator(caller) {
+                return Err(EngineError::Forbidden(format!(
+                    "identity {caller} is not a party of instance {id}"
+                )));
+            }
+            return Err(EngineError::NotFound(format!(
+                "instance {id} has no slot `{slot}`"
+            )));
+        };
+        if !manifest.can_provide(caller, slot) {
+            return Err(EngineError::Forbidden(format!(
+                "identity {caller} may not provide slot `{slot}` of instance {id}"
+            )));
+        }
+        Ok(slot_spec)
+    }
 }

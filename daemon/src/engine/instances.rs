@@ -142,6 +142,19 @@ impl Engine {
         }
     }
 
+    /// Whether `caller` may create instances at all (quotas are checked with the manifest):
+    /// checked before the request's body is read.
+    pub fn authorize_creation(&self, caller: &str) -> Result<(), EngineError> {
+        self.config
+            .creation_quota(caller)
+            .map(|_| ())
+            .ok_or_else(|| {
+                EngineError::Forbidden(format!(
+                    "identity {caller} may not create instances (operators and access.creators may)"
+                ))
+            })
+    }
+
     /// Creates an instance: quota, manifest validation, function lookup, a fresh secret
     /// wrapped under the sealing key, all committed before the answer.
     pub async fn create_instance(

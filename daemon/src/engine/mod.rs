@@ -30,6 +30,7 @@ pub use results::ResultView;
 use crate::config::Config;
 use crate::eval::Evaluator;
 use crate::keys::Sealer;
+use crate::lock::StateLock;
 use crate::measure::{Measurer, StartFacts};
 use crate::store::{Store, queries};
 use crate::tls::TlsIdentity;
@@ -47,6 +48,8 @@ pub struct Metrics {
     pub requests_failed: AtomicU64,
     /// TLS handshakes refused.
     pub handshakes_refused: AtomicU64,
+    /// Connections closed at once (their address held its share).
+    pub connections_refused: AtomicU64,
     /// Inputs accepted.
     pub inputs_accepted: AtomicU64,
     /// Evaluations that succeeded.
@@ -77,6 +80,10 @@ pub struct Engine {
     evaluations: Arc<Semaphore>,
     events: broadcast::Sender<String>,
     metrics: Metrics,
+    /// The state directory's lock, held until [`Engine::shutdown`].
+    lock: std::sync::Mutex<Option<StateLock>>,
+    /// Tells background loops to stop.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -114,9 +121,19 @@ pub(crate) fn is_id(s: &str) -> bool {
 }
 
 impl Engine {
-    /// Opens the store and the TPM, unseals the sealing key (defining the sealing index on
-    /// first start), loads or creates the TLS identity, and resumes interrupted work.
+    /// Locks the state directory, then starts as [`Engine::start_locked`] does.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        let lock = StateLock::acquire(&config.state_dir)?;
+        Self::start_locked(config, lock).await
+    }
+
+    /// Opens the store and the TPM, unseals the sealing key (defining the sealing index on
+    /// first start), checks the measurement log against the TPM, and loads or creates the TLS
+    /// identity. A start refused by the log check writes nothing: a new TLS key (when the
+    /// stored one does not open) is stored and measured only after the check passed.
+    /// Interrupted evaluations resume in the background once serving
+    /// ([`Engine::spawn_background`]), never here: start must stay short.
+    pub async fn start_locked(config: Config, lock: StateLock) -> Result<Self, StartError> {
         config
             .validate()
             .map_err(|e| StartError::Other(e.to_string()))?;
@@ -131,7 +148,7 @@ impl Engine {
             None => tpm.define_sealing_index(SealedKey::generate(0)).await?,
         };
         let sealer = Sealer::new(tpm.read_sealing_key().await?);
-        let (tls, tls_replaced) = load_tls(&config, &store, &sealer).await?;
+        let (tls, new_tls) = load_tls(&config, &store, &sealer).await?;
         let facts = StartFacts {
             platform_pcrs: config.tpm.platform_pcrs.clone(),
             sealing_nv_public: sealing.tpm2b_public.clone(),
@@ -147,13 +164,19 @@ impl Engine {
             live,
         )
         .await?;
-        if tls_replaced {
-            let spki = tls.spki_sha256_hex()?;
-            measurer
-                .measure(EventContent::TlsKeyReplaced(cel::TlsKeyReplaced {
-                    tls_spki_sha256: cel::Sha256Digest(hex_array(&spki)),
-                }))
-                .await?;
+        // The log check passed: only now may a new TLS key be stored (and, replacing one,
+        // measured). A crash between the two leaves the old wrapping, which still does not
+        // open: the next start generates and measures another key.
+        if let Some(new_tls) = new_tls {
+            let replaced = store_tls(&store, &sealer, &tls, new_tls).await?;
+            if replaced {
+                let spki = tls.spki_sha256_hex()?;
+                measurer
+                    .measure(EventContent::TlsKeyReplaced(cel::TlsKeyReplaced {
+                        tls_spki_sha256: cel::Sha256Digest(hex_array(&spki)),
+                    }))
+                    .await?;
+            }
         }
         let tls_config = tls.server_config()?;
         let statement_key_kid = hex::encode(&statement_key.name);
@@ -183,6 +206,8 @@ impl Engine {
             unrecoverable: std::sync::Mutex::new(Vec::new()),
             events,
             metrics: Metrics::default(),
+            lock: std::sync::Mutex::new(Some(lock)),
+            stopping: tokio::sync::watch::Sender::new(false),
         };
         let lost = engine.find_unrecoverable().await?;
         if !lost.is_empty() {
@@ -198,7 +223,6 @@ impl Engine {
             .unrecoverable
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = lost;
-        engine.resume().await?;
         Ok(engine)
     }
 
@@ -240,6 +264,21 @@ impl Engine {
         tracing_line(&format!("refused TLS handshake from {peer}: {reason}"));
     }
 
+    /// Records a connection closed at once because its address holds its share.
+    pub fn note_rejected_connection(&self, peer: &str) {
+        self.metrics
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+        // One line per refusal would let a flood fill the journal: log every 1,000th.
+        let n = self.metrics.connections_refused.load(Ordering::Relaxed);
+        if n % 1000 == 1 {
+            tracing_line(&format!(
+                "refused a connection from {peer}: its address holds its share of connections \
+                 ({n} refused so far)"
+            ));
+        }
+    }
+
     /// Logs a refused request: who, what, why (never secrets).
     pub fn note_refused(&self, identity: &str, what: &str, why: &str) {
         tracing_line(&format!("refused {what} by {identity}: {why}"));
@@ -249,12 +288,21 @@ impl Engine {
         self.sealer.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stops background work; called once serving has ended.
+    /// Stops background work and releases the state directory; called once serving has
+    /// ended. Another engine may then start on the same state.
     pub async fn shutdown(&self) {
+        self.stopping.send_replace(true);
         // Evaluations in flight finish or are killed at their deadline; waiting for the
         // permits bounds the wait by the longest evaluation.
         let all = u32::try_from(self.config.limits.max_concurrent_evaluations).unwrap_or(u32::MAX);
         let _ = self.evaluations.acquire_many(all).await;
+        self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Resolves once [`Engine::shutdown`] began (at once if it has).
+    pub(crate) async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
     }
 
     /// Instances found unrecoverable at start (until an epoch reset).
@@ -328,16 +376,24 @@ pub(crate) fn instance_created(id: &str, manifest_sha256: &str, public_key: &[u8
     })
 }
 
+/// A TLS identity generated at start and not yet stored.
+#[derive(Debug, Clone, Copy)]
+struct NewTls {
+    /// Whether it replaces a stored key whose wrapping no longer opens (then measured as
+    /// `tls_key_replaced`).
+    replaces: bool,
+}
+
 /// Loads the configured TLS identity, or the stored one (its key wrapped under the sealing
-/// key), or generates, wraps and stores a new one. The flag says whether a stored key was
-/// replaced because its wrapping no longer opens (measured as `tls_key_replaced`).
+/// key), or generates a new one — in memory only: [`store_tls`] stores it once the start's
+/// checks passed. `Some` says a new key was generated.
 async fn load_tls(
     config: &Config,
     store: &Store,
     sealer: &Sealer,
-) -> Result<(TlsIdentity, bool), StartError> {
+) -> Result<(TlsIdentity, Option<NewTls>), StartError> {
     if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
-        return Ok((TlsIdentity::from_pem_files(cert, key)?, false));
+        return Ok((TlsIdentity::from_pem_files(cert, key)?, None));
     }
     let epoch = sealer.epoch();
     let (cert, wrapped) = store
@@ -357,7 +413,7 @@ async fn load_tls(
                         chain: vec![cert],
                         key_pkcs8: key,
                     },
-                    false,
+                    None,
                 ));
             }
             Err(e) => tracing_line(&format!(
@@ -369,7 +425,20 @@ async fn load_tls(
         ),
         _ => {}
     }
-    let tls = TlsIdentity::generate()?;
+    Ok((
+        TlsIdentity::generate()?,
+        Some(NewTls { replaces: replaced }),
+    ))
+}
+
+/// Wraps and stores a TLS identity generated by [`load_tls`]; returns whether it replaced
+/// a stored one.
+async fn store_tls(
+    store: &Store,
+    sealer: &Sealer,
+    tls: &TlsIdentity,
+    new: NewTls,
+) -> Result<bool, StartError> {
     let wrapped = sealer.wrap("tls", &tls.key_pkcs8);
     let cert = tls.chain.first().cloned().unwrap_or_default();
     let at = now();
@@ -380,5 +449,5 @@ async fn load_tls(
             queries::put_tls_cert(c, &cert, &at)
         })
         .await?;
-    Ok((tls, replaced))
+    Ok(new.replaces)
 }

@@ -80,7 +80,7 @@ use time::OffsetDateTime;
 mod toml;
 mod validate;
 
-pub use validate::MAX_SAFE_INTEGER;
+pub use validate::{MAX_PARTIES, MAX_READERS, MAX_SAFE_INTEGER, MAX_SLOTS};
 
 /// One problem with a manifest: the field, as a JSON pointer (RFC 6901) into the
 /// submitted document (`""` for the whole document), and why it was refused.

@@ -883,3 +883,59 @@ fn problems_display_their_pointer() {
         "2026-10-01T00:00:00Z"
     );
 }
+
+#[test]
+fn parties_slots_and_readers_are_bounded_and_a_huge_list_is_one_problem() {
+    let hex = |i: usize| format!("{i:064x}");
+    let parties: Vec<Value> = (0..60_000)
+        .map(|i| json!({ "name": format!("p{i}"), "identity": hex(i) }))
+        .collect();
+    refused(
+        with(minimal(), "/parties", Value::Array(parties)),
+        &[("/parties", "60000 parties; at most 64")],
+    );
+    let slots: serde_json::Map<String, Value> = (0..40_000)
+        .map(|i| {
+            (
+                format!("s{i}"),
+                json!({ "providers": [id('a')], "provide": "provide_once" }),
+            )
+        })
+        .collect();
+    refused(
+        with(minimal(), "/slots", Value::Object(slots)),
+        &[("/slots", "40000 slots; at most 64")],
+    );
+    let readers: serde_json::Map<String, Value> = (0..=MAX_READERS)
+        .map(|i| (hex(i), json!("status")))
+        .collect();
+    refused(
+        with(minimal(), "/readers", Value::Object(readers)),
+        &[("/readers", "65 readers; at most 64")],
+    );
+    // At the bounds everything is accepted.
+    let parties: Vec<Value> = (0..MAX_PARTIES)
+        .map(|i| json!({ "name": format!("p{i}"), "identity": hex(i + 1) }))
+        .collect();
+    let slots: serde_json::Map<String, Value> = (0..MAX_SLOTS)
+        .map(|i| {
+            (
+                format!("s{i}"),
+                json!({ "providers": [hex(i + 1)], "provide": "provide_once" }),
+            )
+        })
+        .collect();
+    let readers: serde_json::Map<String, Value> = (0..MAX_READERS)
+        .map(|i| (hex(i + 1), json!("result")))
+        .collect();
+    let bounded = with(
+        with(
+            with(minimal(), "/parties", Value::Array(parties)),
+            "/slots",
+            Value::Object(slots),
+        ),
+        "/readers",
+        Value::Object(readers),
+    );
+    Manifest::from_json_value(bounded).unwrap();
+}

@@ -13,6 +13,14 @@ use super::{Limits, ManifestProblem, Timestamp, is_sha256_hex, is_slot_name};
 /// (including those that read numbers as IEEE doubles) reads the same value.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
+/// The most parties a manifest may name. Every party costs the daemon work on each
+/// request of the instance (access checks, approvals, usage), so the count is bounded.
+pub const MAX_PARTIES: usize = 64;
+/// The most input slots a manifest may declare.
+pub const MAX_SLOTS: usize = 64;
+/// The most result and status readers a manifest may name.
+pub const MAX_READERS: usize = 64;
+
 /// Longest manifest `name` and party name, in characters.
 const MAX_NAME_CHARS: usize = 200;
 
@@ -408,6 +416,13 @@ impl Checker {
         if items.is_empty() {
             self.problem("/parties", "at least one party is required");
         }
+        if items.len() > MAX_PARTIES {
+            self.problem(
+                "/parties",
+                format!("{} parties; at most {MAX_PARTIES} are allowed", items.len()),
+            );
+            return None;
+        }
         let mut ids = HashSet::new();
         let mut names = HashSet::new();
         for (i, item) in items.iter().enumerate() {
@@ -448,6 +463,13 @@ impl Checker {
         };
         if map.is_empty() {
             self.problem("/slots", "at least one slot is required");
+        }
+        if map.len() > MAX_SLOTS {
+            self.problem(
+                "/slots",
+                format!("{} slots; at most {MAX_SLOTS} are allowed", map.len()),
+            );
+            return None;
         }
         for (name, slot) in map {
             let at = pointer("/slots", name);
@@ -560,6 +582,13 @@ impl Checker {
         };
         if map.is_empty() {
             self.problem("/readers", "at least one reader is required");
+        }
+        if map.len() > MAX_READERS {
+            self.problem(
+                "/readers",
+                format!("{} readers; at most {MAX_READERS} are allowed", map.len()),
+            );
+            return;
         }
         for (id, role) in map {
             let at = pointer("/readers", id);
