@@ -1,8 +1,9 @@
 //! Appraisal: a party's decision whether to trust an attestation. [`appraise`] takes the
 //! evidence bundle ([`Evidence`]), the party's own [`AppraisalPolicy`] (TOML: the pinned
-//! AK, PCR values, firmware-log rules, functions, manifest) and what it expects of this
-//! exchange ([`Expectations`]: its nonce, the TLS key it saw, the instance) and returns a
-//! [`Verdict`] that lists **every** reason for a rejection, not just the first.
+//! AK, PCR values, firmware-log rules, functions, manifest, daemon executables) and what
+//! it expects of this exchange ([`Expectations`]: its nonce, the TLS key it saw, the
+//! instance) and returns a [`Verdict`] that lists **every** reason for a rejection, not
+//! just the first.
 //!
 //! Freshness comes from the verifier's own nonce, online. Without a nonce (an offline
 //! bundle) the verdict is "as of" the quote's TPM clock and reset/restart counts: the TPM
