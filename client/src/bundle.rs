@@ -162,6 +162,17 @@ pub fn verify(
     }
     checks
         .push("attestation: quote, log, statement key and sealing index appraised: trusted".into());
+    if let (Some(version), Some(exe)) = (
+        &verdict.appraised.daemon_version,
+        &verdict.appraised.daemon_executable_sha256,
+    ) {
+        checks.push(format!(
+            "daemon: version {}, executable {} (as the daemon reports it), started {} time(s) in this log generation",
+            version.escape_debug(),
+            hex::encode(exe),
+            verdict.appraised.daemon_starts
+        ));
+    }
     let key = verdict
         .statement_key()
         .ok_or_else(|| fail("no certified statement key"))?

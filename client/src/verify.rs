@@ -80,6 +80,9 @@ pub fn verdict_json(v: &Verdict, nonce: Option<&str>, tls: Option<&str>) -> Valu
             "pcrs": a.pcrs.iter().map(|(k, v)| (k.to_string(), Value::String(hex::encode(v)))).collect::<serde_json::Map<_, _>>(),
             "platform_pcrs": a.platform_pcrs.as_ref().map(|s| s.pcrs()),
             "log_generation": a.log_generation,
+            "daemon_version": a.daemon_version,
+            "daemon_executable_sha256": a.daemon_executable_sha256.as_ref().map(hex::encode),
+            "daemon_starts": a.daemon_starts,
             "statement_key_name": a.statement_key.as_ref().map(|k| hex::encode(k.name())),
             "sealing_epoch": a.sealing_epoch,
             "functions": a.functions.iter().map(hex::encode).collect::<Vec<_>>(),
@@ -303,5 +306,45 @@ pub fn check_destroyed_record(
             "record {recnum} of the attested log is {}, not instance_destroyed of {instance} retiring epoch {epoch_retired}",
             other.event_name()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arbiter_policy::appraisal::Appraised;
+
+    use super::*;
+
+    #[test]
+    fn the_json_verdict_names_the_running_daemon() {
+        let verdict = Verdict {
+            trusted: true,
+            reasons: vec![],
+            as_of: None,
+            fresh: true,
+            appraised: Appraised {
+                log_generation: Some(2),
+                daemon_version: Some("0.2.0".into()),
+                daemon_executable_sha256: Some([0x62; 32]),
+                daemon_starts: 3,
+                ..Appraised::default()
+            },
+        };
+        let v = verdict_json(&verdict, Some("00"), None);
+        assert_eq!(v["appraised"]["daemon_version"], "0.2.0");
+        assert_eq!(v["appraised"]["daemon_executable_sha256"], "62".repeat(32));
+        assert_eq!(v["appraised"]["daemon_starts"], 3);
+        // Nothing appraised: null, not a made-up value.
+        let v = verdict_json(
+            &Verdict {
+                appraised: Appraised::default(),
+                ..verdict
+            },
+            None,
+            None,
+        );
+        assert!(v["appraised"]["daemon_version"].is_null());
+        assert!(v["appraised"]["daemon_executable_sha256"].is_null());
+        assert_eq!(v["appraised"]["daemon_starts"], 0);
     }
 }

@@ -1,8 +1,9 @@
 //! Appraisal: a party's decision whether to trust an attestation. [`appraise`] takes the
 //! evidence bundle ([`Evidence`]), the party's own [`AppraisalPolicy`] (TOML: the pinned
-//! AK, PCR values, firmware-log rules, functions, manifest) and what it expects of this
-//! exchange ([`Expectations`]: its nonce, the TLS key it saw, the instance) and returns a
-//! [`Verdict`] that lists **every** reason for a rejection, not just the first.
+//! AK, PCR values, firmware-log rules, functions, manifest, daemon executables) and what
+//! it expects of this exchange ([`Expectations`]: its nonce, the TLS key it saw, the
+//! instance) and returns a [`Verdict`] that lists **every** reason for a rejection, not
+//! just the first.
 //!
 //! Freshness comes from the verifier's own nonce, online. Without a nonce (an offline
 //! bundle) the verdict is "as of" the quote's TPM clock and reset/restart counts: the TPM
@@ -13,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use arbiter_measured_boot::HashAlg;
-use arbiter_measured_boot::cel::{self, DaemonStarted, EventContent};
+use arbiter_measured_boot::cel::{self, DaemonStarted, EventContent, Record};
 use arbiter_measured_boot::firmware::{DataCheck, EventData, EventLog, EventType, Guid};
 use p256::ecdsa::VerifyingKey;
 use p256::pkcs8::DecodePublicKey as _;
@@ -81,6 +82,11 @@ pub struct AppraisalPolicy {
     pub only_listed_functions: bool,
     /// The manifest digest an attested instance must have.
     pub manifest_sha256: Option<[u8; 32]>,
+    /// When set, every `daemon_started` record of the generation must report one of these
+    /// executable digests (each of those daemons could read the sealed secrets). The
+    /// daemon reports its digest itself: this proves something only where the pinned
+    /// platform state pins the image that holds the daemon.
+    pub executable_sha256: Option<BTreeSet<[u8; 32]>>,
 }
 
 impl Default for AppraisalPolicy {
@@ -95,6 +101,7 @@ impl Default for AppraisalPolicy {
             functions: BTreeSet::new(),
             only_listed_functions: false,
             manifest_sha256: None,
+            executable_sha256: None,
         }
     }
 }
@@ -117,6 +124,7 @@ struct RawPolicy {
     #[serde(default)]
     only_listed_functions: bool,
     manifest_sha256: Option<String>,
+    executable_sha256: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -163,7 +171,7 @@ impl AppraisalPolicy {
     ///
     /// # Errors
     /// `AppraisalPolicy` for malformed TOML, unknown keys, bad hex, PCR indices above 23,
-    /// an unreadable PEM key.
+    /// an unreadable PEM key, an empty `executable_sha256` list.
     pub fn from_toml(text: &str) -> Result<Self, Error> {
         let raw: RawPolicy = ::toml::from_str(text).map_err(|e| policy_error(e.message()))?;
         let name = raw
@@ -243,6 +251,19 @@ impl AppraisalPolicy {
             .manifest_sha256
             .map(|m| digest32("manifest_sha256", &m))
             .transpose()?;
+        let executable_sha256 = raw
+            .executable_sha256
+            .map(|list| {
+                if list.is_empty() {
+                    return Err(policy_error(
+                        "executable_sha256: an empty list allows nothing",
+                    ));
+                }
+                list.iter()
+                    .map(|d| digest32("executable_sha256", d))
+                    .collect::<Result<BTreeSet<_>, _>>()
+            })
+            .transpose()?;
         Ok(Self {
             ak: PinnedAk { name, public_key },
             application_pcr,
@@ -253,6 +274,7 @@ impl AppraisalPolicy {
             functions,
             only_listed_functions: raw.only_listed_functions,
             manifest_sha256,
+            executable_sha256,
         })
     }
 }
@@ -311,6 +333,9 @@ pub enum Check {
     Instance,
     /// The attested instance's manifest.
     Manifest,
+    /// A daemon executable digest (of any `daemon_started` record of the generation)
+    /// not allowed by the policy's `executable_sha256`.
+    Executable,
 }
 
 /// One reason an attestation is not trusted.
@@ -344,6 +369,14 @@ pub struct Appraised {
     pub platform_pcrs: Option<PcrSelection>,
     /// The log generation.
     pub log_generation: Option<u64>,
+    /// The running daemon's version, from the generation's last `daemon_started`.
+    pub daemon_version: Option<String>,
+    /// The running daemon's executable SHA-256 as the daemon reports it, from the
+    /// generation's last `daemon_started`.
+    pub daemon_executable_sha256: Option<[u8; 32]>,
+    /// How many times the daemon started in this log generation (its `daemon_started`
+    /// records).
+    pub daemon_starts: usize,
     /// The statement key.
     pub statement_key: Option<Public>,
     /// The sealing epoch the daemon reports.
@@ -408,7 +441,7 @@ struct Appraisal<'a> {
     as_of: Option<ClockInfo>,
 }
 
-impl Appraisal<'_> {
+impl<'a> Appraisal<'a> {
     fn fail(&mut self, check: Check, detail: impl Into<String>) {
         self.reasons.push(Reason {
             check,
@@ -579,9 +612,13 @@ impl Appraisal<'_> {
     }
 
     /// The measurement log: structure, replay to the application PCR, its
-    /// `daemon_started` record against the quote's TPM startup.
-    fn log(&mut self) -> Option<&DaemonStarted> {
-        let log = &self.evidence.log;
+    /// `daemon_started` records against each other and the quote's TPM startup. The
+    /// first record opens the generation; every later start of the daemon agrees with it
+    /// on everything but its `version` and `executable_sha256`. Returns the first, and
+    /// reports the running daemon by the last.
+    fn log(&mut self) -> Option<&'a DaemonStarted> {
+        let evidence: &'a Evidence = self.evidence;
+        let log = &evidence.log;
         let pcr = self.policy.application_pcr;
         match self.appraised.pcrs.get(&pcr) {
             None => self.fail(
@@ -597,12 +634,7 @@ impl Appraisal<'_> {
                 }
             }
         }
-        let started: Vec<usize> = log
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| matches!(r.content, EventContent::DaemonStarted(_)))
-            .map(|(i, _)| i)
-            .collect();
+        let starts = daemon_starts(log);
         let ds = match log.first().map(|r| &r.content) {
             Some(EventContent::DaemonStarted(ds)) => Some(ds),
             Some(other) => {
@@ -620,25 +652,41 @@ impl Appraisal<'_> {
                 None
             }
         };
-        if started.len() > 1 {
-            self.fail(
-                Check::Log,
-                format!(
-                    "the log holds {} daemon_started records; a generation has one",
-                    started.len()
-                ),
-            );
+        let clock = self.as_of;
+        if let Some(first) = ds {
+            for start in starts.iter().skip(1) {
+                // With a verified quote every record's counts are checked against it
+                // below; without one, against the first record.
+                self.agrees_with_first(first, start, clock.is_none());
+            }
         }
-        if let (Some(ds), Some(clock)) = (ds, self.as_of)
-            && (ds.reset_count != clock.reset_count || ds.restart_count != clock.restart_count)
-        {
-            self.fail(
-                Check::Startup,
-                format!(
-                    "the log generation started at TPM reset/restart {}/{}, the quote is from {}/{}: a stale or restored log",
-                    ds.reset_count, ds.restart_count, clock.reset_count, clock.restart_count
-                ),
-            );
+        if let Some(clock) = clock {
+            for start in &starts {
+                let later = &start.content;
+                if later.reset_count == clock.reset_count
+                    && later.restart_count == clock.restart_count
+                {
+                    continue;
+                }
+                let detail = if start.index == 0 {
+                    format!(
+                        "the log generation started at TPM reset/restart {}/{}, the quote is from {}/{}: a stale or restored log",
+                        later.reset_count,
+                        later.restart_count,
+                        clock.reset_count,
+                        clock.restart_count
+                    )
+                } else {
+                    format!(
+                        "{start} names TPM reset/restart {}/{}, the quote is from {}/{}: a daemon start from another TPM startup",
+                        later.reset_count,
+                        later.restart_count,
+                        clock.reset_count,
+                        clock.restart_count
+                    )
+                };
+                self.fail(Check::Startup, detail);
+            }
         }
         if let (Some(ds), Some(reported)) = (ds, self.evidence.log_generation)
             && ds.generation != reported
@@ -652,7 +700,116 @@ impl Appraisal<'_> {
             );
         }
         self.appraised.log_generation = ds.map(|d| d.generation);
+        if let Some(last) = starts.last() {
+            self.appraised.daemon_version = Some(last.content.version.clone());
+            self.appraised.daemon_executable_sha256 = Some(last.content.executable_sha256.0);
+        }
+        self.appraised.daemon_starts = starts.len();
         ds
+    }
+
+    /// A later `daemon_started` against the generation's first: one reason per field
+    /// that differs (`version` and `executable_sha256` may; the counts are compared only
+    /// when `counts`).
+    fn agrees_with_first(&mut self, first: &DaemonStarted, start: &DaemonStart<'_>, counts: bool) {
+        let later = start.content;
+        let mut differs = |field: &str, theirs: String, ours: String| {
+            self.fail(
+                Check::Log,
+                format!("{start} has {field} {theirs}, the log's first daemon_started has {ours}"),
+            );
+        };
+        if later.generation != first.generation {
+            differs(
+                "generation",
+                later.generation.to_string(),
+                first.generation.to_string(),
+            );
+        }
+        if counts && later.reset_count != first.reset_count {
+            differs(
+                "reset_count",
+                later.reset_count.to_string(),
+                first.reset_count.to_string(),
+            );
+        }
+        if counts && later.restart_count != first.restart_count {
+            differs(
+                "restart_count",
+                later.restart_count.to_string(),
+                first.restart_count.to_string(),
+            );
+        }
+        if later.platform_pcrs != first.platform_pcrs {
+            differs(
+                "platform_pcrs",
+                format!("{:?}", later.platform_pcrs),
+                format!("{:?}", first.platform_pcrs),
+            );
+        }
+        if later.sealing_nv_public != first.sealing_nv_public {
+            differs(
+                "sealing_nv_public",
+                format!(
+                    "with SHA-256 {}",
+                    hex::encode(sha256(&[&later.sealing_nv_public.0]))
+                ),
+                format!(
+                    "with SHA-256 {}",
+                    hex::encode(sha256(&[&first.sealing_nv_public.0]))
+                ),
+            );
+        }
+        if later.sealing_nv_name != first.sealing_nv_name {
+            differs(
+                "sealing_nv_name",
+                hex::encode(&later.sealing_nv_name.0),
+                hex::encode(&first.sealing_nv_name.0),
+            );
+        }
+        if later.statement_key_name != first.statement_key_name {
+            differs(
+                "statement_key_name",
+                hex::encode(&later.statement_key_name.0),
+                hex::encode(&first.statement_key_name.0),
+            );
+        }
+        if later.boot_id != first.boot_id {
+            differs(
+                "boot_id",
+                format!("{:?}", later.boot_id),
+                format!("{:?}", first.boot_id),
+            );
+        }
+    }
+
+    /// Every daemon start of the generation against the policy's executable digests:
+    /// each of those daemons could read the sealed secrets.
+    fn executable(&mut self) {
+        let policy: &'a AppraisalPolicy = self.policy;
+        let Some(allowed) = &policy.executable_sha256 else {
+            return;
+        };
+        let evidence: &'a Evidence = self.evidence;
+        let starts = daemon_starts(&evidence.log);
+        if starts.is_empty() {
+            self.fail(
+                Check::Executable,
+                "the policy pins executable_sha256 but the log has no daemon_started record",
+            );
+        }
+        for start in &starts {
+            let digest = &start.content.executable_sha256;
+            if !allowed.contains(&digest.0) {
+                self.fail(
+                    Check::Executable,
+                    format!(
+                        "daemon_started record {} (recnum {}, version {:?}) reports executable {digest}, which the policy does not allow",
+                        start.index, start.recnum, start.content.version
+                    ),
+                );
+            }
+        }
     }
 
     /// The platform PCR set (from `daemon_started`) and the quoted values of it.
@@ -1201,6 +1358,41 @@ impl Appraisal<'_> {
     }
 }
 
+/// One `daemon_started` record of the log, where it is.
+struct DaemonStart<'l> {
+    /// Its index in the log.
+    index: usize,
+    /// Its `recnum`.
+    recnum: u64,
+    /// What it says.
+    content: &'l DaemonStarted,
+}
+
+impl fmt::Display for DaemonStart<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "daemon_started record {} (recnum {})",
+            self.index, self.recnum
+        )
+    }
+}
+
+/// The log's `daemon_started` records, in log order.
+fn daemon_starts(log: &[Record]) -> Vec<DaemonStart<'_>> {
+    log.iter()
+        .enumerate()
+        .filter_map(|(index, r)| match &r.content {
+            EventContent::DaemonStarted(content) => Some(DaemonStart {
+                index,
+                recnum: r.recnum,
+                content,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `Some(true)` when the last verifiable `SecureBoot` variable measured in PCR 7 is 1,
 /// `Some(false)` when it is anything else, `None` when none is measured verifiably.
 fn secure_boot_state(log: &EventLog) -> Option<bool> {
@@ -1231,11 +1423,12 @@ pub fn appraise(evidence: &Evidence, policy: &AppraisalPolicy, expect: &Expectat
     let ak = a.ak();
     let bound = a.binding();
     let quoted = a.quote(ak.as_ref());
-    let ds = a.log().cloned();
-    let platform = a.platform(ds.as_ref());
+    let ds = a.log();
+    a.executable();
+    let platform = a.platform(ds);
     a.pcr_policy();
-    a.statement_key(ak.as_ref(), ds.as_ref(), platform.as_ref());
-    a.sealing(ak.as_ref(), ds.as_ref(), platform.as_ref());
+    a.statement_key(ak.as_ref(), ds, platform.as_ref());
+    a.sealing(ak.as_ref(), ds, platform.as_ref());
     a.firmware(platform.as_ref());
     a.functions();
     a.instance();

@@ -64,6 +64,22 @@ fn print_verdict(a: &Attestation, out: &mut dyn Write) -> anyhow::Result<()> {
     if let Some(g) = ap.log_generation {
         writeln!(out, "  log generation: {g}")?;
     }
+    if let Some(version) = &ap.daemon_version {
+        // The version is the daemon's own string: escaped, so it cannot drive the terminal.
+        writeln!(
+            out,
+            "  daemon:         version {}, started {} time(s) in this log generation",
+            version.escape_debug(),
+            ap.daemon_starts
+        )?;
+    }
+    if let Some(exe) = &ap.daemon_executable_sha256 {
+        writeln!(
+            out,
+            "  executable:     {} (SHA-256 as the daemon reports it)",
+            hex::encode(exe)
+        )?;
+    }
     for f in &ap.functions {
         writeln!(out, "  function:       {}", hex::encode(f))?;
     }
@@ -484,4 +500,50 @@ pub fn verify_bundle(
         None => writeln!(out, "VERIFIED")?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use arbiter_policy::appraisal::{Appraised, Verdict};
+
+    use super::*;
+
+    #[test]
+    fn the_verdict_for_people_names_the_running_daemon() {
+        let a = Attestation {
+            verdict: Verdict {
+                trusted: true,
+                reasons: vec![],
+                as_of: None,
+                fresh: true,
+                appraised: Appraised {
+                    log_generation: Some(2),
+                    daemon_version: Some("0.2.0\u{1b}[2J".into()),
+                    daemon_executable_sha256: Some([0x62; 32]),
+                    daemon_starts: 3,
+                    ..Appraised::default()
+                },
+            },
+            evidence: Value::Null,
+            nonce: "00".into(),
+            tls_spki_sha256: "5e".repeat(32),
+            instance_id: None,
+        };
+        let mut out = Vec::new();
+        print_verdict(&a, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "  daemon:         version 0.2.0\\u{1b}[2J, started 3 time(s) in this log generation\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "  executable:     {} (SHA-256 as the daemon reports it)\n",
+                "62".repeat(32)
+            )),
+            "{text}"
+        );
+    }
 }

@@ -166,21 +166,26 @@ impl World {
         crate::hpke::derive_keypair(&[0x77; 32]).1
     }
 
-    fn records(&self) -> Vec<Record> {
+    /// The generation's first `daemon_started`.
+    fn daemon_started(&self) -> DaemonStarted {
         let nv = self.nv();
+        DaemonStarted {
+            version: "0.1.0".into(),
+            executable_sha256: Sha256Digest([0x5e; 32]),
+            generation: 2,
+            platform_pcrs: self.platform.iter().map(|&p| u32::from(p)).collect(),
+            sealing_nv_public: Base64Bytes(nv.to_tpm2b()),
+            sealing_nv_name: HexBytes(nv.name()),
+            statement_key_name: HexBytes(self.stmt_public().name()),
+            reset_count: self.clock.reset_count,
+            restart_count: self.clock.restart_count,
+            boot_id: "boot".into(),
+        }
+    }
+
+    fn records(&self) -> Vec<Record> {
         let mut contents = vec![
-            EventContent::DaemonStarted(DaemonStarted {
-                version: "0.1.0".into(),
-                executable_sha256: Sha256Digest([0x5e; 32]),
-                generation: 2,
-                platform_pcrs: self.platform.iter().map(|&p| u32::from(p)).collect(),
-                sealing_nv_public: Base64Bytes(nv.to_tpm2b()),
-                sealing_nv_name: HexBytes(nv.name()),
-                statement_key_name: HexBytes(self.stmt_public().name()),
-                reset_count: self.clock.reset_count,
-                restart_count: self.clock.restart_count,
-                boot_id: "boot".into(),
-            }),
+            EventContent::DaemonStarted(self.daemon_started()),
             EventContent::FunctionLoaded(FunctionLoaded {
                 function_id: Id([0x11; 16]),
                 name: "concat".into(),
@@ -342,6 +347,44 @@ impl World {
     fn resign_quote(&self, e: &mut Evidence, key: &SigningKey) {
         e.quote.signature = Base64Bytes(sign(key, &e.quote.attest.0));
     }
+
+    /// The evidence with `contents` as its log (numbered from 0), the application PCR
+    /// extended with them and the quote re-made and signed by the AK: a log the daemon
+    /// could have written.
+    fn evidence_with_log(&self, contents: Vec<EventContent>) -> Evidence {
+        let mut e = self.evidence();
+        e.log = contents
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Record::new(i as u64, 23, c).unwrap())
+            .collect();
+        let value = replay(&e.log);
+        e.quote.pcrs.sha256.insert(23, Sha256Digest(value));
+        e.quote.attest = Base64Bytes(self.quote(&e.binding.root.0, &e.quote.pcr_values()));
+        self.resign_quote(&mut e, &self.ak);
+        e
+    }
+
+    /// A log of three daemon starts (0.1.0, 0.1.1, 0.2.0 with executables `0x5e..`,
+    /// `0x61..`, `0x62..`) with the function and the instance between them, each later
+    /// start changed by `later`.
+    fn restarted_log(&self, later: impl Fn(&mut DaemonStarted)) -> Vec<EventContent> {
+        let records = self.records();
+        let start = |version: &str, exe: u8| {
+            let mut ds = self.daemon_started();
+            ds.version = version.into();
+            ds.executable_sha256 = Sha256Digest([exe; 32]);
+            later(&mut ds);
+            EventContent::DaemonStarted(ds)
+        };
+        vec![
+            records[0].content.clone(),
+            records[1].content.clone(),
+            start("0.1.1", 0x61),
+            records[2].content.clone(),
+            start("0.2.0", 0x62),
+        ]
+    }
 }
 
 fn checks(verdict: &Verdict) -> Vec<Check> {
@@ -378,6 +421,9 @@ fn a_good_bundle_is_trusted_and_fresh() {
     assert_eq!(a.manifest_sha256, Some(manifest_sha256(&manifest())));
     assert_eq!(verdict.statement_key(), Some(&w.stmt_public()));
     assert_eq!(verdict.instance_public_key(), Some(&w.instance_key()));
+    assert_eq!(a.daemon_version.as_deref(), Some("0.1.0"));
+    assert_eq!(a.daemon_executable_sha256, Some([0x5e; 32]));
+    assert_eq!(a.daemon_starts, 1);
     // The bundle survives JSON (what the daemon sends), and so does the verdict.
     let json = serde_json::to_vec(&evidence).unwrap();
     let parsed = Evidence::from_json(&json).unwrap();
@@ -997,6 +1043,190 @@ fn firmware_log_rules() {
     assert!(appraise(&e, &w.policy(), &w.expectations()).trusted);
 }
 
+/// A change to a `daemon_started` record.
+type Change<'a> = Box<dyn Fn(&mut DaemonStarted) + 'a>;
+
+/// The detail of the only reason of `verdict`, which must come from `check`.
+fn only_reason(verdict: &Verdict, check: Check) -> &str {
+    refused_for(verdict, &[check]);
+    assert_eq!(verdict.reasons.len(), 1, "{:#?}", verdict.reasons);
+    &verdict.reasons[0].detail
+}
+
+#[test]
+fn several_daemon_starts_in_one_generation_are_trusted_and_the_last_is_reported() {
+    let w = World::new();
+    let e = w.evidence_with_log(w.restarted_log(|_| {}));
+    let verdict = appraise(&e, &w.policy(), &w.expectations());
+    assert!(verdict.trusted, "{:#?}", verdict.reasons);
+    let a = &verdict.appraised;
+    assert_eq!(a.daemon_starts, 3);
+    assert_eq!(a.daemon_version.as_deref(), Some("0.2.0"));
+    assert_eq!(a.daemon_executable_sha256, Some([0x62; 32]));
+    // The generation, platform set, statement key and instance still come through.
+    assert_eq!(a.log_generation, Some(2));
+    assert_eq!(a.platform_pcrs, Some(w.selection()));
+    assert_eq!(verdict.statement_key(), Some(&w.stmt_public()));
+    assert_eq!(verdict.instance_public_key(), Some(&w.instance_key()));
+    assert_eq!(a.functions.len(), 1);
+}
+
+#[test]
+fn a_later_daemon_start_that_disagrees_with_the_first_is_refused() {
+    let w = World::new();
+    // Another appliance state: another statement key, other platform values (so another
+    // sealing policy and index name).
+    let mut other = World::new();
+    other.stmt = SigningKey::from_slice(&[0x44; 32]).unwrap();
+    other.platform_values.insert(0, [0xaa; 32]);
+    let mutations: [(&str, Change<'_>); 6] = [
+        ("generation", Box::new(|d| d.generation = 3)),
+        (
+            "platform_pcrs",
+            Box::new(|d| d.platform_pcrs = vec![0, 2, 4, 7]),
+        ),
+        (
+            "sealing_nv_public",
+            Box::new(|d| d.sealing_nv_public = Base64Bytes(other.nv().to_tpm2b())),
+        ),
+        (
+            "sealing_nv_name",
+            Box::new(|d| d.sealing_nv_name = HexBytes(other.nv().name())),
+        ),
+        (
+            "statement_key_name",
+            Box::new(|d| d.statement_key_name = HexBytes(other.stmt_public().name())),
+        ),
+        ("boot_id", Box::new(|d| d.boot_id = "another boot".into())),
+    ];
+    for (field, mutate) in mutations {
+        // Only the last start differs: one reason, naming that record and the field.
+        let mut log = w.restarted_log(|_| {});
+        if let EventContent::DaemonStarted(ds) = &mut log[4] {
+            mutate(ds);
+        }
+        let e = w.evidence_with_log(log);
+        let verdict = appraise(&e, &w.policy(), &w.expectations());
+        let detail = only_reason(&verdict, Check::Log);
+        assert!(
+            detail.starts_with(&format!("daemon_started record 4 (recnum 4) has {field} ")),
+            "{field}: {detail}"
+        );
+        assert!(
+            detail.contains("the log's first daemon_started"),
+            "{detail}"
+        );
+        // Both later starts differ: one reason each.
+        let e = w.evidence_with_log(w.restarted_log(&mutate));
+        let verdict = appraise(&e, &w.policy(), &w.expectations());
+        refused_for(&verdict, &[Check::Log]);
+        assert_eq!(verdict.reasons.len(), 2, "{field}: {:#?}", verdict.reasons);
+        assert!(verdict.reasons[0].detail.contains("(recnum 2)"));
+        assert!(verdict.reasons[1].detail.contains("(recnum 4)"));
+    }
+    // Several fields of one record: one reason per field.
+    let e = w.evidence_with_log(w.restarted_log(|d| {
+        d.generation = 9;
+        d.boot_id = "x".into();
+    }));
+    let verdict = appraise(&e, &w.policy(), &w.expectations());
+    refused_for(&verdict, &[Check::Log]);
+    assert_eq!(verdict.reasons.len(), 4, "{:#?}", verdict.reasons);
+    // A daemon_started later in the log does not stand in for a missing first one.
+    let mut log = w.restarted_log(|_| {});
+    log.remove(0);
+    let verdict = appraise(&w.evidence_with_log(log), &w.policy(), &w.expectations());
+    assert!(verdict.failed(Check::Log));
+    assert!(
+        verdict.reasons.iter().any(|r| r
+            .detail
+            .contains("first record is function_loaded, not daemon_started")),
+        "{:#?}",
+        verdict.reasons
+    );
+}
+
+#[test]
+fn a_later_daemon_start_from_another_tpm_startup_is_refused() {
+    let w = World::new();
+    let changes: [(Change<'_>, &str); 2] = [
+        (Box::new(|d| d.reset_count += 1), "reset/restart 4/0"),
+        (Box::new(|d| d.restart_count += 1), "reset/restart 3/1"),
+    ];
+    for (change, counts) in changes {
+        let mut log = w.restarted_log(|_| {});
+        if let EventContent::DaemonStarted(ds) = &mut log[2] {
+            change(ds);
+        }
+        let e = w.evidence_with_log(log);
+        let verdict = appraise(&e, &w.policy(), &w.expectations());
+        let detail = only_reason(&verdict, Check::Startup);
+        assert!(
+            detail.starts_with("daemon_started record 2 (recnum 2) names TPM ")
+                && detail.contains(counts)
+                && detail.contains("the quote is from 3/0"),
+            "{detail}"
+        );
+    }
+    // Without a verified quote the counts are still compared with the first record's.
+    let mut log = w.restarted_log(|_| {});
+    if let EventContent::DaemonStarted(ds) = &mut log[4] {
+        ds.reset_count = 7;
+    }
+    let mut e = w.evidence_with_log(log);
+    w.resign_quote(&mut e, &SigningKey::from_slice(&[0x66; 32]).unwrap());
+    let verdict = appraise(&e, &w.policy(), &w.expectations());
+    refused_for(&verdict, &[Check::Quote, Check::Log]);
+    assert!(
+        verdict.reasons.iter().any(|r| r.check == Check::Log
+            && r.detail
+                == "daemon_started record 4 (recnum 4) has reset_count 7, the log's first daemon_started has 3"),
+        "{:#?}",
+        verdict.reasons
+    );
+}
+
+#[test]
+fn pinned_executables_are_checked_for_every_daemon_start() {
+    let w = World::new();
+    let e = w.evidence_with_log(w.restarted_log(|_| {}));
+    // Only the running daemon's executable allowed: the two earlier starts are refused,
+    // each by name and digest.
+    let mut policy = w.policy();
+    policy.executable_sha256 = Some([[0x62; 32]].into());
+    let verdict = appraise(&e, &policy, &w.expectations());
+    refused_for(&verdict, &[Check::Executable]);
+    assert_eq!(verdict.reasons.len(), 2, "{:#?}", verdict.reasons);
+    assert_eq!(
+        verdict.reasons[0].to_string(),
+        format!(
+            "executable: daemon_started record 0 (recnum 0, version \"0.1.0\") reports executable {}, which the policy does not allow",
+            "5e".repeat(32)
+        )
+    );
+    assert!(verdict.reasons[1].detail.contains(&"61".repeat(32)));
+    assert!(
+        verdict.reasons[1]
+            .detail
+            .contains("(recnum 2, version \"0.1.1\")")
+    );
+    // Every start allowed: trusted.
+    policy.executable_sha256 = Some([[0x5e; 32], [0x61; 32], [0x62; 32]].into());
+    let verdict = appraise(&e, &policy, &w.expectations());
+    assert!(verdict.trusted, "{:#?}", verdict.reasons);
+    // A single start with another executable.
+    policy.executable_sha256 = Some([[0x61; 32]].into());
+    let verdict = appraise(&w.evidence(), &policy, &w.expectations());
+    assert!(only_reason(&verdict, Check::Executable).contains(&"5e".repeat(32)));
+    // A pin and no daemon_started at all.
+    let mut log = w.restarted_log(|_| {});
+    log.retain(|c| !matches!(c, EventContent::DaemonStarted(_)));
+    let verdict = appraise(&w.evidence_with_log(log), &policy, &w.expectations());
+    assert!(verdict.failed(Check::Executable) && verdict.failed(Check::Log));
+    assert_eq!(verdict.appraised.daemon_starts, 0);
+    assert_eq!(verdict.appraised.daemon_version, None);
+}
+
 const POLICY_TOML: &str = r#"
 ak_name = "000b5e4dd12e4a2b41b7f6ff4cd4b2a4ad4e4e2f1e8c6f4f0d8cd1a6b8d48d67f2e0"
 application_pcr = 23
@@ -1004,6 +1234,8 @@ platform_pcrs = [0, 2, 4, 7, 9]
 functions = ["579c08ee78ce5bce40f273f7c35dfdf2f0615e026991c840ea1e16b367fc0f63"]
 only_listed_functions = true
 manifest_sha256 = "abababababababababababababababababababababababababababababababab"
+executable_sha256 = ["5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e",
+                     "6262626262626262626262626262626262626262626262626262626262626262"]
 
 [pcrs]
 0 = "0101010101010101010101010101010101010101010101010101010101010101"
@@ -1029,6 +1261,10 @@ fn policy_from_toml() {
     assert!(p.only_listed_functions);
     assert_eq!(p.functions.len(), 1);
     assert_eq!(p.manifest_sha256, Some([0xab; 32]));
+    assert_eq!(
+        p.executable_sha256,
+        Some([[0x5e; 32], [0x62; 32]].into_iter().collect())
+    );
     let fw = p.firmware.unwrap();
     assert!(fw.secure_boot);
     assert_eq!(fw.boot_applications.unwrap().len(), 1);
@@ -1039,6 +1275,7 @@ fn policy_from_toml() {
     assert_eq!(p.ak.public_key, Some(*w.ak.verifying_key()));
     assert_eq!(p.application_pcr, DEFAULT_APPLICATION_PCR);
     assert!(appraise(&w.evidence(), &p, &w.expectations()).trusted);
+    assert_eq!(p.executable_sha256, None, "no pin unless the key is given");
 
     for bad in [
         "ak_name = \"zz\"",
@@ -1054,6 +1291,10 @@ fn policy_from_toml() {
         "platform_pcrs = [0, 30]",
         "[firmware]\nsecure_boot = true\nshim = true",
         "ak_name = ",
+        "executable_sha256 = []",
+        "executable_sha256 = [\"xyz\"]",
+        "executable_sha256 = [\"5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E\"]",
+        "executable_sha256 = \"5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e\"",
     ] {
         assert!(
             matches!(
@@ -1063,4 +1304,10 @@ fn policy_from_toml() {
             "{bad}"
         );
     }
+    let Err(Error::AppraisalPolicy { reason }) =
+        AppraisalPolicy::from_toml("executable_sha256 = []")
+    else {
+        panic!("an empty executable_sha256 list is refused");
+    };
+    assert_eq!(reason, "executable_sha256: an empty list allows nothing");
 }
