@@ -164,13 +164,8 @@ impl Engine {
                 &input.enc,
                 &input.ciphertext,
             )?;
-            let value: serde_json::Value = serde_json::from_slice(&plaintext).map_err(|e| {
-                EngineError::Internal(format!(
-                    "stored input of slot {} is not JSON: {e}",
-                    input.slot
-                ))
-            })?;
-            values.insert(input.slot.clone(), value);
+            // Handed on as the decrypted text, zeroized: the child parses it.
+            values.insert(input.slot.clone(), plaintext);
             used.push(serde_json::json!({
                 "slot": input.slot,
                 "submitter": input.submitter,
