@@ -214,7 +214,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             Usage,
             Method::GET,
             "/v1/instances/{id}/usage",
-            "Usage totals (parties and operators); per-identity figures for operators.",
+            "Usage (parties and operators): a party sees its own figures and the number of evaluations; evaluation figures (operations, wall time, output size) only result readers and operators; totals and per-identity figures only operators.",
             200,
             false,
         ),

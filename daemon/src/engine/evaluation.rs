@@ -277,13 +277,14 @@ impl Engine {
                 for slot in &each_time {
                     queries::delete_input(c, &key, slot)?;
                 }
+                let by = super::instances::EVALUATION_USAGE;
                 if let Some(u) = usage {
-                    queries::add_usage(c, &key, "evaluation", "operations", u.operations)?;
+                    queries::add_usage(c, &key, by, "operations", u.operations)?;
                     let ms = u64::try_from(u.wall_time.as_millis()).unwrap_or(u64::MAX);
-                    queries::add_usage(c, &key, "evaluation", "wall_time_ms", ms)?;
-                    queries::add_usage(c, &key, "evaluation", "output_bytes", u.output_bytes)?;
+                    queries::add_usage(c, &key, by, "wall_time_ms", ms)?;
+                    queries::add_usage(c, &key, by, "output_bytes", u.output_bytes)?;
                 }
-                queries::add_usage(c, &key, "evaluation", "evaluations", 1)?;
+                queries::add_usage(c, &key, by, "evaluations", 1)?;
                 let (state, next) = if last_round {
                     ("evaluated", round)
                 } else {
