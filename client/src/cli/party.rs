@@ -397,8 +397,12 @@ fn print_destruction(
     writeln!(
         out,
         "  inputs destroyed: {} ({} of ours checked by receipt)",
-        r.statement.inputs.len(),
-        r.own_inputs_checked
+        r.statement.inputs_count, r.own_inputs_checked
+    )?;
+    writeln!(
+        out,
+        "  inputs root {}: every receipt of ours is included under it",
+        r.statement.inputs_root
     )?;
     writeln!(
         out,

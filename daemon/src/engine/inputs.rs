@@ -270,6 +270,7 @@ impl Engine {
                     }
                 }
                 queries::put_input(c, &input)?;
+                queries::record_accepted(c, &input)?;
                 queries::add_usage(c, &input.instance_id, &input.submitter, "inputs_submitted", 1)?;
                 queries::add_usage(c, &input.instance_id, &input.submitter, "input_bytes", bytes)?;
                 Ok(InputReceipt {

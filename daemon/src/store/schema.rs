@@ -101,6 +101,25 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (instance_id, identity, metric)
     );
     ",
+    // 2: every input an instance ever accepted, in acceptance order (`seq` from 0), kept
+    // when the ciphertext is deleted: the leaves of the destruction certificate's inputs
+    // tree (SPEC §4). Inputs stored before this table existed are its first entries.
+    "
+    CREATE TABLE accepted_inputs (
+        instance_id       TEXT NOT NULL REFERENCES instances(id),
+        seq               INTEGER NOT NULL,
+        slot              TEXT NOT NULL,
+        submitter         TEXT NOT NULL,
+        round             INTEGER NOT NULL,
+        ciphertext_sha256 TEXT NOT NULL,
+        PRIMARY KEY (instance_id, seq)
+    );
+    INSERT INTO accepted_inputs (instance_id, seq, slot, submitter, round, ciphertext_sha256)
+        SELECT instance_id,
+               ROW_NUMBER() OVER (PARTITION BY instance_id ORDER BY accepted_at, slot) - 1,
+               slot, submitter, round, ciphertext_sha256
+        FROM inputs;
+    ",
 ];
 
 /// The schema version this build writes.
