@@ -908,7 +908,7 @@ fn slot_types_judge_json_text_as_they_judge_parsed_values() {
         "[1]",
         "{\"a\":1}",
     ] {
-        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        let value: Value = serde_json::from_str(text).unwrap();
         let kind = raw_kind(text.as_bytes()).unwrap();
         for t in types {
             assert_eq!(t.accepts_kind(kind), t.accepts(&value), "{t:?} {text}");
