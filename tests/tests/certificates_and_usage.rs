@@ -416,3 +416,130 @@ fn identity_new_creates_the_key_0600_from_the_start() {
     );
     assert_eq!(std::fs::read(&key).unwrap(), pem);
 }
+
+/// Runs a blocking closure (a CLI child process) off the runtime's worker.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// The CLI checks every receipt it saved — across rounds, a resubmission included —
+/// against the certificate's signed inputs root, and names a receipt that is not covered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_checks_each_receipt_against_the_signed_root() {
+    use arbiter_tests::cli::CliParty;
+    let tpm = TestTpm::start();
+    let dir = tpm.path("parties");
+    let op_dir = dir.clone();
+    let operator =
+        blocking(move || CliParty::new(&op_dir, "operator", "https://placeholder:1")).await;
+    let operator_id = operator.id.clone();
+    let daemon = TestDaemon::start(&tpm, &tpm.path("daemon"), |c| {
+        c.access.operators = vec![operator_id];
+    })
+    .await;
+    let url = daemon.url.clone();
+    std::fs::write(
+        operator.state.join("config.toml"),
+        format!("server = \"{url}\"\ncert = \"identity/cert.pem\"\nkey = \"identity/key.pem\"\n"),
+    )
+    .unwrap();
+    let cas = [
+        tpm.state.ca_root_pem.display().to_string(),
+        tpm.state.ca_issuer_pem.display().to_string(),
+    ];
+    let source = tpm.path("sum.rhai");
+    std::fs::write(&source, SUM).unwrap();
+    let f = hex::encode(arbiter_tests::sha256(&[SUM.as_bytes()]));
+    blocking(move || {
+        let alice = CliParty::new(&dir, "alice", &url);
+        let bob = CliParty::new(&dir, "bob", &url);
+        operator.ok(&["function", "register", source.to_str().unwrap()]);
+        let zero = "0".repeat(64);
+        for p in [&alice, &bob] {
+            let mut args = vec!["enroll", "--ek-ca"];
+            args.extend(cas.iter().map(String::as_str));
+            p.ok(&args);
+            std::fs::write(
+                p.state.join("appraisal.toml"),
+                format!(
+                    "platform_pcrs = [0, 2, 4, 7, 9]\nfunctions = [\"{f}\"]\n[pcrs]\n0 = \"{zero}\"\n7 = \"{zero}\"\n"
+                ),
+            )
+            .unwrap();
+            let cfg = p.state.join("config.toml");
+            let text = std::fs::read_to_string(&cfg).unwrap() + "policy = \"appraisal.toml\"\n";
+            std::fs::write(cfg, text).unwrap();
+        }
+        let manifest = json!({
+            "function": { "sha256": f },
+            "parties": [ { "name": "alice", "identity": alice.id }, { "name": "bob", "identity": bob.id } ],
+            "slots": {
+                "a": { "providers": [alice.id], "provide": "provide_each_time" },
+                "b": { "providers": [bob.id], "provide": "provide_each_time" }
+            },
+            "trigger": { "kind": "all" },
+            "window": { "resubmission": "last" },
+            "rounds": 2,
+            "readers": { (alice.id.clone()): "result", (bob.id.clone()): "result" },
+            "destruction": { "policy": "on_request", "destroyers": [alice.id] }
+        });
+        let mpath = alice.state.join("manifest.json");
+        std::fs::write(&mpath, manifest.to_string()).unwrap();
+        let inst = operator
+            .ok(&["instance", "create", mpath.to_str().unwrap(), "--quiet"])
+            .trim()
+            .to_owned();
+        let submit = |p: &CliParty, slot: &str, value: &str| {
+            p.ok(&["submit", "--instance", &inst, "--slot", slot, "--value", value, "--expect-function", &f]);
+        };
+        // Round 1, with a resubmission by Alice; round 2.
+        submit(&alice, "a", "1");
+        submit(&alice, "a", "2");
+        submit(&bob, "b", "10");
+        let out = alice.ok(&["result", &inst, "--wait", "--json"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["statement"]["output"], 12, "{v}");
+        submit(&alice, "a", "3");
+        submit(&bob, "b", "20");
+        let evaluated = (0..100).any(|_| {
+            let shown: Value =
+                serde_json::from_str(&bob.ok(&["instance", "show", &inst])).unwrap();
+            if shown["state"] == "evaluated" {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            false
+        });
+        assert!(evaluated, "round 2 was not evaluated");
+
+        // Every input of both rounds is under the root; each party checks all its receipts.
+        let out = alice.ok(&["destroy", &inst]);
+        assert!(out.contains("inputs destroyed: 5 (3 of ours checked by receipt)"), "{out}");
+        assert!(out.contains("every receipt of ours is included"), "{out}");
+        let out = bob.ok(&["verify-destruction", &inst]);
+        assert!(out.contains("inputs destroyed: 5 (2 of ours checked by receipt)"), "{out}");
+
+        // A receipt the certificate does not cover is reported and fails the check.
+        let missing = "ee".repeat(32);
+        arbiter_client::trust::TrustStore::new(&bob.state)
+            .add_receipt(
+                &url,
+                &inst,
+                arbiter_client::trust::Receipt {
+                    slot: "b".into(),
+                    round: 2,
+                    ciphertext_sha256: missing.clone(),
+                    submitter: bob.id.clone(),
+                    accepted_at: "2026-12-01T00:00:00Z".into(),
+                },
+            )
+            .unwrap();
+        let out = bob.fails(&["verify-destruction", &inst]);
+        assert!(
+            out.contains("1 of our 3 input(s) are not covered") && out.contains(&missing),
+            "{out}"
+        );
+    })
+    .await;
+    daemon.stop().await;
+}
