@@ -10,7 +10,8 @@ use std::path::Path;
 use arbiter_policy::appraisal::AppraisalPolicy;
 use arbiter_policy::hpke::{self, InputContext};
 use arbiter_policy::jws::{
-    DestructionStatement, InputRef, ResultStatement, Statement, verify_statement,
+    DestructionStatement, InputInclusion, InputLeaf, InputRef, ResultStatement, Statement,
+    verify_statement,
 };
 use arbiter_policy::manifest::Manifest;
 use base64::Engine as _;
@@ -449,7 +450,7 @@ pub struct VerifiedDestruction {
     pub statement: DestructionStatement,
     /// The compact JWS.
     pub jws: String,
-    /// How many of this party's receipts were found listed.
+    /// How many of this party's receipts were found under the signed inputs root.
     pub own_inputs_checked: usize,
     /// Where the `instance_destroyed` record was found: `"fresh"` (a quote just taken) or
     /// `"saved"` (the attestation saved with the certificate, from an earlier generation).
@@ -471,11 +472,12 @@ pub async fn destroy(
         .post(&format!("/v1/instances/{instance}/destroy"), &json!({}))
         .await?;
     let jws = str_field(&r.json, "jws")?.to_owned();
-    check_destruction(s, policy, instance, &jws).await
+    check_destruction(s, policy, instance, &jws, &r.json["inputs"]).await
 }
 
 /// Fetches and verifies an instance's certificate of destruction: the JWS against the
-/// freshly certified statement key, this party's inputs listed, and the
+/// freshly certified statement key, each of this party's receipts included under the
+/// signed inputs root (by the leaves and proofs the daemon returns), and the
 /// `instance_destroyed` record in a freshly quoted log — or, when a TPM startup has begun
 /// a new log generation since, in the attested log saved with the certificate.
 ///
@@ -491,7 +493,7 @@ pub async fn verify_destruction(
         .get(&format!("/v1/instances/{instance}/destruction-certificate"))
         .await?;
     let jws = str_field(&r.json, "jws")?.to_owned();
-    check_destruction(s, policy, instance, &jws).await
+    check_destruction(s, policy, instance, &jws, &r.json["inputs"]).await
 }
 
 /// Attests the daemon afresh (trusted verdict required) and verifies `jws` under the
@@ -512,11 +514,62 @@ async fn attested_statement(
     Ok((attestation, statement))
 }
 
+/// Checks each of this party's saved receipts for `instance` against the certificate's
+/// signed inputs root: the daemon's `inputs` (this party's leaves with their inclusion
+/// proofs) must hold, for every receipt, a leaf whose bytes are `JCS` of the receipt's
+/// slot, submitter, round and `ciphertext_sha256`, included under `inputs_root`. Every
+/// receipt not covered is named in the error. Returns how many receipts were checked.
+fn own_inputs_covered(
+    s: &Session,
+    instance: &str,
+    certificate: &DestructionStatement,
+    inputs: &Value,
+) -> Result<usize, ClientError> {
+    let inclusions: Vec<InputInclusion> = serde_json::from_value(inputs.clone()).map_err(|e| {
+        ClientError::Protocol(format!(
+            "the certificate's `inputs` are not leaves with inclusion proofs: {e}"
+        ))
+    })?;
+    let receipts = s.trust.receipts(&s.settings.server, instance)?;
+    let mut uncovered = Vec::new();
+    for r in &receipts {
+        let leaf = InputLeaf {
+            slot: r.slot.clone(),
+            submitter: r.submitter.clone(),
+            round: r.round,
+            ciphertext_sha256: r.ciphertext_sha256.clone(),
+        };
+        let bytes = leaf.to_bytes();
+        let covered = inclusions
+            .iter()
+            .filter(|i| i.leaf.to_bytes() == bytes)
+            .any(|i| i.verify(certificate).is_ok());
+        if !covered {
+            uncovered.push(format!(
+                "slot `{}` round {} (ciphertext {})",
+                r.slot, r.round, r.ciphertext_sha256
+            ));
+        }
+    }
+    if !uncovered.is_empty() {
+        return Err(ClientError::Verification(format!(
+            "{} of our {} input(s) are not covered by the certificate's signed inputs root \
+             ({} inputs): {}",
+            uncovered.len(),
+            receipts.len(),
+            certificate.inputs_count,
+            uncovered.join("; ")
+        )));
+    }
+    Ok(receipts.len())
+}
+
 async fn check_destruction(
     s: &Session,
     policy: &AppraisalPolicy,
     instance: &str,
     jws: &str,
+    inputs: &Value,
 ) -> Result<VerifiedDestruction, ClientError> {
     let (attestation, statement) = attested_statement(s, policy, jws, "the certificate").await?;
     let statement = match statement {
@@ -533,7 +586,7 @@ async fn check_destruction(
             statement.instance_id
         )));
     }
-    let own = own_inputs_listed(s, instance, &statement.inputs, None)?;
+    let own = own_inputs_covered(s, instance, &statement, inputs)?;
     let log_source = if attestation.verdict.appraised.log_generation
         == Some(statement.log_generation)
     {

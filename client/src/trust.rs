@@ -79,6 +79,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
     std::fs::rename(&tmp, path).map_err(|e| ClientError::file(path, e))
 }
 
+/// Writes a new private file (a key) at `path`, created with mode 0600 from the start so
+/// that no umask leaves a moment in which others can read it, and refusing to replace an
+/// existing file (`O_CREAT | O_EXCL`). The parent directory is created if needed; a
+/// failed write removes the half-written file.
+///
+/// # Errors
+/// `File` naming the path: it exists, or it cannot be created or written.
+pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| ClientError::file(parent, e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| ClientError::file(path, e))?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(ClientError::file(path, e));
+    }
+    Ok(())
+}
+
 fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, ClientError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ClientError::file(path, e)),
@@ -201,5 +229,18 @@ mod tests {
         t.add_receipt("https://a:1", "id", r.clone()).unwrap();
         assert_eq!(t.receipts("https://a:1", "id").unwrap(), vec![r]);
         assert!(t.receipts("https://b:1", "id").unwrap().is_empty());
+    }
+
+    #[test]
+    fn private_files_are_created_0600_and_never_replaced() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("sub/key.pem");
+        write_new_private(&key, b"secret").unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let e = write_new_private(&key, b"other").unwrap_err();
+        assert!(e.to_string().contains("key.pem"), "{e}");
+        assert_eq!(std::fs::read(&key).unwrap(), b"secret");
     }
 }

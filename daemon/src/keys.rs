@@ -83,6 +83,9 @@ impl Sealer {
         self.sealed.epoch()
     }
 
+    /// The AES-256-GCM instance keyed with the sealing key. Its key schedule (and GHASH
+    /// key) is wiped when it is dropped: the workspace enables `aes-gcm`'s `zeroize`
+    /// feature, which makes `Aes256Gcm` `ZeroizeOnDrop` (see the test).
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(self.sealed.key().into())
     }
@@ -215,6 +218,16 @@ pub fn open_at_rest(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ciphers made from the sealing key and the result-at-rest keys wipe their key
+    /// schedules on drop (this does not compile without `aes-gcm`'s `zeroize` feature).
+    #[test]
+    fn cipher_key_schedules_are_zeroized_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let sealer = Sealer::new(SealedKey::generate(1));
+        wiped_on_drop(&sealer.cipher());
+        wiped_on_drop(&Aes256Gcm::new(&[7u8; 32].into()));
+    }
 
     #[test]
     fn wrap_round_trips_and_binds_owner_and_epoch() {

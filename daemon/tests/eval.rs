@@ -13,6 +13,7 @@ use arbiter_daemon::eval::{
     EvalError, EvalFailure, EvalOutcome, EvalRequest, Evaluator, Limits, SelfTest,
 };
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 fn program() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_arbiterd"))
@@ -24,6 +25,10 @@ fn evaluator() -> Evaluator {
 
 fn request(source: &str, inputs: Value, limits: Limits) -> EvalRequest {
     let inputs: BTreeMap<String, Value> = serde_json::from_value(inputs).unwrap();
+    let inputs = inputs
+        .into_iter()
+        .map(|(slot, v)| (slot, Zeroizing::new(serde_json::to_vec(&v).unwrap())))
+        .collect();
     EvalRequest {
         source: source.to_owned(),
         inputs,
@@ -353,6 +358,49 @@ async fn deep_inputs_are_refused_without_a_child() {
     }
     let (reason, message) = failure(run(SHA256_CONCAT, json!({"a": deep}), small()).await);
     assert_eq!(reason, EvalFailure::SizeLimit, "{message}");
+}
+
+#[tokio::test]
+async fn inputs_go_to_the_child_as_their_padded_text() {
+    // As the CLI sends them: JSON padded with whitespace; the child parses them.
+    let mut inputs = BTreeMap::new();
+    let padded = |text: &str| {
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.resize(256, b' ');
+        Zeroizing::new(bytes)
+    };
+    inputs.insert("a".to_owned(), padded("\"Now is the time\""));
+    inputs.insert("b".to_owned(), padded("\n\"for all good men\"\t"));
+    let outcome = evaluator()
+        .evaluate(EvalRequest {
+            source: SHA256_CONCAT.to_owned(),
+            inputs,
+            limits: Limits::default(),
+            rng_seed: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.usage().input_bytes, 35);
+    assert_eq!(
+        output(outcome),
+        json!("579c08ee78ce5bce40f273f7c35dfdf2f0615e026991c840ea1e16b367fc0f63")
+    );
+    // Text that is not one JSON document is refused before any child runs.
+    let mut inputs = BTreeMap::new();
+    inputs.insert("a".to_owned(), Zeroizing::new(b"\"a\" \"b\"".to_vec()));
+    let err = evaluator()
+        .evaluate(EvalRequest {
+            source: SHA256_CONCAT.to_owned(),
+            inputs,
+            limits: Limits::default(),
+            rng_seed: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EvalError::BadInput { ref slot, .. } if slot == "a"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

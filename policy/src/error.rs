@@ -228,6 +228,9 @@ pub enum MerkleError {
     /// The proof does not lead from the leaf to the root.
     #[error("the proof does not lead to the root")]
     RootMismatch,
+    /// A root or proof element that is not 32 bytes of lowercase hex.
+    #[error("{0:?} is not a SHA-256 hash (64 hex characters)")]
+    BadHash(String),
 }
 
 /// Why a JWS compact serialisation was refused.

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use serde::Deserialize as _;
 use serde::de::{self, Deserializer as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
@@ -31,6 +32,86 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let value = de.deserialize_any(StrictVisitor)?;
     de.end()?;
     Ok(value)
+}
+
+/// The kind of a JSON document's top-level value, as [`raw_kind`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawKind {
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Boolean,
+    /// A number without fraction or exponent that fits an `i64` or `u64`.
+    Integer,
+    /// Any other number.
+    Number,
+    /// A string.
+    String,
+    /// An array.
+    Array,
+    /// An object.
+    Object,
+}
+
+/// Checks that `bytes` are exactly one JSON document (whitespace around it allowed) and
+/// returns the kind of its top-level value — without building a `serde_json::Value` or
+/// copying any string out of it, so a secret document (a decrypted input) leaves no copies
+/// behind. Numbers are classified as `serde_json` classifies them (`Integer` when
+/// `Value::is_i64` or `is_u64` would hold).
+///
+/// # Errors
+/// The parser's message for malformed JSON or trailing data.
+pub fn raw_kind(bytes: &[u8]) -> Result<RawKind, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de::IgnoredAny::deserialize(&mut de)?;
+    de.end()?;
+    let token = bytes.trim_ascii();
+    Ok(match token.first() {
+        Some(b'"') => RawKind::String,
+        Some(b'[') => RawKind::Array,
+        Some(b'{') => RawKind::Object,
+        Some(b't' | b'f') => RawKind::Boolean,
+        Some(b'n') => RawKind::Null,
+        _ => {
+            // A number token (the parse above checked it). `-0` is a float to serde_json.
+            let text = std::str::from_utf8(token).unwrap_or_default();
+            if text != "-0" && (text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok()) {
+                RawKind::Integer
+            } else {
+                RawKind::Number
+            }
+        }
+    })
+}
+
+/// The nesting depth of the JSON text `bytes` (a scalar has depth 0; `[[1]]` has 2),
+/// counted on the bytes without parsing them into a value. Meaningful for valid JSON
+/// (check it with [`raw_kind`]).
+pub fn raw_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Builds a `serde_json::Value`, refusing duplicate keys.
@@ -138,6 +219,60 @@ mod tests {
             "\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}"
         );
         assert_eq!(to_string(&v), expected);
+    }
+
+    #[test]
+    fn raw_kind_and_depth_agree_with_parsed_values() {
+        for text in [
+            "null",
+            " true ",
+            "false",
+            "0",
+            "-0",
+            "-3",
+            "42  \n",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "1.0",
+            "1e2",
+            "-1.5E-3",
+            r#""a\"[{""#,
+            r#""""#,
+            "[]",
+            r#"[1, "]", {"a": [[]]}]"#,
+            r#"{"k": "}}}", "l": {"m": [1, {"n": null}]}}"#,
+            "{}",
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            let kind = raw_kind(text.as_bytes()).unwrap();
+            let expected = match &value {
+                Value::Null => RawKind::Null,
+                Value::Bool(_) => RawKind::Boolean,
+                Value::Number(n) if n.is_i64() || n.is_u64() => RawKind::Integer,
+                Value::Number(_) => RawKind::Number,
+                Value::String(_) => RawKind::String,
+                Value::Array(_) => RawKind::Array,
+                Value::Object(_) => RawKind::Object,
+            };
+            assert_eq!(kind, expected, "{text}");
+            fn depth(v: &Value) -> usize {
+                match v {
+                    Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+                    Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+                    _ => 0,
+                }
+            }
+            assert_eq!(raw_depth(text.as_bytes()), depth(&value), "{text}");
+        }
+        for bad in ["", "[1,", "{\"a\":1} x", "tru", "01", "\"open", "1 2"] {
+            assert!(raw_kind(bad.as_bytes()).is_err(), "{bad}");
+        }
+        // Deep nesting is measured, not refused by a recursion limit.
+        let deep = format!("{}{}", "[".repeat(500), "]".repeat(500));
+        assert_eq!(raw_kind(deep.as_bytes()).unwrap(), RawKind::Array);
+        assert_eq!(raw_depth(deep.as_bytes()), 500);
     }
 
     #[test]

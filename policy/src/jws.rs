@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Error;
-use crate::error::JwsError;
+use crate::error::{JwsError, MerkleError};
 use crate::manifest::Timestamp;
 use crate::tpm::Public;
 use crate::tpm::hash::sha256;
@@ -209,14 +209,117 @@ pub struct DestructionStatement {
     pub instance_id: String,
     /// When destruction completed.
     pub destroyed_at: Timestamp,
-    /// The inputs destroyed.
-    pub inputs: Vec<InputRef>,
+    /// RFC 9162 Merkle root (hex) over one [`InputLeaf`] per input the instance ever
+    /// accepted, in acceptance order (SPEC §4).
+    pub inputs_root: String,
+    /// The number of leaves under `inputs_root`.
+    pub inputs_count: u64,
     /// The sealing epoch retired by the key rotation (SPEC §3).
     pub epoch_retired: u64,
     /// The measurement-log generation of the `instance_destroyed` record.
     pub log_generation: u64,
     /// `recnum` of the instance's `instance_destroyed` record.
     pub instance_destroyed_recnum: u64,
+}
+
+/// One leaf of a destruction certificate's inputs tree (SPEC §4): an input the instance
+/// accepted, in any round, also one later superseded, withdrawn or deleted after its
+/// round. Its bytes are `JCS({"slot","submitter","round","ciphertext_sha256"})`, the
+/// same fields a party's receipt holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputLeaf {
+    /// The slot.
+    pub slot: String,
+    /// The submitter's identity.
+    pub submitter: String,
+    /// The round the input was submitted in.
+    pub round: u64,
+    /// `sha256(enc || ciphertext)`, hex.
+    pub ciphertext_sha256: String,
+}
+
+impl InputLeaf {
+    /// The leaf's bytes: `JCS` of the object (RFC 8785).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Four plain fields serialise into a `Value` without failing.
+        crate::jcs::to_vec(&serde_json::to_value(self).unwrap_or(Value::Null))
+    }
+}
+
+/// The tree head (hex) and size of a destruction certificate's inputs tree over `leaves`
+/// in acceptance order.
+pub fn inputs_root(leaves: &[InputLeaf]) -> (String, u64) {
+    let bytes: Vec<Vec<u8>> = leaves.iter().map(InputLeaf::to_bytes).collect();
+    (
+        hex::encode(crate::merkle::root(&bytes)),
+        leaves.len() as u64,
+    )
+}
+
+/// One of the caller's leaves as the certificate endpoint returns it, with its index and
+/// RFC 9162 inclusion proof (hex hashes, from the leaf's sibling up).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputInclusion {
+    /// The leaf (its bytes are `JCS(leaf)`).
+    pub leaf: InputLeaf,
+    /// Its index in acceptance order.
+    pub leaf_index: u64,
+    /// The inclusion proof, hex.
+    pub proof: Vec<String>,
+}
+
+impl InputInclusion {
+    /// The inclusion of leaf `index` among `leaves` (acceptance order).
+    ///
+    /// # Errors
+    /// `Merkle(IndexOutOfRange)` when `index` is not below the number of leaves.
+    pub fn of(leaves: &[InputLeaf], index: usize) -> Result<Self, Error> {
+        let bytes: Vec<Vec<u8>> = leaves.iter().map(InputLeaf::to_bytes).collect();
+        let proof = crate::merkle::inclusion_proof(&bytes, index)?;
+        let leaf =
+            leaves
+                .get(index)
+                .cloned()
+                .ok_or(Error::Merkle(MerkleError::IndexOutOfRange {
+                    index: index as u64,
+                    tree_size: leaves.len() as u64,
+                }))?;
+        Ok(Self {
+            leaf,
+            leaf_index: index as u64,
+            proof: proof.iter().map(hex::encode).collect(),
+        })
+    }
+
+    /// Checks that this leaf is included under the certificate's signed `inputs_root`
+    /// (tree size `inputs_count`).
+    ///
+    /// # Errors
+    /// `Merkle(BadHash)` for a root or proof element that is not 32 bytes of hex; the
+    /// errors of [`crate::merkle::verify_inclusion`].
+    pub fn verify(&self, certificate: &DestructionStatement) -> Result<(), Error> {
+        let hash = |text: &str| -> Result<[u8; 32], Error> {
+            hex::decode(text)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| Error::Merkle(MerkleError::BadHash(text.to_owned())))
+        };
+        let root = hash(&certificate.inputs_root)?;
+        let proof = self
+            .proof
+            .iter()
+            .map(|p| hash(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::merkle::verify_inclusion(
+            &self.leaf.to_bytes(),
+            self.leaf_index,
+            certificate.inputs_count,
+            &proof,
+            &root,
+        )
+    }
 }
 
 /// A statement payload, tagged by its `"type"`.
@@ -384,7 +487,8 @@ mod tests {
             Statement::Destruction(DestructionStatement {
                 instance_id: "0123456789abcdef0123456789abcdef".into(),
                 destroyed_at: Timestamp::parse("2026-11-27T00:00:00Z").unwrap(),
-                inputs: vec![],
+                inputs_root: inputs_root(&[]).0,
+                inputs_count: 0,
                 epoch_retired: 4,
                 log_generation: 3,
                 instance_destroyed_recnum: 12,
@@ -405,6 +509,71 @@ mod tests {
             assert_eq!(v.header.alg, "ES256");
             assert_eq!(v.payload, statement.to_value());
         }
+    }
+
+    fn leaf(slot: &str, who: u8, round: u64, ct: u8) -> InputLeaf {
+        InputLeaf {
+            slot: slot.into(),
+            submitter: hex::encode([who; 32]),
+            round,
+            ciphertext_sha256: hex::encode([ct; 32]),
+        }
+    }
+
+    #[test]
+    fn input_leaves_are_jcs_and_their_proofs_verify_under_the_signed_root() {
+        let l = leaf("a", 0xaa, 2, 0xcc);
+        assert_eq!(
+            String::from_utf8(l.to_bytes()).unwrap(),
+            format!(
+                r#"{{"ciphertext_sha256":"{}","round":2,"slot":"a","submitter":"{}"}}"#,
+                "cc".repeat(32),
+                "aa".repeat(32)
+            )
+        );
+        // Two rounds, a resubmission (same slot and round) and another party's inputs.
+        let leaves = vec![
+            leaf("a", 0xaa, 1, 1),
+            leaf("b", 0xbb, 1, 2),
+            leaf("a", 0xaa, 1, 3),
+            leaf("a", 0xaa, 2, 4),
+            leaf("b", 0xbb, 2, 5),
+        ];
+        let (root, count) = inputs_root(&leaves);
+        assert_eq!(count, 5);
+        let bytes: Vec<Vec<u8>> = leaves.iter().map(InputLeaf::to_bytes).collect();
+        assert_eq!(root, hex::encode(crate::merkle::root(&bytes)));
+        let certificate = DestructionStatement {
+            instance_id: "0123456789abcdef0123456789abcdef".into(),
+            destroyed_at: Timestamp::parse("2026-11-27T00:00:00Z").unwrap(),
+            inputs_root: root,
+            inputs_count: count,
+            epoch_retired: 1,
+            log_generation: 0,
+            instance_destroyed_recnum: 9,
+        };
+        for i in 0..leaves.len() {
+            let inclusion = InputInclusion::of(&leaves, i).unwrap();
+            assert_eq!(inclusion.leaf, leaves[i]);
+            inclusion.verify(&certificate).unwrap();
+            // Another leaf in its place, another index, or a tampered proof fail.
+            let mut other = inclusion.clone();
+            other.leaf = leaves[(i + 1) % leaves.len()].clone();
+            assert!(other.verify(&certificate).is_err());
+            let mut moved = inclusion.clone();
+            moved.leaf_index = ((i + 1) % leaves.len()) as u64;
+            assert!(moved.verify(&certificate).is_err());
+            let mut bad = inclusion.clone();
+            bad.proof[0] = "zz".into();
+            assert!(matches!(
+                bad.verify(&certificate),
+                Err(Error::Merkle(MerkleError::BadHash(_)))
+            ));
+        }
+        // A tree without the last input has another root.
+        let (fewer, _) = inputs_root(&leaves[..4]);
+        assert_ne!(fewer, certificate.inputs_root);
+        assert!(InputInclusion::of(&leaves, 5).is_err());
     }
 
     #[test]

@@ -146,11 +146,15 @@ async fn destruction_yields_a_certificate_and_spares_the_others() {
     };
     assert_eq!(cert.instance_id, doomed["id"]);
     assert_eq!(cert.epoch_retired, 0);
-    assert_eq!(cert.inputs.len(), 1);
+    assert_eq!(cert.inputs_count, 1);
+    let own: Vec<arbiter_policy::jws::InputInclusion> =
+        serde_json::from_value(r.json["inputs"].clone()).unwrap();
+    assert_eq!(own.len(), 1);
     assert_eq!(
-        cert.inputs[0].ciphertext_sha256,
+        own[0].leaf.ciphertext_sha256,
         receipt.json["ciphertext_sha256"]
     );
+    own[0].verify(&cert).unwrap();
     // An independent JOSE implementation agrees.
     let pem = key.public_key_pem().unwrap();
     let checked = verify_with_jwcrypto(r.json["jws"].as_str().unwrap(), &pem, s.tpm.dir());

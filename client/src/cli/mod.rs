@@ -140,8 +140,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
-    /// Verify an instance's certificate of destruction: signature, your inputs, and the
-    /// `instance_destroyed` record in a freshly quoted (or the saved) log.
+    /// Verify an instance's certificate of destruction: signature, each of your receipts
+    /// included under its signed inputs root, and the `instance_destroyed` record in a
+    /// freshly quoted (or the saved) log.
     VerifyDestruction {
         /// The instance.
         id: String,

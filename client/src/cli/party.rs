@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use arbiter_client::config::{Overrides, Settings};
 use arbiter_client::http::PartyIdentity;
+use arbiter_client::party;
 use arbiter_client::session::Session;
+use arbiter_client::trust::{write_atomic, write_new_private};
 use arbiter_client::verify::{self, Attestation};
-use arbiter_client::{party, trust::write_atomic};
 use serde_json::Value;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -103,13 +104,10 @@ pub fn identity_new(dir: &Path, name: &str, out: &mut dyn Write) -> anyhow::Resu
         );
     }
     let id = PartyIdentity::generate(name)?;
+    // The key first, created 0600 and never over an existing file (whatever the umask,
+    // there is no moment in which it is readable by others); then its certificate.
+    write_new_private(&key, id.key_pem().as_bytes())?;
     write_atomic(&cert, id.cert_pem().as_bytes())?;
-    write_atomic(&key, id.key_pem().as_bytes())?;
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| key.display().to_string())?;
-    }
     writeln!(out, "{}", id.identity()?)?;
     Ok(())
 }
@@ -415,8 +413,12 @@ fn print_destruction(
     writeln!(
         out,
         "  inputs destroyed: {} ({} of ours checked by receipt)",
-        r.statement.inputs.len(),
-        r.own_inputs_checked
+        r.statement.inputs_count, r.own_inputs_checked
+    )?;
+    writeln!(
+        out,
+        "  inputs root {}: every receipt of ours is included under it",
+        r.statement.inputs_root
     )?;
     writeln!(
         out,

@@ -207,7 +207,17 @@ async fn body<T: DeserializeOwned>(
         )
     })?;
     let bytes = collected.map_err(|_| too_large(limit))?.to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| {
+    // Strictly: a duplicate key (in a manifest or anywhere else) is refused, as the policy
+    // crate's manifest parser refuses it — parsers that keep the first or the last value
+    // would otherwise read one text as two different documents.
+    let value = arbiter_policy::jcs::parse_strict(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
+    serde_json::from_value(value).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",

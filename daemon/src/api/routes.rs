@@ -214,7 +214,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             Usage,
             Method::GET,
             "/v1/instances/{id}/usage",
-            "Usage totals (parties and operators); per-identity figures for operators.",
+            "Usage (parties and operators): a party sees its own figures and the number of evaluations; evaluation figures (operations, wall time, output size) only result readers and operators; totals and per-identity figures only operators.",
             200,
             false,
         ),
@@ -223,7 +223,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             Method::POST,
             "/v1/instances/{id}/destroy",
             "Destroy now (backup-proof: the sealing key is rotated); returns the signed \
-             certificate {jws, payload}. The manifest's destroyers.",
+             certificate {jws, payload, inputs} as the certificate endpoint does. The \
+             manifest's destroyers.",
             200,
             false,
         ),
@@ -231,7 +232,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             DestructionCertificate,
             Method::GET,
             "/v1/instances/{id}/destruction-certificate",
-            "The signed certificate of destruction {jws, payload}. Parties and operators.",
+            "The signed certificate of destruction {jws, payload, inputs}: inputs are the caller's own leaves of the signed inputs tree with their RFC 9162 inclusion proofs {leaf, leaf_index, proof}. Parties and operators.",
             200,
             false,
         ),

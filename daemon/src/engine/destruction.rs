@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use arbiter_measured_boot::cel::{self, EventContent};
+use arbiter_policy::jws::InputInclusion;
 use arbiter_policy::manifest::DestructionPolicy;
 use serde_json::Value;
 
@@ -140,11 +141,10 @@ impl Engine {
     /// Step (4) for one instance; idempotent, so a crash anywhere in it resumes cleanly.
     async fn finish_destruction(&self, id: &str, retired: u64) -> Result<(), EngineError> {
         let key = id.to_owned();
-        let inputs = self
+        let accepted = self
             .store
-            .read(move |c| queries::list_inputs(c, &key))
+            .read(move |c| queries::accepted_inputs(c, &key))
             .await?;
-        let refs = super::statements::input_refs(&inputs);
         if self.log_position(id, true).await.is_none() {
             self.measurer
                 .measure(EventContent::InstanceDestroyed(cel::InstanceDestroyed {
@@ -155,7 +155,7 @@ impl Engine {
         }
         failpoint("after-step-4-measure");
         let at = now();
-        let jws = self.sign_destruction(id, &at, refs, retired).await?;
+        let jws = self.sign_destruction(id, &at, &accepted, retired).await?;
         let key = id.to_owned();
         self.store
             .write(move |c| -> Result<(), StoreError> {
@@ -175,7 +175,9 @@ impl Engine {
         Ok(())
     }
 
-    /// `GET /v1/instances/{id}/destruction-certificate` (parties and operators).
+    /// `GET /v1/instances/{id}/destruction-certificate` (parties and operators): the JWS
+    /// (and its decoded payload) with the caller's own leaves of the inputs tree and their
+    /// inclusion proofs (SPEC §4) — never the other parties' leaves.
     pub async fn destruction_certificate(
         &self,
         caller: &str,
@@ -184,14 +186,44 @@ impl Engine {
         let (_, manifest) = self.load_instance(id).await?;
         self.require_party(caller, id, &manifest)?;
         let key = id.to_owned();
-        let jws = self
+        let (jws, accepted) = self
             .store
-            .read(move |c| queries::certificate(c, &key))
-            .await?
+            .read(move |c| -> Result<_, StoreError> {
+                Ok((
+                    queries::certificate(c, &key)?,
+                    queries::accepted_inputs(c, &key)?,
+                ))
+            })
+            .await?;
+        let jws = jws.ok_or_else(|| {
+            EngineError::conflict("not_destroyed", format!("instance {id} is not destroyed"))
+        })?;
+        let mut view = super::statements::statement_view(&jws);
+        // The tree is the one signed: its first `inputs_count` leaves (the record is
+        // append-only and a destroyed instance accepts nothing, so that is all of it).
+        let count = view["payload"]["inputs_count"]
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| {
-                EngineError::conflict("not_destroyed", format!("instance {id} is not destroyed"))
+                EngineError::Internal(format!("the certificate of {id} has no inputs_count"))
             })?;
-        Ok(super::statements::statement_view(&jws))
+        let leaves = accepted.get(..count).ok_or_else(|| {
+            EngineError::Internal(format!(
+                "the certificate of {id} counts {count} inputs, the store records {}",
+                accepted.len()
+            ))
+        })?;
+        let mut own = Vec::new();
+        for (index, leaf) in leaves.iter().enumerate() {
+            if leaf.submitter == caller {
+                let inclusion = InputInclusion::of(leaves, index)
+                    .map_err(|e| EngineError::Internal(format!("inclusion proof: {e}")))?;
+                own.push(inclusion);
+            }
+        }
+        view["inputs"] = serde_json::to_value(own)
+            .map_err(|e| EngineError::Internal(format!("inclusion proofs: {e}")))?;
+        Ok(view)
     }
 
     /// Applies the automatic destruction policies that are due for `id`.

@@ -164,13 +164,8 @@ impl Engine {
                 &input.enc,
                 &input.ciphertext,
             )?;
-            let value: serde_json::Value = serde_json::from_slice(&plaintext).map_err(|e| {
-                EngineError::Internal(format!(
-                    "stored input of slot {} is not JSON: {e}",
-                    input.slot
-                ))
-            })?;
-            values.insert(input.slot.clone(), value);
+            // Handed on as the decrypted text, zeroized: the child parses it.
+            values.insert(input.slot.clone(), plaintext);
             used.push(serde_json::json!({
                 "slot": input.slot,
                 "submitter": input.submitter,
@@ -282,13 +277,14 @@ impl Engine {
                 for slot in &each_time {
                     queries::delete_input(c, &key, slot)?;
                 }
+                let by = super::instances::EVALUATION_USAGE;
                 if let Some(u) = usage {
-                    queries::add_usage(c, &key, "evaluation", "operations", u.operations)?;
+                    queries::add_usage(c, &key, by, "operations", u.operations)?;
                     let ms = u64::try_from(u.wall_time.as_millis()).unwrap_or(u64::MAX);
-                    queries::add_usage(c, &key, "evaluation", "wall_time_ms", ms)?;
-                    queries::add_usage(c, &key, "evaluation", "output_bytes", u.output_bytes)?;
+                    queries::add_usage(c, &key, by, "wall_time_ms", ms)?;
+                    queries::add_usage(c, &key, by, "output_bytes", u.output_bytes)?;
                 }
-                queries::add_usage(c, &key, "evaluation", "evaluations", 1)?;
+                queries::add_usage(c, &key, by, "evaluations", 1)?;
                 let (state, next) = if last_round {
                     ("evaluated", round)
                 } else {

@@ -15,6 +15,10 @@ use zeroize::Zeroizing;
 use super::{Engine, EngineError, now};
 use crate::store::queries::{self, InputRow, InstanceRow};
 
+/// The deepest nesting accepted in an input (what `serde_json` parses by default); the
+/// evaluator takes less (`eval`'s limit), and reports deeper inputs as a size failure.
+const MAX_INPUT_DEPTH: usize = 128;
+
 /// `PUT /v1/instances/{id}/inputs/{slot}` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,14 +178,21 @@ impl Engine {
         let plaintext =
             Self::open_input(&row, &private, slot, row.round, caller, &enc, &ciphertext)?;
         drop(private);
-        let value: serde_json::Value = serde_json::from_slice(&plaintext).map_err(|e| {
+        // Checked on the bytes: no `Value` tree (whose strings would outlive the zeroized
+        // plaintext) is built from a decrypted input in the daemon.
+        let kind = arbiter_policy::jcs::raw_kind(&plaintext).map_err(|e| {
             EngineError::bad(
                 "invalid_plaintext",
                 format!("the decrypted input is not JSON: {e}"),
             )
         })?;
-        let type_ok = slot_spec.value_type.accepts(&value);
-        drop(value);
+        if arbiter_policy::jcs::raw_depth(&plaintext) > MAX_INPUT_DEPTH {
+            return Err(EngineError::bad(
+                "invalid_plaintext",
+                format!("the decrypted input is nested deeper than {MAX_INPUT_DEPTH} levels"),
+            ));
+        }
+        let type_ok = slot_spec.value_type.accepts_kind(kind);
         drop(plaintext);
         if !type_ok {
             return Err(EngineError::bad(
@@ -247,6 +258,7 @@ impl Engine {
                     }
                 }
                 queries::put_input(c, &input)?;
+                queries::record_accepted(c, &input)?;
                 queries::add_usage(c, &input.instance_id, &input.submitter, "inputs_submitted", 1)?;
                 queries::add_usage(c, &input.instance_id, &input.submitter, "input_bytes", bytes)?;
                 Ok(InputReceipt {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use arbiter_policy::hpke;
-use arbiter_policy::manifest::{Manifest, ManifestProblem};
+use arbiter_policy::manifest::{Manifest, ManifestProblem, ReaderRole};
 use serde::{Deserialize, Serialize};
 
 use super::{Engine, EngineError, is_id, new_id, now};
@@ -365,26 +365,52 @@ impl Engine {
         }))
     }
 
-    /// Usage of an instance: totals for parties and operators, per-party figures for
-    /// operators only.
+    /// Usage of an instance (SPEC §7), shown to its manifest's parties and operators only.
+    ///
+    /// - Operators see everything: `totals`, `per_identity` (the parties' figures and the
+    ///   evaluations', under the pseudo-identity `evaluation`) and `evaluation`.
+    /// - A party sees its own figures (`own`: what it submitted, which it knows anyway) and
+    ///   the number of `evaluations` (which its instance description shows too) — never
+    ///   another party's figures, nor totals it could subtract its own from.
+    /// - Figures derived from an evaluation (`operations`, `wall_time_ms`, `output_bytes`,
+    ///   summed over the rounds) go to operators and to parties that are result readers
+    ///   (`evaluation`): for a yes/no function the output's size is the answer, so a
+    ///   status-only reader must not see it.
     pub async fn usage(&self, caller: &str, id: &str) -> Result<serde_json::Value, EngineError> {
         let (_, manifest) = self.load_instance(id).await?;
         self.require_party(caller, id, &manifest)?;
         let key = id.to_owned();
         let rows = self.store.read(move |c| queries::usage(c, &key)).await?;
         let mut totals: BTreeMap<String, u64> = BTreeMap::new();
-        let mut per_party: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut per_identity: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for (identity, metric, amount) in rows {
             *totals.entry(metric.clone()).or_default() += amount;
-            per_party
+            per_identity
                 .entry(identity)
                 .or_default()
                 .insert(metric, amount);
         }
-        let mut out = serde_json::json!({ "instance_id": id, "totals": totals });
-        if self.config.is_operator(caller) {
-            out["per_identity"] = serde_json::to_value(per_party).unwrap_or_default();
+        let mut evaluation = per_identity
+            .get(EVALUATION_USAGE)
+            .cloned()
+            .unwrap_or_default();
+        let evaluations = evaluation.remove("evaluations").unwrap_or(0);
+        let operator = self.config.is_operator(caller);
+        let mut out = serde_json::json!({ "instance_id": id, "evaluations": evaluations });
+        if operator || manifest.reader_role(caller) == Some(ReaderRole::Result) {
+            out["evaluation"] = serde_json::json!(evaluation);
+        }
+        if manifest.is_party(caller) {
+            let own = per_identity.get(caller).cloned().unwrap_or_default();
+            out["own"] = serde_json::json!(own);
+        }
+        if operator {
+            out["totals"] = serde_json::json!(totals);
+            out["per_identity"] = serde_json::json!(per_identity);
         }
         Ok(out)
     }
 }
+
+/// The pseudo-identity under which evaluation figures are counted in the usage table.
+pub(crate) const EVALUATION_USAGE: &str = "evaluation";

@@ -4,7 +4,9 @@
 //! against.
 
 use arbiter_measured_boot::cel::EventContent;
-use arbiter_policy::jws::{self, DestructionStatement, InputRef, ResultStatement, Statement};
+use arbiter_policy::jws::{
+    self, DestructionStatement, InputLeaf, InputRef, ResultStatement, Statement,
+};
 use arbiter_policy::manifest::Timestamp;
 use serde_json::Value;
 
@@ -71,22 +73,25 @@ impl Engine {
         self.sign_statement(&statement).await
     }
 
-    /// The signed destruction certificate of an instance.
+    /// The signed destruction certificate of an instance, committing to every input it
+    /// ever `accepted` (acceptance order) by their Merkle root and count.
     pub(crate) async fn sign_destruction(
         &self,
         id: &str,
         destroyed_at: &str,
-        inputs: Vec<InputRef>,
+        accepted: &[InputLeaf],
         epoch_retired: u64,
     ) -> Result<String, EngineError> {
         let (log_generation, instance_destroyed_recnum) =
             self.log_position(id, true).await.ok_or_else(|| {
                 EngineError::Internal(format!("instance {id}'s destruction is not in the log"))
             })?;
+        let (inputs_root, inputs_count) = jws::inputs_root(accepted);
         let statement = Statement::Destruction(DestructionStatement {
             instance_id: id.to_owned(),
             destroyed_at: timestamp(destroyed_at)?,
-            inputs,
+            inputs_root,
+            inputs_count,
             epoch_retired,
             log_generation,
             instance_destroyed_recnum,

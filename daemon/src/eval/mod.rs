@@ -60,7 +60,7 @@ use tokio::process::Command;
 use zeroize::Zeroizing;
 
 pub use child::{SelfTest, child_main};
-use protocol::{WireLimits, WireRequest, WireResponse, WireUsage};
+use protocol::{WireLimits, WireResponse, WireUsage};
 
 /// The name of the hidden subcommand that runs [`child_main`].
 pub const CHILD_SUBCOMMAND: &str = "__evaluate";
@@ -131,12 +131,14 @@ impl Limits {
 
 /// One evaluation: the script, the inputs by slot, the limits and the optional RNG seed.
 ///
-/// The inputs' strings are zeroized when the request is consumed.
+/// The inputs stay the decrypted JSON text, zeroized when the request is consumed: the
+/// daemon checks them on their bytes and copies them into the (zeroized) request frame;
+/// only the child parses them.
 pub struct EvalRequest {
     /// The function's source, exactly as registered.
     pub source: String,
-    /// Slot name → JSON-decoded plaintext input.
-    pub inputs: BTreeMap<String, serde_json::Value>,
+    /// Slot name → plaintext input (one JSON document; whitespace padding allowed).
+    pub inputs: BTreeMap<String, Zeroizing<Vec<u8>>>,
     /// Resource limits.
     pub limits: Limits,
     /// Seed of the script's RNG, if the manifest grants one.
@@ -150,7 +152,7 @@ pub struct Usage {
     pub operations: u64,
     /// From spawning the child to reaping it.
     pub wall_time: Duration,
-    /// Bytes of the inputs as JSON.
+    /// Bytes of the inputs' JSON text (without the whitespace padding around it).
     pub input_bytes: u64,
     /// Bytes of the output as JSON (0 on failure).
     pub output_bytes: u64,
@@ -262,6 +264,15 @@ pub enum EvalError {
     /// The request could not be encoded.
     #[error("cannot encode the evaluation request: {0}")]
     Encode(serde_json::Error),
+    /// A plaintext input is not one JSON document (inputs are checked when accepted, so
+    /// this is corruption or a bug).
+    #[error("the input in slot `{slot}` is not JSON: {reason}")]
+    BadInput {
+        /// The slot.
+        slot: String,
+        /// The parser's message.
+        reason: String,
+    },
 }
 
 /// Runs evaluations in child processes of `program` (the `arbiterd` binary).
@@ -318,37 +329,36 @@ impl Evaluator {
             limits: _,
             rng_seed,
         } = request;
-        let wire = WireRequest {
-            source,
-            inputs,
-            limits: limits.to_wire(),
-            rng_seed: rng_seed.map(|s| hex::encode(Zeroizing::new(s).as_slice())),
-        };
-        // Checks that need no child.
-        if let Some((slot, _)) = wire
-            .inputs
-            .iter()
-            .find(|(_, v)| script::json_depth(v) > script::MAX_VALUE_DEPTH)
-        {
-            return Ok(failed(
-                EvalFailure::SizeLimit,
-                format!(
-                    "the input in slot `{slot}` is nested deeper than {} levels",
-                    script::MAX_VALUE_DEPTH
-                ),
-                usage,
-            ));
+        // Checks that need no child, on the plaintexts' bytes: the daemon never parses an
+        // input into a `Value` (the child does).
+        for (slot, plaintext) in &inputs {
+            arbiter_policy::jcs::raw_kind(plaintext).map_err(|e| EvalError::BadInput {
+                slot: slot.clone(),
+                reason: e.to_string(),
+            })?;
+            if arbiter_policy::jcs::raw_depth(plaintext) > script::MAX_VALUE_DEPTH {
+                return Ok(failed(
+                    EvalFailure::SizeLimit,
+                    format!(
+                        "the input in slot `{slot}` is nested deeper than {} levels",
+                        script::MAX_VALUE_DEPTH
+                    ),
+                    usage,
+                ));
+            }
         }
-        usage.input_bytes = wire
-            .inputs
-            .values()
-            .map(json_len)
-            .sum::<Result<u64, _>>()
-            .map_err(EvalError::Encode)?;
-        let body_len = json_len(&wire).map_err(EvalError::Encode)?;
-        let body_len = match usize::try_from(body_len) {
-            Ok(n) if n <= protocol::MAX_REQUEST_BYTES => n,
-            _ => {
+        usage.input_bytes = inputs.values().map(|p| p.trim_ascii().len() as u64).sum();
+        let seed = rng_seed.map(|s| Zeroizing::new(hex::encode(Zeroizing::new(s).as_slice())));
+        let frame = match protocol::encode_request(
+            &source,
+            &inputs,
+            &limits.to_wire(),
+            seed.as_ref().map(|s| s.as_str()),
+        )
+        .map_err(EvalError::Encode)?
+        {
+            protocol::Encoded::Frame(frame) => frame,
+            protocol::Encoded::TooLarge(body_len) => {
                 return Ok(failed(
                     EvalFailure::SizeLimit,
                     format!(
@@ -360,11 +370,8 @@ impl Evaluator {
                 ));
             }
         };
-        // Sized exactly, so serialising never reallocates and leaves no stray copies.
-        let mut frame = Zeroizing::new(Vec::with_capacity(body_len + 4));
-        frame.extend_from_slice(&u32::try_from(body_len).unwrap_or(u32::MAX).to_be_bytes());
-        serde_json::to_writer(&mut *frame, &wire).map_err(EvalError::Encode)?;
-        drop(wire);
+        drop(inputs);
+        drop(seed);
 
         let started = Instant::now();
         let report = self.run_child(&frame, limits.wall_time).await;
@@ -467,23 +474,6 @@ impl Evaluator {
             }
         }
     }
-}
-
-/// The length of `value` as compact JSON, without building it.
-fn json_len(value: &impl Serialize) -> Result<u64, serde_json::Error> {
-    struct Counter(u64);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len() as u64;
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, value)?;
-    Ok(counter.0)
 }
 
 /// Reads the child's response frame: `Ok(None)` if it closed stdout without one.
@@ -672,15 +662,6 @@ mod tests {
             let json = serde_json::to_value(f).unwrap();
             assert_eq!(json, serde_json::Value::String(f.as_str().to_owned()));
         }
-    }
-
-    #[test]
-    fn json_len_matches_serialisation() {
-        let v = serde_json::json!({"a": ["x\"y", 1.5, null], "b": {"c": true}});
-        assert_eq!(
-            json_len(&v).unwrap(),
-            serde_json::to_vec(&v).unwrap().len() as u64
-        );
     }
 
     #[test]

@@ -20,8 +20,9 @@ pub(crate) const MAX_REQUEST_BYTES: usize = 64 << 20;
 /// The largest response the child sends and the parent accepts.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
-/// What the parent sends.
-#[derive(Serialize, Deserialize)]
+/// What the child reads (the parent writes it with [`encode_request`], splicing in the
+/// inputs' JSON text as it is).
+#[derive(Deserialize)]
 pub(crate) struct WireRequest {
     pub(crate) source: String,
     pub(crate) inputs: BTreeMap<String, Value>,
@@ -37,6 +38,72 @@ impl Drop for WireRequest {
             seed.zeroize();
         }
     }
+}
+
+/// The request's members other than the inputs.
+#[derive(Serialize)]
+struct WireHead<'a> {
+    source: &'a str,
+    limits: &'a WireLimits,
+    rng_seed: Option<&'a str>,
+}
+
+/// An encoded request frame, or the size of a body too large to send.
+pub(crate) enum Encoded {
+    /// The length prefix and the body, in zeroized memory.
+    Frame(Zeroizing<Vec<u8>>),
+    /// The body would be this many bytes, more than [`MAX_REQUEST_BYTES`].
+    TooLarge(usize),
+}
+
+/// Encodes a request frame: `{"source", "limits", "rng_seed", "inputs": {slot: input}}`
+/// where each input is its plaintext JSON text copied verbatim (the caller has checked
+/// that it is one JSON document), so no `Value` of an input is built in the daemon. The
+/// frame is allocated once at its exact size (no reallocation leaves stray copies) in
+/// zeroized memory.
+pub(crate) fn encode_request(
+    source: &str,
+    inputs: &BTreeMap<String, Zeroizing<Vec<u8>>>,
+    limits: &WireLimits,
+    rng_seed: Option<&str>,
+) -> Result<Encoded, serde_json::Error> {
+    let head = Zeroizing::new(serde_json::to_vec(&WireHead {
+        source,
+        limits,
+        rng_seed,
+    })?);
+    // `head` is a JSON object: its members without the closing brace come first.
+    let members = head.get(..head.len().saturating_sub(1)).unwrap_or_default();
+    const INPUTS_KEY: &[u8] = b",\"inputs\":{";
+    let keys = inputs
+        .keys()
+        .map(serde_json::to_vec)
+        .collect::<Result<Vec<_>, _>>()?;
+    let inputs_len: usize = keys
+        .iter()
+        .zip(inputs.values())
+        .map(|(k, v)| k.len() + 1 + v.len())
+        .sum::<usize>()
+        + inputs.len().saturating_sub(1);
+    let body_len = members.len() + INPUTS_KEY.len() + inputs_len + 2;
+    if body_len > MAX_REQUEST_BYTES {
+        return Ok(Encoded::TooLarge(body_len));
+    }
+    let mut frame = Zeroizing::new(Vec::with_capacity(body_len + 4));
+    // `body_len` is at most MAX_REQUEST_BYTES, which fits a u32.
+    frame.extend_from_slice(&u32::try_from(body_len).unwrap_or(u32::MAX).to_be_bytes());
+    frame.extend_from_slice(members);
+    frame.extend_from_slice(INPUTS_KEY);
+    for (i, (key, value)) in keys.iter().zip(inputs.values()).enumerate() {
+        if i > 0 {
+            frame.push(b',');
+        }
+        frame.extend_from_slice(key);
+        frame.push(b':');
+        frame.extend_from_slice(value);
+    }
+    frame.extend_from_slice(b"}}");
+    Ok(Encoded::Frame(frame))
 }
 
 /// [`super::Limits`] on the wire (durations in milliseconds).
@@ -157,6 +224,52 @@ mod tests {
                 reason: EvalFailure::OperationLimit,
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn requests_carry_the_inputs_text_verbatim_and_decode_in_the_child() {
+        let limits = super::super::Limits::default().to_wire();
+        let mut inputs = BTreeMap::new();
+        inputs.insert(
+            "a".to_owned(),
+            Zeroizing::new(b"{\"k\": [\"secret\", 1.5]}   \n  ".to_vec()),
+        );
+        inputs.insert("b".to_owned(), Zeroizing::new(b"\"x\\\"}\"".to_vec()));
+        let Encoded::Frame(frame) =
+            encode_request("fn compute(i) { i }", &inputs, &limits, Some("ab")).unwrap()
+        else {
+            panic!("too large")
+        };
+        assert_eq!(frame.capacity(), frame.len(), "sized exactly");
+        let body = read_frame(&mut frame.as_slice(), MAX_REQUEST_BYTES).unwrap();
+        assert_eq!(body.len() + 4, frame.len());
+        // The plaintexts are in the frame byte for byte.
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            text.contains("\"a\":{\"k\": [\"secret\", 1.5]}   \n  ,\"b\""),
+            "{text}"
+        );
+        let request: WireRequest = serde_json::from_slice(&body).unwrap();
+        assert_eq!(request.source, "fn compute(i) { i }");
+        assert_eq!(request.rng_seed.as_deref(), Some("ab"));
+        assert_eq!(request.limits.operations, limits.operations);
+        assert_eq!(
+            request.inputs["a"],
+            serde_json::json!({"k": ["secret", 1.5]})
+        );
+        assert_eq!(request.inputs["b"], serde_json::json!("x\"}"));
+        // No inputs at all, and a body over the limit.
+        let Encoded::Frame(empty) = encode_request("s", &BTreeMap::new(), &limits, None).unwrap()
+        else {
+            panic!("too large")
+        };
+        let request: WireRequest = serde_json::from_slice(&empty[4..]).unwrap();
+        assert!(request.inputs.is_empty() && request.rng_seed.is_none());
+        let huge = "x".repeat(MAX_REQUEST_BYTES);
+        assert!(matches!(
+            encode_request(&huge, &BTreeMap::new(), &limits, None).unwrap(),
+            Encoded::TooLarge(n) if n > MAX_REQUEST_BYTES
         ));
     }
 

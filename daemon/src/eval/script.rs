@@ -210,15 +210,6 @@ pub(crate) fn json_to_dynamic(value: &Value) -> Dynamic {
     }
 }
 
-/// The nesting depth of a JSON value (a scalar has depth 0).
-pub(crate) fn json_depth(value: &Value) -> usize {
-    match value {
-        Value::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
-        Value::Object(fields) => 1 + fields.values().map(json_depth).max().unwrap_or(0),
-        _ => 0,
-    }
-}
-
 /// Rhai to JSON: `()` is `null`; integers, finite floats, booleans and strings map
 /// directly; a character becomes a one-character string; a blob becomes a lowercase hex
 /// string; arrays and maps recurse up to [`MAX_VALUE_DEPTH`]. Anything else (function

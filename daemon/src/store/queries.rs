@@ -345,6 +345,45 @@ pub fn delete_inputs(c: &Connection, instance: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Appends an accepted input to the instance's record of accepted inputs (acceptance
+/// order; never deleted with the ciphertext).
+pub fn record_accepted(c: &Connection, i: &InputRow) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO accepted_inputs (instance_id, seq, slot, submitter, round, ciphertext_sha256)
+         VALUES (?1, (SELECT COALESCE(MAX(seq) + 1, 0) FROM accepted_inputs WHERE instance_id = ?1),
+                 ?2, ?3, ?4, ?5)",
+        params![
+            i.instance_id,
+            i.slot,
+            i.submitter,
+            i.round as i64,
+            i.ciphertext_sha256
+        ],
+    )?;
+    Ok(())
+}
+
+/// Every input the instance ever accepted, in acceptance order, as destruction-certificate
+/// leaves.
+pub fn accepted_inputs(
+    c: &Connection,
+    instance: &str,
+) -> Result<Vec<arbiter_policy::jws::InputLeaf>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT slot, submitter, round, ciphertext_sha256 FROM accepted_inputs
+         WHERE instance_id = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([instance], |r| {
+        Ok(arbiter_policy::jws::InputLeaf {
+            slot: r.get(0)?,
+            submitter: r.get(1)?,
+            round: r.get::<_, i64>(2)? as u64,
+            ciphertext_sha256: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Records an approval (idempotent).
 pub fn approve(c: &Connection, instance: &str, identity: &str, at: &str) -> Result<(), StoreError> {
     c.execute(

@@ -101,6 +101,25 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (instance_id, identity, metric)
     );
     ",
+    // 2: every input an instance ever accepted, in acceptance order (`seq` from 0), kept
+    // when the ciphertext is deleted: the leaves of the destruction certificate's inputs
+    // tree (SPEC §4). Inputs stored before this table existed are its first entries.
+    "
+    CREATE TABLE accepted_inputs (
+        instance_id       TEXT NOT NULL REFERENCES instances(id),
+        seq               INTEGER NOT NULL,
+        slot              TEXT NOT NULL,
+        submitter         TEXT NOT NULL,
+        round             INTEGER NOT NULL,
+        ciphertext_sha256 TEXT NOT NULL,
+        PRIMARY KEY (instance_id, seq)
+    );
+    INSERT INTO accepted_inputs (instance_id, seq, slot, submitter, round, ciphertext_sha256)
+        SELECT instance_id,
+               ROW_NUMBER() OVER (PARTITION BY instance_id ORDER BY accepted_at, slot) - 1,
+               slot, submitter, round, ciphertext_sha256
+        FROM inputs;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -123,4 +142,51 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written before the record of accepted inputs existed: its stored inputs
+    /// become the record's first entries, per instance, in acceptance order.
+    #[test]
+    fn migration_2_records_the_inputs_already_stored() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO functions VALUES ('f', 'n', 'rhai', x'00', 'ff', 'me', 't');
+             INSERT INTO instances (id, manifest_json, manifest_sha256, function_id,
+                 function_sha256, public_key, created_by, created_at, state, round)
+             VALUES ('i1', '{}', 'm', 'f', 'ff', x'04', 'me', 't', 'open', 2),
+                    ('i2', '{}', 'm', 'f', 'ff', x'04', 'me', 't', 'open', 1);
+             INSERT INTO inputs VALUES
+                 ('i1', 'b', 'bob', 2, x'01', x'02', 'c2', NULL, '2026-01-01T00:00:02Z'),
+                 ('i1', 'a', 'alice', 1, x'01', x'02', 'c1', NULL, '2026-01-01T00:00:01Z'),
+                 ('i2', 'a', 'alice', 1, x'01', x'02', 'c3', NULL, '2026-01-01T00:00:00Z');",
+        )
+        .unwrap();
+        migrate(&mut conn, Path::new(":memory:")).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let i1 = super::super::queries::accepted_inputs(&conn, "i1").unwrap();
+        let got: Vec<(&str, &str, u64, &str)> = i1
+            .iter()
+            .map(|l| {
+                (
+                    l.slot.as_str(),
+                    l.submitter.as_str(),
+                    l.round,
+                    l.ciphertext_sha256.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [("a", "alice", 1, "c1"), ("b", "bob", 2, "c2")]);
+        let i2 = super::super::queries::accepted_inputs(&conn, "i2").unwrap();
+        assert_eq!(i2.len(), 1);
+        assert_eq!(i2[0].ciphertext_sha256, "c3");
+    }
 }

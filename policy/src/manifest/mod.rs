@@ -342,6 +342,22 @@ pub enum ValueType {
 }
 
 impl ValueType {
+    /// Whether a value of `kind` (from [`crate::jcs::raw_kind`], which inspects JSON text
+    /// without parsing it into a value) has this type; the same answer as
+    /// [`ValueType::accepts`] gives for the parsed value.
+    pub fn accepts_kind(self, kind: crate::jcs::RawKind) -> bool {
+        use crate::jcs::RawKind;
+        match self {
+            Self::Any => true,
+            Self::String => kind == RawKind::String,
+            Self::Integer => kind == RawKind::Integer,
+            Self::Number => matches!(kind, RawKind::Integer | RawKind::Number),
+            Self::Boolean => kind == RawKind::Boolean,
+            Self::Array => kind == RawKind::Array,
+            Self::Object => kind == RawKind::Object,
+        }
+    }
+
     /// Whether `value` has this type.
     pub fn accepts(self, value: &serde_json::Value) -> bool {
         use serde_json::Value;

@@ -939,3 +939,35 @@ fn parties_slots_and_readers_are_bounded_and_a_huge_list_is_one_problem() {
     );
     Manifest::from_json_value(bounded).unwrap();
 }
+
+#[test]
+fn slot_types_judge_json_text_as_they_judge_parsed_values() {
+    use crate::jcs::raw_kind;
+    let types = [
+        ValueType::Any,
+        ValueType::String,
+        ValueType::Integer,
+        ValueType::Number,
+        ValueType::Boolean,
+        ValueType::Array,
+        ValueType::Object,
+    ];
+    for text in [
+        "null",
+        "true",
+        "7",
+        "-7",
+        "7.5",
+        "1e3",
+        "-0",
+        "\"s\"",
+        "[1]",
+        "{\"a\":1}",
+    ] {
+        let value: Value = serde_json::from_str(text).unwrap();
+        let kind = raw_kind(text.as_bytes()).unwrap();
+        for t in types {
+            assert_eq!(t.accepts_kind(kind), t.accepts(&value), "{t:?} {text}");
+        }
+    }
+}
