@@ -225,7 +225,7 @@ pub fn swtpm_pids_serving(dir: &Path) -> Vec<u32> {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         // A zombie has an empty command line: it no longer serves anything.
-        if args.first().is_some_and(|a| a.ends_with("swtpm")) && args.iter().any(|a| *a == needle) {
+        if args.first().is_some_and(|a| a.ends_with("swtpm")) && args.contains(&needle) {
             pids.push(pid);
         }
     }
