@@ -476,3 +476,68 @@ async fn a_start_refused_by_the_log_check_writes_nothing() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_evaluation_resumes_after_ready_not_inside_start() {
+    let tpm = TestTpm::start();
+    let operator = PartyIdentity::generate("operator").unwrap();
+    let spec = DaemonSpec {
+        state_dir: tpm.path("daemon"),
+        config: operator_config(&operator.identity().unwrap()),
+        tcti: Some(tpm.tcti()),
+        ..DaemonSpec::default()
+    };
+    let mut daemon = tokio::task::spawn_blocking(move || DaemonProcess::start(spec))
+        .await
+        .unwrap();
+    let url = daemon.url();
+    let op = Party::with_identity("operator", operator, &url);
+    let alice = Party::with_identity("alice", PartyIdentity::generate("alice").unwrap(), &url);
+    let bob = Party::with_identity("bob", PartyIdentity::generate("bob").unwrap(), &url);
+    // A function that runs until its wall-time limit: 12 s, far longer than a start.
+    let spin = "fn compute(inputs) { let x = 0; loop { x += 1; } }";
+    let f = op
+        .post(
+            "/v1/functions",
+            json!({"name": "spin", "language": "rhai", "source": spin}),
+        )
+        .await;
+    assert_eq!(f.status, StatusCode::CREATED, "{}", f.json);
+    let mut m = two_party_manifest(f.json["sha256"].as_str().unwrap(), &alice, &bob);
+    m["limits"] = json!({ "operations": 1_000_000_000u64, "wall_time_ms": 12_000 });
+    let inst = op.post("/v1/instances", json!({ "manifest": m })).await;
+    assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
+    let id = inst.json["id"].as_str().unwrap().to_owned();
+    for (p, slot) in [(&alice, "a"), (&bob, "b")] {
+        let r = p
+            .put(
+                &format!("/v1/instances/{id}/inputs/{slot}"),
+                p.encrypt_input(&inst.json, slot, 1, &json!(1)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    }
+    let state = alice.get(&format!("/v1/instances/{id}")).await;
+    assert_eq!(state.json["state"], "evaluating", "{}", state.json);
+
+    // A crash mid-evaluation; the restart is READY while the evaluation runs again.
+    daemon.kill();
+    let daemon = tokio::task::spawn_blocking(move || {
+        daemon.restart();
+        daemon
+    })
+    .await
+    .unwrap();
+    let state = alice.get(&format!("/v1/instances/{id}")).await;
+    assert_eq!(
+        state.json["state"], "evaluating",
+        "READY=1 came only after the resumed evaluation: {}",
+        state.json
+    );
+    // It ends in the background: a signed failed result at the wall-time limit.
+    let result = alice
+        .get(&format!("/v1/instances/{id}/result?wait=40"))
+        .await;
+    assert_eq!(result.status, StatusCode::OK, "{}", result.json);
+    drop(daemon);
+}
