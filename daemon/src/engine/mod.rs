@@ -30,7 +30,7 @@ pub use results::ResultView;
 use crate::config::Config;
 use crate::eval::Evaluator;
 use crate::keys::Sealer;
-use crate::measure::{Measurer, StartFacts};
+use crate::measure::{LiveSource, Measurer, StartFacts};
 use crate::store::{Store, queries};
 use crate::tls::TlsIdentity;
 use crate::tpm::{SealedKey, Tpm};
@@ -139,12 +139,11 @@ impl Engine {
             statement_key_name: statement_key.name.clone(),
             executable_sha256: crate::measure::executable_sha256()?,
         };
-        let live = live_measurements(&store).await?;
         let (measurer, _) = Measurer::open(
             &config.state_dir.join("measurements"),
             tpm.clone(),
             facts,
-            live,
+            live_source(&store),
         )
         .await?;
         if tls_replaced {
@@ -316,6 +315,15 @@ pub(crate) async fn live_measurements(
             Ok(out)
         })
         .await
+}
+
+/// [`live_measurements`] as the measurer asks for it whenever it starts a new generation.
+fn live_source(store: &Store) -> LiveSource {
+    let store = store.clone();
+    Box::new(move || {
+        let store = store.clone();
+        Box::pin(async move { live_measurements(&store).await.map_err(|e| e.to_string()) })
+    })
 }
 
 /// The `instance_created` event of an instance.
