@@ -525,6 +525,25 @@ impl Measurer {
         Ok(())
     }
 
+    /// Settles an unconfirmed last record by the PCR's `value`: kept if the PCR holds it,
+    /// cut off if the PCR holds the records before it, left unconfirmed otherwise (a TPM
+    /// startup or another process; the caller decides).
+    fn settle(&self, state: &mut LogState, value: &[u8; 32]) -> Result<(), MeasureError> {
+        let Some(before_len) = state.unconfirmed else {
+            return Ok(());
+        };
+        let without = cel::replay(&state.records[..state.records.len().saturating_sub(1)]);
+        if *value == cel::replay(&state.records) {
+            if let Some(last) = state.records.last() {
+                write_marker(&self.dir, state.generation, last.recnum)?;
+            }
+            state.unconfirmed = None;
+        } else if *value == without {
+            self.drop_last(state, before_len)?;
+        }
+        Ok(())
+    }
+
     /// Makes sure the next extend lands where the log says: settles an unconfirmed record,
     /// then compares the PCR with the replay of the log (one PCR_Read). Only on a
     /// difference does it read the TPM's clock (a quote): a TPM startup with an all-zero PCR
@@ -532,18 +551,7 @@ impl Measurer {
     async fn ensure_current(&self, state: &mut LogState) -> Result<(), MeasureError> {
         let value = pcr_value(&self.tpm, self.pcr).await?;
         if state.incomplete.is_none() {
-            if let Some(before_len) = state.unconfirmed {
-                let with = cel::replay(&state.records);
-                let without = cel::replay(&state.records[..state.records.len().saturating_sub(1)]);
-                if value == with {
-                    if let Some(last) = state.records.last() {
-                        write_marker(&self.dir, state.generation, last.recnum)?;
-                    }
-                    state.unconfirmed = None;
-                } else if value == without {
-                    self.drop_last(state, before_len)?;
-                }
-            }
+            self.settle(state, &value)?;
             if value == cel::replay(&state.records) {
                 return Ok(());
             }
@@ -674,10 +682,22 @@ impl Measurer {
         Ok(())
     }
 
-    /// The current generation and a copy of its records.
+    /// The current generation and a copy of its records known extended: a record whose
+    /// extend is unconfirmed is settled first if the TPM answers, and left out otherwise, so
+    /// no statement names a record the PCR may not hold.
     pub async fn snapshot(&self) -> (u64, Vec<Record>) {
-        let state = self.state.lock().await;
-        (state.generation, state.records.clone())
+        let mut state = self.state.lock().await;
+        if state.unconfirmed.is_some()
+            && let Ok(value) = pcr_value(&self.tpm, self.pcr).await
+            && let Err(e) = self.settle(&mut state, &value)
+        {
+            crate::engine::tracing_line(&format!("measurement log: {e}"));
+        }
+        let known = state
+            .records
+            .len()
+            .saturating_sub(usize::from(state.unconfirmed.is_some()));
+        (state.generation, state.records[..known].to_vec())
     }
 }
 

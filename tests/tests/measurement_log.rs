@@ -277,6 +277,44 @@ fn describe(records: &[Record]) -> Vec<String> {
         .collect()
 }
 
+/// Checks a generation: `daemon_started`, then what was live (functions, then instances,
+/// each ordered by creation second and then id, so compared as sets), then `new` if given.
+fn assert_generation(records: &[Record], live: &[String], new: Option<&str>) {
+    let mut names = describe(records);
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("daemon_started"),
+        "{names:?}"
+    );
+    if let Some(new) = new {
+        assert_eq!(names.last().map(String::as_str), Some(new), "{names:?}");
+        names.pop();
+    }
+    let mut remeasured = names[1..].to_vec();
+    let functions = remeasured
+        .iter()
+        .filter(|n| n.starts_with("function "))
+        .count();
+    assert!(
+        remeasured[..functions]
+            .iter()
+            .all(|n| n.starts_with("function ")),
+        "functions first: {remeasured:?}"
+    );
+    remeasured.sort();
+    let mut live = live.to_vec();
+    live.sort();
+    assert_eq!(
+        remeasured, live,
+        "everything live is re-measured, nothing else"
+    );
+}
+
+fn sorted(mut names: Vec<String>) -> Vec<String> {
+    names.sort();
+    names
+}
+
 fn error_message(r: &Response) -> String {
     r.json["error"]["message"]
         .as_str()
@@ -353,8 +391,8 @@ async fn an_extend_that_did_not_reach_the_tpm_is_undone_and_its_function_not_reg
         "the file holds exactly what was extended"
     );
     assert_eq!(
-        function_names(&s.op).await,
-        ["kept".to_owned(), "after".to_owned()]
+        sorted(function_names(&s.op).await),
+        ["after".to_owned(), "kept".to_owned()]
     );
     s.daemon.stop().await;
 }
@@ -409,14 +447,10 @@ async fn a_tpm_restart_just_before_a_registration_starts_a_new_generation_first(
     assert!(two.status.is_success(), "{}", two.json);
     let (after, records) = attest(&op).await;
     assert_eq!(after, generation + 1);
-    assert_eq!(
-        describe(&records),
-        [
-            "daemon_started".to_owned(),
-            "function one".to_owned(),
-            format!("instance {first_id}"),
-            "function two".to_owned(),
-        ]
+    assert_generation(
+        &records,
+        &["function one".to_owned(), format!("instance {first_id}")],
+        Some("function two"),
     );
 
     // The same for an instance creation.
@@ -429,15 +463,14 @@ async fn a_tpm_restart_just_before_a_registration_starts_a_new_generation_first(
     let second_id = second.json["id"].as_str().unwrap().to_owned();
     let (last, records) = attest(&op).await;
     assert_eq!(last, generation + 2);
-    assert_eq!(
-        describe(&records),
-        [
-            "daemon_started".to_owned(),
+    assert_generation(
+        &records,
+        &[
             "function one".to_owned(),
             "function two".to_owned(),
             format!("instance {first_id}"),
-            format!("instance {second_id}"),
-        ]
+        ],
+        Some(&format!("instance {second_id}")),
     );
     daemon.stop().await;
 }
@@ -528,4 +561,84 @@ async fn a_sealing_index_replaced_under_the_daemon_is_not_written() {
     let described = alice.get(&format!("/v1/instances/{id}")).await;
     assert_eq!(described.json["state"], "destroying", "{}", described.json);
     s.daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_destruction_retried_after_an_unsettled_extend_names_a_record_the_log_holds() {
+    let tpm = TestTpm::start();
+    let proxy = TpmProxy::start(tpm.swtpm.port()).await;
+    let s = start(tpm, Some(proxy.tcti())).await;
+    let alice = Party::new("alice", &s.daemon);
+    let bob = Party::new("bob", &s.daemon);
+    let f = register(&s.op, "f").await;
+    let manifest = two_party_manifest(f.json["sha256"].as_str().unwrap(), &alice, &bob);
+    let inst =
+        s.op.post("/v1/instances", json!({ "manifest": manifest }))
+            .await;
+    assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
+    let id = inst.json["id"].as_str().unwrap();
+
+    // The extend of `instance_destroyed` fails and the PCR read after it too: the record's
+    // fate is unknown, and the destruction fails.
+    proxy.set(|f| {
+        f.refuse_extend = true;
+        f.then_drop_pcr_read = true;
+    });
+    let r = alice
+        .post(&format!("/v1/instances/{id}/destroy"), json!({}))
+        .await;
+    assert_eq!(proxy.faulted(), 1, "the fault was injected");
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.json);
+
+    // The retry must not take the unsettled record for a measured one: the certificate it
+    // signs names a record the attested log holds.
+    let r = alice
+        .post(&format!("/v1/instances/{id}/destroy"), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let payload = &r.json["payload"];
+    let recnum = payload["instance_destroyed_recnum"].as_u64().unwrap();
+    let (generation, records) = attest(&s.op).await;
+    assert_eq!(payload["log_generation"].as_u64().unwrap(), generation);
+    let named = records
+        .iter()
+        .find(|r| r.recnum == recnum)
+        .expect("the certificate's record is in the log");
+    match &named.content {
+        EventContent::InstanceDestroyed(d) => assert_eq!(hex::encode(d.instance_id.0), id),
+        other => panic!("record {recnum} is {}", other.event_name()),
+    }
+    s.daemon.stop().await;
+}
+
+#[tokio::test]
+async fn an_unsettled_extend_before_a_tpm_restart_is_left_out_of_the_new_generation() {
+    let tpm = TestTpm::start();
+    let proxy = TpmProxy::start(tpm.swtpm.port()).await;
+    let Setup {
+        mut tpm,
+        daemon,
+        op,
+    } = start(tpm, Some(proxy.tcti())).await;
+    assert!(register(&op, "one").await.status.is_success());
+    let (generation, _) = attest(&op).await;
+    proxy.set(|f| {
+        f.refuse_extend = true;
+        f.then_drop_pcr_read = true;
+    });
+    let r = register(&op, "unsettled").await;
+    assert_eq!(proxy.faulted(), 1, "the fault was injected");
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.json);
+
+    tpm.swtpm.restart().unwrap();
+    let r = register(&op, "two").await;
+    assert!(r.status.is_success(), "{}", r.json);
+    let (after, records) = attest(&op).await;
+    assert_eq!(after, generation + 1);
+    assert_generation(&records, &["function one".to_owned()], Some("function two"));
+    assert_eq!(
+        sorted(function_names(&op).await),
+        ["one".to_owned(), "two".to_owned()]
+    );
+    daemon.stop().await;
 }
