@@ -394,7 +394,18 @@ async fn an_extend_that_did_not_reach_the_tpm_is_undone_and_its_function_not_reg
         sorted(function_names(&s.op).await),
         ["after".to_owned(), "kept".to_owned()]
     );
-    s.daemon.stop().await;
+    // And the daemon starts again on that state (before the fix it refused until the next
+    // TPM startup: the log no longer replayed to the PCR).
+    let Setup { tpm, daemon, op } = s;
+    daemon.stop().await;
+    let operator_id = op.id.clone();
+    let again = TestDaemon::try_start(&tpm, &tpm.path("daemon"), |c| {
+        c.access.operators = vec![operator_id];
+        c.tpm.tcti = proxy.tcti();
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the daemon must start again: {e}"));
+    again.stop().await;
 }
 
 #[tokio::test]
@@ -493,6 +504,21 @@ async fn pcr_23_extended_by_another_process_refuses_the_next_registration() {
     let message = error_message(&r);
     assert!(
         message.contains("PCR 23") && message.contains("extended by another process"),
+        "{message}"
+    );
+    assert!(
+        std::fs::read(&file).unwrap() == before,
+        "nothing was appended to the log"
+    );
+    assert_eq!(function_names(&s.op).await, ["before".to_owned()]);
+
+    // The same for PCR 23 reset by another process (all-zero without a TPM startup).
+    s.tpm.tool_ok("tpm2_pcrreset", &["23"]);
+    let r = register(&s.op, "after reset").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.json);
+    let message = error_message(&r);
+    assert!(
+        message.contains("PCR 23") && message.contains("all-zero without a TPM startup"),
         "{message}"
     );
     assert!(
