@@ -37,6 +37,8 @@ struct Faults {
     drop_extend: bool,
     /// Pass the next extend on, then close the connection instead of answering.
     lose_extend_answer: bool,
+    /// How many extends to pass on before the fault applies.
+    pass_extends: u32,
     /// After a faulted extend, close the connection on the next PCR_Read too.
     then_drop_pcr_read: bool,
     /// Set when a faulted extend arms `then_drop_pcr_read`.
@@ -120,7 +122,11 @@ async fn serve_commands(mut client: TcpStream, upstream: u16, faults: Arc<Mutex<
                 f.armed = f.then_drop_pcr_read;
                 f.then_drop_pcr_read = false;
             };
-            if cc == CC_PCR_EXTEND && f.refuse_extend {
+            let extend_fault = f.refuse_extend || f.drop_extend || f.lose_extend_answer;
+            if cc == CC_PCR_EXTEND && extend_fault && f.pass_extends > 0 {
+                f.pass_extends -= 1;
+                Action::Forward
+            } else if cc == CC_PCR_EXTEND && f.refuse_extend {
                 f.refuse_extend = false;
                 arm(&mut f);
                 Action::Refuse
@@ -665,6 +671,70 @@ async fn an_unsettled_extend_before_a_tpm_restart_is_left_out_of_the_new_generat
     assert_eq!(
         sorted(function_names(&op).await),
         ["one".to_owned(), "two".to_owned()]
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_tls_key_replacement_whose_measurement_failed_is_measured_at_the_next_start() {
+    let tpm = TestTpm::start();
+    let proxy = TpmProxy::start(tpm.swtpm.port()).await;
+    let Setup { tpm, daemon, op } = start(tpm, Some(proxy.tcti())).await;
+    let database = daemon.engine.database();
+    daemon.stop().await;
+    // The TLS key's wrapping is gone: the next start replaces the key and measures
+    // `tls_key_replaced` — its extend (the second of that start, after `daemon_started`)
+    // is refused.
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             c.execute(\"DELETE FROM wrapped_secrets WHERE owner = 'tls'\"); c.commit()",
+        )
+        .arg(&database)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    proxy.set(|f| {
+        f.pass_extends = 1;
+        f.refuse_extend = true;
+    });
+    let operator_id = op.id.clone();
+    let configure = |c: &mut arbiter_daemon::config::Config| {
+        c.access.operators = vec![operator_id.clone()];
+        c.tpm.tcti = proxy.tcti();
+    };
+    let err = TestDaemon::try_start(&tpm, &tpm.path("daemon"), configure)
+        .await
+        .err()
+        .expect("the start fails with the measurement");
+    assert_eq!(proxy.faulted(), 1, "the fault was injected");
+    assert!(err.to_string().contains("PCR_Extend"), "{err}");
+
+    // The next start must not serve an unmeasured TLS key: it replaces it again and
+    // measures that.
+    let daemon = TestDaemon::try_start(&tpm, &tpm.path("daemon"), configure)
+        .await
+        .unwrap_or_else(|e| panic!("starting again: {e}"));
+    let mut op = op;
+    op.reconnect(&daemon.url);
+    let served = op.get("/healthz").await.server_spki_sha256;
+    let (_, records) = attest(&op).await;
+    let measured: Vec<String> = records
+        .iter()
+        .filter_map(|r| match &r.content {
+            EventContent::TlsKeyReplaced(t) => Some(hex::encode(t.tls_spki_sha256.0)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        measured.last(),
+        Some(&served),
+        "the TLS key served is the one last measured"
     );
     daemon.stop().await;
 }

@@ -148,11 +148,17 @@ impl Engine {
         .await?;
         if tls_replaced {
             let spki = tls.spki_sha256_hex()?;
-            measurer
+            let measured = measurer
                 .measure(EventContent::TlsKeyReplaced(cel::TlsKeyReplaced {
                     tls_spki_sha256: cel::Sha256Digest(hex_array(&spki)),
                 }))
-                .await?;
+                .await;
+            if let Err(e) = measured {
+                // The new key is stored but not measured: drop its wrapping, so the next
+                // start replaces it again and measures that one.
+                store.write(|c| queries::delete_wrapped(c, "tls")).await?;
+                return Err(e.into());
+            }
         }
         let tls_config = tls.server_config()?;
         let statement_key_kid = hex::encode(&statement_key.name);
