@@ -1,9 +1,10 @@
 //! The measurement log and the application PCR under failure, end to end (a real daemon
-//! on a private swtpm): extends the TPM refused, lost on the way or answered into the void
-//! (through a TCP proxy in front of swtpm that injects those faults), a TPM restart just
-//! before a registration, PCR 23 extended by another process, and the sealing index
-//! replaced under a running daemon. Each time the log must keep replaying to the PCR, and
-//! an action whose measurement failed must not happen.
+//! on a private swtpm): extends the TPM refused, lost on the way, answered into the void or
+//! left unsettled (through a TCP proxy in front of swtpm that injects those faults) during
+//! registrations, destructions and a TLS key replacement at start; a TPM restart just
+//! before a registration or an instance creation; PCR 23 extended or reset by another
+//! process; and the sealing index replaced under a running daemon. Each time the log must
+//! keep replaying to the PCR, and an action whose measurement failed must not happen.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
