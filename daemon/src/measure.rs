@@ -3,18 +3,24 @@
 //! digest (write-ahead). At start the log is replayed against the TPM: a TPM startup (the
 //! reset/restart counts differ from those of the last `daemon_started`) with an all-zero
 //! PCR starts a new generation and re-measures what is live; one complete record ahead is
-//! extended; anything else fails closed. Quotes are taken under the same lock as extends,
-//! so the log served with a quote is exactly what the quoted PCR holds.
+//! extended; anything else fails closed. While running, the PCR is compared with the log's
+//! replay before each extend (a TPM startup then starts a new generation first; any other
+//! difference refuses the measurement), a failed append is cut back to the last whole
+//! record, and a record whose extend did not reach the TPM is cut off again, so the log
+//! always replays to the PCR. Quotes are taken under the same lock as extends, so the log
+//! served with a quote is exactly what the quoted PCR holds.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
+use arbiter_measured_boot::alg::sha256_extend;
 use arbiter_measured_boot::cel::{
     self, DaemonStarted, EventContent, Record, WriteAheadState, read_jsonl, to_jsonl_line,
 };
 use arbiter_policy::{ClockInfo, PcrSelection};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::Mutex;
 
 use crate::tpm::{Quote, Tpm, TpmError};
 
@@ -47,6 +53,9 @@ pub enum MeasureError {
     /// A record could not be built (a defect).
     #[error("measurement record: {0}")]
     Record(String),
+    /// What is live could not be read to re-measure it in a new generation.
+    #[error("reading what is live to re-measure it after a TPM startup: {0}")]
+    Live(String),
     /// The TPM failed.
     #[error(transparent)]
     Tpm(#[from] TpmError),
@@ -84,13 +93,31 @@ pub fn executable_sha256() -> Result<[u8; 32], MeasureError> {
     }
 }
 
+/// What [`LiveSource`] returns: the events of what is live, or why they could not be read.
+pub type LiveFuture = Pin<Box<dyn Future<Output = Result<Vec<EventContent>, String>> + Send>>;
+
+/// Gives what is live, to re-measure when a new generation starts (functions, then live
+/// instances, in a stable order). Called under the log's lock, whenever the measurer
+/// notices a TPM startup: at start, before an extend, before a quote or in the background
+/// check.
+pub type LiveSource = Box<dyn Fn() -> LiveFuture + Send + Sync>;
+
 /// The open log of the current generation.
 pub struct LogState {
     generation: u64,
     records: Vec<Record>,
     file: File,
     path: PathBuf,
+    /// The file's length: the end of its last whole record.
+    len: u64,
     counts: (u32, u32),
+    /// The last record's extend failed without telling whether it reached the TPM (the TPM
+    /// went away): the file length before that record, to cut it off if the PCR shows it
+    /// was not extended. Settled before the next extend or quote.
+    unconfirmed: Option<u64>,
+    /// Why this generation is incomplete (re-measuring what is live failed part-way):
+    /// nothing more is measured or quoted in it.
+    incomplete: Option<String>,
 }
 
 impl LogState {
@@ -112,6 +139,7 @@ pub struct Measurer {
     pcr: u8,
     dir: PathBuf,
     facts: StartFacts,
+    live: LiveSource,
 }
 
 impl std::fmt::Debug for Measurer {
@@ -182,6 +210,77 @@ fn open_append(path: &Path) -> Result<File, MeasureError> {
         .map_err(|e| io(path, e))
 }
 
+/// The file operations an append needs; a seam so tests can fail a write part-way, as a
+/// full disk does.
+trait LogFile: Write {
+    fn set_len(&self, len: u64) -> std::io::Result<()>;
+    fn sync_data(&self) -> std::io::Result<()>;
+}
+
+impl LogFile for File {
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        File::set_len(self, len)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        File::sync_data(self)
+    }
+}
+
+/// Cuts the log back to `len` bytes (the end of its last whole record) and fsyncs.
+fn truncate(file: &impl LogFile, len: u64) -> std::io::Result<()> {
+    file.set_len(len)?;
+    file.sync_data()
+}
+
+/// Appends one line to the log and fsyncs it. On a failed write or fsync (e.g. ENOSPC) it
+/// cuts the file back to `len`, so no torn line is left to stop the next start, and
+/// returns the error.
+fn append_whole(
+    file: &mut impl LogFile,
+    path: &Path,
+    len: u64,
+    line: &[u8],
+) -> Result<(), MeasureError> {
+    let Err(e) = file.write_all(line).and_then(|()| file.sync_data()) else {
+        return Ok(());
+    };
+    let detail = match truncate(file, len) {
+        Ok(()) => format!(
+            "appending a record failed ({e}); the log was cut back to its last whole record \
+             and nothing was measured"
+        ),
+        Err(t) => format!(
+            "appending a record failed ({e}) and cutting the partial record off failed too \
+             ({t}); nothing was measured, and the next start drops the torn record"
+        ),
+    };
+    Err(MeasureError::Io {
+        path: path.display().to_string(),
+        detail,
+    })
+}
+
+/// Whether a failed extend reached the TPM, judged by the PCR read after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExtendOutcome {
+    /// The PCR holds the record: only the answer was lost.
+    Landed,
+    /// The PCR holds what it held before the record.
+    NotLanded,
+    /// Neither (the TPM restarted, or someone else extended it) or the PCR could not be
+    /// read.
+    Unknown,
+}
+
+fn extend_outcome(now: Option<[u8; 32]>, before: &[u8; 32], digest: &[u8; 32]) -> ExtendOutcome {
+    match now {
+        Some(now) if now == sha256_extend(before, digest) => ExtendOutcome::Landed,
+        Some(now) if now == *before => ExtendOutcome::NotLanded,
+        _ => ExtendOutcome::Unknown,
+    }
+}
+
 fn last_counts(records: &[Record]) -> Option<(u32, u32)> {
     records.iter().rev().find_map(|r| match &r.content {
         EventContent::DaemonStarted(d) => Some((d.reset_count, d.restart_count)),
@@ -196,15 +295,15 @@ fn boot_id() -> String {
 }
 
 impl Measurer {
-    /// Opens the log in `dir` against the TPM and applies SPEC §2's start rules.
-    /// `live` lists what to re-measure when a new generation starts (functions, then live
-    /// instances, in a stable order). Returns the measurer and whether a new generation
-    /// started.
+    /// Opens the log in `dir` against the TPM and applies SPEC §2's start rules. `live`
+    /// gives what to re-measure when a new generation starts, now or later (functions, then
+    /// live instances, in a stable order). Returns the measurer and whether a new
+    /// generation started.
     pub async fn open(
         dir: &Path,
         tpm: Tpm,
         facts: StartFacts,
-        live: Vec<EventContent>,
+        live: LiveSource,
     ) -> Result<(Self, bool), MeasureError> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let pcr = tpm.config().application_pcr;
@@ -242,18 +341,24 @@ impl Measurer {
         };
         let startup_since = last_counts(&records).is_some_and(|c| c != counts);
         let measurer = |generation, records, path: PathBuf| -> Result<Self, MeasureError> {
+            let file = open_append(&path)?;
+            let len = file.metadata().map_err(|e| io(&path, e))?.len();
             Ok(Self {
                 state: Mutex::new(LogState {
                     generation,
                     records,
-                    file: open_append(&path)?,
+                    file,
                     path,
+                    len,
                     counts,
+                    unconfirmed: None,
+                    incomplete: None,
                 }),
                 tpm: tpm.clone(),
                 pcr,
                 dir: dir.to_owned(),
                 facts: facts.clone(),
+                live,
             })
         };
         if records.is_empty() || startup_since {
@@ -276,6 +381,7 @@ impl Measurer {
                 let _ = std::fs::remove_file(&path);
             }
             let m = measurer(next, Vec::new(), path)?;
+            let live = (m.live)().await.map_err(MeasureError::Live)?;
             {
                 let mut state = m.state.lock().await;
                 m.append_and_extend(&mut state, m.daemon_started(next, counts))
@@ -339,7 +445,20 @@ impl Measurer {
         })
     }
 
-    /// Appends (and fsyncs) a record, then extends the PCR with its digest.
+    fn diverged(&self, state: &LogState, detail: impl Into<String>) -> MeasureError {
+        MeasureError::Diverged {
+            path: state.path.display().to_string(),
+            pcr: self.pcr,
+            detail: detail.into(),
+        }
+    }
+
+    /// Appends (and fsyncs) a record, then extends the PCR with its digest. If the append
+    /// fails, the file is cut back and nothing is extended. If the extend fails, the PCR
+    /// tells whether it reached the TPM: if it did (only the answer was lost) the record
+    /// stands; if not, the record is cut off the file and dropped, so the log keeps
+    /// replaying to the PCR; if the PCR cannot tell, the record is settled before the next
+    /// extend or quote. Either way the error is returned and the caller's action fails.
     async fn append_and_extend(
         &self,
         state: &mut LogState,
@@ -348,21 +467,120 @@ impl Measurer {
         let record = Record::new(state.records.len() as u64, u32::from(self.pcr), content)
             .map_err(|e| MeasureError::Record(e.to_string()))?;
         let line = to_jsonl_line(&record).map_err(|e| MeasureError::Record(e.to_string()))?;
-        state
-            .file
-            .write_all(&line)
-            .map_err(|e| io(&state.path, e))?;
-        state.file.sync_data().map_err(|e| io(&state.path, e))?;
+        let before_len = state.len;
+        append_whole(&mut state.file, &state.path, before_len, &line)?;
+        state.len += line.len() as u64;
+        let before = cel::replay(&state.records);
         state.records.push(record.clone());
-        self.tpm.pcr_extend(self.pcr, record.digest.0).await?;
-        write_marker(&self.dir, state.generation, record.recnum)?;
-        Ok(record)
+        let Err(e) = self.tpm.pcr_extend(self.pcr, record.digest.0).await else {
+            write_marker(&self.dir, state.generation, record.recnum)?;
+            return Ok(record);
+        };
+        let now = pcr_value(&self.tpm, self.pcr).await.ok();
+        match extend_outcome(now, &before, &record.digest.0) {
+            ExtendOutcome::Landed => {
+                crate::engine::tracing_line(&format!(
+                    "measurement log: the extend of record {} failed ({e}) but PCR {} shows it \
+                     reached the TPM; keeping the record",
+                    record.recnum, self.pcr
+                ));
+                write_marker(&self.dir, state.generation, record.recnum)?;
+                Ok(record)
+            }
+            ExtendOutcome::NotLanded => {
+                self.drop_last(state, before_len)?;
+                Err(e.into())
+            }
+            ExtendOutcome::Unknown => {
+                crate::engine::tracing_line(&format!(
+                    "measurement log: the extend of record {} failed ({e}) and PCR {} does not \
+                     tell whether it reached the TPM; settling it before the next extend",
+                    record.recnum, self.pcr
+                ));
+                state.unconfirmed = Some(before_len);
+                Err(e.into())
+            }
+        }
     }
 
-    /// Measures one event: write-ahead append, then extend. Returns the record (its
-    /// `recnum` and the generation).
+    /// Cuts the last record (not extended) off the file and drops it from memory. If the
+    /// file cannot be cut, the record stays unconfirmed and is retried later.
+    fn drop_last(&self, state: &mut LogState, before_len: u64) -> Result<(), MeasureError> {
+        if let Err(e) = truncate(&state.file, before_len) {
+            state.unconfirmed = Some(before_len);
+            return Err(io(
+                &state.path,
+                format!("cutting off a record not extended: {e}"),
+            ));
+        }
+        state.len = before_len;
+        state.unconfirmed = None;
+        if let Some(record) = state.records.pop() {
+            crate::engine::tracing_line(&format!(
+                "measurement log: record {} ({}) was not extended; removed it from the log",
+                record.recnum,
+                record.content.event_name()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Settles an unconfirmed last record by the PCR's `value`: kept if the PCR holds it,
+    /// cut off if the PCR holds the records before it, left unconfirmed otherwise (a TPM
+    /// startup or another process; the caller decides).
+    fn settle(&self, state: &mut LogState, value: &[u8; 32]) -> Result<(), MeasureError> {
+        let Some(before_len) = state.unconfirmed else {
+            return Ok(());
+        };
+        let without = cel::replay(&state.records[..state.records.len().saturating_sub(1)]);
+        if *value == cel::replay(&state.records) {
+            if let Some(last) = state.records.last() {
+                write_marker(&self.dir, state.generation, last.recnum)?;
+            }
+            state.unconfirmed = None;
+        } else if *value == without {
+            self.drop_last(state, before_len)?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure the next extend lands where the log says: settles an unconfirmed record,
+    /// then compares the PCR with the replay of the log (one PCR_Read). Only on a
+    /// difference does it read the TPM's clock (a quote): a TPM startup with an all-zero PCR
+    /// starts a new generation; anything else fails closed.
+    async fn ensure_current(&self, state: &mut LogState) -> Result<(), MeasureError> {
+        let value = pcr_value(&self.tpm, self.pcr).await?;
+        if state.incomplete.is_none() {
+            self.settle(state, &value)?;
+            if value == cel::replay(&state.records) {
+                return Ok(());
+            }
+        }
+        let clock = self.tpm.clock().await?;
+        if (clock.reset_count, clock.restart_count) != state.counts {
+            return self.new_generation(state, &clock).await;
+        }
+        if let Some(why) = &state.incomplete {
+            return Err(self.diverged(state, why.clone()));
+        }
+        Err(self.diverged(
+            state,
+            if value == [0u8; 32] {
+                "the PCR is all-zero without a TPM startup (reset by another process?); \
+                 nothing was measured"
+            } else {
+                "the PCR is not the replay of the log (extended by another process?); nothing \
+                 was measured"
+            },
+        ))
+    }
+
+    /// Measures one event: checks that the PCR is where the log says (starting a new
+    /// generation after a TPM startup), then write-ahead append, then extend. Returns the
+    /// generation and the record (its `recnum`).
     pub async fn measure(&self, content: EventContent) -> Result<(u64, Record), MeasureError> {
         let mut state = self.state.lock().await;
+        self.ensure_current(&mut state).await?;
         let record = self.append_and_extend(&mut state, content).await?;
         Ok((state.generation, record))
     }
@@ -370,82 +588,92 @@ impl Measurer {
     /// Quotes `selection` over `qualifying_data` and returns the quote with the generation
     /// and records it covers, after checking that the quoted application PCR equals the
     /// replay of those records. If the quote shows a TPM startup since this generation
-    /// began, `remeasure` gives what is live and a new generation starts first.
-    pub async fn quote<F, Fut>(
+    /// began, a new generation (with what is live re-measured) starts first.
+    pub async fn quote(
         &self,
         selection: PcrSelection,
         qualifying_data: Vec<u8>,
-        remeasure: F,
-    ) -> Result<(Quote, u64, Vec<Record>), MeasureError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Vec<EventContent>>,
-    {
+    ) -> Result<(Quote, u64, Vec<Record>), MeasureError> {
         let mut state = self.state.lock().await;
+        if state.unconfirmed.is_some() || state.incomplete.is_some() {
+            self.ensure_current(&mut state).await?;
+        }
+        let matches = |quote: &Quote, state: &LogState| {
+            (quote.clock.reset_count, quote.clock.restart_count) == state.counts
+                && quote.pcrs.get(&self.pcr) == Some(&cel::replay(&state.records))
+        };
         let mut quote = self
             .tpm
             .quote(selection.clone(), qualifying_data.clone())
             .await?;
-        if (quote.clock.reset_count, quote.clock.restart_count) != state.counts {
-            self.new_generation(&mut state, &quote.clock, remeasure().await)
-                .await?;
+        if !matches(&quote, &state) {
+            self.ensure_current(&mut state).await?;
             quote = self.tpm.quote(selection, qualifying_data).await?;
-        }
-        let replay = cel::replay(&state.records);
-        if quote.pcrs.get(&self.pcr) != Some(&replay) {
-            return Err(MeasureError::Diverged {
-                path: state.path.display().to_string(),
-                pcr: self.pcr,
-                detail:
-                    "the quoted PCR is not the replay of the log (extended by another process?)"
-                        .into(),
-            });
+            if !matches(&quote, &state) {
+                return Err(self.diverged(
+                    &state,
+                    "the quoted PCR is not the replay of the log (extended by another process?)",
+                ));
+            }
         }
         Ok((quote, state.generation, state.records.clone()))
     }
 
-    /// Checks the TPM's counts now and starts a new generation if it started up since.
-    pub async fn check_startup<F, Fut>(&self, remeasure: F) -> Result<bool, MeasureError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Vec<EventContent>>,
-    {
+    /// Checks the TPM's counts now and starts a new generation if it started up since;
+    /// settles a record whose extend was left unconfirmed.
+    pub async fn check_startup(&self) -> Result<bool, MeasureError> {
         let mut state = self.state.lock().await;
         let clock = self.tpm.clock().await?;
-        if (clock.reset_count, clock.restart_count) == state.counts {
-            return Ok(false);
+        if (clock.reset_count, clock.restart_count) != state.counts {
+            self.new_generation(&mut state, &clock).await?;
+            return Ok(true);
         }
-        self.new_generation(&mut state, &clock, remeasure().await)
-            .await?;
-        Ok(true)
+        if state.unconfirmed.is_some() {
+            self.ensure_current(&mut state).await?;
+        }
+        Ok(false)
     }
 
     async fn new_generation(
         &self,
-        state: &mut MutexGuard<'_, LogState>,
+        state: &mut LogState,
         clock: &ClockInfo,
-        live: Vec<EventContent>,
     ) -> Result<(), MeasureError> {
         let value = pcr_value(&self.tpm, self.pcr).await?;
         if value != [0u8; 32] {
-            return Err(MeasureError::Diverged {
-                path: state.path.display().to_string(),
-                pcr: self.pcr,
-                detail: "the TPM started up again but the PCR is not all-zero".into(),
-            });
+            return Err(self.diverged(
+                state,
+                "the TPM started up again but the PCR is not all-zero",
+            ));
         }
+        let live = (self.live)().await.map_err(MeasureError::Live)?;
         let generation = state.generation + 1;
         let path = generation_path(&self.dir, generation);
         let _ = std::fs::remove_file(&path);
         state.file = open_append(&path)?;
         state.path = path;
+        state.len = 0;
         state.generation = generation;
         state.records.clear();
+        state.unconfirmed = None;
+        state.incomplete = None;
         state.counts = (clock.reset_count, clock.restart_count);
         let started = self.daemon_started(generation, state.counts);
-        self.append_and_extend(state, started).await?;
+        let mut measured = self.append_and_extend(state, started).await.map(|_| ());
         for content in live {
-            self.append_and_extend(state, content).await?;
+            if measured.is_err() {
+                break;
+            }
+            measured = self.append_and_extend(state, content).await.map(|_| ());
+        }
+        if let Err(e) = measured {
+            // Without everything live measured, this generation would describe less than
+            // what runs: measure and quote nothing more in it.
+            state.incomplete = Some(format!(
+                "re-measuring what is live in generation {generation} after a TPM startup \
+                 failed ({e}); nothing more is measured or quoted until the next TPM startup"
+            ));
+            return Err(e);
         }
         crate::engine::tracing_line(&format!(
             "TPM startup detected (reset count {}, restart count {}): measurement log generation {generation}",
@@ -454,10 +682,22 @@ impl Measurer {
         Ok(())
     }
 
-    /// The current generation and a copy of its records.
+    /// The current generation and a copy of its records known extended: a record whose
+    /// extend is unconfirmed is settled first if the TPM answers, and left out otherwise, so
+    /// no statement names a record the PCR may not hold.
     pub async fn snapshot(&self) -> (u64, Vec<Record>) {
-        let state = self.state.lock().await;
-        (state.generation, state.records.clone())
+        let mut state = self.state.lock().await;
+        if state.unconfirmed.is_some()
+            && let Ok(value) = pcr_value(&self.tpm, self.pcr).await
+            && let Err(e) = self.settle(&mut state, &value)
+        {
+            crate::engine::tracing_line(&format!("measurement log: {e}"));
+        }
+        let known = state
+            .records
+            .len()
+            .saturating_sub(usize::from(state.unconfirmed.is_some()));
+        (state.generation, state.records[..known].to_vec())
     }
 }
 
@@ -466,4 +706,113 @@ async fn pcr_value(tpm: &Tpm, pcr: u8) -> Result<[u8; 32], MeasureError> {
         .pcr_read(PcrSelection::new([pcr]).map_err(TpmError::from)?)
         .await?;
     Ok(values.get(&pcr).copied().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log file on a disk that fills up: writes stop after `room` bytes with ENOSPC, and
+    /// fsync fails when `sync_fails`.
+    struct FullDisk {
+        data: std::cell::RefCell<Vec<u8>>,
+        room: usize,
+        sync_fails: bool,
+    }
+
+    impl FullDisk {
+        fn new(data: &[u8], room: usize, sync_fails: bool) -> Self {
+            Self {
+                data: std::cell::RefCell::new(data.to_vec()),
+                room,
+                sync_fails,
+            }
+        }
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let data = self.data.get_mut();
+            let free = self.room.saturating_sub(data.len());
+            if free == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+            }
+            let n = free.min(buf.len());
+            data.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl LogFile for FullDisk {
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.data.borrow_mut().truncate(len as usize);
+            Ok(())
+        }
+
+        fn sync_data(&self) -> std::io::Result<()> {
+            if self.sync_fails {
+                Err(std::io::Error::other("fsync failed"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    const WHOLE: &[u8] = b"{\"recnum\":0}\n";
+    const NEXT: &[u8] = b"{\"recnum\":1,\"content\":\"a longer record\"}\n";
+
+    #[test]
+    fn a_write_cut_short_by_a_full_disk_leaves_the_log_whole() {
+        let mut file = FullDisk::new(WHOLE, WHOLE.len() + 10, false);
+        let err = append_whole(&mut file, Path::new("log"), WHOLE.len() as u64, NEXT)
+            .expect_err("the disk is full");
+        assert_eq!(file.data.borrow().as_slice(), WHOLE, "no torn line is left");
+        let text = err.to_string();
+        assert!(text.contains("cut back to its last whole record"), "{text}");
+    }
+
+    #[test]
+    fn a_failed_fsync_cuts_the_record_off() {
+        let mut file = FullDisk::new(WHOLE, usize::MAX, true);
+        let err = append_whole(&mut file, Path::new("log"), WHOLE.len() as u64, NEXT)
+            .expect_err("fsync fails");
+        // The record is cut off; the truncation's own fsync fails too, and the error says so.
+        assert_eq!(file.data.borrow().as_slice(), WHOLE);
+        assert!(err.to_string().contains("fsync failed"), "{err}");
+        assert!(err.to_string().contains("failed too"), "{err}");
+    }
+
+    #[test]
+    fn a_whole_append_is_kept() {
+        let mut file = FullDisk::new(WHOLE, usize::MAX, false);
+        append_whole(&mut file, Path::new("log"), WHOLE.len() as u64, NEXT).unwrap();
+        assert_eq!(file.data.borrow().as_slice(), [WHOLE, NEXT].concat());
+    }
+
+    #[test]
+    fn a_failed_extend_is_judged_by_the_pcr_read_after_it() {
+        let before = [7u8; 32];
+        let digest = [9u8; 32];
+        let after = sha256_extend(&before, &digest);
+        assert_eq!(
+            extend_outcome(Some(after), &before, &digest),
+            ExtendOutcome::Landed
+        );
+        assert_eq!(
+            extend_outcome(Some(before), &before, &digest),
+            ExtendOutcome::NotLanded
+        );
+        assert_eq!(
+            extend_outcome(Some([0u8; 32]), &before, &digest),
+            ExtendOutcome::Unknown
+        );
+        assert_eq!(
+            extend_outcome(None, &before, &digest),
+            ExtendOutcome::Unknown
+        );
+    }
 }

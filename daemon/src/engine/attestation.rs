@@ -195,13 +195,7 @@ impl Engine {
     async fn quote_batch(&self, leaves: Vec<Vec<u8>>) -> Result<Batch, EngineError> {
         let root = merkle::root(&leaves);
         let selection = self.config.tpm_config().quote_selection()?;
-        let store = self.store.clone();
-        let (quote, generation, records) = self
-            .measurer
-            .quote(selection, root.to_vec(), || async move {
-                super::live_measurements(&store).await.unwrap_or_default()
-            })
-            .await?;
+        let (quote, generation, records) = self.measurer.quote(selection, root.to_vec()).await?;
         let index = self
             .tpm
             .sealing_index()

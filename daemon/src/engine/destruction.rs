@@ -289,14 +289,7 @@ impl Engine {
                 if tick % 5 != 0 {
                     continue;
                 }
-                let store = engine.store.clone();
-                if let Err(e) = engine
-                    .measurer
-                    .check_startup(|| async move {
-                        super::live_measurements(&store).await.unwrap_or_default()
-                    })
-                    .await
-                {
+                if let Err(e) = engine.measurer.check_startup().await {
                     tracing_line(&format!("checking for a TPM startup: {e}"));
                 }
             }

@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::eval::Evaluator;
 use crate::keys::Sealer;
 use crate::lock::StateLock;
-use crate::measure::{Measurer, StartFacts};
+use crate::measure::{LiveSource, Measurer, StartFacts};
 use crate::store::{Store, queries};
 use crate::tls::TlsIdentity;
 use crate::tpm::{SealedKey, Tpm};
@@ -156,12 +156,11 @@ impl Engine {
             statement_key_name: statement_key.name.clone(),
             executable_sha256: crate::measure::executable_sha256()?,
         };
-        let live = live_measurements(&store).await?;
         let (measurer, _) = Measurer::open(
             &config.state_dir.join("measurements"),
             tpm.clone(),
             facts,
-            live,
+            live_source(&store),
         )
         .await?;
         // The log check passed: only now may a new TLS key be stored (and, replacing one,
@@ -171,11 +170,17 @@ impl Engine {
             let replaced = store_tls(&store, &sealer, &tls, new_tls).await?;
             if replaced {
                 let spki = tls.spki_sha256_hex()?;
-                measurer
+                let measured = measurer
                     .measure(EventContent::TlsKeyReplaced(cel::TlsKeyReplaced {
                         tls_spki_sha256: cel::Sha256Digest(hex_array(&spki)),
                     }))
-                    .await?;
+                    .await;
+                if let Err(e) = measured {
+                    // The new key is stored but not measured: drop its wrapping, so the
+                    // next start replaces it again and measures that one.
+                    store.write(|c| queries::delete_wrapped(c, "tls")).await?;
+                    return Err(e.into());
+                }
             }
         }
         let tls_config = tls.server_config()?;
@@ -364,6 +369,15 @@ pub(crate) async fn live_measurements(
             Ok(out)
         })
         .await
+}
+
+/// [`live_measurements`] as the measurer asks for it whenever it starts a new generation.
+fn live_source(store: &Store) -> LiveSource {
+    let store = store.clone();
+    Box::new(move || {
+        let store = store.clone();
+        Box::pin(async move { live_measurements(&store).await.map_err(|e| e.to_string()) })
+    })
 }
 
 /// The `instance_created` event of an instance.

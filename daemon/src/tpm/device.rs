@@ -655,42 +655,88 @@ impl Device {
         let Some(handle) = self.sealing_handle()? else {
             return Ok(None);
         };
-        let read = self
-            .ctx
-            .execute_without_session(|ctx| ctx.nv_read_public(handle));
+        let checked = self.check_sealing_public(handle, NvUse::Describe);
         let mut object = ObjectHandle::from(handle);
         self.close(&mut object);
-        let (public, name) = read.map_err(command("NV_ReadPublic"))?;
+        checked.map(Some)
+    }
+
+    /// The sealing index's handle, its public area checked for `purpose` (SPEC §3: before
+    /// each use). ESYS keeps the name read here and the salted session binds it into the
+    /// command's HMAC, so an index replaced between this check and the command is refused
+    /// by the TPM.
+    fn checked_sealing_handle(&mut self, purpose: NvUse) -> Result<NvIndexHandle, TpmError> {
+        let handle = self.sealing_handle()?.ok_or(TpmError::Missing {
+            object: "sealing index",
+            handle: self.config.sealing_nv_index,
+        })?;
+        if let Err(e) = self.check_sealing_public(handle, purpose) {
+            let mut object = ObjectHandle::from(handle);
+            self.close(&mut object);
+            return Err(e);
+        }
+        Ok(handle)
+    }
+
+    /// Reads the public area of the sealing index at `handle` and checks it: our
+    /// marshalling gives the name the TPM reports, and the area is SPEC §3's for the current
+    /// platform PCRs — `WRITTEN`, or not yet written where `purpose` allows it. Before a
+    /// read or write, an area that differs only in its PolicyPCR digest means the platform
+    /// changed: [`TpmError::PolicyNotSatisfied`].
+    fn check_sealing_public(
+        &mut self,
+        handle: NvIndexHandle,
+        purpose: NvUse,
+    ) -> Result<SealingIndex, TpmError> {
+        let (public, name) = self
+            .ctx
+            .execute_without_session(|ctx| ctx.nv_read_public(handle))
+            .map_err(command("NV_ReadPublic"))?;
         let nv_public = to_policy_nv_public(&public)?;
         let index = self.config.sealing_nv_index;
+        let unexpected = |reason: String| TpmError::UnexpectedObject {
+            object: "sealing index",
+            handle: index,
+            reason: match purpose.op() {
+                Some(op) => format!("{reason} (checked before {op}; refusing to use it)"),
+                None => reason,
+            },
+        };
         if nv_public.name() != name.value() {
-            return Err(TpmError::UnexpectedObject {
-                object: "sealing index",
-                handle: index,
-                reason: format!(
-                    "its marshalled public area hashes to name {} but the TPM reports {}",
-                    hex::encode(nv_public.name()),
-                    hex::encode(name.value())
-                ),
-            });
+            return Err(unexpected(format!(
+                "its marshalled public area hashes to name {} but the TPM reports {}",
+                hex::encode(nv_public.name()),
+                hex::encode(name.value())
+            )));
         }
         let (policy, _) = self.platform_policy()?;
-        let expected = templates::sealing_index(index, &policy, true);
-        if nv_public != expected {
-            let unwritten = templates::sealing_index(index, &policy, false);
-            if nv_public != unwritten {
-                return Err(TpmError::UnexpectedObject {
+        let written = templates::sealing_index(index, &policy, true);
+        let unwritten = templates::sealing_index(index, &policy, false);
+        let (accepted, expected) = match purpose {
+            NvUse::Describe => (nv_public == written || nv_public == unwritten, &written),
+            NvUse::Read | NvUse::Write => (nv_public == written, &written),
+            NvUse::FirstWrite => (nv_public == unwritten, &unwritten),
+        };
+        if !accepted {
+            let reason = nv_difference(expected, &nv_public, &self.config.platform_pcrs);
+            let only_policy = NvPublic {
+                auth_policy: expected.auth_policy.clone(),
+                ..nv_public.clone()
+            } == *expected;
+            return Err(match purpose.op() {
+                Some(_) if only_policy => TpmError::PolicyNotSatisfied {
                     object: "sealing index",
-                    handle: index,
-                    reason: nv_difference(&expected, &nv_public, &self.config.platform_pcrs),
-                });
-            }
+                    pcrs: self.config.platform_pcrs.clone(),
+                    detail: reason,
+                },
+                _ => unexpected(reason),
+            });
         }
-        Ok(Some(SealingIndex {
+        Ok(SealingIndex {
             tpm2b_public: nv_public.to_tpm2b(),
             name: nv_public.name(),
             nv_public,
-        }))
+        })
     }
 
     /// Defines the sealing index (owner authorisation) with SPEC §3's public area for the
@@ -729,7 +775,7 @@ impl Device {
                 .map_err(command("NV_DefineSpace"))?,
         );
         self.close(&mut handle);
-        self.write_sealing_key(initial)?;
+        self.write_sealing(initial, NvUse::FirstWrite)?;
         self.sealing_index()?.ok_or(TpmError::Missing {
             object: "sealing index",
             handle: index,
@@ -740,11 +786,7 @@ impl Device {
     /// encryption, so the key never crosses the bus in clear. Refused with
     /// [`TpmError::PolicyNotSatisfied`] when the platform PCRs changed.
     pub fn read_sealing_key(&mut self) -> Result<SealedKey, TpmError> {
-        let index = self.config.sealing_nv_index;
-        let handle = self.sealing_handle()?.ok_or(TpmError::Missing {
-            object: "sealing index",
-            handle: index,
-        })?;
+        let handle = self.checked_sealing_handle(NvUse::Read)?;
         let selection = self.config.platform_selection()?;
         let result = self.with_policy_session(
             Some(ParameterEncryption::Response),
@@ -771,15 +813,16 @@ impl Device {
     }
 
     /// Writes `key || epoch` into the sealing index in a salted policy session with command
-    /// encryption, retrying while the TPM reports NV rate limiting.
+    /// encryption, retrying while the TPM reports NV rate limiting: a rotation, so the
+    /// index must be SPEC §3's, already written.
     pub fn write_sealing_key(&mut self, sealed: &SealedKey) -> Result<(), TpmError> {
-        let index = self.config.sealing_nv_index;
+        self.write_sealing(sealed, NvUse::Write)
+    }
+
+    fn write_sealing(&mut self, sealed: &SealedKey, purpose: NvUse) -> Result<(), TpmError> {
         let selection = self.config.platform_selection()?;
         for attempt in 0..NV_WRITE_ATTEMPTS {
-            let handle = self.sealing_handle()?.ok_or(TpmError::Missing {
-                object: "sealing index",
-                handle: index,
-            })?;
+            let handle = self.checked_sealing_handle(purpose)?;
             let result = self.with_policy_session(
                 Some(ParameterEncryption::Command),
                 &selection,
@@ -1010,6 +1053,30 @@ impl Device {
         }
         self.eks = Some(eks.clone());
         Ok(eks)
+    }
+}
+
+/// What the sealing index is about to be used for, and so which public area is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NvUse {
+    /// Reporting it (start, attestations): written or not yet written.
+    Describe,
+    /// NV_Read of the key: written.
+    Read,
+    /// NV_Write of a rotation: written.
+    Write,
+    /// The first NV_Write right after defining it: not yet written.
+    FirstWrite,
+}
+
+impl NvUse {
+    /// The command the check comes before, if any.
+    fn op(self) -> Option<&'static str> {
+        match self {
+            Self::Describe => None,
+            Self::Read => Some("NV_Read"),
+            Self::Write | Self::FirstWrite => Some("NV_Write"),
+        }
     }
 }
 
