@@ -7,6 +7,7 @@ mod destruction;
 mod error;
 mod evaluation;
 mod functions;
+mod hooks;
 mod inputs;
 mod instances;
 mod results;
@@ -23,6 +24,8 @@ use tokio::sync::{Semaphore, broadcast};
 
 pub use error::{EngineError, StartError};
 pub use functions::{FunctionDetail, FunctionSummary, RegisterFunction};
+#[cfg(feature = "failpoints")]
+pub use hooks::Pause;
 pub use inputs::{InputReceipt, SubmitInput};
 pub use instances::{CreateInstance, CreatedInstance, InstanceDescription, SlotStatus};
 pub use results::ResultView;
@@ -77,6 +80,14 @@ pub struct Engine {
     evaluations: Arc<Semaphore>,
     events: broadcast::Sender<String>,
     metrics: Metrics,
+    /// Test-only pause points (feature `failpoints`; empty otherwise).
+    pauses: hooks::PausePoints,
+    /// Evaluations whose evaluator did not start, and the backoff of their retries.
+    spawn_retries: std::sync::Mutex<evaluation::SpawnRetries>,
+    /// Wakes the retry task when an evaluation is queued for a retry.
+    retry_wake: tokio::sync::Notify,
+    /// Ends the retry task (shutdown).
+    retry_stop: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Engine {
@@ -183,6 +194,10 @@ impl Engine {
             unrecoverable: std::sync::Mutex::new(Vec::new()),
             events,
             metrics: Metrics::default(),
+            pauses: hooks::PausePoints::default(),
+            spawn_retries: std::sync::Mutex::default(),
+            retry_wake: tokio::sync::Notify::new(),
+            retry_stop: tokio::sync::Notify::new(),
         };
         let lost = engine.find_unrecoverable().await?;
         if !lost.is_empty() {
@@ -251,10 +266,19 @@ impl Engine {
 
     /// Stops background work; called once serving has ended.
     pub async fn shutdown(&self) {
+        self.retry_stop.notify_one();
         // Evaluations in flight finish or are killed at their deadline; waiting for the
         // permits bounds the wait by the longest evaluation.
         let all = u32::try_from(self.config.limits.max_concurrent_evaluations).unwrap_or(u32::MAX);
         let _ = self.evaluations.acquire_many(all).await;
+        // No evaluation starts after this (a queued retry would otherwise slip through).
+        self.evaluations.close();
+    }
+
+    /// What keeps the daemon from working fully now, in words for an operator (empty when
+    /// nothing does); `/healthz` reports the daemon `degraded` with these reasons.
+    pub fn degraded(&self) -> Vec<String> {
+        self.evaluator_degraded().into_iter().collect()
     }
 
     /// Instances found unrecoverable at start (until an epoch reset).
