@@ -252,6 +252,11 @@ impl Engine {
             }
             for tick in 1u64.. {
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                // A stopped engine (a test's daemon before its restart) leaves the TPM and the
+                // state to its successor.
+                if engine.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
                 let live = engine
                     .store
                     .read(|c| {

@@ -88,6 +88,8 @@ pub struct Engine {
     retry_wake: tokio::sync::Notify,
     /// Ends the retry task (shutdown).
     retry_stop: tokio::sync::Notify,
+    /// Set by `shutdown`: background work ends.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -198,6 +200,7 @@ impl Engine {
             spawn_retries: std::sync::Mutex::default(),
             retry_wake: tokio::sync::Notify::new(),
             retry_stop: tokio::sync::Notify::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         };
         let lost = engine.find_unrecoverable().await?;
         if !lost.is_empty() {
@@ -266,6 +269,7 @@ impl Engine {
 
     /// Stops background work; called once serving has ended.
     pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
         self.retry_stop.notify_one();
         // Evaluations in flight finish or are killed at their deadline; waiting for the
         // permits bounds the wait by the longest evaluation.
