@@ -551,7 +551,8 @@ impl Engine {
                 Ok(out)
             })
             .await?;
-        for (row, inputs) in open {
+        let lost = self.unrecoverable();
+        for (row, inputs) in open.into_iter().filter(|(row, _)| !lost.contains(&row.id)) {
             let manifest = match self.load_instance(&row.id).await {
                 Ok((_, manifest)) => manifest,
                 Err(e) => {
