@@ -285,7 +285,18 @@ async fn dispatch(
     })?;
     let p = |i: usize| params.get(i).map(String::as_str).unwrap_or("");
     match route {
-        Route::Healthz => ok(&serde_json::json!({ "status": "ok", "identity": identity })),
+        Route::Healthz => {
+            let degraded = engine.degraded();
+            if degraded.is_empty() {
+                ok(&serde_json::json!({ "status": "ok", "identity": identity }))
+            } else {
+                ok(&serde_json::json!({
+                    "status": "degraded",
+                    "degraded": degraded,
+                    "identity": identity,
+                }))
+            }
+        }
         Route::OpenApi => ok(&routes::openapi()),
         Route::Metrics => {
             require_operator(engine, identity)?;

@@ -81,7 +81,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             Healthz,
             Method::GET,
             "/healthz",
-            "Liveness; echoes the caller's identity. Any authenticated client.",
+            "Liveness; echoes the caller's identity. `status` is `ok`, or `degraded` with the \
+             reasons in `degraded` (e.g. evaluations cannot start and are being retried). Any \
+             authenticated client.",
             200,
             false,
         ),

@@ -32,6 +32,16 @@ pub(crate) fn failpoint(name: &str) {
     let _ = name;
 }
 
+/// When [`Engine::rotate`] rotates the sealing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rotation {
+    /// Only when one of the instances being destroyed has a wrapping at the current epoch
+    /// (otherwise a crash after step (3) already retired it).
+    IfDestroyingWrapped,
+    /// In any case (epoch reset).
+    Always,
+}
+
 impl Engine {
     /// `POST /v1/instances/{id}/destroy` by one of the manifest's destroyers: marks the
     /// instance `destroying` durably, then destroys it (sharing a rotation with any other
@@ -83,14 +93,7 @@ impl Engine {
             return Ok(());
         }
         let ids: Vec<String> = destroying.iter().map(|r| r.id.clone()).collect();
-        let epoch = self.sealer().epoch();
-        let wrapped = self
-            .store
-            .read(move |c| queries::wrapped_at(c, epoch))
-            .await?;
-        if wrapped.iter().any(|(owner, _)| ids.contains(owner)) {
-            self.rotate(&ids, wrapped).await?;
-        }
+        self.rotate(&ids, Rotation::IfDestroyingWrapped).await?;
         let retired = self.sealer().epoch().saturating_sub(1);
         for row in destroying {
             self.finish_destruction(&row.id, retired).await?;
@@ -103,13 +106,23 @@ impl Engine {
     }
 
     /// Steps (1)–(3): a new sealing key; every secret not being destroyed rewrapped under
-    /// it; the new key written to the TPM. Instance creation waits meanwhile.
-    async fn rotate(
-        &self,
-        destroying: &[String],
-        wrapped: Vec<(String, crate::keys::Wrapped)>,
-    ) -> Result<(), EngineError> {
+    /// it; the new key written to the TPM. The wrappings are read under the rotation lock,
+    /// so an instance created meanwhile waits and is wrapped under the new key. A wrapping
+    /// that does not open is not carried over: its instance is reported unrecoverable
+    /// (its secret was already lost) rather than failing every destruction.
+    async fn rotate(&self, destroying: &[String], when: Rotation) -> Result<(), EngineError> {
         let _no_new_wrappings = self.rotation.write().await;
+        let epoch = self.sealer().epoch();
+        let wrapped = self
+            .store
+            .read(move |c| queries::wrapped_at(c, epoch))
+            .await?;
+        self.pauses.pause("destruction-wrappings-read").await;
+        if when == Rotation::IfDestroyingWrapped
+            && !wrapped.iter().any(|(owner, _)| destroying.contains(owner))
+        {
+            return Ok(());
+        }
         let next = SealedKey::generate(self.sealer().epoch() + 1);
         let next_epoch = next.epoch();
         let new_sealer = Sealer::new(next.duplicate());
@@ -119,8 +132,18 @@ impl Engine {
             if destroying.contains(&owner) {
                 continue;
             }
-            let secret = self.sealer().unwrap(&owner, &w)?;
-            rewrapped.push((owner.clone(), new_sealer.wrap(&owner, &secret)));
+            let opened = self.sealer().unwrap(&owner, &w);
+            match opened {
+                Ok(secret) => rewrapped.push((owner.clone(), new_sealer.wrap(&owner, &secret))),
+                Err(e) => {
+                    tracing_line(&format!(
+                        "not carrying over the wrapping of {owner} to epoch {next_epoch}: {e}"
+                    ));
+                    if owner != "tls" {
+                        self.note_unrecoverable(&owner);
+                    }
+                }
+            }
         }
         self.store
             .write(move |c| -> Result<(), StoreError> {
@@ -249,8 +272,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Background work: resume interrupted destructions, apply deadlines, and notice TPM
-    /// startups under the running daemon.
+    /// Background work: resume interrupted destructions, apply deadlines, notice TPM
+    /// startups under the running daemon, and retry evaluations whose evaluator did not
+    /// start.
     pub fn spawn_background(self: &Arc<Self>) {
         // Interrupted evaluations resume here, after READY: one may run for the manifest's
         // whole wall-time limit, far beyond a service manager's start timeout.
@@ -260,12 +284,15 @@ impl Engine {
                 tracing_line(&format!("resuming interrupted evaluations: {e}"));
             }
         });
+        tokio::spawn(Arc::clone(self).retry_evaluations());
         let engine = Arc::clone(self);
         tokio::spawn(async move {
             if let Err(e) = engine.run_destructions().await {
                 tracing_line(&format!("resuming destructions: {e}"));
             }
             for tick in 1u64.. {
+                // A stopped engine (a test's daemon before its restart) leaves the TPM and the
+                // state to its successor.
                 tokio::select! {
                     () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
                     () = engine.stopped() => return,
@@ -296,21 +323,42 @@ impl Engine {
         });
     }
 
-    /// Instances whose secret has no wrapping at the current epoch (a restored old copy):
-    /// their secrets are gone for good.
+    /// Live instances whose secret has no wrapping at the current epoch (a restored old
+    /// copy) or one that does not open under the sealing key (the sealing index redefined,
+    /// a damaged store): their secrets are gone for good. Each wrapping is opened, not only
+    /// looked up, so a bad one is reported at start rather than by a later rotation.
     pub(crate) async fn find_unrecoverable(&self) -> Result<Vec<String>, StoreError> {
+        let _no_rotation = self.rotation.read().await;
         let epoch = self.sealer().epoch();
-        self.store
-            .read(move |c| -> Result<Vec<String>, StoreError> {
+        let live = self
+            .store
+            .read(move |c| -> Result<Vec<_>, StoreError> {
                 let mut out = Vec::new();
                 for row in queries::instances_in_states(c, &["open", "evaluating", "evaluated"])? {
-                    if queries::get_wrapped(c, &row.id, epoch)?.is_none() {
-                        out.push(row.id);
-                    }
+                    let wrapped = queries::get_wrapped(c, &row.id, epoch)?;
+                    out.push((row.id, wrapped));
                 }
                 Ok(out)
             })
-            .await
+            .await?;
+        let sealer = self.sealer();
+        Ok(live
+            .into_iter()
+            .filter(|(id, wrapped)| {
+                wrapped
+                    .as_ref()
+                    .is_none_or(|w| sealer.unwrap_instance(id, w).is_err())
+            })
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Adds `id` to the instances reported unrecoverable (once).
+    fn note_unrecoverable(&self, id: &str) {
+        let mut lost = self.unrecoverable.lock().unwrap_or_else(|p| p.into_inner());
+        if !lost.iter().any(|l| l == id) {
+            lost.push(id.to_owned());
+        }
     }
 
     /// `POST /v1/admin/epoch-reset` (operators): gives up the unrecoverable instances,
@@ -324,12 +372,16 @@ impl Engine {
         }
         let _one_at_a_time = self.destroy_lock.lock().await;
         let lost = self.find_unrecoverable().await?;
-        let epoch = self.sealer().epoch();
-        let wrapped = self
-            .store
-            .read(move |c| queries::wrapped_at(c, epoch))
-            .await?;
-        self.rotate(&lost, wrapped).await?;
+        if lost.is_empty() {
+            // Each rotation is an NV write, and hardware NV wears out: nothing to give up,
+            // nothing to do.
+            return Err(EngineError::conflict(
+                "nothing_unrecoverable",
+                "no instance is unrecoverable, so there is nothing for an epoch reset to give up; \
+                 the sealing key was not rotated",
+            ));
+        }
+        self.rotate(&lost, Rotation::Always).await?;
         let new_epoch = self.sealer().epoch();
         self.measurer
             .measure(EventContent::EpochReset(cel::EpochReset {

@@ -11,13 +11,50 @@ use std::time::Duration;
 use arbiter_policy::hpke;
 use arbiter_policy::manifest::Manifest;
 use hkdf::Hkdf;
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 
 use super::inputs::kept_across_rounds;
 use super::{Engine, EngineError, now, tracing_line};
-use crate::eval::{EvalOutcome, EvalRequest, Limits};
+use crate::eval::{EvalError, EvalOutcome, EvalRequest, Limits};
+use crate::keys::InstanceSecret;
 use crate::keys::seal_at_rest;
-use crate::store::queries::{self, ResultRow};
+use crate::store::queries::{self, InputRow, InstanceRow, ResultRow};
+
+/// The first wait before retrying evaluations whose evaluator did not start.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// The longest wait between retries.
+const LAST_RETRY: Duration = Duration::from_secs(60);
+
+/// How an evaluation that reached `evaluating` ended.
+enum Ran {
+    /// The result (success or a script failure) is stored.
+    Completed,
+    /// The evaluator child could not be started (why); nothing was stored.
+    NotStarted(String),
+}
+
+/// Evaluations whose evaluator child could not be started, waiting to be retried, and the
+/// backoff: 1 s, doubling up to 60 s, back to 1 s once a child starts.
+#[derive(Debug)]
+pub(crate) struct SpawnRetries {
+    /// Instance → the round to evaluate.
+    pending: BTreeMap<String, u64>,
+    /// The wait before the next retry.
+    delay: Duration,
+    /// Why the last start failed; `Some` (the daemon is degraded) until a child starts.
+    failure: Option<String>,
+}
+
+impl Default for SpawnRetries {
+    fn default() -> Self {
+        Self {
+            pending: BTreeMap::new(),
+            delay: FIRST_RETRY,
+            failure: None,
+        }
+    }
+}
 
 /// The AAD binding a stored result to its instance and round.
 pub(crate) fn result_context(instance_id: &str, round: u64) -> Vec<u8> {
@@ -106,7 +143,12 @@ impl Engine {
         });
     }
 
-    /// Evaluates one round. `resuming` re-runs a round left `evaluating` by a crash.
+    /// Evaluates one round. `resuming` re-runs a round left `evaluating` by a crash. The
+    /// trigger is checked again in the same write that moves the instance to `evaluating`,
+    /// so the evaluation runs on exactly the inputs present at that commit (a withdrawal
+    /// is either before it or refused). If anything fails before the result is stored, the
+    /// instance returns to `open` at the same round; if the evaluator child cannot be
+    /// started, the round is also queued for a retry with backoff.
     async fn evaluate_round(
         &self,
         id: &str,
@@ -117,6 +159,13 @@ impl Engine {
             .acquire_owned()
             .await
             .map_err(|_| EngineError::Internal("shutting down".into()))?;
+        let (_, manifest) = self.load_instance(id).await?;
+        let needed = manifest.automatic_trigger_count();
+        let slots: Vec<String> = manifest
+            .slots
+            .keys()
+            .map(|s| s.as_str().to_owned())
+            .collect();
         let key = id.to_owned();
         let started = self
             .store
@@ -128,13 +177,71 @@ impl Engine {
                 if row.state != from || row.round != round {
                     return Ok(false);
                 }
-                queries::update_instance(c, &key, "evaluating", row.round, row.evaluations)?;
-                Ok(true)
+                let inputs = queries::list_inputs(c, &key)?;
+                let ready = match needed {
+                    Some(n) => inputs.len() >= n,
+                    None => slots.iter().all(|s| inputs.iter().any(|i| i.slot == *s)),
+                };
+                if ready || resuming {
+                    let state = if ready { "evaluating" } else { "open" };
+                    queries::update_instance(c, &key, state, row.round, row.evaluations)?;
+                }
+                Ok(ready)
             })
             .await?;
         if !started {
             return Ok(());
         }
+        match self.run_round(id, round).await {
+            Ok(Ran::Completed) => Ok(()),
+            Ok(Ran::NotStarted(why)) => {
+                self.abandon_round(id, round).await?;
+                self.evaluator_failed(id, round, why);
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(undo) = self.abandon_round(id, round).await {
+                    tracing_line(&format!(
+                        "returning instance {id} to `open` after a failed evaluation: {undo}"
+                    ));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns an instance whose evaluation of `round` did not complete to `open` at the
+    /// same round (if it is still `evaluating` it): nothing was stored, the round is not
+    /// used up, and the parties may act on it again.
+    async fn abandon_round(&self, id: &str, round: u64) -> Result<(), EngineError> {
+        let key = id.to_owned();
+        let reopened = self
+            .store
+            .write(move |c| -> Result<bool, crate::store::StoreError> {
+                match queries::get_instance(c, &key)? {
+                    Some(row) if row.state == "evaluating" && row.round == round => {
+                        queries::update_instance(c, &key, "open", round, row.evaluations)?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            })
+            .await?;
+        if reopened {
+            tracing_line(&format!(
+                "the evaluation of instance {id} round {round} did not complete; the instance is \
+                 open again (nothing was stored, the round is not used up)"
+            ));
+            let _ = self.events.send(id.to_owned());
+        }
+        self.pauses.pause("evaluation-abandoned").await;
+        Ok(())
+    }
+
+    /// Evaluates a round that is `evaluating`: the function's integrity, the inputs, the
+    /// sandbox, the signed result, the next round. `NotStarted` when the evaluator child
+    /// could not be started (nothing was stored).
+    async fn run_round(&self, id: &str, round: u64) -> Result<Ran, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
         let key = id.to_owned();
         let fid = row.function_id.clone();
@@ -151,64 +258,83 @@ impl Engine {
             EngineError::Internal(format!("the function of instance {id} is gone"))
         })?;
         let secret = self.instance_secret(id).await?;
-        let (private, _) = hpke::derive_keypair(secret.expose());
-        let mut values = BTreeMap::new();
-        let mut used = Vec::new();
-        for input in &inputs {
-            let plaintext = Self::open_input(
-                &row,
-                &private,
-                &input.slot,
-                input.round,
-                &input.submitter,
-                &input.enc,
-                &input.ciphertext,
-            )?;
-            // Handed on as the decrypted text, zeroized: the child parses it.
-            values.insert(input.slot.clone(), plaintext);
-            used.push(serde_json::json!({
-                "slot": input.slot,
-                "submitter": input.submitter,
-                "ciphertext_sha256": input.ciphertext_sha256,
-            }));
-        }
-        let rng_seed = manifest.seeded_rng.then(|| {
-            let mut seed = [0u8; 32];
-            let info = [b"arbiter/v1/rng\0".as_slice(), &round.to_be_bytes()].concat();
-            // HKDF-SHA256 expands 32 bytes from a 32-byte key without failing.
-            let _ = Hkdf::<Sha256>::new(None, secret.expose()).expand(&info, &mut seed);
-            seed
-        });
-        let outcome = self
-            .evaluator
-            .evaluate(EvalRequest {
-                source: function.source,
-                inputs: values,
-                limits: limits_of(&manifest),
-                rng_seed,
+        let used: Vec<serde_json::Value> = inputs
+            .iter()
+            .map(|input| {
+                serde_json::json!({
+                    "slot": input.slot,
+                    "submitter": input.submitter,
+                    "ciphertext_sha256": input.ciphertext_sha256,
+                })
             })
-            .await;
-        let (mut succeeded, output, mut error, usage) = match outcome {
-            Ok(EvalOutcome::Success { output, usage }) => (true, output, None, Some(usage)),
-            Ok(EvalOutcome::Failed {
-                reason,
-                message,
-                usage,
-            }) => (
-                false,
-                serde_json::Value::Null,
-                Some(serde_json::json!({ "reason": reason.as_str(), "message": message })),
-                Some(usage),
-            ),
-            Err(e) => (
+            .collect();
+        // The source read from the store must still be what was measured (and what the
+        // parties attested): a source altered at rest is never run.
+        let source_sha256 = hex::encode(Sha256::digest(function.source.as_bytes()));
+        let (mut succeeded, output, mut error, usage) = if source_sha256 == row.function_sha256 {
+            let values = Self::open_inputs(&row, &secret, &inputs)?;
+            let rng_seed = manifest.seeded_rng.then(|| {
+                let mut seed = [0u8; 32];
+                let info = [b"arbiter/v1/rng\0".as_slice(), &round.to_be_bytes()].concat();
+                // HKDF-SHA256 expands 32 bytes from a 32-byte key without failing.
+                let _ = Hkdf::<Sha256>::new(None, secret.expose()).expand(&info, &mut seed);
+                seed
+            });
+            let ran = self
+                .evaluator
+                .evaluate(EvalRequest {
+                    source: function.source,
+                    inputs: values,
+                    limits: limits_of(&manifest),
+                    rng_seed,
+                })
+                .await;
+            if let Err(e @ EvalError::Spawn { .. }) = ran {
+                return Ok(Ran::NotStarted(e.to_string()));
+            }
+            self.evaluator_started();
+            match ran {
+                Ok(EvalOutcome::Success { output, usage }) => (true, output, None, Some(usage)),
+                Ok(EvalOutcome::Failed {
+                    reason,
+                    message,
+                    usage,
+                }) => (
+                    false,
+                    serde_json::Value::Null,
+                    Some(serde_json::json!({ "reason": reason.as_str(), "message": message })),
+                    Some(usage),
+                ),
+                Err(e) => (
+                    false,
+                    serde_json::Value::Null,
+                    Some(serde_json::json!({
+                        "reason": "sandbox",
+                        "message": format!("the evaluation sandbox failed: {e}"),
+                    })),
+                    None,
+                ),
+            }
+        } else {
+            tracing_line(&format!(
+                "REFUSED to run function {} for instance {id} round {round}: its stored source \
+                 hashes to {source_sha256}, not to its measurement {}; the store was altered. \
+                 The evaluation fails without output",
+                function.id, row.function_sha256
+            ));
+            (
                 false,
                 serde_json::Value::Null,
                 Some(serde_json::json!({
-                    "reason": "sandbox",
-                    "message": format!("the evaluation sandbox failed: {e}"),
+                    "reason": "function_tampered",
+                    "message": format!(
+                        "the stored source of function {} does not hash to its measurement {}; \
+                         it was not run",
+                        function.id, row.function_sha256
+                    ),
                 })),
                 None,
-            ),
+            )
         };
         let evaluated_at = now();
         let refs = super::statements::input_refs(&inputs);
@@ -296,10 +422,108 @@ impl Engine {
             .await?;
         let _ = self.events.send(id.to_owned());
         self.destroy_if_due(id, false).await?;
-        Ok(())
+        Ok(Ran::Completed)
     }
 
-    /// Resumes work a crash interrupted: evaluations left `evaluating` run again.
+    /// Decrypts and decodes the round's inputs, slot → value.
+    /// Decrypts every input of the round. Each is handed on as its decrypted text,
+    /// zeroized: only the evaluator child parses it.
+    fn open_inputs(
+        row: &InstanceRow,
+        secret: &InstanceSecret,
+        inputs: &[InputRow],
+    ) -> Result<BTreeMap<String, zeroize::Zeroizing<Vec<u8>>>, EngineError> {
+        let (private, _) = hpke::derive_keypair(secret.expose());
+        let mut values = BTreeMap::new();
+        for input in inputs {
+            let plaintext = Self::open_input(
+                row,
+                &private,
+                &input.slot,
+                input.round,
+                &input.submitter,
+                &input.enc,
+                &input.ciphertext,
+            )?;
+            values.insert(input.slot.clone(), plaintext);
+        }
+        Ok(values)
+    }
+
+    fn spawn_retries(&self) -> std::sync::MutexGuard<'_, SpawnRetries> {
+        self.spawn_retries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An evaluator child started: the daemon is no longer degraded on its account.
+    fn evaluator_started(&self) {
+        let mut retries = self.spawn_retries();
+        retries.delay = FIRST_RETRY;
+        if retries.failure.take().is_some() {
+            tracing_line("the evaluator starts again");
+        }
+    }
+
+    /// The evaluator child for `id`'s `round` could not be started: the daemon reports
+    /// itself degraded and retries the round with backoff.
+    fn evaluator_failed(&self, id: &str, round: u64, why: String) {
+        tracing_line(&format!(
+            "DEGRADED: the evaluation of instance {id} round {round} could not start ({why}); \
+             retrying with backoff"
+        ));
+        let mut retries = self.spawn_retries();
+        retries.pending.insert(id.to_owned(), round);
+        retries.failure = Some(why);
+        drop(retries);
+        self.retry_wake.notify_one();
+    }
+
+    /// Why evaluations cannot run now, if they cannot (for `/healthz`).
+    pub(crate) fn evaluator_degraded(&self) -> Option<String> {
+        self.spawn_retries()
+            .failure
+            .clone()
+            .map(|why| format!("evaluations cannot start, retrying with backoff: {why}"))
+    }
+
+    /// Background work: retries the evaluations whose evaluator did not start, waiting
+    /// 1 s, then twice as long each time (at most 60 s) while starts keep failing. Ends
+    /// when the engine shuts down.
+    pub(crate) async fn retry_evaluations(self: Arc<Self>) {
+        loop {
+            let delay = {
+                let retries = self.spawn_retries();
+                (!retries.pending.is_empty()).then_some(retries.delay)
+            };
+            match delay {
+                None => tokio::select! {
+                    () = self.retry_wake.notified() => continue,
+                    () = self.stopped() => return,
+                },
+                Some(delay) => tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = self.stopped() => return,
+                },
+            }
+            let due = {
+                let mut retries = self.spawn_retries();
+                retries.delay = (retries.delay * 2).min(LAST_RETRY);
+                std::mem::take(&mut retries.pending)
+            };
+            for (id, round) in due {
+                if let Err(e) = self.evaluate_round(&id, round, false).await {
+                    tracing_line(&format!(
+                        "retrying the evaluation of instance {id} round {round}: {e}"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Resumes work a crash or a restart interrupted: evaluations left `evaluating` run
+    /// again, and so do open rounds whose automatic trigger is met by an input of this
+    /// round but which were not evaluated (their evaluator did not start, or the daemon
+    /// stopped between the input and the evaluation). An `explicit` request whose
+    /// evaluation could not start is retried while the daemon runs, not across a restart.
     pub(crate) async fn resume(&self) -> Result<(), crate::store::StoreError> {
         let pending = self
             .store
@@ -310,6 +534,40 @@ impl Engine {
                 tracing_line(&format!(
                     "resuming the evaluation of instance {}: {e}",
                     row.id
+                ));
+            }
+        }
+        let open = self
+            .store
+            .read(|c| -> Result<_, crate::store::StoreError> {
+                let mut out = Vec::new();
+                for row in queries::instances_in_states(c, &["open"])? {
+                    let inputs = queries::list_inputs(c, &row.id)?;
+                    out.push((row, inputs));
+                }
+                Ok(out)
+            })
+            .await?;
+        let lost = self.unrecoverable();
+        for (row, inputs) in open.into_iter().filter(|(row, _)| !lost.contains(&row.id)) {
+            let manifest = match self.load_instance(&row.id).await {
+                Ok((_, manifest)) => manifest,
+                Err(e) => {
+                    tracing_line(&format!("resuming instance {}: {e}", row.id));
+                    continue;
+                }
+            };
+            let triggered = manifest
+                .automatic_trigger_count()
+                .is_some_and(|n| inputs.len() >= n)
+                && inputs.iter().any(|i| i.round == row.round);
+            if !triggered {
+                continue;
+            }
+            if let Err(e) = self.evaluate_round(&row.id, row.round, false).await {
+                tracing_line(&format!(
+                    "evaluating instance {} round {} at start: {e}",
+                    row.id, row.round
                 ));
             }
         }

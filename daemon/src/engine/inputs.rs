@@ -313,12 +313,20 @@ impl Engine {
         })
     }
 
-    /// The instance's secret, unwrapped from the store under the current sealing key.
+    /// The instance's secret, unwrapped from the store under the current sealing key. The
+    /// epoch and the wrapping are read under the rotation lock's shared side, so a rotation
+    /// cannot retire the epoch in between. An instance found unrecoverable at start is a
+    /// conflict that says so, not an internal error.
     pub(crate) async fn instance_secret(
         &self,
         id: &str,
     ) -> Result<crate::keys::InstanceSecret, EngineError> {
+        if self.unrecoverable().iter().any(|lost| lost == id) {
+            return Err(unrecoverable(id));
+        }
+        let _no_rotation = self.rotation.read().await;
         let epoch = self.sealer().epoch();
+        self.pauses.pause("secret-epoch-read").await;
         let key = id.to_owned();
         let wrapped = self
             .store
@@ -344,17 +352,29 @@ impl Engine {
             )));
         }
         if row.state != "open" {
-            return Err(EngineError::conflict(
-                "not_open",
-                format!(
-                    "instance {id} is {}; inputs can be withdrawn only while it is open",
-                    row.state
-                ),
-            ));
+            return Err(not_open_for_withdrawal(id, &row.state));
         }
-        let (key, s, who) = (id.to_owned(), slot.to_owned(), caller.to_owned());
+        self.pauses.pause("withdraw-checked").await;
+        let (key, s, who, round) = (id.to_owned(), slot.to_owned(), caller.to_owned(), row.round);
         self.store
             .write(move |c| -> Result<(), EngineError> {
+                // Checked again inside the write: an evaluation may have started (and used
+                // the input) since the check above.
+                let current = queries::get_instance(c, &key)?
+                    .ok_or_else(|| EngineError::NotFound(format!("no instance {key}")))?;
+                if current.state != "open" {
+                    return Err(not_open_for_withdrawal(&key, &current.state));
+                }
+                if current.round != round {
+                    return Err(EngineError::conflict(
+                        "state_changed",
+                        format!(
+                            "instance {key} moved to round {} meanwhile: round {round} was \
+                             evaluated with the input in slot `{s}`; nothing was withdrawn",
+                            current.round
+                        ),
+                    ));
+                }
                 match queries::get_input(c, &key, &s)? {
                     Some(input) if input.submitter == who => {
                         Ok(queries::delete_input(c, &key, &s)?)
@@ -389,6 +409,28 @@ impl Engine {
             self.spawn_evaluation(id.to_owned(), row.round);
         }
     }
+}
+
+/// The refusal of a withdrawal from an instance that is not open.
+fn not_open_for_withdrawal(id: &str, state: &str) -> EngineError {
+    EngineError::conflict(
+        "not_open",
+        format!("instance {id} is {state}; inputs can be withdrawn only while it is open"),
+    )
+}
+
+/// The refusal of anything that needs the secret of an instance found unrecoverable.
+pub(crate) fn unrecoverable(id: &str) -> EngineError {
+    EngineError::conflict(
+        "instance_unrecoverable",
+        format!(
+            "instance {id} is unrecoverable: its secret's wrapping did not open under the sealing \
+             key when the daemon started (a restored old copy of the state, a sealing index \
+             redefined after a TPM clear, or a damaged store), so its inputs and results can \
+             never be opened. An operator's epoch reset (POST /v1/admin/epoch-reset) gives it \
+             up"
+        ),
+    )
 }
 
 /// Whether a slot's input survives the end of a round.

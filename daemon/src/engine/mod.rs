@@ -7,6 +7,7 @@ mod destruction;
 mod error;
 mod evaluation;
 mod functions;
+mod hooks;
 mod inputs;
 mod instances;
 mod results;
@@ -23,6 +24,8 @@ use tokio::sync::{Semaphore, broadcast};
 
 pub use error::{EngineError, StartError};
 pub use functions::{FunctionDetail, FunctionSummary, RegisterFunction};
+#[cfg(feature = "failpoints")]
+pub use hooks::Pause;
 pub use inputs::{InputReceipt, SubmitInput};
 pub use instances::{CreateInstance, CreatedInstance, InstanceDescription, SlotStatus};
 pub use results::ResultView;
@@ -82,8 +85,14 @@ pub struct Engine {
     metrics: Metrics,
     /// The state directory's lock, held until [`Engine::shutdown`].
     lock: std::sync::Mutex<Option<StateLock>>,
-    /// Tells background loops to stop.
+    /// Set by `shutdown`: background loops stop.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Test-only pause points (feature `failpoints`; empty otherwise).
+    pauses: hooks::PausePoints,
+    /// Evaluations whose evaluator did not start, and the backoff of their retries.
+    spawn_retries: std::sync::Mutex<evaluation::SpawnRetries>,
+    /// Wakes the retry task when an evaluation is queued for a retry.
+    retry_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Engine {
@@ -213,6 +222,9 @@ impl Engine {
             metrics: Metrics::default(),
             lock: std::sync::Mutex::new(Some(lock)),
             stopping: tokio::sync::watch::Sender::new(false),
+            pauses: hooks::PausePoints::default(),
+            spawn_retries: std::sync::Mutex::default(),
+            retry_wake: tokio::sync::Notify::new(),
         };
         let lost = engine.find_unrecoverable().await?;
         if !lost.is_empty() {
@@ -301,6 +313,8 @@ impl Engine {
         // permits bounds the wait by the longest evaluation.
         let all = u32::try_from(self.config.limits.max_concurrent_evaluations).unwrap_or(u32::MAX);
         let _ = self.evaluations.acquire_many(all).await;
+        // No evaluation starts after this (a queued retry would otherwise slip through).
+        self.evaluations.close();
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
@@ -308,6 +322,12 @@ impl Engine {
     pub(crate) async fn stopped(&self) {
         let mut rx = self.stopping.subscribe();
         let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// What keeps the daemon from working fully now, in words for an operator (empty when
+    /// nothing does); `/healthz` reports the daemon `degraded` with these reasons.
+    pub fn degraded(&self) -> Vec<String> {
+        self.evaluator_degraded().into_iter().collect()
     }
 
     /// Instances found unrecoverable at start (until an epoch reset).
