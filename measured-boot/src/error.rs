@@ -90,20 +90,11 @@ pub enum FirmwareLogError {
     },
 }
 
-/// Why a parsed firmware log could not be replayed into PCR values.
+/// Why a parsed firmware log could not be replayed into PCR values. (A bank some events carry
+/// no digest for is not an error: it is reported incomplete, see `firmware::PcrBanks`.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplayError {
-    /// An extending event lacks the digest for a declared bank.
-    #[error("event {event} (PCR {pcr}) has no {alg} digest")]
-    MissingDigest {
-        /// Index of the event.
-        event: usize,
-        /// The PCR it extends.
-        pcr: u32,
-        /// The bank whose digest is missing.
-        alg: HashAlg,
-    },
     /// A StartupLocality event came after PCR 0 was already extended, or twice.
     #[error("event {event}: StartupLocality after PCR 0 was already extended or set")]
     LateStartupLocality {

@@ -1,79 +1,18 @@
 //! Crafted firmware logs: the framing errors, the replay rules (StartupLocality, EV_NO_ACTION,
-//! unsupported banks) and the data-versus-digest check, each on a log built byte by byte here.
+//! unsupported and incomplete banks) and the data-versus-digest check, each on a log built byte by byte here.
 
-use arbiter_measured_boot::firmware::{DataCheck, DataCoverage, EventData, EventLog, EventType};
+mod craft;
+
+use arbiter_measured_boot::firmware::{
+    DataCheck, DataCoverage, EventData, EventLog, EventType, IncompleteBank,
+};
 use arbiter_measured_boot::{FirmwareLogError, HashAlg, ReplayError};
+use craft::*;
 use sha1::Sha1;
-use sha2::{Digest, Sha256, Sha384};
-
-const NO_ACTION: u32 = 3;
-const SEPARATOR: u32 = 4;
-const EFI_ACTION: u32 = 0x8000_0007;
-const VAR_DRIVER_CONFIG: u32 = 0x8000_0001;
-const VAR_BOOT: u32 = 0x8000_0002;
-const IPL: u32 = 0xD;
-
-/// A Spec ID event (legacy framing) declaring `algs` as (id, size).
-fn spec_id(algs: &[(u16, u16)]) -> Vec<u8> {
-    let mut data = b"Spec ID Event03\0".to_vec();
-    data.extend(0u32.to_le_bytes()); // platformClass
-    data.extend([0, 2, 0, 2]); // minor, major, errata, uintnSize
-    data.extend((algs.len() as u32).to_le_bytes());
-    for (id, size) in algs {
-        data.extend(id.to_le_bytes());
-        data.extend(size.to_le_bytes());
-    }
-    data.push(0); // vendorInfoSize
-    legacy_event(0, NO_ACTION, &[0; 20], &data)
-}
-
-fn legacy_event(pcr: u32, ty: u32, digest: &[u8; 20], data: &[u8]) -> Vec<u8> {
-    let mut v = pcr.to_le_bytes().to_vec();
-    v.extend(ty.to_le_bytes());
-    v.extend(digest);
-    v.extend((data.len() as u32).to_le_bytes());
-    v.extend(data);
-    v
-}
-
-fn agile_event(pcr: u32, ty: u32, digests: &[(u16, Vec<u8>)], data: &[u8]) -> Vec<u8> {
-    let mut v = pcr.to_le_bytes().to_vec();
-    v.extend(ty.to_le_bytes());
-    v.extend((digests.len() as u32).to_le_bytes());
-    for (id, d) in digests {
-        v.extend(id.to_le_bytes());
-        v.extend(d);
-    }
-    v.extend((data.len() as u32).to_le_bytes());
-    v.extend(data);
-    v
-}
-
-fn sha1(d: &[u8]) -> Vec<u8> {
-    Sha1::digest(d).to_vec()
-}
-fn sha256(d: &[u8]) -> Vec<u8> {
-    Sha256::digest(d).to_vec()
-}
-fn sha384(d: &[u8]) -> Vec<u8> {
-    Sha384::digest(d).to_vec()
-}
-
-/// An event in the SHA-1 + SHA-256 log measuring `data` itself.
-fn measured(pcr: u32, ty: u32, data: &[u8]) -> Vec<u8> {
-    agile_event(pcr, ty, &[(4, sha1(data)), (11, sha256(data))], data)
-}
+use sha2::Digest;
 
 fn two_banks() -> Vec<u8> {
     spec_id(&[(4, 20), (11, 32)])
-}
-
-fn extend256(pcr: &[u8], d: &[u8]) -> Vec<u8> {
-    Sha256::new()
-        .chain_update(pcr)
-        .chain_update(d)
-        .finalize()
-        .to_vec()
 }
 
 #[test]
@@ -161,18 +100,70 @@ fn startup_locality_must_be_0_3_or_4() {
 }
 
 #[test]
-fn a_missing_bank_digest_fails_replay_naming_the_event() {
+fn a_missing_bank_digest_makes_that_bank_incomplete_not_the_log_unreadable() {
     let mut log = two_banks();
     log.extend(agile_event(4, SEPARATOR, &[(11, sha256(&[0; 4]))], &[0; 4]));
-    let err = EventLog::from_bytes(&log).unwrap().replay().unwrap_err();
+    log.extend(measured(4, EFI_ACTION, b"x"));
+    let parsed = EventLog::from_bytes(&log).unwrap();
+    assert_eq!(parsed.events[1].digests.len(), 1);
+    let pcrs = parsed.replay().unwrap();
     assert_eq!(
-        err,
-        ReplayError::MissingDigest {
-            event: 1,
-            pcr: 4,
-            alg: HashAlg::Sha1
-        }
+        pcrs.incomplete,
+        vec![IncompleteBank {
+            alg: HashAlg::Sha1,
+            first_event: 1,
+            first_pcr: 4,
+            lacking: 1,
+            extending: 2
+        }]
     );
+    assert_eq!(
+        pcrs.incomplete[0].to_string(),
+        "sha1: incomplete (event 1, PCR 4, has no sha1 digest; 1 of 2 events lack it)"
+    );
+    // The incomplete bank has no values at all; the complete one replays in full.
+    assert_eq!(
+        pcrs.banks.keys().copied().collect::<Vec<_>>(),
+        [HashAlg::Sha256]
+    );
+    assert_eq!(pcrs.get(HashAlg::Sha1, 4), None);
+    let want = extend256(&extend256(&[0; 32], &sha256(&[0; 4])), &sha256(b"x"));
+    assert_eq!(pcrs.get(HashAlg::Sha256, 4), Some(&want[..]));
+    assert_eq!(parsed.incomplete_banks(), pcrs.incomplete);
+}
+
+#[test]
+fn an_event_with_no_digest_at_all_leaves_no_complete_bank() {
+    let mut log = two_banks();
+    log.extend(measured(0, SEPARATOR, &[0; 4]));
+    log.extend(agile_event(7, SEPARATOR, &[], &[0; 4]));
+    let pcrs = EventLog::from_bytes(&log).unwrap().replay().unwrap();
+    assert!(pcrs.banks.is_empty(), "{pcrs:?}");
+    let names: Vec<_> = pcrs
+        .incomplete
+        .iter()
+        .map(|b| (b.alg, b.first_event, b.first_pcr, b.lacking))
+        .collect();
+    assert_eq!(
+        names,
+        [(HashAlg::Sha1, 2, 7, 1), (HashAlg::Sha256, 2, 7, 1)]
+    );
+    // Not extending, so not lacking: an EV_NO_ACTION without digests leaves banks complete.
+    let mut log = two_banks();
+    log.extend(agile_event(0, NO_ACTION, &[], b"x"));
+    log.extend(measured(0, SEPARATOR, &[0; 4]));
+    let pcrs = EventLog::from_bytes(&log).unwrap().replay().unwrap();
+    assert!(pcrs.incomplete.is_empty());
+    assert_eq!(pcrs.banks.len(), 2);
+}
+
+#[test]
+fn startup_locality_after_pcr0_is_late_even_when_no_bank_is_replayed() {
+    let mut log = two_banks();
+    log.extend(agile_event(0, SEPARATOR, &[], &[0; 4]));
+    log.extend(agile_event(0, NO_ACTION, &[], b"StartupLocality\0\x03"));
+    let err = EventLog::from_bytes(&log).unwrap().replay().unwrap_err();
+    assert_eq!(err, ReplayError::LateStartupLocality { event: 2 });
 }
 
 #[test]
@@ -302,22 +293,6 @@ fn legacy_sha1_log() {
         parsed.replay().unwrap().get(HashAlg::Sha1, 7),
         Some(&want[..])
     );
-}
-
-fn variable_data(name: &str, value: &[u8]) -> Vec<u8> {
-    let mut v = [
-        0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b,
-        0x8c,
-    ]
-    .to_vec();
-    let units: Vec<u16> = name.encode_utf16().collect();
-    v.extend((units.len() as u64).to_le_bytes());
-    v.extend((value.len() as u64).to_le_bytes());
-    for u in units {
-        v.extend(u.to_le_bytes());
-    }
-    v.extend(value);
-    v
 }
 
 #[test]

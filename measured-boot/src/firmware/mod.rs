@@ -4,8 +4,10 @@
 //! inconsistency is an error naming the event and offset) and decodes the data of common
 //! event types leniently (data that does not fit its type becomes
 //! [`EventData::Malformed`], never an error: the type is not covered by the digest, so it is
-//! only a hint). [`EventLog::replay`] computes the PCR values; [`Event::check_data`] says
-//! whether an event's data is what its digest measured.
+//! only a hint). An event of a crypto-agile log may carry digests of only some of the
+//! declared banks (never of an undeclared one); [`EventLog::replay`] computes the PCR values
+//! of the complete banks and names the incomplete ones; [`Event::check_data`] says whether an
+//! event's data is what its digest measured.
 
 mod data;
 mod event_type;
@@ -17,7 +19,7 @@ pub use data::{
     ImageLoadEvent, SpecIdAlgorithm, SpecIdEvent, UefiVariableData,
 };
 pub use event_type::EventType;
-pub use replay::{DataCheck, DataCoverage, PcrBanks};
+pub use replay::{DataCheck, DataCoverage, IncompleteBank, PcrBanks};
 
 use crate::alg::HashAlg;
 use crate::error::FirmwareLogError;
@@ -82,7 +84,9 @@ pub struct EventLog {
     pub format: LogFormat,
     /// The crypto-agile header, if the log has one.
     pub spec_id: Option<SpecIdEvent>,
-    /// The banks every event carries a digest for, in declaration order, with digest sizes.
+    /// The banks the log declares, in declaration order, with digest sizes (SHA-1 alone for a
+    /// legacy log). An event may carry digests of only some of them: see
+    /// [`EventLog::incomplete_banks`].
     pub banks: Vec<(HashAlg, usize)>,
     /// Every event, including the header event of a crypto-agile log.
     pub events: Vec<Event>,
@@ -96,8 +100,15 @@ impl EventLog {
         parse::parse(bytes)
     }
 
-    /// Replay every bank the log declares: see [`PcrBanks`].
+    /// Replay every complete bank the log declares and name the incomplete ones: see
+    /// [`PcrBanks`].
     pub fn replay(&self) -> Result<PcrBanks, crate::error::ReplayError> {
         replay::replay(self)
+    }
+
+    /// The declared banks that some extending event carries no digest for, in declaration
+    /// order (without replaying: this cannot fail).
+    pub fn incomplete_banks(&self) -> Vec<IncompleteBank> {
+        replay::incomplete_banks(self)
     }
 }
