@@ -144,3 +144,77 @@ fn errors_are_reported_not_panicked() {
     let out = arbiter(&["eventlog", "show"], &dir.join("does-not-exist"));
     assert_eq!(out.status.code(), Some(1));
 }
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../measured-boot/tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn declared_banks_the_events_lack_are_listed_incomplete_not_fatal() {
+    // sha1, sha256, sha384 and sha512 declared; every event carries sha1 and sha256 only.
+    let four = fixture("agile_4_banks_sha1_sha256_carried.bin");
+    let out = arbiter(&["eventlog", "replay"], &four);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let banks: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
+    assert_eq!(
+        banks,
+        [
+            "sha1:",
+            "sha256:",
+            "sha384: incomplete (event 1, PCR 0, has no sha384 digest; 11 of 11 events lack it)",
+            "sha512: incomplete (event 1, PCR 0, has no sha512 digest; 11 of 11 events lack it)",
+        ],
+        "{text}"
+    );
+    assert_eq!(text.lines().filter(|l| l.starts_with("   ")).count(), 16);
+
+    let out = arbiter(&["eventlog", "replay", "--json"], &four);
+    assert!(out.status.success());
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got["pcrs"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["sha1", "sha256"]
+    );
+    assert_eq!(got["pcrs"]["sha256"].as_object().unwrap().len(), 8);
+    let lacking = json!({ "first_event": 1, "pcr": 0, "events_lacking": 11, "events": 11 });
+    assert_eq!(
+        got["incomplete"],
+        json!({ "sha384": lacking, "sha512": lacking })
+    );
+
+    // sha1 and sha256 declared; one event lacks sha256: only sha1 has values.
+    let partial = fixture("agile_sha256_incomplete.bin");
+    let out = arbiter(&["eventlog", "replay", "--json"], &partial);
+    assert!(out.status.success());
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got["pcrs"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["sha1"]
+    );
+    assert_eq!(
+        got["incomplete"],
+        json!({ "sha256": { "first_event": 2, "pcr": 7, "events_lacking": 1, "events": 11 } })
+    );
+
+    // `show` lists every event and names the incomplete bank under its header.
+    let out = arbiter(&["eventlog", "show"], &partial);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("firmware event log: crypto-agile, banks sha1 sha256, 12 events")
+    );
+    assert_eq!(
+        lines.next(),
+        Some("  sha256: incomplete (event 2, PCR 7, has no sha256 digest; 1 of 11 events lack it)")
+    );
+    assert_eq!(text.lines().filter(|l| l.starts_with('#')).count(), 12);
+}

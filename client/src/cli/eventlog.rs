@@ -39,9 +39,13 @@ fn records<'a>(log: &'a LogFile, err: &mut dyn Write) -> Result<Option<&'a [Reco
     }
 }
 
-/// `arbiter eventlog replay FILE [--json]`.
+/// `arbiter eventlog replay FILE [--json]`. A firmware log's complete banks are printed with
+/// their values; a bank the log declares but some extending event carries no digest for is
+/// incomplete: it is named (with the first event lacking it), never given values, and not an
+/// error.
 pub fn replay(file: &Path, as_json: bool, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let log = load(file)?;
+    let mut incomplete = Vec::new();
     let value = match &log {
         LogFile::Firmware(fw) => {
             let pcrs = fw
@@ -53,6 +57,7 @@ pub fn replay(file: &Path, as_json: bool, out: &mut dyn Write, err: &mut dyn Wri
                     "warning: bank {alg} is declared but not supported; not replayed"
                 )?;
             }
+            incomplete = pcrs.incomplete.iter().map(ToString::to_string).collect();
             pcrs.to_json()
         }
         _ => {
@@ -77,6 +82,9 @@ pub fn replay(file: &Path, as_json: bool, out: &mut dyn Write, err: &mut dyn Wri
         writeln!(out)?;
     } else {
         print_pcrs(&value, out)?;
+        for line in incomplete {
+            writeln!(out, "{line}")?;
+        }
     }
     Ok(())
 }
@@ -137,6 +145,9 @@ fn show_firmware(log: &EventLog, out: &mut dyn Write) -> Result<()> {
         banks.join(" "),
         log.events.len()
     )?;
+    for bank in log.incomplete_banks() {
+        writeln!(out, "  {bank}")?;
+    }
     for e in &log.events {
         writeln!(
             out,

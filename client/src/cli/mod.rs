@@ -248,11 +248,13 @@ enum InstanceCommand {
 
 #[derive(Debug, Subcommand)]
 enum EventlogCommand {
-    /// Replay a log and print the PCR values it gives.
+    /// Replay a log and print the PCR values it gives. A firmware log's banks that some event
+    /// carries no digest for are listed as incomplete, without values.
     Replay {
         /// The log file.
         file: PathBuf,
-        /// Print `{"pcrs": {"<bank>": {"<pcr>": "<hex>"}}}`.
+        /// Print `{"pcrs": {"<bank>": {"<pcr>": "<hex>"}}}`, plus `"incomplete": {"<bank>":
+        /// {"first_event", "pcr", "events_lacking", "events"}}` when some bank is.
         #[arg(long)]
         json: bool,
     },
