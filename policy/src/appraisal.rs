@@ -1088,6 +1088,19 @@ impl<'a> Appraisal<'a> {
                 return;
             }
         };
+        // Only a complete bank is appraised: an incomplete one has no values (the TPM
+        // extended digests the log does not give). The SHA-256 bank is the quoted one; SHA-1
+        // is never a fallback.
+        if let Some(incomplete) = banks.incomplete(HashAlg::Sha256) {
+            self.fail(
+                Check::FirmwareLog,
+                format!(
+                    "{incomplete}; only complete banks are appraised, and no other bank \
+                     (not SHA-1) stands in for the quoted SHA-256 bank"
+                ),
+            );
+            return;
+        }
         if !banks.banks.contains_key(&HashAlg::Sha256) {
             self.fail(Check::FirmwareLog, "the log has no SHA-256 bank");
             return;

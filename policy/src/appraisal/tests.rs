@@ -35,6 +35,17 @@ const NO_SB_LOG: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/testdata/eventlogs/crypto_agile_eventlog.bin"
 ));
+/// Crafted (see `measured-boot/tests/fixtures/README.md`): sha1, sha256, sha384 and sha512
+/// declared, sha1 and sha256 carried; `SecureBoot` = 1.
+const FOUR_BANKS_LOG: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../measured-boot/tests/fixtures/agile_4_banks_sha1_sha256_carried.bin"
+));
+/// Crafted: sha1 and sha256 declared; the `SecureBoot` event (event 2, PCR 7) lacks sha256.
+const SHA256_INCOMPLETE_LOG: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../measured-boot/tests/fixtures/agile_sha256_incomplete.bin"
+));
 
 fn spki() -> String {
     "5e".repeat(32)
@@ -1041,6 +1052,65 @@ fn firmware_log_rules() {
     let mut e = w.evidence();
     e.firmware_log = None;
     assert!(appraise(&e, &w.policy(), &w.expectations()).trusted);
+}
+
+#[test]
+fn only_complete_firmware_banks_are_appraised() {
+    let rules = Some(FirmwareRules {
+        secure_boot: true,
+        boot_applications: None,
+    });
+    // sha384 and sha512 declared but carried by no event: the log is appraised on its
+    // complete SHA-256 bank.
+    let w = World::new().with_firmware(FOUR_BANKS_LOG);
+    let mut policy = w.policy();
+    policy.firmware = rules.clone();
+    let verdict = appraise(&w.evidence(), &policy, &w.expectations());
+    assert!(verdict.trusted, "{:#?}", verdict.reasons);
+    assert_eq!(verdict.appraised.secure_boot, Some(true));
+
+    // One event lacks its SHA-256 digest. The quote holds exactly what replaying the SHA-256
+    // digests that are there gives, and the SHA-1 bank is complete: refused all the same,
+    // naming the bank, and nothing is read from the log.
+    let log = EventLog::from_bytes(SHA256_INCOMPLETE_LOG).unwrap();
+    let mut partial: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    for e in log.events.iter().filter(|e| e.is_extended()) {
+        if let Some(d) = e.digest(HashAlg::Sha256) {
+            let pcr = partial
+                .entry(u8::try_from(e.pcr).unwrap())
+                .or_insert_with(|| vec![0; 32]);
+            assert!(HashAlg::Sha256.extend(pcr, d));
+        }
+    }
+    assert_ne!(
+        partial[&7], [0u8; 32],
+        "PCR 7 has an event with a SHA-256 digest"
+    );
+    let mut w = World::new();
+    w.platform_values = w
+        .platform
+        .iter()
+        .map(|&i| {
+            (
+                i,
+                partial
+                    .get(&i)
+                    .map_or([0; 32], |v| v.clone().try_into().unwrap()),
+            )
+        })
+        .collect();
+    w.firmware_log = Some(SHA256_INCOMPLETE_LOG.to_vec());
+    let mut policy = w.policy();
+    policy.firmware = rules;
+    let verdict = appraise(&w.evidence(), &policy, &w.expectations());
+    let detail = only_reason(&verdict, Check::FirmwareLog);
+    assert_eq!(
+        detail,
+        "sha256: incomplete (event 2, PCR 7, has no sha256 digest; 1 of 11 events lack it); \
+         only complete banks are appraised, and no other bank (not SHA-1) stands in for the \
+         quoted SHA-256 bank"
+    );
+    assert_eq!(verdict.appraised.secure_boot, None);
 }
 
 /// A change to a `daemon_started` record.
