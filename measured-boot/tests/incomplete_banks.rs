@@ -38,6 +38,7 @@ fn committed_fixtures_are_what_craft_builds() {
 }
 
 /// The `pcrs:` section `tpm2_eventlog FILE` prints last: bank → PCR → value.
+#[allow(clippy::unwrap_used, clippy::expect_used)] // test helper: a failure is a test failure
 fn tpm2_eventlog(file: &Path) -> BTreeMap<String, BTreeMap<u32, Vec<u8>>> {
     let out = Command::new("tpm2_eventlog")
         .arg(file)
