@@ -79,7 +79,9 @@ fn legacy_event(r: &mut Reader<'_>) -> Result<Event, FirmwareLogError> {
     })
 }
 
-/// Read one crypto-agile event at the reader's position.
+/// Read one crypto-agile event at the reader's position. It may carry digests of any subset
+/// of the declared banks (real firmware declares banks it does not log; which banks are
+/// complete is the replay's concern), but never of an undeclared algorithm or one twice.
 fn agile_event(r: &mut Reader<'_>, banks: &[(HashAlg, usize)]) -> Result<Event, FirmwareLogError> {
     let pcr = r.u32("pcrIndex")?;
     let event_type = EventType(r.u32("eventType")?);
