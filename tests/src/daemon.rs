@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::TestTpm;
+use crate::process::{DaemonProcess, DaemonSpec};
 
 /// The `arbiterd` binary that evaluations re-execute: `$ARBITERD`, or the one cargo built
 /// next to this test binary (`cargo test --workspace` builds it).
@@ -220,98 +221,64 @@ pub fn two_party_manifest(function_sha256: &str, first: &Party, second: &Party) 
     })
 }
 
-/// `arbiterd run` as a child process (for crash tests: failpoints abort the process).
+/// `arbiterd run` as a child process for crash tests (failpoints abort the process): a
+/// [`DaemonProcess`] with the operator in its configuration and `ARBITER_FAILPOINT` set.
 pub struct ProcessDaemon {
     /// `https://127.0.0.1:PORT`.
     pub url: String,
-    child: std::process::Child,
+    process: DaemonProcess,
 }
 
 impl ProcessDaemon {
-    /// Starts `arbiterd run` on `tpm` with `state_dir`, the given operators, and
-    /// `ARBITER_FAILPOINT=failpoint` when given; waits until it serves `/healthz`.
+    /// Starts `arbiterd run` on `tpm` with `state_dir`, the given operator, and
+    /// `ARBITER_FAILPOINT=failpoint` when given; waits for `READY=1`.
     pub async fn start(
         tpm: &TestTpm,
         state_dir: &Path,
         operator: &PartyIdentity,
         failpoint: Option<&str>,
     ) -> Self {
-        let port = arbiter_daemon::swtpm::free_port_pair().expect("a free port");
-        let listen = format!("127.0.0.1:{port}");
-        let mut cmd = std::process::Command::new(arbiterd_path());
-        cmd.arg("run")
-            .arg("--state-dir")
-            .arg(state_dir)
-            .arg("--tcti")
-            .arg(tpm.tcti())
-            .arg("--listen")
-            .arg(&listen)
-            .arg("--set")
-            .arg(format!(
-                "access.operators=[\"{}\"]",
+        let spec = DaemonSpec {
+            state_dir: state_dir.to_owned(),
+            config: format!(
+                "[access]\noperators = [\"{}\"]\n",
                 operator.identity().expect("identity")
-            ))
-            .arg("--set")
-            .arg(format!(
-                "evaluator={:?}",
-                arbiterd_path().display().to_string()
-            ))
-            .env("TSS2_LOG", "all+NONE")
-            .stdin(std::process::Stdio::null());
-        match failpoint {
-            Some(f) => cmd.env("ARBITER_FAILPOINT", f),
-            None => cmd.env_remove("ARBITER_FAILPOINT"),
+            ),
+            tcti: Some(tpm.tcti()),
+            env: failpoint
+                .map(|f| vec![("ARBITER_FAILPOINT".to_owned(), f.to_owned())])
+                .unwrap_or_default(),
+            ..DaemonSpec::default()
         };
-        let child = cmd.spawn().expect("spawning arbiterd");
-        let url = format!("https://{listen}");
-        let conn = Connection::new(&url, operator, None).expect("connection");
-        let mut daemon = Self { url, child };
-        for _ in 0..300 {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("arbiterd exited during start: {status}");
-            }
-            if conn
-                .get("/healthz")
-                .await
-                .is_ok_and(|r| r.status.is_success())
-            {
-                return daemon;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let process = tokio::task::spawn_blocking(move || DaemonProcess::start(spec))
+            .await
+            .expect("starting arbiterd");
+        Self {
+            url: process.url(),
+            process,
         }
-        let _ = daemon.child.kill();
-        panic!("arbiterd did not start serving within 15 s");
     }
 
     /// Waits for the process to exit by itself (a failpoint) and returns whether it was
     /// killed by a signal (abort).
     pub async fn wait_crash(mut self) -> bool {
-        for _ in 0..600 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                use std::os::unix::process::ExitStatusExt;
-                return status.signal().is_some();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        let _ = self.child.kill();
-        false
+        use std::os::unix::process::ExitStatusExt;
+        tokio::task::spawn_blocking(move || {
+            self.process
+                .wait_exit(std::time::Duration::from_secs(30))
+                .is_some_and(|status| status.signal().is_some())
+        })
+        .await
+        .expect("waiting for arbiterd")
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid().expect("arbiterd runs")
     }
 
     /// Stops the process (SIGKILL: as a crash).
     pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ProcessDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 }

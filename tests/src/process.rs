@@ -26,6 +26,8 @@ pub struct DaemonSpec {
     pub dev_swtpm: bool,
     /// The open-file limit to run under (`prlimit --nofile=N:N`), e.g. systemd's 1,024.
     pub nofile: Option<u64>,
+    /// Extra environment (e.g. `ARBITER_FAILPOINT`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running (or stopped) `arbiterd` process; SIGKILLed on drop.
@@ -135,6 +137,7 @@ impl DaemonProcess {
             command.arg("--dev-swtpm");
         }
         let child = command
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .env("NOTIFY_SOCKET", &self.notify)
             .env("TSS2_LOG", "all+NONE")
             .stdin(Stdio::null())
@@ -183,6 +186,22 @@ impl DaemonProcess {
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `timeout` for the daemon to exit by itself (a failpoint aborts it).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
