@@ -73,7 +73,20 @@ fn cas_of(tpm: &TestTpm) -> Vec<String> {
     ]
 }
 
+/// The party's policy for a daemon on swtpm: all-zero platform PCRs (no firmware), so it
+/// opts out of reference values explicitly (`allow_unpinned_platform`).
 fn write_policy(party: &CliParty, function_sha: &str, extra: &str) {
+    write_policy_text(
+        party,
+        &format!(
+            "# swtpm has no firmware: every platform PCR is zero, so nothing pins the boot.\nallow_unpinned_platform = true\n{extra}"
+        ),
+        function_sha,
+    );
+}
+
+/// Writes the party's policy with `extra` keys and names it in its config.
+fn write_policy_text(party: &CliParty, extra: &str, function_sha: &str) {
     std::fs::write(
         party.state.join("appraisal.toml"),
         format!(
@@ -126,12 +139,29 @@ async fn the_whole_flow_through_the_cli() {
             assert!(out.contains("pinned"), "{out}");
             write_policy(p, &f, "");
         }
+        // Without the opt-out, all-zero PCR pins are no reference values: refused, with
+        // the reason; the flag trusts it, saying so out loud.
+        write_policy_text(&alice, "", &f);
+        let refused = alice.fails(&["attest"]);
+        assert!(
+            refused.contains("reference_values: the policy pins no reference value")
+                && refused.contains("allow all zeros"),
+            "{refused}"
+        );
+        let out = alice.ok(&["attest", "--allow-unpinned-platform"]);
+        assert!(
+            out.starts_with("TRUSTED") && out.contains("WARNING: trusted WITHOUT reference values"),
+            "{out}"
+        );
+        write_policy(&alice, &f, "");
         // A pinned TLS key that is not the daemon's: the handshake is refused.
         let wrong = "ab".repeat(32);
         let refused = alice.fails(&["--pin-tls-spki", &wrong, "attest"]);
         assert!(refused.contains("is not the pinned key"), "{refused}");
         let verdict: Value = serde_json::from_str(&alice.ok(&["attest", "--json"])).unwrap();
         assert_eq!(verdict["trusted"], true, "{verdict}");
+        assert_eq!(verdict["appraised"]["unpinned_platform"], true, "{verdict}");
+        assert!(verdict["warnings"][0].as_str().unwrap().starts_with("WARNING"), "{verdict}");
         assert_eq!(verdict["fresh"], true);
         assert!(verdict["appraised"]["functions"].as_array().unwrap().contains(&json!(f)));
 
@@ -216,8 +246,21 @@ async fn the_whole_flow_through_the_cli() {
         let mut args = vec!["enroll", "--ek-ca"];
         args.extend(cas2.iter().map(String::as_str));
         operator.ok(&args);
-        let out = operator.ok(&["verify-destruction", &inst]);
-        assert!(out.contains("0 of ours"), "{out}");
+        // It has no policy file: it opts out of reference values on the command line
+        // (swtpm has no firmware), and the warning says so.
+        let refused = operator.fails(&["verify-destruction", &inst]);
+        assert!(refused.contains("reference_values"), "{refused}");
+        let run = operator.run(&["--allow-unpinned-platform", "verify-destruction", &inst]);
+        let out = String::from_utf8_lossy(&run.stdout);
+        let warning = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            run.status.success() && out.contains("0 of ours"),
+            "{out}{warning}"
+        );
+        assert!(
+            warning.contains("WARNING: trusted WITHOUT reference values"),
+            "{warning}"
+        );
 
         // An offline bundle: verified with no daemon needed; tampering is refused.
         let file = bob.state.join("bundle.json");
@@ -325,7 +368,7 @@ async fn answers(p: &Party, nonce: &str) -> (Value, String, Value, String) {
 
 fn policy_for(tpm: &Value, extra: &str) -> AppraisalPolicy {
     AppraisalPolicy::from_toml(&format!(
-        "ak_name = \"{}\"\nplatform_pcrs = [0, 2, 4, 7, 9]\n{extra}",
+        "ak_name = \"{}\"\nplatform_pcrs = [0, 2, 4, 7, 9]\nallow_unpinned_platform = true\n{extra}",
         tpm["ak"]["name"].as_str().unwrap()
     ))
     .unwrap()

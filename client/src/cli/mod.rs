@@ -51,6 +51,12 @@ struct Global {
     /// The config file [env ARBITER_CONFIG; default STATE/config.toml].
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Trust an appliance although the appraisal policy pins no reference value for its
+    /// platform (no non-zero platform PCR value, no firmware-log rule): for development on
+    /// a TPM with no firmware (swtpm) only. Every trusted verdict then prints a WARNING.
+    /// The policy key `allow_unpinned_platform = true` does the same.
+    #[arg(long, global = true)]
+    allow_unpinned_platform: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +279,7 @@ impl Global {
             state: self.state.clone(),
             config: self.config.clone(),
             policy,
+            allow_unpinned_platform: self.allow_unpinned_platform,
         }
     }
 }
@@ -295,7 +302,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             instance,
             policy,
             json,
-        } => party::attest(g.overrides(policy), instance.as_deref(), json, out),
+        } => party::attest(g.overrides(policy), instance.as_deref(), json, out, err),
         Command::Function(FunctionCommand::Register { file, name }) => {
             party::function_register(g.overrides(None), &file, name, out)
         }
@@ -334,21 +341,21 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             id,
             out: file,
             policy,
-        } => party::bundle(g.overrides(policy), &id, &file, out),
+        } => party::bundle(g.overrides(policy), &id, &file, out, err),
         Command::VerifyBundle {
             file,
             policy,
             ek_ca,
-        } => party::verify_bundle(g.overrides(policy), &file, &ek_ca, out),
+        } => party::verify_bundle(g.overrides(policy), &file, &ek_ca, out, err),
         Command::Result {
             id,
             wait,
             policy,
             json,
-        } => party::result(g.overrides(policy), &id, wait, json, out),
-        Command::Destroy { id, policy } => party::destroy(g.overrides(policy), &id, out),
+        } => party::result(g.overrides(policy), &id, wait, json, out, err),
+        Command::Destroy { id, policy } => party::destroy(g.overrides(policy), &id, out, err),
         Command::VerifyDestruction { id, policy } => {
-            party::verify_destruction(g.overrides(policy), &id, out)
+            party::verify_destruction(g.overrides(policy), &id, out, err)
         }
     }
 }
