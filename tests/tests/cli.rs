@@ -549,6 +549,85 @@ async fn a_firmware_log_that_does_not_replay_to_the_platform_pcrs_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_policy_is_stable_explained_and_compared_with_reference_values() {
+    // A platform with something measured: "a kernel" extended into PCR 9 before the
+    // daemon starts (and seals to it), as a boot loader would.
+    let tpm = TestTpm::start();
+    let kernel = arbiter_tests::sha256(&[b"a kernel"]);
+    tpm.tool_ok(
+        "tpm2_pcrextend",
+        &[&format!("9:sha256={}", hex::encode(kernel))],
+    );
+    // The reference value computed independently: PCR 9 = SHA-256(0^32 || digest).
+    let pcr9 = hex::encode(arbiter_tests::sha256(&[&[0u8; 32], &kernel]));
+    let daemon = TestDaemon::start(&tpm, &tpm.path("daemon"), |_| {}).await;
+    let dir = tpm.path("parties");
+    let url = daemon.url.clone();
+    let cas = cas_of(&tpm);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../measured-boot/testdata/eventlogs/crypto_agile_eventlog.bin");
+    blocking(move || {
+        let alice = CliParty::new(&dir, "alice", &url);
+        let mut args = vec!["enroll", "--ek-ca"];
+        args.extend(cas.iter().map(String::as_str));
+        alice.ok(&args);
+        let first = alice.state.join("captured.toml");
+        let second = alice.state.join("again.toml");
+        let out = alice.ok(&["policy", "capture", "--out", first.to_str().unwrap()]);
+        assert!(out.contains("REVIEW IT") && out.contains("1 pinned to a non-zero value"), "{out}");
+        assert!(out.contains("no firmware log served"), "{out}");
+        alice.ok(&["policy", "capture", "--out", second.to_str().unwrap()]);
+        let text = std::fs::read_to_string(&first).unwrap();
+        assert_eq!(text, std::fs::read_to_string(&second).unwrap(), "the same state, the same file");
+        assert!(text.contains("platform_pcrs = [0, 2, 4, 7, 9]"), "{text}");
+        assert!(text.contains(&format!("9 = \"{pcr9}\"")), "{text}");
+        assert!(text.contains("executable_sha256 = [\""), "{text}");
+        assert!(!text.contains("\n23 = "), "the application PCR is volatile: {text}");
+
+        // The captured policy pins a real value: trusted with no opt-out and no warning.
+        let out = alice.ok(&["attest", "--policy", first.to_str().unwrap()]);
+        assert!(out.starts_with("TRUSTED") && !out.contains("WARNING"), "{out}");
+
+        // Explained: without the firmware log a PCR value cannot be; with a log that is
+        // not this boot's, its events are listed and the replay does not match.
+        let out = alice.ok(&["policy", "explain", first.to_str().unwrap()]);
+        assert!(out.contains("PCR 9 (files the boot loader read"), "{out}");
+        assert_eq!(out.matches("cannot be explained without the firmware log").count(), 5, "{out}");
+        assert!(out.contains("executable_sha256") && out.contains("reported by the daemon"), "{out}");
+        let out = alice.ok(&["policy", "explain", first.to_str().unwrap(), "--log", fixture.to_str().unwrap()]);
+        assert!(out.contains("EV_EFI_VARIABLE_DRIVER_CONFIG") && out.contains("NOT the pinned value"), "{out}");
+
+        // Compared with reference values built from the image.
+        let exe = text
+            .lines()
+            .find_map(|l| l.strip_prefix("executable_sha256 = [\""))
+            .map(|l| l[..64].to_owned())
+            .unwrap();
+        let reference = alice.state.join("reference.toml");
+        std::fs::write(
+            &reference,
+            format!("image = \"test image\"\nexecutable_sha256 = [\"{exe}\"]\n[pcrs]\n9 = \"{pcr9}\"\n"),
+        )
+        .unwrap();
+        let out = alice.ok(&["policy", "compare", first.to_str().unwrap(), "--reference", reference.to_str().unwrap()]);
+        assert!(out.contains("MATCH    pcrs.9") && out.contains("MATCH    executable_sha256"), "{out}");
+        assert!(out.contains("every reference value matches (2)"), "{out}");
+        let other = hex::encode(arbiter_tests::sha256(&[&[0u8; 32], &arbiter_tests::sha256(&[b"another kernel"])]));
+        std::fs::write(
+            &reference,
+            format!("executable_sha256 = [\"{exe}\"]\nkernel_cmdline = \"ro quiet\"\n[pcrs]\n9 = \"{other}\"\n"),
+        )
+        .unwrap();
+        let out = alice.fails(&["policy", "compare", first.to_str().unwrap(), "--reference", reference.to_str().unwrap()]);
+        assert!(out.contains("MISMATCH pcrs.9") && out.contains(&other), "{out}");
+        assert!(out.contains("MISMATCH kernel_cmdline") && out.contains("MATCH    executable_sha256"), "{out}");
+        assert!(out.contains("2 of 3 reference value(s) do not match"), "{out}");
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_input_sealed_by_pyhpke_is_accepted_and_evaluated() {
     let s = setup().await;
     let alice = Party::new("alice", &s.daemon);
@@ -661,6 +740,10 @@ fn every_command_has_help() {
         &["eventlog"],
         &["eventlog", "replay"],
         &["eventlog", "show"],
+        &["policy"],
+        &["policy", "capture"],
+        &["policy", "explain"],
+        &["policy", "compare"],
     ];
     for c in commands {
         let out = std::process::Command::new(arbiter_path())
