@@ -7,8 +7,11 @@
 //! another function, and tampered evidence: a forged quote, a wrong nonce, a swapped TLS
 //! key, a log with an extra function, an unexpected function, a statement key whose policy
 //! is not the appraised state, a firmware log that does not replay to the platform PCRs);
-//! an input sealed by an independent HPKE implementation (Python's pyhpke); `--help` on
-//! every command.
+//! no trust without reference values (all-zero pins refused, the explicit opt-out and its
+//! warning); policy capture (twice → the same file; with a real machine's firmware log
+//! replayed into the TPM: the boot chain pinned and trusted), explain and compare with
+//! matching and mismatching reference values; an input sealed by an independent HPKE
+//! implementation (Python's pyhpke); `--help` on every command.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -622,6 +625,90 @@ async fn a_captured_policy_is_stable_explained_and_compared_with_reference_value
         assert!(out.contains("MISMATCH pcrs.9") && out.contains(&other), "{out}");
         assert!(out.contains("MISMATCH kernel_cmdline") && out.contains("MATCH    executable_sha256"), "{out}");
         assert!(out.contains("2 of 3 reference value(s) do not match"), "{out}");
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_with_a_firmware_log_pins_the_boot_chain_and_explains_it() {
+    // A real machine's boot (a GCE Shielded VM: shim, GRUB, Secure Boot off) replayed into
+    // the software TPM's PCRs before the daemon starts, and its log served by the daemon.
+    let log_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../measured-boot/testdata/eventlogs/coreos_36_shielded_vm_no_secure_boot_eventlog.bin",
+    );
+    let log =
+        arbiter_measured_boot::firmware::EventLog::from_bytes(&std::fs::read(&log_path).unwrap())
+            .unwrap();
+    let tpm = TestTpm::start();
+    for e in log.events.iter().filter(|e| e.is_extended() && e.pcr < 16) {
+        let d = e.digest(arbiter_measured_boot::HashAlg::Sha256).unwrap();
+        tpm.tool_ok(
+            "tpm2_pcrextend",
+            &[&format!("{}:sha256={}", e.pcr, hex::encode(d))],
+        );
+    }
+    let served = log_path.clone();
+    let daemon = TestDaemon::start(&tpm, &tpm.path("daemon"), |c| {
+        c.attestation.firmware_log = served;
+    })
+    .await;
+    let dir = tpm.path("parties");
+    let url = daemon.url.clone();
+    let cas = cas_of(&tpm);
+    blocking(move || {
+        let alice = CliParty::new(&dir, "alice", &url);
+        let mut args = vec!["enroll", "--ek-ca"];
+        args.extend(cas.iter().map(String::as_str));
+        alice.ok(&args);
+        let policy = alice.state.join("captured.toml");
+        let saved = alice.state.join("fw.bin");
+        let out = alice.ok(&[
+            "policy",
+            "capture",
+            "--out",
+            policy.to_str().unwrap(),
+            "--log-out",
+            saved.to_str().unwrap(),
+        ]);
+        assert!(
+            out.contains("5 pinned to a non-zero value") && out.contains("firmware log saved"),
+            "{out}"
+        );
+        assert_eq!(
+            std::fs::read(&saved).unwrap(),
+            std::fs::read(&log_path).unwrap()
+        );
+        let text = std::fs::read_to_string(&policy).unwrap();
+        for expected in [
+            "secure_boot = false",
+            "Secure Boot is DISABLED",
+            "shimx64.efi",
+            "grubx64.efi",
+            "#   dbx        sha256 ",
+            "# kernel_cmdline = \"(hd0,gpt3)/ostree/",
+        ] {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
+        // The captured policy is trusted as it is (the boot chain pinned, no warning).
+        let out = alice.ok(&["attest", "--policy", policy.to_str().unwrap()]);
+        assert!(
+            out.starts_with("TRUSTED") && !out.contains("WARNING"),
+            "{out}"
+        );
+        // Every pinned PCR is explained by the saved log's events, which replay to it.
+        let out = alice.ok(&[
+            "policy",
+            "explain",
+            policy.to_str().unwrap(),
+            "--log",
+            saved.to_str().unwrap(),
+        ]);
+        assert_eq!(out.matches(": matches the pin").count(), 5, "{out}");
+        assert!(
+            out.contains("EV_EFI_BOOT_SERVICES_APPLICATION") && out.contains("loaded (PCR 4)"),
+            "{out}"
+        );
     })
     .await;
     daemon.stop().await;
