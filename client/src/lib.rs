@@ -9,8 +9,9 @@
 //! saved certificates), [`session`] (one party talking to one daemon), [`verify`]
 //! (attestation into a verdict), [`party`] (functions, instances, inputs, results and
 //! destruction, each checked), [`enroll`] (EK certificate chains and credential
-//! activation), [`bundle`] (offline verification bundles) and [`reference`] (platform
-//! reference values: policy capture, explanation, comparison with an image's build).
+//! activation), [`bundle`] (offline verification bundles) and
+//! [`reference`](mod@reference) (platform reference values: policy capture, explanation,
+//! comparison with an image's build).
 
 #![forbid(unsafe_code)]
 
