@@ -26,6 +26,7 @@ pub const FORMAT: &str = "arbiter-bundle/v1";
 
 /// Collects a bundle for `instance`: a fresh attestation (its verdict under `policy` must
 /// be trusted), the instance, its function, and its result and certificate when readable.
+/// Returns the bundle and the attestation it holds.
 ///
 /// # Errors
 /// Server errors; `NotTrusted` when the attestation is not trusted.
@@ -33,7 +34,7 @@ pub async fn collect(
     s: &Session,
     policy: &AppraisalPolicy,
     instance: &str,
-) -> Result<Value, ClientError> {
+) -> Result<(Value, crate::verify::Attestation), ClientError> {
     let description = crate::party::show_instance(s, instance).await?;
     let function_id = description["function"]["id"]
         .as_str()
@@ -66,7 +67,7 @@ pub async fn collect(
         .trust
         .load(&s.settings.server, instance, "destruction.json")?
         .map(|v| v["evidence"].clone());
-    Ok(json!({
+    let bundle = json!({
         "format": FORMAT,
         "server": s.settings.server,
         "instance_id": instance,
@@ -81,7 +82,8 @@ pub async fn collect(
         "result": result,
         "destruction": destruction,
         "destruction_evidence": saved,
-    }))
+    });
+    Ok((bundle, attestation))
 }
 
 /// What a bundle showed.

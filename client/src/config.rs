@@ -34,6 +34,9 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     /// `--policy FILE` (for commands that appraise).
     pub policy: Option<PathBuf>,
+    /// `--allow-unpinned-platform`: trust a platform the policy pins no reference value
+    /// for (development on swtpm); added to whatever the policy file says.
+    pub allow_unpinned_platform: bool,
 }
 
 /// The resolved settings of one invocation.
@@ -51,6 +54,9 @@ pub struct Settings {
     pub state: PathBuf,
     /// The appraisal policy file, when one is configured.
     pub policy: Option<PathBuf>,
+    /// Trust a platform the policy pins no reference value for (the command-line flag;
+    /// the policy file's `allow_unpinned_platform` does the same).
+    pub allow_unpinned_platform: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +148,7 @@ impl Settings {
             pin_tls_spki,
             state,
             policy,
+            allow_unpinned_platform: o.allow_unpinned_platform,
         })
     }
 }

@@ -9,7 +9,9 @@
 //! saved certificates), [`session`] (one party talking to one daemon), [`verify`]
 //! (attestation into a verdict), [`party`] (functions, instances, inputs, results and
 //! destruction, each checked), [`enroll`] (EK certificate chains and credential
-//! activation) and [`bundle`] (offline verification bundles).
+//! activation), [`bundle`] (offline verification bundles) and
+//! [`reference`](mod@reference) (platform reference values: policy capture, explanation,
+//! comparison with an image's build).
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +20,7 @@ pub mod config;
 pub mod enroll;
 pub mod http;
 pub mod party;
+pub mod reference;
 pub mod session;
 pub mod trust;
 pub mod verify;

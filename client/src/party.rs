@@ -455,6 +455,9 @@ pub struct VerifiedDestruction {
     /// Where the `instance_destroyed` record was found: `"fresh"` (a quote just taken) or
     /// `"saved"` (the attestation saved with the certificate, from an earlier generation).
     pub log_source: &'static str,
+    /// Whether the fresh attestation was trusted only because the policy allows a
+    /// platform it pins no reference value for.
+    pub unpinned_platform: bool,
 }
 
 /// Asks the daemon to destroy an instance (destroyers only) and verifies the certificate
@@ -648,5 +651,6 @@ async fn check_destruction(
         jws: jws.to_owned(),
         own_inputs_checked: own,
         log_source,
+        unpinned_platform: crate::verify::trusted_unpinned(&attestation.verdict),
     })
 }

@@ -14,6 +14,19 @@ use crate::ClientError;
 use crate::session::Session;
 use crate::trust::ServerTrust;
 
+/// What a command prints when a trusted verdict rests on no reference value for the
+/// platform (`allow_unpinned_platform`).
+pub const UNPINNED_PLATFORM_WARNING: &str = "WARNING: trusted WITHOUT reference values for the platform: \
+the policy pins no platform PCR value and no firmware-log rule and allows that \
+(allow_unpinned_platform / --allow-unpinned-platform), so this says nothing about which \
+firmware, boot loader or kernel the appliance booted. Acceptable only for development on \
+a TPM with no firmware (swtpm); pin reference values (`arbiter policy capture`) otherwise.";
+
+/// Whether a verdict is trusted only because the policy allows an unpinned platform.
+pub fn trusted_unpinned(verdict: &Verdict) -> bool {
+    verdict.trusted && verdict.appraised.unpinned_platform
+}
+
 /// A checked attestation.
 #[derive(Debug, Clone)]
 pub struct Attestation {
@@ -90,7 +103,9 @@ pub fn verdict_json(v: &Verdict, nonce: Option<&str>, tls: Option<&str>) -> Valu
             "instance_public_key": a.instance_public_key.as_ref().map(hex::encode),
             "manifest_sha256": a.manifest_sha256.as_ref().map(hex::encode),
             "function_sha256": a.function_sha256.as_ref().map(hex::encode),
-        }
+            "unpinned_platform": a.unpinned_platform,
+        },
+        "warnings": if trusted_unpinned(v) { vec![UNPINNED_PLATFORM_WARNING] } else { vec![] },
     })
 }
 
@@ -132,7 +147,9 @@ pub fn with_enrolled_ak(
 
 /// The policy a command appraises with: the `--policy` file (or the configured one), or
 /// else the default policy (required platform PCRs, a sound statement key and sealing
-/// index, no value pins); with the enrolled AK when the policy pins none.
+/// index, no value pins — refused for want of reference values unless an unpinned
+/// platform is allowed); with the enrolled AK when the policy pins none, and an unpinned
+/// platform allowed when the settings say so (`--allow-unpinned-platform`).
 ///
 /// # Errors
 /// As [`read_policy`] and [`with_enrolled_ak`].
@@ -140,10 +157,11 @@ pub fn session_policy(
     session: &Session,
     explicit: Option<&std::path::Path>,
 ) -> Result<AppraisalPolicy, ClientError> {
-    let policy = match explicit.or(session.settings.policy.as_deref()) {
+    let mut policy = match explicit.or(session.settings.policy.as_deref()) {
         Some(p) => read_policy(p)?,
         None => AppraisalPolicy::default(),
     };
+    policy.allow_unpinned_platform |= session.settings.allow_unpinned_platform;
     with_enrolled_ak(policy, &session.trust.server(&session.settings.server)?)
 }
 

@@ -87,6 +87,10 @@ pub struct AppraisalPolicy {
     /// daemon reports its digest itself: this proves something only where the pinned
     /// platform state pins the image that holds the daemon.
     pub executable_sha256: Option<BTreeSet<[u8; 32]>>,
+    /// Trust a platform the policy pins no reference value for (no non-zero value of a
+    /// platform PCR, no firmware-log rule): for development on a TPM with no firmware
+    /// (swtpm). A trusted verdict then says so ([`Appraised::unpinned_platform`]).
+    pub allow_unpinned_platform: bool,
 }
 
 impl Default for AppraisalPolicy {
@@ -102,7 +106,37 @@ impl Default for AppraisalPolicy {
             only_listed_functions: false,
             manifest_sha256: None,
             executable_sha256: None,
+            allow_unpinned_platform: false,
         }
+    }
+}
+
+impl AppraisalPolicy {
+    /// The platform PCRs of `platform` (every PCR when `None`) that the policy pins to
+    /// values none of which is all-zero. An all-zero value is what a PCR holds when
+    /// nothing measured into it (a TPM with no firmware): allowing it pins nothing.
+    pub fn pinned_platform_pcrs(&self, platform: Option<&PcrSelection>) -> Vec<u8> {
+        self.pcrs
+            .iter()
+            .filter(|(index, _)| platform.is_none_or(|s| s.contains(**index)))
+            .filter(|(_, allowed)| !allowed.is_empty() && !allowed.contains(&[0u8; 32]))
+            .map(|(index, _)| *index)
+            .collect()
+    }
+
+    /// Whether the policy has a firmware-log rule that constrains the boot
+    /// (`secure_boot = true` or a non-empty `boot_applications` list). An empty
+    /// `[firmware]` table only asks for the log to replay: it pins nothing.
+    pub fn has_firmware_rule(&self) -> bool {
+        self.firmware.as_ref().is_some_and(|f| {
+            f.secure_boot || f.boot_applications.as_ref().is_some_and(|a| !a.is_empty())
+        })
+    }
+
+    /// Whether the policy pins reference values for the platform `platform` (every PCR
+    /// when `None`): a non-zero value of one of its PCRs, or a firmware-log rule.
+    pub fn pins_platform(&self, platform: Option<&PcrSelection>) -> bool {
+        !self.pinned_platform_pcrs(platform).is_empty() || self.has_firmware_rule()
     }
 }
 
@@ -125,6 +159,8 @@ struct RawPolicy {
     only_listed_functions: bool,
     manifest_sha256: Option<String>,
     executable_sha256: Option<Vec<String>>,
+    #[serde(default)]
+    allow_unpinned_platform: bool,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +311,7 @@ impl AppraisalPolicy {
             only_listed_functions: raw.only_listed_functions,
             manifest_sha256,
             executable_sha256,
+            allow_unpinned_platform: raw.allow_unpinned_platform,
         })
     }
 }
@@ -336,6 +373,9 @@ pub enum Check {
     /// A daemon executable digest (of any `daemon_started` record of the generation)
     /// not allowed by the policy's `executable_sha256`.
     Executable,
+    /// The policy pins no reference value for the platform (no non-zero value of a
+    /// platform PCR, no firmware-log rule) and does not allow that.
+    ReferenceValues,
 }
 
 /// One reason an attestation is not trusted.
@@ -391,6 +431,10 @@ pub struct Appraised {
     pub manifest_sha256: Option<[u8; 32]>,
     /// The attested instance's function measurement, when its manifest came along.
     pub function_sha256: Option<[u8; 32]>,
+    /// True when the policy pins no reference value for the platform and allows that
+    /// (`allow_unpinned_platform`): a trusted verdict then says nothing about which
+    /// firmware, boot loader or kernel booted. Verifiers must say so to people.
+    pub unpinned_platform: bool,
 }
 
 /// The outcome of [`appraise`].
@@ -877,6 +921,47 @@ impl<'a> Appraisal<'a> {
             let values = select(&self.appraised.pcrs, &selection);
             (selection, values)
         })
+    }
+
+    /// Reference values: the policy must pin some platform PCR to a non-zero value or have
+    /// a firmware-log rule, or else explicitly allow an unpinned platform.
+    fn reference_values(&mut self) {
+        let platform = self
+            .appraised
+            .platform_pcrs
+            .clone()
+            .or_else(|| self.policy.platform_pcrs.clone());
+        if self.policy.pins_platform(platform.as_ref()) {
+            return;
+        }
+        if self.policy.allow_unpinned_platform {
+            self.appraised.unpinned_platform = true;
+            return;
+        }
+        let set = platform.map_or_else(
+            || "the platform PCRs".to_owned(),
+            |s| format!("{:?}", s.pcrs()),
+        );
+        let zeros: Vec<u8> = self
+            .policy
+            .pcrs
+            .iter()
+            .filter(|(_, allowed)| allowed.contains(&[0u8; 32]))
+            .map(|(index, _)| *index)
+            .collect();
+        let zeros = if zeros.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (PCRs {zeros:?} allow all zeros, the value of a PCR nothing was measured into: no pin)"
+            )
+        };
+        self.fail(
+            Check::ReferenceValues,
+            format!(
+                "the policy pins no reference value for the platform: no non-zero value for any of {set} in [pcrs]{zeros} and no firmware-log rule ([firmware] secure_boot or boot_applications), so any firmware, boot loader and kernel would pass; pin them (`arbiter policy capture`) or, for a TPM with no firmware such as swtpm, allow it explicitly (allow_unpinned_platform = true or --allow-unpinned-platform)"
+            ),
+        );
     }
 
     /// The policy's PCR values.
@@ -1440,6 +1525,7 @@ pub fn appraise(evidence: &Evidence, policy: &AppraisalPolicy, expect: &Expectat
     a.executable();
     let platform = a.platform(ds);
     a.pcr_policy();
+    a.reference_values();
     a.statement_key(ak.as_ref(), ds, platform.as_ref());
     a.sealing(ak.as_ref(), ds, platform.as_ref());
     a.firmware(platform.as_ref());

@@ -7,8 +7,11 @@
 //! another function, and tampered evidence: a forged quote, a wrong nonce, a swapped TLS
 //! key, a log with an extra function, an unexpected function, a statement key whose policy
 //! is not the appraised state, a firmware log that does not replay to the platform PCRs);
-//! an input sealed by an independent HPKE implementation (Python's pyhpke); `--help` on
-//! every command.
+//! no trust without reference values (all-zero pins refused, the explicit opt-out and its
+//! warning); policy capture (twice → the same file; with a real machine's firmware log
+//! replayed into the TPM: the boot chain pinned and trusted), explain and compare with
+//! matching and mismatching reference values; an input sealed by an independent HPKE
+//! implementation (Python's pyhpke); `--help` on every command.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -73,7 +76,20 @@ fn cas_of(tpm: &TestTpm) -> Vec<String> {
     ]
 }
 
+/// The party's policy for a daemon on swtpm: all-zero platform PCRs (no firmware), so it
+/// opts out of reference values explicitly (`allow_unpinned_platform`).
 fn write_policy(party: &CliParty, function_sha: &str, extra: &str) {
+    write_policy_text(
+        party,
+        &format!(
+            "# swtpm has no firmware: every platform PCR is zero, so nothing pins the boot.\nallow_unpinned_platform = true\n{extra}"
+        ),
+        function_sha,
+    );
+}
+
+/// Writes the party's policy with `extra` keys and names it in its config.
+fn write_policy_text(party: &CliParty, extra: &str, function_sha: &str) {
     std::fs::write(
         party.state.join("appraisal.toml"),
         format!(
@@ -126,12 +142,29 @@ async fn the_whole_flow_through_the_cli() {
             assert!(out.contains("pinned"), "{out}");
             write_policy(p, &f, "");
         }
+        // Without the opt-out, all-zero PCR pins are no reference values: refused, with
+        // the reason; the flag trusts it, saying so out loud.
+        write_policy_text(&alice, "", &f);
+        let refused = alice.fails(&["attest"]);
+        assert!(
+            refused.contains("reference_values: the policy pins no reference value")
+                && refused.contains("allow all zeros"),
+            "{refused}"
+        );
+        let out = alice.ok(&["attest", "--allow-unpinned-platform"]);
+        assert!(
+            out.starts_with("TRUSTED") && out.contains("WARNING: trusted WITHOUT reference values"),
+            "{out}"
+        );
+        write_policy(&alice, &f, "");
         // A pinned TLS key that is not the daemon's: the handshake is refused.
         let wrong = "ab".repeat(32);
         let refused = alice.fails(&["--pin-tls-spki", &wrong, "attest"]);
         assert!(refused.contains("is not the pinned key"), "{refused}");
         let verdict: Value = serde_json::from_str(&alice.ok(&["attest", "--json"])).unwrap();
         assert_eq!(verdict["trusted"], true, "{verdict}");
+        assert_eq!(verdict["appraised"]["unpinned_platform"], true, "{verdict}");
+        assert!(verdict["warnings"][0].as_str().unwrap().starts_with("WARNING"), "{verdict}");
         assert_eq!(verdict["fresh"], true);
         assert!(verdict["appraised"]["functions"].as_array().unwrap().contains(&json!(f)));
 
@@ -216,8 +249,21 @@ async fn the_whole_flow_through_the_cli() {
         let mut args = vec!["enroll", "--ek-ca"];
         args.extend(cas2.iter().map(String::as_str));
         operator.ok(&args);
-        let out = operator.ok(&["verify-destruction", &inst]);
-        assert!(out.contains("0 of ours"), "{out}");
+        // It has no policy file: it opts out of reference values on the command line
+        // (swtpm has no firmware), and the warning says so.
+        let refused = operator.fails(&["verify-destruction", &inst]);
+        assert!(refused.contains("reference_values"), "{refused}");
+        let run = operator.run(&["--allow-unpinned-platform", "verify-destruction", &inst]);
+        let out = String::from_utf8_lossy(&run.stdout);
+        let warning = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            run.status.success() && out.contains("0 of ours"),
+            "{out}{warning}"
+        );
+        assert!(
+            warning.contains("WARNING: trusted WITHOUT reference values"),
+            "{warning}"
+        );
 
         // An offline bundle: verified with no daemon needed; tampering is refused.
         let file = bob.state.join("bundle.json");
@@ -325,7 +371,7 @@ async fn answers(p: &Party, nonce: &str) -> (Value, String, Value, String) {
 
 fn policy_for(tpm: &Value, extra: &str) -> AppraisalPolicy {
     AppraisalPolicy::from_toml(&format!(
-        "ak_name = \"{}\"\nplatform_pcrs = [0, 2, 4, 7, 9]\n{extra}",
+        "ak_name = \"{}\"\nplatform_pcrs = [0, 2, 4, 7, 9]\nallow_unpinned_platform = true\n{extra}",
         tpm["ak"]["name"].as_str().unwrap()
     ))
     .unwrap()
@@ -506,6 +552,169 @@ async fn a_firmware_log_that_does_not_replay_to_the_platform_pcrs_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_policy_is_stable_explained_and_compared_with_reference_values() {
+    // A platform with something measured: "a kernel" extended into PCR 9 before the
+    // daemon starts (and seals to it), as a boot loader would.
+    let tpm = TestTpm::start();
+    let kernel = arbiter_tests::sha256(&[b"a kernel"]);
+    tpm.tool_ok(
+        "tpm2_pcrextend",
+        &[&format!("9:sha256={}", hex::encode(kernel))],
+    );
+    // The reference value computed independently: PCR 9 = SHA-256(0^32 || digest).
+    let pcr9 = hex::encode(arbiter_tests::sha256(&[&[0u8; 32], &kernel]));
+    let daemon = TestDaemon::start(&tpm, &tpm.path("daemon"), |_| {}).await;
+    let dir = tpm.path("parties");
+    let url = daemon.url.clone();
+    let cas = cas_of(&tpm);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../measured-boot/testdata/eventlogs/crypto_agile_eventlog.bin");
+    blocking(move || {
+        let alice = CliParty::new(&dir, "alice", &url);
+        let mut args = vec!["enroll", "--ek-ca"];
+        args.extend(cas.iter().map(String::as_str));
+        alice.ok(&args);
+        let first = alice.state.join("captured.toml");
+        let second = alice.state.join("again.toml");
+        let out = alice.ok(&["policy", "capture", "--out", first.to_str().unwrap()]);
+        assert!(out.contains("REVIEW IT") && out.contains("1 pinned to a non-zero value"), "{out}");
+        assert!(out.contains("no firmware log served"), "{out}");
+        alice.ok(&["policy", "capture", "--out", second.to_str().unwrap()]);
+        let text = std::fs::read_to_string(&first).unwrap();
+        assert_eq!(text, std::fs::read_to_string(&second).unwrap(), "the same state, the same file");
+        assert!(text.contains("platform_pcrs = [0, 2, 4, 7, 9]"), "{text}");
+        assert!(text.contains(&format!("9 = \"{pcr9}\"")), "{text}");
+        assert!(text.contains("executable_sha256 = [\""), "{text}");
+        assert!(!text.contains("\n23 = "), "the application PCR is volatile: {text}");
+
+        // The captured policy pins a real value: trusted with no opt-out and no warning.
+        let out = alice.ok(&["attest", "--policy", first.to_str().unwrap()]);
+        assert!(out.starts_with("TRUSTED") && !out.contains("WARNING"), "{out}");
+
+        // Explained: without the firmware log a PCR value cannot be; with a log that is
+        // not this boot's, its events are listed and the replay does not match.
+        let out = alice.ok(&["policy", "explain", first.to_str().unwrap()]);
+        assert!(out.contains("PCR 9 (files the boot loader read"), "{out}");
+        assert_eq!(out.matches("cannot be explained without the firmware log").count(), 5, "{out}");
+        assert!(out.contains("executable_sha256") && out.contains("reported by the daemon"), "{out}");
+        let out = alice.ok(&["policy", "explain", first.to_str().unwrap(), "--log", fixture.to_str().unwrap()]);
+        assert!(out.contains("EV_EFI_VARIABLE_DRIVER_CONFIG") && out.contains("NOT the pinned value"), "{out}");
+
+        // Compared with reference values built from the image.
+        let exe = text
+            .lines()
+            .find_map(|l| l.strip_prefix("executable_sha256 = [\""))
+            .map(|l| l[..64].to_owned())
+            .unwrap();
+        let reference = alice.state.join("reference.toml");
+        std::fs::write(
+            &reference,
+            format!("image = \"test image\"\nexecutable_sha256 = [\"{exe}\"]\n[pcrs]\n9 = \"{pcr9}\"\n"),
+        )
+        .unwrap();
+        let out = alice.ok(&["policy", "compare", first.to_str().unwrap(), "--reference", reference.to_str().unwrap()]);
+        assert!(out.contains("MATCH    pcrs.9") && out.contains("MATCH    executable_sha256"), "{out}");
+        assert!(out.contains("every reference value matches (2)"), "{out}");
+        let other = hex::encode(arbiter_tests::sha256(&[&[0u8; 32], &arbiter_tests::sha256(&[b"another kernel"])]));
+        std::fs::write(
+            &reference,
+            format!("executable_sha256 = [\"{exe}\"]\nkernel_cmdline = \"ro quiet\"\n[pcrs]\n9 = \"{other}\"\n"),
+        )
+        .unwrap();
+        let out = alice.fails(&["policy", "compare", first.to_str().unwrap(), "--reference", reference.to_str().unwrap()]);
+        assert!(out.contains("MISMATCH pcrs.9") && out.contains(&other), "{out}");
+        assert!(out.contains("MISMATCH kernel_cmdline") && out.contains("MATCH    executable_sha256"), "{out}");
+        assert!(out.contains("2 of 3 reference value(s) do not match"), "{out}");
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_with_a_firmware_log_pins_the_boot_chain_and_explains_it() {
+    // A real machine's boot (a GCE Shielded VM: shim, GRUB, Secure Boot off) replayed into
+    // the software TPM's PCRs before the daemon starts, and its log served by the daemon.
+    let log_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../measured-boot/testdata/eventlogs/coreos_36_shielded_vm_no_secure_boot_eventlog.bin",
+    );
+    let log =
+        arbiter_measured_boot::firmware::EventLog::from_bytes(&std::fs::read(&log_path).unwrap())
+            .unwrap();
+    let tpm = TestTpm::start();
+    for e in log.events.iter().filter(|e| e.is_extended() && e.pcr < 16) {
+        let d = e.digest(arbiter_measured_boot::HashAlg::Sha256).unwrap();
+        tpm.tool_ok(
+            "tpm2_pcrextend",
+            &[&format!("{}:sha256={}", e.pcr, hex::encode(d))],
+        );
+    }
+    let served = log_path.clone();
+    let daemon = TestDaemon::start(&tpm, &tpm.path("daemon"), |c| {
+        c.attestation.firmware_log = served;
+    })
+    .await;
+    let dir = tpm.path("parties");
+    let url = daemon.url.clone();
+    let cas = cas_of(&tpm);
+    blocking(move || {
+        let alice = CliParty::new(&dir, "alice", &url);
+        let mut args = vec!["enroll", "--ek-ca"];
+        args.extend(cas.iter().map(String::as_str));
+        alice.ok(&args);
+        let policy = alice.state.join("captured.toml");
+        let saved = alice.state.join("fw.bin");
+        let out = alice.ok(&[
+            "policy",
+            "capture",
+            "--out",
+            policy.to_str().unwrap(),
+            "--log-out",
+            saved.to_str().unwrap(),
+        ]);
+        assert!(
+            out.contains("5 pinned to a non-zero value") && out.contains("firmware log saved"),
+            "{out}"
+        );
+        assert_eq!(
+            std::fs::read(&saved).unwrap(),
+            std::fs::read(&log_path).unwrap()
+        );
+        let text = std::fs::read_to_string(&policy).unwrap();
+        for expected in [
+            "secure_boot = false",
+            "Secure Boot is DISABLED",
+            "shimx64.efi",
+            "grubx64.efi",
+            "#   dbx        sha256 ",
+            "# kernel_cmdline = \"(hd0,gpt3)/ostree/",
+        ] {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
+        // The captured policy is trusted as it is (the boot chain pinned, no warning).
+        let out = alice.ok(&["attest", "--policy", policy.to_str().unwrap()]);
+        assert!(
+            out.starts_with("TRUSTED") && !out.contains("WARNING"),
+            "{out}"
+        );
+        // Every pinned PCR is explained by the saved log's events, which replay to it.
+        let out = alice.ok(&[
+            "policy",
+            "explain",
+            policy.to_str().unwrap(),
+            "--log",
+            saved.to_str().unwrap(),
+        ]);
+        assert_eq!(out.matches(": matches the pin").count(), 5, "{out}");
+        assert!(
+            out.contains("EV_EFI_BOOT_SERVICES_APPLICATION") && out.contains("loaded (PCR 4)"),
+            "{out}"
+        );
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_input_sealed_by_pyhpke_is_accepted_and_evaluated() {
     let s = setup().await;
     let alice = Party::new("alice", &s.daemon);
@@ -618,6 +827,10 @@ fn every_command_has_help() {
         &["eventlog"],
         &["eventlog", "replay"],
         &["eventlog", "show"],
+        &["policy"],
+        &["policy", "capture"],
+        &["policy", "explain"],
+        &["policy", "compare"],
     ];
     for c in commands {
         let out = std::process::Command::new(arbiter_path())

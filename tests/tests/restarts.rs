@@ -32,7 +32,7 @@ fn write_policy(party: &CliParty, function_sha: &str) {
     std::fs::write(
         party.state.join("appraisal.toml"),
         format!(
-            "platform_pcrs = [0, 2, 4, 7, 9]\nfunctions = [\"{function_sha}\"]\n[pcrs]\n0 = \"{ZERO}\"\n7 = \"{ZERO}\"\n"
+            "platform_pcrs = [0, 2, 4, 7, 9]\nfunctions = [\"{function_sha}\"]\n# swtpm has no firmware: every platform PCR is zero, so nothing pins the boot.\nallow_unpinned_platform = true\n[pcrs]\n0 = \"{ZERO}\"\n7 = \"{ZERO}\"\n"
         ),
     )
     .unwrap();

@@ -5,6 +5,7 @@
 
 mod eventlog;
 mod party;
+mod policy;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +52,12 @@ struct Global {
     /// The config file [env ARBITER_CONFIG; default STATE/config.toml].
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Trust an appliance although the appraisal policy pins no reference value for its
+    /// platform (no non-zero platform PCR value, no firmware-log rule): for development on
+    /// a TPM with no firmware (swtpm) only. Every trusted verdict then prints a WARNING.
+    /// The policy key `allow_unpinned_platform = true` does the same.
+    #[arg(long, global = true)]
+    allow_unpinned_platform: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +187,44 @@ enum Command {
     /// daemon's measurement log (CEL-JSON, as JSON Lines or a JSON array).
     #[command(subcommand)]
     Eventlog(EventlogCommand),
+    /// Reference values: capture a policy from the appliance, explain what it pins,
+    /// compare it with values built from the image (docs/appraisal.md).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Take a fresh attestation (checked like `attest`, the AK as enrolled) and write an
+    /// appraisal policy with its platform PCR values and, from the firmware log when
+    /// served, Secure Boot, the boot applications and the kernel command line, for a
+    /// person to review. Nothing volatile is pinned: the same state, the same file.
+    Capture {
+        /// Where to write the policy (TOML).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Also save the firmware log served with the attestation (for `explain --log`).
+        #[arg(long, value_name = "FILE")]
+        log_out: Option<PathBuf>,
+    },
+    /// For each value a policy pins, the firmware events that produce it (with --log), or
+    /// say that it cannot be explained without the log.
+    Explain {
+        /// The policy (TOML).
+        file: PathBuf,
+        /// The firmware event log (binary_bios_measurements).
+        #[arg(long, value_name = "FIRMWARE_LOG")]
+        log: Option<PathBuf>,
+    },
+    /// Check a captured policy against reference values computed from the image's build
+    /// outputs; one line per value, exit status 1 on any mismatch.
+    Compare {
+        /// The captured policy (TOML).
+        file: PathBuf,
+        /// The reference values (TOML, docs/appraisal.md).
+        #[arg(long, value_name = "REF.toml")]
+        reference: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -275,6 +320,7 @@ impl Global {
             state: self.state.clone(),
             config: self.config.clone(),
             policy,
+            allow_unpinned_platform: self.allow_unpinned_platform,
         }
     }
 }
@@ -287,6 +333,15 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             eventlog::replay(&file, json, out, err)
         }
         Command::Eventlog(EventlogCommand::Show { file }) => eventlog::show(&file, out, err),
+        Command::Policy(PolicyCommand::Capture { out: file, log_out }) => {
+            policy::capture(g.overrides(None), &file, log_out.as_deref(), out)
+        }
+        Command::Policy(PolicyCommand::Explain { file, log }) => {
+            policy::explain(&file, log.as_deref(), out)
+        }
+        Command::Policy(PolicyCommand::Compare { file, reference }) => {
+            policy::compare(&file, &reference, out)
+        }
         Command::Identity(IdentityCommand::New { out: dir, name }) => {
             party::identity_new(&dir, &name, out)
         }
@@ -297,7 +352,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             instance,
             policy,
             json,
-        } => party::attest(g.overrides(policy), instance.as_deref(), json, out),
+        } => party::attest(g.overrides(policy), instance.as_deref(), json, out, err),
         Command::Function(FunctionCommand::Register { file, name }) => {
             party::function_register(g.overrides(None), &file, name, out)
         }
@@ -336,21 +391,21 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             id,
             out: file,
             policy,
-        } => party::bundle(g.overrides(policy), &id, &file, out),
+        } => party::bundle(g.overrides(policy), &id, &file, out, err),
         Command::VerifyBundle {
             file,
             policy,
             ek_ca,
-        } => party::verify_bundle(g.overrides(policy), &file, &ek_ca, out),
+        } => party::verify_bundle(g.overrides(policy), &file, &ek_ca, out, err),
         Command::Result {
             id,
             wait,
             policy,
             json,
-        } => party::result(g.overrides(policy), &id, wait, json, out),
-        Command::Destroy { id, policy } => party::destroy(g.overrides(policy), &id, out),
+        } => party::result(g.overrides(policy), &id, wait, json, out, err),
+        Command::Destroy { id, policy } => party::destroy(g.overrides(policy), &id, out, err),
         Command::VerifyDestruction { id, policy } => {
-            party::verify_destruction(g.overrides(policy), &id, out)
+            party::verify_destruction(g.overrides(policy), &id, out, err)
         }
     }
 }

@@ -11,7 +11,7 @@ use arbiter_client::http::PartyIdentity;
 use arbiter_client::party;
 use arbiter_client::session::Session;
 use arbiter_client::trust::{write_atomic, write_new_private};
-use arbiter_client::verify::{self, Attestation};
+use arbiter_client::verify::{self, Attestation, UNPINNED_PLATFORM_WARNING};
 use serde_json::Value;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -28,6 +28,15 @@ fn policy_of(s: &Session) -> anyhow::Result<arbiter_policy::appraisal::Appraisal
     Ok(verify::session_policy(s, None)?)
 }
 
+/// Says out loud, on `err`, that a trusted verdict rests on no reference value for the
+/// platform.
+fn warn_unpinned(unpinned: bool, err: &mut dyn Write) -> anyhow::Result<()> {
+    if unpinned {
+        writeln!(err, "{UNPINNED_PLATFORM_WARNING}")?;
+    }
+    Ok(())
+}
+
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
@@ -41,6 +50,9 @@ fn print_verdict(a: &Attestation, out: &mut dyn Write) -> anyhow::Result<()> {
             out,
             "TRUSTED: the attestation passed every check of the policy"
         )?;
+        if ap.unpinned_platform {
+            writeln!(out, "{UNPINNED_PLATFORM_WARNING}")?;
+        }
     } else {
         writeln!(out, "NOT TRUSTED: {} reason(s)", v.reasons.len())?;
         for r in &v.reasons {
@@ -169,12 +181,14 @@ pub fn attest(
     instance: Option<&str>,
     json: bool,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let s = session(o)?;
     let policy = policy_of(&s)?;
     let a = runtime()?.block_on(verify::attest(&s, &policy, instance))?;
     if json {
         writeln!(out, "{}", pretty(&a.to_json()))?;
+        warn_unpinned(verify::trusted_unpinned(&a.verdict), err)?;
     } else {
         print_verdict(&a, out)?;
     }
@@ -334,6 +348,8 @@ pub fn submit(
         "attested: trusted (nonce {}, TLS key {})",
         r.attestation.nonce, r.attestation.tls_spki_sha256
     )?;
+    // The submission's output is for people only: the warning goes with it.
+    warn_unpinned(verify::trusted_unpinned(&r.attestation.verdict), out)?;
     writeln!(
         out,
         "submitted slot `{}` round {} of instance {instance}",
@@ -355,10 +371,12 @@ pub fn result(
     wait: bool,
     json: bool,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let s = session(o)?;
     let policy = policy_of(&s)?;
     let r = runtime()?.block_on(party::result(&s, &policy, id, if wait { 300 } else { 0 }))?;
+    warn_unpinned(verify::trusted_unpinned(&r.attestation.verdict), err)?;
     if json {
         let v = serde_json::to_value(&r.statement)?;
         writeln!(
@@ -400,7 +418,9 @@ fn print_destruction(
     r: &party::VerifiedDestruction,
     id: &str,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    warn_unpinned(r.unpinned_platform, err)?;
     writeln!(
         out,
         "instance {id} destroyed at {}",
@@ -432,26 +452,43 @@ fn print_destruction(
 }
 
 /// `arbiter destroy`.
-pub fn destroy(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn destroy(
+    o: Overrides,
+    id: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
     let s = session(o)?;
     let policy = policy_of(&s)?;
     let r = runtime()?.block_on(party::destroy(&s, &policy, id))?;
-    print_destruction(&r, id, out)
+    print_destruction(&r, id, out, err)
 }
 
 /// `arbiter verify-destruction`.
-pub fn verify_destruction(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn verify_destruction(
+    o: Overrides,
+    id: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
     let s = session(o)?;
     let policy = policy_of(&s)?;
     let r = runtime()?.block_on(party::verify_destruction(&s, &policy, id))?;
-    print_destruction(&r, id, out)
+    print_destruction(&r, id, out, err)
 }
 
 /// `arbiter bundle`.
-pub fn bundle(o: Overrides, id: &str, file: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn bundle(
+    o: Overrides,
+    id: &str,
+    file: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
     let s = session(o)?;
     let policy = policy_of(&s)?;
-    let b = runtime()?.block_on(arbiter_client::bundle::collect(&s, &policy, id))?;
+    let (b, a) = runtime()?.block_on(arbiter_client::bundle::collect(&s, &policy, id))?;
+    warn_unpinned(verify::trusted_unpinned(&a.verdict), err)?;
     write_atomic(file, serde_json::to_string_pretty(&b)?.as_bytes())?;
     writeln!(
         out,
@@ -473,14 +510,16 @@ pub fn verify_bundle(
     file: &Path,
     cas: &[PathBuf],
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let settings = Settings::resolve(o)?;
     let text = std::fs::read(file).with_context(|| file.display().to_string())?;
     let b: Value = serde_json::from_slice(&text).with_context(|| file.display().to_string())?;
-    let policy = match &settings.policy {
+    let mut policy = match &settings.policy {
         Some(p) => verify::read_policy(p)?,
         None => arbiter_policy::appraisal::AppraisalPolicy::default(),
     };
+    policy.allow_unpinned_platform |= settings.allow_unpinned_platform;
     let server = b["server"].as_str().unwrap_or_default();
     let trust = arbiter_client::trust::TrustStore::new(&settings.state);
     let policy = verify::with_enrolled_ak(policy, &trust.server(server)?)?;
@@ -490,6 +529,7 @@ pub fn verify_bundle(
         Some(arbiter_client::enroll::read_cas(cas)?)
     };
     let r = arbiter_client::bundle::verify(&b, &policy, cas.as_deref())?;
+    warn_unpinned(verify::trusted_unpinned(&r.verdict), err)?;
     for c in &r.checks {
         writeln!(out, "  - {c}")?;
     }
@@ -547,5 +587,46 @@ mod tests {
             )),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_trusted_verdict_without_reference_values_says_so() {
+        let mut a = Attestation {
+            verdict: Verdict {
+                trusted: true,
+                reasons: vec![],
+                as_of: None,
+                fresh: true,
+                appraised: Appraised {
+                    unpinned_platform: true,
+                    ..Appraised::default()
+                },
+            },
+            evidence: Value::Null,
+            nonce: "00".into(),
+            tls_spki_sha256: "5e".repeat(32),
+            instance_id: None,
+        };
+        let mut out = Vec::new();
+        print_verdict(&a, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(&format!("TRUSTED: the attestation passed every check of the policy\n{UNPINNED_PLATFORM_WARNING}\n")),
+            "{text}"
+        );
+        let mut err = Vec::new();
+        warn_unpinned(verify::trusted_unpinned(&a.verdict), &mut err).unwrap();
+        assert_eq!(
+            String::from_utf8(err).unwrap(),
+            format!("{UNPINNED_PLATFORM_WARNING}\n")
+        );
+        // Pinned: no warning.
+        a.verdict.appraised.unpinned_platform = false;
+        let mut out = Vec::new();
+        print_verdict(&a, &mut out).unwrap();
+        assert!(!String::from_utf8(out).unwrap().contains("WARNING"));
+        let mut err = Vec::new();
+        warn_unpinned(verify::trusted_unpinned(&a.verdict), &mut err).unwrap();
+        assert!(err.is_empty());
     }
 }

@@ -234,12 +234,18 @@ impl World {
         }
     }
 
+    /// The AK pinned and the platform's reference values: PCR 0 as this world boots it
+    /// (all-zero counts as no pin, so a world with no firmware allows an unpinned
+    /// platform).
     fn policy(&self) -> AppraisalPolicy {
+        let pcr0 = self.platform_values.get(&0).copied().unwrap_or_default();
         AppraisalPolicy {
             ak: PinnedAk {
                 name: Some(self.ak_public().name()),
                 public_key: None,
             },
+            pcrs: [(0, BTreeSet::from([pcr0]))].into(),
+            allow_unpinned_platform: pcr0 == [0; 32],
             ..AppraisalPolicy::default()
         }
     }
@@ -482,6 +488,7 @@ fn pinning_by_public_key_and_without_an_instance() {
             name: None,
             public_key: Some(*w.ak.verifying_key()),
         },
+        pcrs: w.policy().pcrs,
         ..AppraisalPolicy::default()
     };
     let verdict = appraise(&w.evidence(), &policy, &w.expectations());
@@ -509,7 +516,7 @@ fn an_unpinned_or_other_ak_is_refused() {
         &AppraisalPolicy::default(),
         &w.expectations(),
     );
-    refused_for(&verdict, &[Check::AkPin]);
+    refused_for(&verdict, &[Check::AkPin, Check::ReferenceValues]);
     assert_eq!(
         verdict.statement_key(),
         None,
@@ -525,6 +532,7 @@ fn an_unpinned_or_other_ak_is_refused() {
             ),
             public_key: Some(*other.verifying_key()),
         },
+        pcrs: w.policy().pcrs,
         ..AppraisalPolicy::default()
     };
     let verdict = appraise(&w.evidence(), &policy, &w.expectations());
@@ -973,6 +981,7 @@ fn every_reason_is_listed_not_just_the_first() {
             Check::Sealing,
             Check::Function,
             Check::Instance,
+            Check::ReferenceValues,
         ],
     );
     for reason in &verdict.reasons {
@@ -1037,6 +1046,7 @@ fn firmware_log_rules() {
     assert_eq!(verdict.appraised.secure_boot, Some(false));
 
     // Rules but no log; a log that does not parse.
+    policy.pcrs = w.policy().pcrs;
     let mut e = w.evidence();
     e.firmware_log = None;
     refused_for(
@@ -1341,10 +1351,21 @@ fn policy_from_toml() {
 
     let w = World::new();
     let pem = w.ak_public().public_key_pem().unwrap();
-    let p = AppraisalPolicy::from_toml(&format!("ak_public_pem = '''\n{pem}'''\n")).unwrap();
+    let p = AppraisalPolicy::from_toml(&format!(
+        "ak_public_pem = '''\n{pem}'''\nallow_unpinned_platform = true\n"
+    ))
+    .unwrap();
     assert_eq!(p.ak.public_key, Some(*w.ak.verifying_key()));
     assert_eq!(p.application_pcr, DEFAULT_APPLICATION_PCR);
-    assert!(appraise(&w.evidence(), &p, &w.expectations()).trusted);
+    assert!(p.allow_unpinned_platform);
+    let verdict = appraise(&w.evidence(), &p, &w.expectations());
+    assert!(verdict.trusted, "{:#?}", verdict.reasons);
+    assert!(verdict.appraised.unpinned_platform);
+    assert!(
+        !AppraisalPolicy::from_toml(POLICY_TOML)
+            .unwrap()
+            .allow_unpinned_platform
+    );
     assert_eq!(p.executable_sha256, None, "no pin unless the key is given");
 
     for bad in [
@@ -1380,4 +1401,99 @@ fn policy_from_toml() {
         panic!("an empty executable_sha256 list is refused");
     };
     assert_eq!(reason, "executable_sha256: an empty list allows nothing");
+}
+
+#[test]
+fn a_policy_without_reference_values_is_refused_unless_it_allows_that() {
+    let w = World::new();
+    let ak_only = AppraisalPolicy {
+        pcrs: BTreeMap::new(),
+        allow_unpinned_platform: false,
+        ..w.policy()
+    };
+    // The AK alone: any firmware, boot loader and kernel would pass.
+    let verdict = appraise(&w.evidence(), &ak_only, &w.expectations());
+    refused_for(&verdict, &[Check::ReferenceValues]);
+    let detail = only_reason(&verdict, Check::ReferenceValues);
+    assert!(
+        detail.contains("pins no reference value") && detail.contains("[0, 2, 4, 7, 9]"),
+        "{detail}"
+    );
+    assert_eq!(verdict.statement_key(), None);
+
+    // A pin of a PCR outside the daemon's platform set pins nothing of the platform; an
+    // empty [firmware] table only asks for the log to replay.
+    let mut elsewhere = ak_only.clone();
+    elsewhere.pcrs.insert(14, [[0x42; 32]].into());
+    elsewhere.firmware = Some(FirmwareRules::default());
+    let verdict = appraise(&w.evidence(), &elsewhere, &w.expectations());
+    assert!(
+        verdict.failed(Check::ReferenceValues),
+        "{:#?}",
+        verdict.reasons
+    );
+
+    // Allowed explicitly: trusted, and the verdict says that nothing was pinned.
+    let allowed = AppraisalPolicy {
+        allow_unpinned_platform: true,
+        ..ak_only.clone()
+    };
+    let verdict = appraise(&w.evidence(), &allowed, &w.expectations());
+    assert!(verdict.trusted, "{:#?}", verdict.reasons);
+    assert!(verdict.appraised.unpinned_platform);
+}
+
+#[test]
+fn all_zero_pins_are_no_pins_and_real_values_are() {
+    // A TPM with no firmware: every platform PCR is zero.
+    let mut w = World::new();
+    w.platform_values = w.platform.iter().map(|&i| (i, [0u8; 32])).collect();
+    let zero_pins = AppraisalPolicy {
+        pcrs: [(0, [[0u8; 32]].into()), (7, [[0u8; 32]].into())].into(),
+        allow_unpinned_platform: false,
+        ..w.policy()
+    };
+    let verdict = appraise(&w.evidence(), &zero_pins, &w.expectations());
+    refused_for(&verdict, &[Check::ReferenceValues]);
+    let detail = only_reason(&verdict, Check::ReferenceValues);
+    assert!(detail.contains("PCRs [0, 7] allow all zeros"), "{detail}");
+    // A list that also allows all zeros does not pin either.
+    let mut either = zero_pins.clone();
+    either.pcrs.insert(4, [[0u8; 32], [0x42; 32]].into());
+    assert!(!either.pins_platform(None));
+    assert!(appraise(&w.evidence(), &either, &w.expectations()).failed(Check::ReferenceValues));
+
+    // A real pinned value of a platform PCR: trusted, nothing to warn about.
+    let w = World::new();
+    let pinned = AppraisalPolicy {
+        pcrs: [(7, [w.platform_values[&7]].into())].into(),
+        allow_unpinned_platform: false,
+        ..w.policy()
+    };
+    assert!(pinned.pins_platform(Some(&w.selection())));
+    let verdict = appraise(&w.evidence(), &pinned, &w.expectations());
+    assert!(verdict.trusted, "{:#?}", verdict.reasons);
+    assert!(!verdict.appraised.unpinned_platform);
+    // Pinned to another value: refused for the value, not for a lack of reference values.
+    let mut other = pinned.clone();
+    other.pcrs.insert(7, [[0x42; 32]].into());
+    refused_for(
+        &appraise(&w.evidence(), &other, &w.expectations()),
+        &[Check::Pcr],
+    );
+
+    // A firmware-log rule is a reference value too.
+    let fw = World::new().with_firmware(SB_LOG);
+    let rule = AppraisalPolicy {
+        pcrs: BTreeMap::new(),
+        allow_unpinned_platform: false,
+        firmware: Some(FirmwareRules {
+            secure_boot: true,
+            boot_applications: None,
+        }),
+        ..fw.policy()
+    };
+    let verdict = appraise(&fw.evidence(), &rule, &fw.expectations());
+    assert!(verdict.trusted, "{:#?}", verdict.reasons);
+    assert!(!verdict.appraised.unpinned_platform);
 }
