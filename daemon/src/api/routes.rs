@@ -274,6 +274,35 @@ fn matches(template: &str, path: &str) -> Option<Vec<String>> {
     Some(params)
 }
 
+/// Whether `route` answers while the daemon is degraded (its sealing key unavailable,
+/// SPEC §3): health, the API description, attestation and the TPM's public parts
+/// (including credential activation, which enrolling verifiers need). Every other route
+/// may need a secret, or would change state that a later healthy start must find as it
+/// was, and is refused. Exhaustive, so a new route has to decide.
+pub fn serves_when_degraded(route: Route) -> bool {
+    match route {
+        Route::Healthz
+        | Route::OpenApi
+        | Route::Attestation
+        | Route::TpmInfo
+        | Route::ActivateCredential => true,
+        Route::Metrics
+        | Route::ListFunctions
+        | Route::RegisterFunction
+        | Route::GetFunction
+        | Route::CreateInstance
+        | Route::GetInstance
+        | Route::PutInput
+        | Route::DeleteInput
+        | Route::Approve
+        | Route::Evaluate
+        | Route::GetResult
+        | Route::Usage
+        | Route::Destroy
+        | Route::DestructionCertificate
+        | Route::EpochReset => false,
+    }
+}
 /// The route for a method and path, with its parameters in order.
 pub fn match_route(method: &Method, path: &str) -> Option<(Route, Vec<String>)> {
     endpoints()
