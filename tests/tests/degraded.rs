@@ -305,3 +305,62 @@ async fn a_changed_platform_state_starts_degraded_touches_nothing_and_recovers()
     assert_eq!(r.json["output"], SPEC_OUTPUT, "{}", r.json);
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reboot_into_another_boot_chain_attests_an_empty_generation_held_in_memory() {
+    let mut tpm = TestTpm::start();
+    let state = tpm.path("daemon");
+    let d = TestDaemon::start(&tpm, &state, |_| {}).await;
+    let alice = Party::new("alice", &d);
+    let healthy = alice
+        .get(&format!("/v1/attestation?nonce={}", nonce()))
+        .await;
+    assert_eq!(healthy.status, StatusCode::OK, "{}", healthy.json);
+    let generation = healthy.json["log_generation"].as_u64().unwrap();
+    d.stop().await;
+
+    // A reboot (a TPM startup: PCR 23 all-zero, new counts) into another firmware.
+    tpm.swtpm.restart().unwrap();
+    tpm.tool_ok(
+        "tpm2_pcrextend",
+        &[&format!(
+            "0:sha256={}",
+            hex::encode(arbiter_tests::sha256(&[b"another firmware"]))
+        )],
+    );
+    let before = snapshot(&state);
+    let d = TestDaemon::start(&tpm, &state, |_| {}).await;
+    let mut alice = alice;
+    alice.reconnect(&d.url);
+    let h = alice.get("/healthz").await;
+    assert_eq!(h.json["status"], "degraded", "{}", h.json);
+    // The quote still replays: the new generation is empty (nothing is re-measured while
+    // degraded) and PCR 23 all-zero; the sealing index is published as it is.
+    let att = alice
+        .get(&format!("/v1/attestation?nonce={}", nonce()))
+        .await;
+    assert_eq!(att.status, StatusCode::OK, "{}", att.json);
+    assert_eq!(att.json["log_generation"], generation + 1, "{}", att.json);
+    assert_eq!(att.json["log"], json!([]), "{}", att.json);
+    assert_eq!(att.json["quote"]["pcrs"]["sha256"]["23"], "00".repeat(32));
+    assert_eq!(att.json["sealing"]["name"], healthy.json["sealing"]["name"]);
+    assert!(
+        att.json["sealing"]["unavailable"]
+            .as_str()
+            .unwrap()
+            .starts_with("sealing: unavailable:"),
+        "{}",
+        att.json
+    );
+    d.stop().await;
+    let after = snapshot(&state);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "no file created (no new generation written)"
+    );
+    assert!(
+        before == after,
+        "a degraded start after a reboot changed the state"
+    );
+}
