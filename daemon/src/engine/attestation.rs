@@ -93,8 +93,11 @@ impl Engine {
             .iter()
             .map(|(k, v)| (k.to_string(), Value::String(hex::encode(v))))
             .collect();
-        let firmware_log = std::fs::read(&self.config.attestation.firmware_log)
+        // Read at each attestation (the kernel's file can grow on some platforms); the unit's
+        // fallback credential where the host has no log is no log.
+        let firmware_log = std::fs::read(&self.firmware_log)
             .ok()
+            .and_then(crate::config::firmware_log_content)
             .map(|b| b64(&b));
         Ok(json!({
             "quote": {

@@ -75,6 +75,8 @@ pub struct Engine {
     /// The last sealing epoch the store was written under, reported by attestations while
     /// the sealing index cannot be read (0 otherwise: the sealer knows the epoch then).
     last_epoch: u64,
+    /// Where the firmware event log served with attestations is read from.
+    firmware_log: PathBuf,
     tls: TlsIdentity,
     tls_config: Arc<ServerConfig>,
     tls_spki: String,
@@ -329,6 +331,10 @@ impl Engine {
             })?,
         };
         let (events, _) = broadcast::channel(256);
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let firmware_log = config
+            .attestation
+            .firmware_log_source(credentials.as_deref());
         Ok(Self {
             evaluations: Arc::new(Semaphore::new(config.limits.max_concurrent_evaluations)),
             config,
@@ -337,6 +343,7 @@ impl Engine {
             sealer: RwLock::new(sealer),
             sealing_unavailable,
             last_epoch,
+            firmware_log,
             tls,
             tls_config,
             tls_spki,
