@@ -82,8 +82,10 @@ pub fn endpoints() -> Vec<Endpoint> {
             Method::GET,
             "/healthz",
             "Liveness; echoes the caller's identity. `status` is `ok`, or `degraded` with the \
-             reasons in `degraded` (e.g. evaluations cannot start and are being retried). Any \
-             authenticated client.",
+             reasons in `degraded` (e.g. evaluations cannot start and are being retried; or \
+             `sealing: unavailable: …` when the platform state does not satisfy the sealing \
+             policy — then only this, attestation and the TPM's public parts answer and every \
+             other endpoint answers 503 `sealing_unavailable`). Any authenticated client.",
             200,
             false,
         ),

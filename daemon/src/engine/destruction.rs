@@ -274,7 +274,7 @@ impl Engine {
 
     /// Background work: resume interrupted destructions, apply deadlines, notice TPM
     /// startups under the running daemon, and retry evaluations whose evaluator did not
-    /// start.
+    /// start. None of it runs in a degraded start: all of it needs the sealing key or writes.
     pub fn spawn_background(self: &Arc<Self>) {
         if self.sealing_unavailable.is_some() {
             // Degraded: resuming evaluations, destructions and re-measuring after a TPM
