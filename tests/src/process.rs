@@ -26,6 +26,8 @@ pub struct DaemonSpec {
     pub dev_swtpm: bool,
     /// The open-file limit to run under (`prlimit --nofile=N:N`), e.g. systemd's 1,024.
     pub nofile: Option<u64>,
+    /// `CREDENTIALS_DIRECTORY`, as systemd sets it for a unit with credentials.
+    pub credentials_directory: Option<PathBuf>,
 }
 
 /// A running (or stopped) `arbiterd` process; SIGKILLed on drop.
@@ -134,6 +136,10 @@ impl DaemonProcess {
         if self.spec.dev_swtpm {
             command.arg("--dev-swtpm");
         }
+        match &self.spec.credentials_directory {
+            Some(dir) => command.env("CREDENTIALS_DIRECTORY", dir),
+            None => command.env_remove("CREDENTIALS_DIRECTORY"),
+        };
         let child = command
             .env("NOTIFY_SOCKET", &self.notify)
             .env("TSS2_LOG", "all+NONE")

@@ -4,6 +4,8 @@
 //! public parts, refuses every endpoint that needs a secret with 503 and the reason, and
 //! writes nothing; `arbiter attest` reports the appliance not usable; after the TPM restarts
 //! into the sealed state the next start works fully, the instance and its input intact.
+//! And how the service gets the firmware event log it serves with attestations: systemd's
+//! `firmware-log` credential, read from `$CREDENTIALS_DIRECTORY` by `arbiterd run`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -16,6 +18,8 @@ use arbiter_policy::appraisal::{AppraisalPolicy, Check};
 use arbiter_tests::TestTpm;
 use arbiter_tests::cli::CliParty;
 use arbiter_tests::daemon::{Party, TestDaemon, two_party_manifest};
+use arbiter_tests::process::{DaemonProcess, DaemonSpec};
+use base64::Engine as _;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
@@ -363,4 +367,43 @@ async fn a_reboot_into_another_boot_chain_attests_an_empty_generation_held_in_me
         before == after,
         "a degraded start after a reboot changed the state"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_serves_the_firmware_log_systemd_passes_as_a_credential() {
+    let tpm = TestTpm::start();
+    let credentials = tpm.path("credentials");
+    std::fs::create_dir_all(&credentials).unwrap();
+    // Any bytes: the daemon serves the log as it is (verifiers parse it).
+    let log = b"\x00\x00\x00\x00\x03\x00\x00\x00a firmware event log".to_vec();
+    std::fs::write(credentials.join("firmware-log"), &log).unwrap();
+    let mut daemon = DaemonProcess::start(DaemonSpec {
+        state_dir: tpm.path("daemon"),
+        tcti: Some(tpm.tcti()),
+        credentials_directory: Some(credentials.clone()),
+        ..DaemonSpec::default()
+    });
+    let party = Party::with_identity(
+        "alice",
+        PartyIdentity::generate("alice").unwrap(),
+        &daemon.url(),
+    );
+    let att = party
+        .get(&format!("/v1/attestation?nonce={}", nonce()))
+        .await;
+    assert_eq!(att.status, StatusCode::OK, "{}", att.json);
+    let served = base64::engine::general_purpose::STANDARD
+        .decode(att.json["firmware_log"].as_str().expect("a firmware log"))
+        .unwrap();
+    assert_eq!(served, log, "the credential's bytes, whole");
+
+    // The unit's fallback where the host has no log: none served.
+    daemon.terminate();
+    std::fs::write(credentials.join("firmware-log"), b"absent").unwrap();
+    daemon.restart();
+    let att = party
+        .get(&format!("/v1/attestation?nonce={}", nonce()))
+        .await;
+    assert_eq!(att.status, StatusCode::OK, "{}", att.json);
+    assert_eq!(att.json["firmware_log"], Value::Null, "{}", att.json);
 }
