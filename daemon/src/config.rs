@@ -174,17 +174,56 @@ pub struct AttestationSection {
     /// Hold a batch until this many requests joined (at most 10 s). For tests that need
     /// deterministic batching; leave at 1 in production.
     pub batch_min_leaves: usize,
-    /// The firmware event log served with attestations, when the file exists.
+    /// The firmware event log served with attestations, when the file exists and is not
+    /// empty. Left at the default under systemd, the daemon reads the unit's
+    /// `firmware-log` credential instead (see [`AttestationSection::firmware_log_source`]).
     pub firmware_log: PathBuf,
 }
+
+/// The kernel's copy of the firmware event log: the default of `attestation.firmware_log`.
+/// Readable by root only.
+pub const DEFAULT_FIRMWARE_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
+
+/// The name of the systemd credential carrying the firmware event log
+/// (`LoadCredential=firmware-log:…` in `arbiterd.service`).
+pub const FIRMWARE_LOG_CREDENTIAL: &str = "firmware-log";
 
 impl Default for AttestationSection {
     fn default() -> Self {
         Self {
             batch_window_ms: 5,
             batch_min_leaves: 1,
-            firmware_log: PathBuf::from("/sys/kernel/security/tpm0/binary_bios_measurements"),
+            firmware_log: PathBuf::from(DEFAULT_FIRMWARE_LOG),
         }
+    }
+}
+
+/// What the unit's fallback credential holds where the host has no firmware log
+/// (`SetCredential=firmware-log:absent`): read as no log.
+pub const FIRMWARE_LOG_ABSENT: &[u8] = b"absent";
+
+/// The firmware log to serve from what was read: none when the file was empty or is the
+/// unit's [`FIRMWARE_LOG_ABSENT`] fallback.
+pub fn firmware_log_content(bytes: Vec<u8>) -> Option<Vec<u8>> {
+    (!bytes.is_empty() && bytes != FIRMWARE_LOG_ABSENT).then_some(bytes)
+}
+
+impl AttestationSection {
+    /// Where to read the firmware event log from. The kernel's file is root's only and the
+    /// service runs as its own user, so systemd hands it over as the credential
+    /// `firmware-log`: with the default path configured and a `credentials_directory`
+    /// (`$CREDENTIALS_DIRECTORY`) holding that credential, the credential is read. A path
+    /// the operator configured is always read as configured.
+    pub fn firmware_log_source(&self, credentials_directory: Option<&Path>) -> PathBuf {
+        if self.firmware_log == Path::new(DEFAULT_FIRMWARE_LOG)
+            && let Some(dir) = credentials_directory
+        {
+            let credential = dir.join(FIRMWARE_LOG_CREDENTIAL);
+            if credential.is_file() {
+                return credential;
+            }
+        }
+        self.firmware_log.clone()
     }
 }
 
@@ -391,6 +430,43 @@ fn apply_override(table: &mut toml::Table, spec: &str) -> Result<(), ConfigError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_firmware_log_comes_from_the_systemd_credential_only_for_the_default_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let default = AttestationSection::default();
+        // Not under systemd: the kernel's file.
+        assert_eq!(
+            default.firmware_log_source(None),
+            Path::new(DEFAULT_FIRMWARE_LOG)
+        );
+        // Under systemd without the credential (a unit of the operator's own): the same.
+        assert_eq!(
+            default.firmware_log_source(Some(&dir)),
+            Path::new(DEFAULT_FIRMWARE_LOG)
+        );
+        // With the credential: the credential.
+        let credential = dir.join(FIRMWARE_LOG_CREDENTIAL);
+        std::fs::write(&credential, b"log").unwrap();
+        assert_eq!(default.firmware_log_source(Some(&dir)), credential);
+        // The unit's fallback where the host has no log is no log; a log is served whole.
+        assert_eq!(firmware_log_content(b"absent".to_vec()), None);
+        assert_eq!(firmware_log_content(Vec::new()), None);
+        assert_eq!(
+            firmware_log_content(vec![0, 0, 0, 0, 3, 0, 0, 0]),
+            Some(vec![0, 0, 0, 0, 3, 0, 0, 0])
+        );
+        // A path the operator chose wins over the credential.
+        let configured = AttestationSection {
+            firmware_log: PathBuf::from("/run/arbiter/firmware.log"),
+            ..AttestationSection::default()
+        };
+        assert_eq!(
+            configured.firmware_log_source(Some(&dir)),
+            Path::new("/run/arbiter/firmware.log")
+        );
+    }
 
     #[test]
     fn defaults_are_valid_and_loopback() {

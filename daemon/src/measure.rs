@@ -59,6 +59,10 @@ pub enum MeasureError {
     /// The TPM failed.
     #[error(transparent)]
     Tpm(#[from] TpmError),
+    /// The log was opened read-only (a degraded start, SPEC §3): nothing is appended or
+    /// extended.
+    #[error("the measurement log is read-only while the daemon is degraded: nothing is measured")]
+    ReadOnly,
 }
 
 /// What `daemon_started` records, besides the counts and the generation.
@@ -106,7 +110,8 @@ pub type LiveSource = Box<dyn Fn() -> LiveFuture + Send + Sync>;
 pub struct LogState {
     generation: u64,
     records: Vec<Record>,
-    file: File,
+    /// The file appended to; `None` when the log is read-only.
+    file: Option<File>,
     path: PathBuf,
     /// The file's length: the end of its last whole record.
     len: u64,
@@ -140,6 +145,8 @@ pub struct Measurer {
     dir: PathBuf,
     facts: StartFacts,
     live: LiveSource,
+    /// Opened by [`Measurer::open_read_only`]: never appends, extends or writes a file.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Measurer {
@@ -305,18 +312,49 @@ impl Measurer {
         facts: StartFacts,
         live: LiveSource,
     ) -> Result<(Self, bool), MeasureError> {
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        Self::open_with(dir, tpm, facts, live, false).await
+    }
+
+    /// Opens the log for a degraded start (SPEC §3: the daemon touches nothing): reads the
+    /// latest generation and checks it against the TPM as [`Measurer::open`] does, but
+    /// appends no `daemon_started`, extends nothing, cuts no torn record and writes no file.
+    /// After a TPM startup (an all-zero PCR, new counts) the current generation is a new,
+    /// empty one held in memory only, so quotes still replay. A record written before a
+    /// crash and not yet extended cannot be settled without extending: refused.
+    pub async fn open_read_only(
+        dir: &Path,
+        tpm: Tpm,
+        facts: StartFacts,
+        live: LiveSource,
+    ) -> Result<Self, MeasureError> {
+        Ok(Self::open_with(dir, tpm, facts, live, true).await?.0)
+    }
+
+    async fn open_with(
+        dir: &Path,
+        tpm: Tpm,
+        facts: StartFacts,
+        live: LiveSource,
+        read_only: bool,
+    ) -> Result<(Self, bool), MeasureError> {
+        if !read_only {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
         let pcr = tpm.config().application_pcr;
         let clock = tpm.clock().await?;
         let counts = (clock.reset_count, clock.restart_count);
         let value = pcr_value(&tpm, pcr).await?;
-        let existing = latest_generation(dir)?;
+        let existing = if dir.exists() {
+            latest_generation(dir)?
+        } else {
+            None
+        };
         let (generation, records, path) = match existing {
             Some(g) => {
                 let path = generation_path(dir, g);
                 let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
                 let read = read_jsonl(&bytes).map_err(|e| io(&path, e))?;
-                if let Some(torn) = &read.torn {
+                if let Some(torn) = read.torn.as_ref().filter(|_| !read_only) {
                     // A torn append never completed, so it was never extended: drop it.
                     crate::engine::tracing_line(&format!(
                         "measurement log {}: dropping a torn last record ({:?})",
@@ -341,8 +379,13 @@ impl Measurer {
         };
         let startup_since = last_counts(&records).is_some_and(|c| c != counts);
         let measurer = |generation, records, path: PathBuf| -> Result<Self, MeasureError> {
-            let file = open_append(&path)?;
-            let len = file.metadata().map_err(|e| io(&path, e))?.len();
+            let (file, len) = if read_only {
+                (None, 0)
+            } else {
+                let file = open_append(&path)?;
+                let len = file.metadata().map_err(|e| io(&path, e))?.len();
+                (Some(file), len)
+            };
             Ok(Self {
                 state: Mutex::new(LogState {
                     generation,
@@ -359,6 +402,7 @@ impl Measurer {
                 dir: dir.to_owned(),
                 facts: facts.clone(),
                 live,
+                read_only,
             })
         };
         if records.is_empty() || startup_since {
@@ -376,6 +420,11 @@ impl Measurer {
                 generation
             };
             let path = generation_path(dir, next);
+            if read_only {
+                // Held in memory only: nothing live is re-measured, so the PCR stays
+                // all-zero and the empty generation replays to it.
+                return Ok((measurer(next, Vec::new(), path)?, true));
+            }
             if next != generation {
                 // A new generation starts in a new, empty file.
                 let _ = std::fs::remove_file(&path);
@@ -394,6 +443,12 @@ impl Measurer {
         }
         match cel::write_ahead_state(&records, u32::from(pcr), &value) {
             Ok(WriteAheadState::Consistent) => {}
+            Ok(WriteAheadState::ExtendNext { index }) if read_only => {
+                return Err(diverged(format!(
+                    "record {index} was written before a crash and not extended; a degraded \
+                     start extends nothing"
+                )));
+            }
             Ok(WriteAheadState::ExtendNext { index }) => {
                 if read_marker(dir).is_some_and(|(g, r)| g == generation && r >= index as u64) {
                     return Err(diverged(format!(
@@ -417,6 +472,9 @@ impl Measurer {
             Err(e) => return Err(diverged(e.to_string())),
         }
         let m = measurer(generation, records, path)?;
+        if read_only {
+            return Ok((m, false));
+        }
         {
             let mut state = m.state.lock().await;
             m.append_and_extend(&mut state, m.daemon_started(generation, counts))
@@ -468,7 +526,8 @@ impl Measurer {
             .map_err(|e| MeasureError::Record(e.to_string()))?;
         let line = to_jsonl_line(&record).map_err(|e| MeasureError::Record(e.to_string()))?;
         let before_len = state.len;
-        append_whole(&mut state.file, &state.path, before_len, &line)?;
+        let file = state.file.as_mut().ok_or(MeasureError::ReadOnly)?;
+        append_whole(file, &state.path, before_len, &line)?;
         state.len += line.len() as u64;
         let before = cel::replay(&state.records);
         state.records.push(record.clone());
@@ -506,7 +565,10 @@ impl Measurer {
     /// Cuts the last record (not extended) off the file and drops it from memory. If the
     /// file cannot be cut, the record stays unconfirmed and is retried later.
     fn drop_last(&self, state: &mut LogState, before_len: u64) -> Result<(), MeasureError> {
-        if let Err(e) = truncate(&state.file, before_len) {
+        let Some(file) = &state.file else {
+            return Err(MeasureError::ReadOnly);
+        };
+        if let Err(e) = truncate(file, before_len) {
             state.unconfirmed = Some(before_len);
             return Err(io(
                 &state.path,
@@ -579,6 +641,9 @@ impl Measurer {
     /// generation after a TPM startup), then write-ahead append, then extend. Returns the
     /// generation and the record (its `recnum`).
     pub async fn measure(&self, content: EventContent) -> Result<(u64, Record), MeasureError> {
+        if self.read_only {
+            return Err(MeasureError::ReadOnly);
+        }
         let mut state = self.state.lock().await;
         self.ensure_current(&mut state).await?;
         let record = self.append_and_extend(&mut state, content).await?;
@@ -646,11 +711,20 @@ impl Measurer {
                 "the TPM started up again but the PCR is not all-zero",
             ));
         }
-        let live = (self.live)().await.map_err(MeasureError::Live)?;
         let generation = state.generation + 1;
         let path = generation_path(&self.dir, generation);
+        if self.read_only {
+            // A degraded daemon measures nothing: the new generation is empty, in memory,
+            // and replays to the all-zero PCR.
+            state.path = path;
+            state.generation = generation;
+            state.records.clear();
+            state.counts = (clock.reset_count, clock.restart_count);
+            return Ok(());
+        }
+        let live = (self.live)().await.map_err(MeasureError::Live)?;
         let _ = std::fs::remove_file(&path);
-        state.file = open_append(&path)?;
+        state.file = Some(open_append(&path)?);
         state.path = path;
         state.len = 0;
         state.generation = generation;

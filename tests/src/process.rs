@@ -28,6 +28,8 @@ pub struct DaemonSpec {
     pub nofile: Option<u64>,
     /// Extra environment (e.g. `ARBITER_FAILPOINT`).
     pub env: Vec<(String, String)>,
+    /// `CREDENTIALS_DIRECTORY`, as systemd sets it for a unit with credentials.
+    pub credentials_directory: Option<PathBuf>,
 }
 
 /// A running (or stopped) `arbiterd` process; SIGKILLed on drop.
@@ -136,6 +138,10 @@ impl DaemonProcess {
         if self.spec.dev_swtpm {
             command.arg("--dev-swtpm");
         }
+        match &self.spec.credentials_directory {
+            Some(dir) => command.env("CREDENTIALS_DIRECTORY", dir),
+            None => command.env_remove("CREDENTIALS_DIRECTORY"),
+        };
         let child = command
             .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .env("NOTIFY_SOCKET", &self.notify)

@@ -192,6 +192,18 @@ pub fn attest(
     } else {
         print_verdict(&a, out)?;
     }
+    // A daemon that cannot unseal its secrets in this platform state (SPEC §3) says so
+    // beside the quote. The claim is unsigned, but it only ever makes the answer "no".
+    if let Some(reason) = a.evidence["sealing"]["unavailable"].as_str() {
+        let reason = reason.escape_debug();
+        if !json {
+            writeln!(
+                out,
+                "NOT USABLE: the appliance is degraded and refuses everything that needs a secret: {reason}"
+            )?;
+        }
+        bail!("the appliance is not usable: {reason}");
+    }
     if !a.verdict.trusted {
         bail!("not trusted");
     }

@@ -69,6 +69,11 @@ impl From<EngineError> for ApiError {
                 "disk_full",
                 "the appliance's disk is full; nothing was stored",
             ),
+            EngineError::SealingUnavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sealing_unavailable",
+                message,
+            ),
             EngineError::Unavailable(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "attestation_unavailable",
@@ -284,6 +289,11 @@ async fn dispatch(
         }
     })?;
     let p = |i: usize| params.get(i).map(String::as_str).unwrap_or("");
+    // Degraded (SPEC §3): only health, attestation and the TPM's public parts answer;
+    // everything else may need a secret and is refused before anything is read.
+    if engine.sealing_unavailable().is_some() && !routes::serves_when_degraded(route) {
+        return Err(ApiError::from(engine.sealing_refusal()));
+    }
     match route {
         Route::Healthz => {
             let degraded = engine.degraded();

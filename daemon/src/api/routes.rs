@@ -82,8 +82,10 @@ pub fn endpoints() -> Vec<Endpoint> {
             Method::GET,
             "/healthz",
             "Liveness; echoes the caller's identity. `status` is `ok`, or `degraded` with the \
-             reasons in `degraded` (e.g. evaluations cannot start and are being retried). Any \
-             authenticated client.",
+             reasons in `degraded` (e.g. evaluations cannot start and are being retried; or \
+             `sealing: unavailable: …` when the platform state does not satisfy the sealing \
+             policy — then only this, attestation and the TPM's public parts answer and every \
+             other endpoint answers 503 `sealing_unavailable`). Any authenticated client.",
             200,
             false,
         ),
@@ -274,6 +276,35 @@ fn matches(template: &str, path: &str) -> Option<Vec<String>> {
     Some(params)
 }
 
+/// Whether `route` answers while the daemon is degraded (its sealing key unavailable,
+/// SPEC §3): health, the API description, attestation and the TPM's public parts
+/// (including credential activation, which enrolling verifiers need). Every other route
+/// may need a secret, or would change state that a later healthy start must find as it
+/// was, and is refused. Exhaustive, so a new route has to decide.
+pub fn serves_when_degraded(route: Route) -> bool {
+    match route {
+        Route::Healthz
+        | Route::OpenApi
+        | Route::Attestation
+        | Route::TpmInfo
+        | Route::ActivateCredential => true,
+        Route::Metrics
+        | Route::ListFunctions
+        | Route::RegisterFunction
+        | Route::GetFunction
+        | Route::CreateInstance
+        | Route::GetInstance
+        | Route::PutInput
+        | Route::DeleteInput
+        | Route::Approve
+        | Route::Evaluate
+        | Route::GetResult
+        | Route::Usage
+        | Route::Destroy
+        | Route::DestructionCertificate
+        | Route::EpochReset => false,
+    }
+}
 /// The route for a method and path, with its parameters in order.
 pub fn match_route(method: &Method, path: &str) -> Option<(Route, Vec<String>)> {
     endpoints()

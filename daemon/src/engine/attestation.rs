@@ -93,8 +93,11 @@ impl Engine {
             .iter()
             .map(|(k, v)| (k.to_string(), Value::String(hex::encode(v))))
             .collect();
-        let firmware_log = std::fs::read(&self.config.attestation.firmware_log)
+        // Read at each attestation (the kernel's file can grow on some platforms); the unit's
+        // fallback credential where the host has no log is no log.
+        let firmware_log = std::fs::read(&self.firmware_log)
             .ok()
+            .and_then(crate::config::firmware_log_content)
             .map(|b| b64(&b));
         Ok(json!({
             "quote": {
@@ -196,16 +199,23 @@ impl Engine {
         let root = merkle::root(&leaves);
         let selection = self.config.tpm_config().quote_selection()?;
         let (quote, generation, records) = self.measurer.quote(selection, root.to_vec()).await?;
-        let index = self
-            .tpm
-            .sealing_index()
-            .await?
-            .ok_or_else(|| EngineError::Internal("the sealing index is gone".into()))?;
-        let sealing = json!({
+        let index = if self.sealing_unavailable.is_some() {
+            self.tpm.sealing_index_as_is().await?
+        } else {
+            self.tpm.sealing_index().await?
+        };
+        let index =
+            index.ok_or_else(|| EngineError::Internal("the sealing index is gone".into()))?;
+        let mut sealing = json!({
             "nv_public": b64(&index.tpm2b_public),
             "name": hex::encode(&index.name),
-            "epoch": self.sealer().epoch(),
+            "epoch": self.sealer().map_or(self.last_epoch, |s| s.epoch()),
         });
+        if let Some(reason) = &self.sealing_unavailable {
+            // Degraded (SPEC §3): the index is not readable in this platform state. Unsigned,
+            // like the rest of this object beside the quote, and only ever a reason to refuse.
+            sealing["unavailable"] = json!(reason);
+        }
         Ok(Batch {
             quote,
             generation,
@@ -221,11 +231,20 @@ impl Engine {
     pub async fn tpm_info(&self) -> Result<Value, EngineError> {
         let ak = self.tpm.attestation_key().await?;
         let eks = self.tpm.endorsement_keys().await?;
-        let key = self.tpm.ensure_statement_key().await?;
-        let cert = self
-            .tpm
-            .certify_statement_key(STATEMENT_KEY_CERTIFY_DATA.to_vec())
-            .await?;
+        let (key, cert) = if self.sealing_unavailable.is_some() {
+            // Degraded: the key is bound to the sealed platform state, not this one; it is
+            // published as it is (the TPM refuses its signatures here).
+            self.tpm
+                .certify_statement_key_as_is(STATEMENT_KEY_CERTIFY_DATA.to_vec())
+                .await?
+        } else {
+            let key = self.tpm.ensure_statement_key().await?;
+            let cert = self
+                .tpm
+                .certify_statement_key(STATEMENT_KEY_CERTIFY_DATA.to_vec())
+                .await?;
+            (key, cert)
+        };
         Ok(json!({
             "ak": {
                 "public_pem": ak.public_pem()?,

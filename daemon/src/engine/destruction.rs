@@ -94,11 +94,11 @@ impl Engine {
         }
         let ids: Vec<String> = destroying.iter().map(|r| r.id.clone()).collect();
         self.rotate(&ids, Rotation::IfDestroyingWrapped).await?;
-        let retired = self.sealer().epoch().saturating_sub(1);
+        let retired = self.sealer()?.epoch().saturating_sub(1);
         for row in destroying {
             self.finish_destruction(&row.id, retired).await?;
         }
-        let current = self.sealer().epoch();
+        let current = self.sealer()?.epoch();
         self.store
             .write(move |c| queries::delete_wrapped_except(c, current))
             .await?;
@@ -112,7 +112,7 @@ impl Engine {
     /// (its secret was already lost) rather than failing every destruction.
     async fn rotate(&self, destroying: &[String], when: Rotation) -> Result<(), EngineError> {
         let _no_new_wrappings = self.rotation.write().await;
-        let epoch = self.sealer().epoch();
+        let epoch = self.sealer()?.epoch();
         let wrapped = self
             .store
             .read(move |c| queries::wrapped_at(c, epoch))
@@ -123,7 +123,7 @@ impl Engine {
         {
             return Ok(());
         }
-        let next = SealedKey::generate(self.sealer().epoch() + 1);
+        let next = SealedKey::generate(self.sealer()?.epoch() + 1);
         let next_epoch = next.epoch();
         let new_sealer = Sealer::new(next.duplicate());
         failpoint("after-step-1");
@@ -132,7 +132,7 @@ impl Engine {
             if destroying.contains(&owner) {
                 continue;
             }
-            let opened = self.sealer().unwrap(&owner, &w);
+            let opened = self.sealer()?.unwrap(&owner, &w);
             match opened {
                 Ok(secret) => rewrapped.push((owner.clone(), new_sealer.wrap(&owner, &secret))),
                 Err(e) => {
@@ -155,7 +155,7 @@ impl Engine {
             .await?;
         failpoint("after-step-2");
         self.tpm.write_sealing_key(next).await?;
-        *self.sealer.write().unwrap_or_else(|p| p.into_inner()) = new_sealer;
+        *self.sealer.write().unwrap_or_else(|p| p.into_inner()) = Some(new_sealer);
         failpoint("after-step-3");
         tracing_line(&format!("sealing key rotated to epoch {next_epoch}"));
         Ok(())
@@ -274,8 +274,13 @@ impl Engine {
 
     /// Background work: resume interrupted destructions, apply deadlines, notice TPM
     /// startups under the running daemon, and retry evaluations whose evaluator did not
-    /// start.
+    /// start. None of it runs in a degraded start: all of it needs the sealing key or writes.
     pub fn spawn_background(self: &Arc<Self>) {
+        if self.sealing_unavailable.is_some() {
+            // Degraded: resuming evaluations, destructions and re-measuring after a TPM
+            // startup all need the sealing key or write state; none runs.
+            return;
+        }
         // Interrupted evaluations resume here, after READY: one may run for the manifest's
         // whole wall-time limit, far beyond a service manager's start timeout.
         let resuming = Arc::clone(self);
@@ -329,7 +334,10 @@ impl Engine {
     /// looked up, so a bad one is reported at start rather than by a later rotation.
     pub(crate) async fn find_unrecoverable(&self) -> Result<Vec<String>, StoreError> {
         let _no_rotation = self.rotation.read().await;
-        let epoch = self.sealer().epoch();
+        // Degraded (no sealing key): nothing can be opened, so nothing is judged lost.
+        let Some(epoch) = self.sealer().ok().map(|s| s.epoch()) else {
+            return Ok(Vec::new());
+        };
         let live = self
             .store
             .read(move |c| -> Result<Vec<_>, StoreError> {
@@ -341,7 +349,9 @@ impl Engine {
                 Ok(out)
             })
             .await?;
-        let sealer = self.sealer();
+        let Ok(sealer) = self.sealer() else {
+            return Ok(Vec::new());
+        };
         Ok(live
             .into_iter()
             .filter(|(id, wrapped)| {
@@ -382,7 +392,7 @@ impl Engine {
             ));
         }
         self.rotate(&lost, Rotation::Always).await?;
-        let new_epoch = self.sealer().epoch();
+        let new_epoch = self.sealer()?.epoch();
         self.measurer
             .measure(EventContent::EpochReset(cel::EpochReset {
                 epoch: new_epoch,

@@ -53,6 +53,10 @@ pub enum EngineError {
     /// message says why.
     #[error("{0}")]
     Unavailable(String),
+    /// The daemon started degraded: the platform state does not satisfy the sealing
+    /// index's policy, so nothing that needs a secret is done (SPEC §3); the reason.
+    #[error("the appliance is degraded, nothing that needs a secret is done: {0}")]
+    SealingUnavailable(String),
     /// The measurement could not be taken; nothing was changed.
     #[error("measurement: {0}")]
     Measure(#[from] crate::measure::MeasureError),

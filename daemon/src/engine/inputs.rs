@@ -325,7 +325,7 @@ impl Engine {
             return Err(unrecoverable(id));
         }
         let _no_rotation = self.rotation.read().await;
-        let epoch = self.sealer().epoch();
+        let epoch = self.sealer()?.epoch();
         self.pauses.pause("secret-epoch-read").await;
         let key = id.to_owned();
         let wrapped = self
@@ -335,7 +335,7 @@ impl Engine {
             .ok_or_else(|| {
                 EngineError::Internal(format!("instance {id} has no secret at epoch {epoch}"))
             })?;
-        Ok(self.sealer().unwrap_instance(id, &wrapped)?)
+        Ok(self.sealer()?.unwrap_instance(id, &wrapped)?)
     }
 
     /// Withdraws (deletes) the caller's own input from a slot.

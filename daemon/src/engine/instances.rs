@@ -220,7 +220,7 @@ impl Engine {
             first_read_at: None,
             destroyed_at: None,
         };
-        let wrapped = self.sealer().wrap(&id, secret.expose());
+        let wrapped = self.sealer()?.wrap(&id, secret.expose());
         drop(secret);
         let creator = caller.to_owned();
         let count_creator = creator.clone();

@@ -37,7 +37,7 @@ use crate::lock::StateLock;
 use crate::measure::{LiveSource, Measurer, StartFacts};
 use crate::store::{Store, queries};
 use crate::tls::TlsIdentity;
-use crate::tpm::{SealedKey, Tpm};
+use crate::tpm::{SealedKey, Tpm, TpmError};
 use arbiter_measured_boot::cel::{self, EventContent};
 
 /// Counters for `/metrics`.
@@ -66,7 +66,17 @@ pub struct Engine {
     config: Config,
     store: Store,
     tpm: Tpm,
-    sealer: RwLock<Sealer>,
+    /// The sealing key; `None` in a degraded start (see [`Engine::sealing_unavailable`]).
+    sealer: RwLock<Option<Sealer>>,
+    /// Why the sealing key could not be read at start (the platform state does not satisfy
+    /// its policy): the daemon serves only `/healthz`, attestation and the TPM's public
+    /// parts, and refuses everything that needs a secret with this reason (SPEC §3).
+    sealing_unavailable: Option<String>,
+    /// The last sealing epoch the store was written under, reported by attestations while
+    /// the sealing index cannot be read (0 otherwise: the sealer knows the epoch then).
+    last_epoch: u64,
+    /// Where the firmware event log served with attestations is read from.
+    firmware_log: PathBuf,
     tls: TlsIdentity,
     tls_config: Arc<ServerConfig>,
     tls_spki: String,
@@ -142,6 +152,11 @@ impl Engine {
     /// stored one does not open) is stored and measured only after the check passed.
     /// Interrupted evaluations resume in the background once serving
     /// ([`Engine::spawn_background`]), never here: start must stay short.
+    ///
+    /// When the platform state does not satisfy the sealing index's policy (a changed boot
+    /// chain), the start is *degraded* instead ([`Engine::sealing_unavailable`]): nothing is
+    /// unsealed and nothing is written — no `daemon_started`, no TLS key stored or measured
+    /// (the daemon serves an ephemeral in-memory TLS key unless one is configured).
     pub async fn start_locked(config: Config, lock: StateLock) -> Result<Self, StartError> {
         config
             .validate()
@@ -151,12 +166,42 @@ impl Engine {
         let tpm = tokio::task::spawn_blocking(move || Tpm::open(tpm_config))
             .await
             .map_err(|e| StartError::Other(format!("opening the TPM: {e}")))??;
-        let statement_key = tpm.ensure_statement_key().await?;
-        let sealing = match tpm.sealing_index().await? {
-            Some(index) => index,
-            None => tpm.define_sealing_index(SealedKey::generate(0)).await?,
+        // Both are bound to the sealed platform state: in another one the statement key is
+        // refused here, and the sealing index below decides whether the start is degraded.
+        let statement_key = tpm.ensure_statement_key().await;
+        let sealing = match tpm.sealing_index().await {
+            Ok(Some(index)) => index,
+            Ok(None) => tpm.define_sealing_index(SealedKey::generate(0)).await?,
+            // Bound to other platform PCR values: the read below says why (degraded).
+            Err(e) => match tpm.sealing_index_as_is().await {
+                Ok(Some(index)) => index,
+                _ => return Err(e.into()),
+            },
         };
-        let sealer = Sealer::new(tpm.read_sealing_key().await?);
+        let sealed = tpm.read_sealing_key().await;
+        let statement_key = match (statement_key, &sealed) {
+            (Ok(key), _) => key,
+            (
+                Err(TpmError::PolicyNotSatisfied { .. }),
+                Err(TpmError::PolicyNotSatisfied { .. }),
+            ) => tpm.statement_key_as_is().await?,
+            (Err(e), _) => return Err(e.into()),
+        };
+        let sealer = match sealed {
+            Ok(key) => Sealer::new(key),
+            Err(e @ TpmError::PolicyNotSatisfied { .. }) => {
+                let facts = StartFacts {
+                    platform_pcrs: config.tpm.platform_pcrs.clone(),
+                    sealing_nv_public: sealing.tpm2b_public.clone(),
+                    sealing_nv_name: sealing.name.clone(),
+                    statement_key_name: statement_key.name.clone(),
+                    executable_sha256: crate::measure::executable_sha256()?,
+                };
+                return Self::start_degraded(config, lock, store, tpm, facts, degraded_reason(&e))
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let (tls, new_tls) = load_tls(&config, &store, &sealer).await?;
         let facts = StartFacts {
             platform_pcrs: config.tpm.platform_pcrs.clone(),
@@ -192,8 +237,92 @@ impl Engine {
                 }
             }
         }
+        let engine = Self::assemble(
+            config,
+            lock,
+            store,
+            tpm,
+            Some(sealer),
+            None,
+            0,
+            tls,
+            &statement_key.name,
+            measurer,
+        )?;
+        let lost = engine.find_unrecoverable().await?;
+        if !lost.is_empty() {
+            tracing_line(&format!(
+                "{} instance(s) are unrecoverable (their secrets' wrappings do not open under the \
+                 sealing key: a restored old copy?): {}. New instances are refused until an \
+                 operator runs an epoch reset (POST /v1/admin/epoch-reset)",
+                lost.len(),
+                lost.join(", ")
+            ));
+        }
+        *engine
+            .unrecoverable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = lost;
+        Ok(engine)
+    }
+
+    /// The degraded start of [`Engine::start_locked`]: the measurement log opened read-only,
+    /// the configured TLS identity or an ephemeral one (never stored nor measured: storing
+    /// it would need the sealing key, measuring it would extend PCR 23), no sealer.
+    async fn start_degraded(
+        config: Config,
+        lock: StateLock,
+        store: Store,
+        tpm: Tpm,
+        facts: StartFacts,
+        reason: String,
+    ) -> Result<Self, StartError> {
+        tracing_line(&format!(
+            "DEGRADED: {reason}. Serving only /healthz, attestation and the TPM's public parts"
+        ));
+        let statement_key_name = facts.statement_key_name.clone();
+        let measurer = Measurer::open_read_only(
+            &config.state_dir.join("measurements"),
+            tpm.clone(),
+            facts,
+            live_source(&store),
+        )
+        .await?;
+        let tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => TlsIdentity::from_pem_files(cert, key)?,
+            _ => TlsIdentity::generate()?,
+        };
+        let last_epoch = store.read(queries::latest_wrapped_epoch).await?;
+        Self::assemble(
+            config,
+            lock,
+            store,
+            tpm,
+            None,
+            Some(reason),
+            last_epoch,
+            tls,
+            &statement_key_name,
+            measurer,
+        )
+    }
+
+    /// Builds the engine from what a start opened.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        config: Config,
+        lock: StateLock,
+        store: Store,
+        tpm: Tpm,
+        sealer: Option<Sealer>,
+        sealing_unavailable: Option<String>,
+        last_epoch: u64,
+        tls: TlsIdentity,
+        statement_key_name: &[u8],
+        measurer: Measurer,
+    ) -> Result<Self, StartError> {
         let tls_config = tls.server_config()?;
-        let statement_key_kid = hex::encode(&statement_key.name);
+        let statement_key_kid = hex::encode(statement_key_name);
         let tls_spki = tls.spki_sha256_hex()?;
         let program = match &config.evaluator {
             Some(p) => p.clone(),
@@ -202,12 +331,19 @@ impl Engine {
             })?,
         };
         let (events, _) = broadcast::channel(256);
-        let engine = Self {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let firmware_log = config
+            .attestation
+            .firmware_log_source(credentials.as_deref());
+        Ok(Self {
             evaluations: Arc::new(Semaphore::new(config.limits.max_concurrent_evaluations)),
             config,
             store,
             tpm,
             sealer: RwLock::new(sealer),
+            sealing_unavailable,
+            last_epoch,
+            firmware_log,
             tls,
             tls_config,
             tls_spki,
@@ -225,22 +361,7 @@ impl Engine {
             pauses: hooks::PausePoints::default(),
             spawn_retries: std::sync::Mutex::default(),
             retry_wake: tokio::sync::Notify::new(),
-        };
-        let lost = engine.find_unrecoverable().await?;
-        if !lost.is_empty() {
-            tracing_line(&format!(
-                "{} instance(s) are unrecoverable (their secrets' wrappings do not open under the \
-                 sealing key: a restored old copy?): {}. New instances are refused until an \
-                 operator runs an epoch reset (POST /v1/admin/epoch-reset)",
-                lost.len(),
-                lost.join(", ")
-            ));
-        }
-        *engine
-            .unrecoverable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = lost;
-        Ok(engine)
+        })
     }
 
     /// The rustls configuration serving the API.
@@ -301,8 +422,28 @@ impl Engine {
         tracing_line(&format!("refused {what} by {identity}: {why}"));
     }
 
-    fn sealer(&self) -> RwLockReadGuard<'_, Sealer> {
-        self.sealer.read().unwrap_or_else(|p| p.into_inner())
+    /// The sealing key, or — in a degraded start — the refusal naming why there is none.
+    fn sealer(&self) -> Result<SealerGuard<'_>, EngineError> {
+        let guard = self.sealer.read().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            return Err(self.sealing_refusal());
+        }
+        Ok(SealerGuard(guard))
+    }
+
+    /// Why the sealing key could not be read at start, when it could not: the daemon is
+    /// degraded and refuses everything that needs a secret (SPEC §3).
+    pub fn sealing_unavailable(&self) -> Option<&str> {
+        self.sealing_unavailable.as_deref()
+    }
+
+    /// The error refusing a request that needs a secret in a degraded start.
+    pub(crate) fn sealing_refusal(&self) -> EngineError {
+        EngineError::SealingUnavailable(
+            self.sealing_unavailable
+                .clone()
+                .unwrap_or_else(|| "the sealing key is not available".into()),
+        )
     }
 
     /// Stops background work and releases the state directory; called once serving has
@@ -327,7 +468,11 @@ impl Engine {
     /// What keeps the daemon from working fully now, in words for an operator (empty when
     /// nothing does); `/healthz` reports the daemon `degraded` with these reasons.
     pub fn degraded(&self) -> Vec<String> {
-        self.evaluator_degraded().into_iter().collect()
+        self.sealing_unavailable
+            .clone()
+            .into_iter()
+            .chain(self.evaluator_degraded())
+            .collect()
     }
 
     /// Instances found unrecoverable at start (until an epoch reset).
@@ -408,6 +553,32 @@ pub(crate) fn instance_created(id: &str, manifest_sha256: &str, public_key: &[u8
         manifest_sha256: cel::Sha256Digest(hex_array(manifest_sha256)),
         public_key_sha256: cel::Sha256Digest(sha2::Sha256::digest(public_key).into()),
     })
+}
+
+/// The read guard of a sealer known present (see [`Engine::sealer`]).
+struct SealerGuard<'a>(RwLockReadGuard<'a, Option<Sealer>>);
+
+impl std::ops::Deref for SealerGuard<'_> {
+    type Target = Sealer;
+
+    fn deref(&self) -> &Sealer {
+        // Only built by `Engine::sealer` after checking the sealer is present, and a
+        // present sealer is only ever replaced by another (a rotation), never removed.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("checked by Engine::sealer"))
+    }
+}
+
+/// The degraded state's reason, as `/healthz` lists it and secret endpoints refuse with it,
+/// from the TPM's refusal to read the sealing index.
+fn degraded_reason(e: &TpmError) -> String {
+    format!(
+        "sealing: unavailable: {e}. The platform state differs from the one the secrets are \
+         sealed to (a changed boot chain?): no secret is unsealed and nothing is written; \
+         instances, inputs, evaluations, results, destruction and epoch resets are refused \
+         until the platform boots into its sealed state and arbiterd restarts"
+    )
 }
 
 /// A TLS identity generated at start and not yet stored.

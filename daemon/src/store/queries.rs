@@ -530,6 +530,17 @@ pub fn instance_counts(c: &Connection) -> Result<Vec<(String, u64)>, StoreError>
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The highest epoch any stored wrapping has (0 when none): the last sealing epoch this
+/// state was written under, reported while the sealing index cannot be read.
+pub fn latest_wrapped_epoch(c: &Connection) -> Result<u64, StoreError> {
+    let epoch: i64 = c.query_row(
+        "SELECT COALESCE(MAX(epoch), 0) FROM wrapped_secrets",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(epoch as u64)
+}
+
 /// Every wrapping at `epoch`: (owner, wrapping).
 pub fn wrapped_at(c: &Connection, epoch: u64) -> Result<Vec<(String, Wrapped)>, StoreError> {
     let mut stmt = c.prepare(

@@ -323,6 +323,44 @@ impl Device {
         checked
     }
 
+    /// The existing statement key as it is, for a degraded daemon (SPEC §3) to publish with
+    /// the TPM's public parts: like [`Device::ensure_statement_key`], but a key bound to
+    /// other platform PCR values than the current ones is accepted (its template otherwise
+    /// exact). Safe: the TPM itself refuses every signature until the platform is back in
+    /// that state, and a verifier checks the published policy against the PCRs it appraised.
+    /// Never creates a key.
+    pub fn statement_key_as_is(&mut self) -> Result<KeyInfo, TpmError> {
+        let handle = self.config.statement_key_handle;
+        let template = templates::statement_key(&self.statement_key_policy()?)?;
+        let expected = to_policy_public(&template)?;
+        let (key, public, name) = match self.statement_key {
+            Some(key) => {
+                let (public, name, _) = self
+                    .ctx
+                    .execute_without_session(|ctx| ctx.read_public(key))
+                    .map_err(command("ReadPublic"))?;
+                (key, to_policy_public(&public)?, name.value().to_vec())
+            }
+            None => self.persistent(handle)?.ok_or(TpmError::Missing {
+                object: "statement key",
+                handle,
+            })?,
+        };
+        self.statement_key = None;
+        let mut key_object = ObjectHandle::from(key);
+        let checked =
+            match self.check_statement_key(handle, &expected, public.clone(), name.clone()) {
+                Err(TpmError::PolicyNotSatisfied { .. }) => KeyInfo::new(handle, public, name),
+                other => other,
+            };
+        if checked.is_ok() {
+            self.statement_key = Some(key);
+        } else {
+            self.close(&mut key_object);
+        }
+        checked
+    }
+
     fn check_statement_key(
         &self,
         handle: u32,
@@ -661,6 +699,20 @@ impl Device {
         checked.map(Some)
     }
 
+    /// The sealing index's public area as [`Device::sealing_index`] checks it, except that
+    /// its PolicyPCR digest may be over other platform PCR values than the current ones:
+    /// what a degraded daemon (SPEC §3) publishes, so verifiers see what the secrets are
+    /// sealed to. `Ok(None)` if undefined.
+    pub fn sealing_index_as_is(&mut self) -> Result<Option<SealingIndex>, TpmError> {
+        let Some(handle) = self.sealing_handle()? else {
+            return Ok(None);
+        };
+        let checked = self.check_sealing_public(handle, NvUse::DescribeAsIs);
+        let mut object = ObjectHandle::from(handle);
+        self.close(&mut object);
+        checked.map(Some)
+    }
+
     /// The sealing index's handle, its public area checked for `purpose` (SPEC §3: before
     /// each use). ESYS keeps the name read here and the salted session binds it into the
     /// command's HMAC, so an index replaced between this check and the command is refused
@@ -712,8 +764,13 @@ impl Device {
         let (policy, _) = self.platform_policy()?;
         let written = templates::sealing_index(index, &policy, true);
         let unwritten = templates::sealing_index(index, &policy, false);
+        let written_any_policy = NvPublic {
+            auth_policy: nv_public.auth_policy.clone(),
+            ..written.clone()
+        };
         let (accepted, expected) = match purpose {
             NvUse::Describe => (nv_public == written || nv_public == unwritten, &written),
+            NvUse::DescribeAsIs => (nv_public == written_any_policy, &written),
             NvUse::Read | NvUse::Write => (nv_public == written, &written),
             NvUse::FirstWrite => (nv_public == unwritten, &unwritten),
         };
@@ -1061,6 +1118,9 @@ impl Device {
 enum NvUse {
     /// Reporting it (start, attestations): written or not yet written.
     Describe,
+    /// Reporting it while degraded: written, bound by PolicyPCR to any platform PCR
+    /// values (the sealed state, not the current one); nothing is read from it.
+    DescribeAsIs,
     /// NV_Read of the key: written.
     Read,
     /// NV_Write of a rotation: written.
@@ -1073,7 +1133,7 @@ impl NvUse {
     /// The command the check comes before, if any.
     fn op(self) -> Option<&'static str> {
         match self {
-            Self::Describe => None,
+            Self::Describe | Self::DescribeAsIs => None,
             Self::Read => Some("NV_Read"),
             Self::Write | Self::FirstWrite => Some("NV_Write"),
         }

@@ -377,6 +377,33 @@ impl Tpm {
         self.run(|d| d.ensure_statement_key()).await
     }
 
+    /// The sealing index's public area, checked except for the platform PCR values its
+    /// policy is bound to (see [`Device::sealing_index_as_is`]); `None` if not defined.
+    pub async fn sealing_index_as_is(&self) -> Result<Option<SealingIndex>, TpmError> {
+        self.run(|d| d.sealing_index_as_is()).await
+    }
+
+    /// The existing statement key even when bound to other platform PCR values (see
+    /// [`Device::statement_key_as_is`]).
+    pub async fn statement_key_as_is(&self) -> Result<KeyInfo, TpmError> {
+        self.run(|d| d.statement_key_as_is()).await
+    }
+
+    /// The existing statement key even when bound to other platform PCR values (a degraded
+    /// daemon publishes it; the TPM refuses its signatures), with its certification by the
+    /// AK over `qualifying_data`.
+    pub async fn certify_statement_key_as_is(
+        &self,
+        qualifying_data: Vec<u8>,
+    ) -> Result<(KeyInfo, Certification), TpmError> {
+        self.run(move |d| {
+            let key = d.statement_key_as_is()?;
+            let certification = d.certify_statement_key(&qualifying_data)?;
+            Ok((key, certification))
+        })
+        .await
+    }
+
     /// The statement key's expected policy for the current platform PCR values.
     pub async fn statement_key_policy(&self) -> Result<PolicyDigest, TpmError> {
         self.run(|d| d.statement_key_policy()).await
