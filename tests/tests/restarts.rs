@@ -450,7 +450,24 @@ async fn a_start_refused_by_the_log_check_writes_nothing() {
         .chain(after.keys())
         .filter(|k| before.get(*k) != after.get(*k))
         .collect();
-    assert!(changed.is_empty(), "a refused start changed {changed:?}");
+    let show = |m: &BTreeMap<String, Vec<u8>>, k: &str| {
+        m.get(k)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        changed.is_empty(),
+        "a refused start changed {changed:?}:\n{}",
+        changed
+            .iter()
+            .map(|k| format!(
+                "{k} before:\n{}\n{k} after:\n{}",
+                show(&before, k),
+                show(&after, k)
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // After the next TPM startup the copy starts with a new TLS key, measured.
     tpm.swtpm.restart().unwrap();

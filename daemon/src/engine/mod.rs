@@ -456,6 +456,8 @@ impl Engine {
         let _ = self.evaluations.acquire_many(all).await;
         // No evaluation starts after this (a queued retry would otherwise slip through).
         self.evaluations.close();
+        // Nothing of this engine touches the state files after this.
+        self.store.close().await;
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 

@@ -81,11 +81,20 @@ struct WriteJob {
     committed: oneshot::Sender<Result<(), StoreError>>,
 }
 
+/// What the writer thread is asked to do.
+enum Job {
+    /// Run a write in the next group transaction.
+    Write(WriteJob),
+    /// Commit what is queued before, checkpoint the WAL into the database, close the
+    /// connection and stop; then say so.
+    Close(oneshot::Sender<()>),
+}
+
 /// The handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    writes: mpsc::UnboundedSender<WriteJob>,
-    reader: Arc<Mutex<Connection>>,
+    writes: mpsc::UnboundedSender<Job>,
+    reader: Arc<Mutex<Option<Connection>>>,
     path: PathBuf,
 }
 
@@ -125,9 +134,28 @@ impl Store {
             })?;
         Ok(Self {
             writes,
-            reader: Arc::new(Mutex::new(reader)),
+            reader: Arc::new(Mutex::new(Some(reader))),
             path,
         })
+    }
+
+    /// Commits what is queued, checkpoints the WAL into the database file and closes both
+    /// connections, before it returns: once a stopping daemon has closed its store, nothing
+    /// of it touches the files any more (a copy taken then is whole). Later reads and
+    /// writes fail with [`StoreError::Closed`].
+    pub async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.writes.send(Job::Close(done)).is_ok() {
+            let _ = closed.await;
+        }
+        let reader = Arc::clone(&self.reader);
+        let _ = tokio::task::spawn_blocking(move || {
+            reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take()
+        })
+        .await;
     }
 
     /// The database file.
@@ -155,7 +183,7 @@ impl Store {
             ok
         });
         self.writes
-            .send(WriteJob { run, committed })
+            .send(Job::Write(WriteJob { run, committed }))
             .map_err(|_| E::from(StoreError::Closed))?;
         committed_rx
             .await
@@ -178,7 +206,10 @@ impl Store {
             let conn = reader
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&conn)
+            match conn.as_ref() {
+                Some(conn) => f(conn),
+                None => Err(E::from(StoreError::Closed)),
+            }
         })
         .await
         .map_err(|_| E::from(StoreError::Closed))?
@@ -187,24 +218,55 @@ impl Store {
 
 /// The writer: takes every queued job, runs each in a savepoint of one transaction,
 /// commits once, then tells every waiter.
-fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<WriteJob>) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut closing = None;
     while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        while let Ok(job) = rx.try_recv() {
-            jobs.push(job);
+        let mut jobs = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write(job) => jobs.push(job),
+                Job::Close(done) => {
+                    closing = Some(done);
+                    break;
+                }
+            }
+            next = rx.try_recv().ok();
         }
-        let mut waiters = Vec::with_capacity(jobs.len());
-        let outcome = run_group(&mut conn, jobs, &mut waiters);
-        for waiter in waiters {
-            let _ = waiter.send(match &outcome {
-                Ok(()) => Ok(()),
-                Err(e) => Err(StoreError::Commit {
-                    disk_full: matches!(e, rusqlite::Error::SqliteFailure(f, _)
-                        if f.code == rusqlite::ErrorCode::DiskFull),
-                    message: e.to_string(),
-                }),
-            });
+        if !jobs.is_empty() {
+            let mut waiters = Vec::with_capacity(jobs.len());
+            let outcome = run_group(&mut conn, jobs, &mut waiters);
+            for waiter in waiters {
+                let _ = waiter.send(match &outcome {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(StoreError::Commit {
+                        disk_full: matches!(e, rusqlite::Error::SqliteFailure(f, _)
+                            if f.code == rusqlite::ErrorCode::DiskFull),
+                        message: e.to_string(),
+                    }),
+                });
+            }
         }
+        if closing.is_some() {
+            break;
+        }
+    }
+    // Refuse what was queued after the close, then fold the WAL into the database.
+    rx.close();
+    while let Ok(job) = rx.try_recv() {
+        match job {
+            Job::Write(w) => {
+                let _ = w.committed.send(Err(StoreError::Closed));
+            }
+            Job::Close(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    drop(conn);
+    if let Some(done) = closing {
+        let _ = done.send(());
     }
 }
 
@@ -246,3 +308,33 @@ fn run_group(
 }
 
 pub use schema::SCHEMA_VERSION;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn close_commits_checkpoints_and_refuses_what_comes_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write(|c| queries::put_tls_cert(c, b"cert", "2026-12-01T00:00:00Z"))
+            .await
+            .unwrap();
+        store.close().await;
+        // Everything is in the database file itself: the WAL is empty.
+        let wal = dir.path().join("arbiter.db-wal");
+        assert!(std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0);
+        let fresh = Connection::open(dir.path().join("arbiter.db")).unwrap();
+        assert_eq!(queries::tls_cert(&fresh).unwrap(), Some(b"cert".to_vec()));
+        // The closed store refuses reads and writes.
+        let write = store
+            .write(|c| queries::put_tls_cert(c, b"other", "2026-12-01T00:00:01Z"))
+            .await;
+        assert!(matches!(write, Err(StoreError::Closed)), "{write:?}");
+        let read = store.read(queries::tls_cert).await;
+        assert!(matches!(read, Err(StoreError::Closed)), "{read:?}");
+    }
+}
