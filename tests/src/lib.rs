@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod process;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

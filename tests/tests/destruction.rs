@@ -12,6 +12,7 @@ use arbiter_policy::Public;
 use arbiter_policy::jws::{Statement, verify_statement};
 use arbiter_tests::TestTpm;
 use arbiter_tests::daemon::{Party, ProcessDaemon, TestDaemon, two_party_manifest};
+use arbiter_tests::state::copy_dir;
 use base64::Engine as _;
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -433,19 +434,6 @@ async fn a_crash_after_any_step_of_destruction_recovers() {
         let res = alice.get(&path(&kept, "/result?wait=30")).await;
         assert_eq!(res.json["output"], 42, "{failpoint}: {}", res.json);
         d.kill();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

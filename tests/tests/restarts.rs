@@ -8,8 +8,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use arbiter_client::http::PartyIdentity;
@@ -17,6 +15,7 @@ use arbiter_tests::TestTpm;
 use arbiter_tests::cli::CliParty;
 use arbiter_tests::daemon::{Party, TestDaemon, two_party_manifest};
 use arbiter_tests::process::{DaemonProcess, DaemonSpec, swtpm_pids_serving};
+use arbiter_tests::state::{changes, copy_dir, snapshot};
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
@@ -326,73 +325,6 @@ async fn in_development_mode_a_restart_is_a_tpm_restart_and_sigkill_leaves_no_sw
     drop(daemon);
 }
 
-/// Every row of every table of the SQLite database at `path`, read without writing.
-fn db_rows(path: &Path) -> Vec<String> {
-    use rusqlite::{Connection, OpenFlags};
-    let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let tables: Vec<String> = c
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut rows = Vec::new();
-    for t in tables {
-        let mut stmt = c.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
-        let n = stmt.column_count();
-        let mut q = stmt.query([]).unwrap();
-        while let Some(row) = q.next().unwrap() {
-            let cells: Vec<String> = (0..n)
-                .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
-                .collect();
-            rows.push(format!("{t}: {}", cells.join(", ")));
-        }
-    }
-    rows.sort();
-    rows
-}
-
-/// Every file under `dir` (but the lock file and SQLite's own files) with its bytes, and
-/// the database's rows (its file may change when SQLite checkpoints, its rows may not).
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                walk(base, &path, out);
-            } else {
-                let name = path.strip_prefix(base).unwrap().display().to_string();
-                if name.ends_with(".db") {
-                    out.insert(name, db_rows(&path).join("\n").into_bytes());
-                } else if name != "arbiterd.lock"
-                    && !name.ends_with("-wal")
-                    && !name.ends_with("-shm")
-                {
-                    out.insert(name, std::fs::read(&path).unwrap());
-                }
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_refused_by_the_log_check_writes_nothing() {
     let mut tpm = TestTpm::start();
@@ -445,29 +377,8 @@ async fn a_start_refused_by_the_log_check_writes_nothing() {
         .to_string();
     assert!(err.contains("does not match PCR"), "{err}");
     let after = snapshot(&state);
-    let changed: Vec<&String> = before
-        .keys()
-        .chain(after.keys())
-        .filter(|k| before.get(*k) != after.get(*k))
-        .collect();
-    let show = |m: &BTreeMap<String, Vec<u8>>, k: &str| {
-        m.get(k)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default()
-    };
-    assert!(
-        changed.is_empty(),
-        "a refused start changed {changed:?}:\n{}",
-        changed
-            .iter()
-            .map(|k| format!(
-                "{k} before:\n{}\n{k} after:\n{}",
-                show(&before, k),
-                show(&after, k)
-            ))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let changed = changes(&before, &after);
+    assert!(changed.is_empty(), "a refused start changed:\n{changed}");
 
     // After the next TPM startup the copy starts with a new TLS key, measured.
     tpm.swtpm.restart().unwrap();
