@@ -135,7 +135,7 @@ as alice result "$inst" --wait
 out="$(as bob result "$inst" --wait --json)"
 echo "$out" | head -5
 echo "$out" | grep -q "\"output\": \"$expected_output\"" || fail "the output is not sha256(\"Now is the timefor all good men\")"
-ok "the output is $expected_output, as SPEC §6 says"
+ok "the output is $expected_output, the shipped library's published test vector"
 
 step "Alice destroys the instance; Bob verifies the certificate of destruction"
 as alice destroy "$inst"

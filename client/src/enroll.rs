@@ -13,7 +13,7 @@
 //!    `IDENTITY` or ECDH + KDFe for the seed, KDFa for the AES-CFB and HMAC keys) for the
 //!    AK's name with a random secret; the daemon's `ActivateCredential` must return it,
 //!    which proves the AK lives in the TPM holding that EK.
-//! 4. The AK's attributes (SPEC §2) and the statement key's certification by the AK are
+//! 4. The AK's attributes (docs/protocol.md) and the statement key's certification by the AK are
 //!    checked, and the AK is pinned in the trust store.
 //!
 //! The cryptography is aws-lc-rs (the provider rustls already uses here), so enrolment

@@ -1,6 +1,6 @@
 //! What a party does with a daemon, each answer checked: functions (the source's sha256
 //! recomputed), instances (the manifest validated and its digest recomputed before
-//! creation), inputs (attested first, HPKE-sealed to the attested key per SPEC §3, sent
+//! creation), inputs (attested first, HPKE-sealed to the attested key per docs/protocol.md, sent
 //! only to the attested TLS key, the receipt's `ciphertext_sha256` recomputed), results
 //! and destruction certificates (JWS verified against the freshly certified statement
 //! key, this party's own inputs listed, the destruction in the attested log).
@@ -199,7 +199,7 @@ pub struct Submitted {
 
 /// Submits `value` (JSON text) to `slot` of `instance`: attests about the instance under
 /// `policy` and refuses unless trusted and the instance's function is `expect_function`;
-/// pads and seals with HPKE to the attested key (SPEC §3); sends it only to the TLS key
+/// pads and seals with HPKE to the attested key (docs/protocol.md); sends it only to the TLS key
 /// that was attested, with the condition "use only with function `expect_function`"; and
 /// checks the receipt's `ciphertext_sha256`.
 ///

@@ -231,7 +231,7 @@ impl AttestationSection {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DangerSection {
-    /// Allow a platform PCR set that lacks one of 0, 2, 4, 7 (SPEC §2).
+    /// Allow a platform PCR set that lacks one of 0, 2, 4, 7 (docs/protocol.md).
     pub weak_platform_pcrs: bool,
     /// Start even when memory cannot be locked (secrets could then reach swap).
     pub allow_unlocked_memory: bool,

@@ -1,5 +1,5 @@
-//! Process hardening at start (SPEC §3 "In memory"): the daemon is not dumpable (no core
-//! dumps, no ptrace by same-uid processes, `/proc/PID/mem` closed), writes no core file,
+//! Process hardening at start (docs/threat-model.md, process hygiene): the daemon is not dumpable
+//! (no core dumps, no ptrace by same-uid processes, `/proc/PID/mem` closed), writes no core file,
 //! and locks its memory so that secrets (sealing key, instance secrets, TLS key, decrypted
 //! inputs — all zeroized on drop) are never written to swap.
 

@@ -1,6 +1,6 @@
 //! Secrets at rest: the sealing key (read from the TPM's sealing index at start and held in
 //! zeroized memory), the wrapping of instance secrets and the TLS key under it
-//! (AES-256-GCM, AAD = owner and epoch, SPEC §3), and instance secrets themselves.
+//! (AES-256-GCM, AAD = owner and epoch, docs/protocol.md), and instance secrets themselves.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -153,7 +153,7 @@ impl Sealer {
     }
 }
 
-/// An instance's 32-byte secret (SPEC §3): its HPKE key pair and its result-at-rest key
+/// An instance's 32-byte secret (docs/protocol.md): its HPKE key pair and its result-at-rest key
 /// derive from it. Zeroized on drop.
 pub struct InstanceSecret(Zeroizing<[u8; 32]>);
 

@@ -1,4 +1,4 @@
-//! The measurement log and the application PCR (SPEC §2): every event is appended to the
+//! The measurement log and the application PCR (docs/protocol.md): every event is appended to the
 //! current generation's JSON Lines file and fsynced *before* the PCR is extended with its
 //! digest (write-ahead). At start the log is replayed against the TPM: a TPM startup (the
 //! reset/restart counts differ from those of the last `daemon_started`) with an all-zero
@@ -59,7 +59,7 @@ pub enum MeasureError {
     /// The TPM failed.
     #[error(transparent)]
     Tpm(#[from] TpmError),
-    /// The log was opened read-only (a degraded start, SPEC §3): nothing is appended or
+    /// The log was opened read-only (a degraded start, docs/protocol.md): nothing is appended or
     /// extended.
     #[error("the measurement log is read-only while the daemon is degraded: nothing is measured")]
     ReadOnly,
@@ -76,7 +76,7 @@ pub struct StartFacts {
     pub sealing_nv_name: Vec<u8>,
     /// The statement key's name.
     pub statement_key_name: Vec<u8>,
-    /// SHA-256 of the running executable (self-reported, SPEC §2).
+    /// SHA-256 of the running executable (self-reported, docs/protocol.md).
     pub executable_sha256: [u8; 32],
 }
 
@@ -302,7 +302,7 @@ fn boot_id() -> String {
 }
 
 impl Measurer {
-    /// Opens the log in `dir` against the TPM and applies SPEC §2's start rules. `live`
+    /// Opens the log in `dir` against the TPM and applies docs/protocol.md's start rules. `live`
     /// gives what to re-measure when a new generation starts, now or later (functions, then
     /// live instances, in a stable order). Returns the measurer and whether a new
     /// generation started.
@@ -315,7 +315,7 @@ impl Measurer {
         Self::open_with(dir, tpm, facts, live, false).await
     }
 
-    /// Opens the log for a degraded start (SPEC §3: the daemon touches nothing): reads the
+    /// Opens the log for a degraded start (docs/protocol.md: the daemon touches nothing): reads the
     /// latest generation and checks it against the TPM as [`Measurer::open`] does, but
     /// appends no `daemon_started`, extends nothing, cuts no torn record and writes no file.
     /// After a TPM startup (an all-zero PCR, new counts) the current generation is a new,

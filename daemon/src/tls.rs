@@ -1,5 +1,6 @@
 //! TLS for the API: TLS 1.3 only, mutual authentication where a client is identified by
-//! the SHA-256 of its certificate's SubjectPublicKeyInfo (SPEC §7) — self-signed client
+//! the SHA-256 of its certificate's SubjectPublicKeyInfo (docs/protocol.md, identities) —
+//! self-signed client
 //! certificates are accepted, and the handshake still proves possession of the key. The
 //! daemon's own certificate is generated on first start unless configured.
 
@@ -101,7 +102,7 @@ impl TlsIdentity {
         })
     }
 
-    /// The SHA-256 of the leaf's SubjectPublicKeyInfo, hex (what quotes bind, SPEC §2).
+    /// The SHA-256 of the leaf's SubjectPublicKeyInfo, hex (what quotes bind, docs/protocol.md).
     pub fn spki_sha256_hex(&self) -> Result<String, TlsError> {
         let leaf = self.chain.first().ok_or_else(|| TlsError::Material {
             what: "certificate".into(),

@@ -4,8 +4,8 @@
 //! - [`firmware`]: firmware event logs (`binary_bios_measurements`, crypto-agile or legacy
 //!   SHA-1), typed event data, per-bank replay, and a check of each event's data against its
 //!   digest (the event type is never trusted: it is not covered by the digest).
-//! - [`cel`]: the daemon's measurement log (SPEC §2): typed CEL-JSON records, the digest rule,
-//!   a JSON Lines reader that reports a torn last record, replay, verification against a PCR
+//! - [`cel`]: the daemon's measurement log (docs/protocol.md): typed CEL-JSON records, the digest
+//!   rule, a JSON Lines reader that reports a torn last record, replay, verification against a PCR
 //!   and the write-ahead rule.
 //! - [`LogFile`]: sniff which of the two a file holds.
 #![forbid(unsafe_code)]

@@ -1,4 +1,5 @@
-//! The measurement log: the record shape of SPEC §2, the digest rule against digests computed
+//! The measurement log: the record shape of docs/protocol.md, the digest rule against digests
+//! computed
 //! by an independent implementation (Python's `json.dumps(sort_keys=True)` + `hashlib`), strict
 //! parsing, the JSON Lines reader's torn-tail reporting, verification against a PCR and the
 //! write-ahead rule.

@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn statement_key_policy_chain() {
-        // SPEC §3: PolicyPCR(platform set) then PolicyCommandCode(TPM2_Sign). With the
+        // docs/protocol.md: PolicyPCR(platform set) then PolicyCommandCode(TPM2_Sign). With the
         // platform PCRs all zero this is what a swtpm trial session gives
         // (testdata/swtpm/policy_platform_sign.bin).
         let selection = PcrSelection::new([0, 2, 4, 7, 9]).unwrap();

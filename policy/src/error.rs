@@ -150,11 +150,11 @@ pub enum Error {
     #[error("HPKE encryption failed")]
     Encrypt,
 
-    /// A Merkle inclusion proof (quote binding, SPEC §2) that does not hold.
+    /// A Merkle inclusion proof (quote binding, docs/protocol.md) that does not hold.
     #[error("Merkle inclusion: {0}")]
     Merkle(#[from] MerkleError),
 
-    /// A JWS statement (SPEC §4) that is malformed or does not verify.
+    /// A JWS statement (docs/protocol.md) that is malformed or does not verify.
     #[error("JWS: {0}")]
     Jws(#[from] JwsError),
 

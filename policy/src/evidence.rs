@@ -1,4 +1,4 @@
-//! The evidence a party checks (SPEC §2–3): the attestation bundle the daemon returns
+//! The evidence a party checks (docs/protocol.md): the attestation bundle the daemon returns
 //! (quote, AK, statement-key certification, quote binding, sealing index, measurement
 //! log, firmware log, instance), and the structural checks of its TPM objects — the AK's
 //! and the statement key's attributes, the statement key's and the sealing index's
@@ -32,8 +32,8 @@
 //! }
 //! ```
 //!
-//! Base64 is RFC 4648 §4 with padding, hex lowercase (SPEC §9). This is the daemon's
-//! attestation response (`GET /v1/attestation`) with the statement key and its
+//! Base64 is RFC 4648 §4 with padding, hex lowercase (docs/protocol.md, encodings). This is the
+//! daemon's attestation response (`GET /v1/attestation`) with the statement key and its
 //! certification from `GET /v1/tpm` added as `statement_key` (a verifier fetches it once
 //! per daemon start). `statement_key.name`, `sealing.certify`, `log_generation`,
 //! `firmware_log`, `instance` and `instance.manifest` may be absent (an absent
@@ -160,7 +160,7 @@ pub struct Certification {
     pub signature: Base64Bytes,
 }
 
-/// The leaf of one request in the quote's Merkle tree (SPEC §2).
+/// The leaf of one request in the quote's Merkle tree (docs/protocol.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindingLeaf {
@@ -216,7 +216,7 @@ impl BindingEvidence {
     }
 }
 
-/// The sealing NV index (SPEC §3).
+/// The sealing NV index (docs/protocol.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealingEvidence {
     /// The `TPM2B_NV_PUBLIC` as read back from the TPM.
@@ -246,7 +246,7 @@ pub struct InstanceEvidence {
     pub manifest: Option<serde_json::Value>,
 }
 
-/// SPEC §2: the AK is a restricted ECC P-256 ECDSA-SHA256 signing key, fixedTPM,
+/// docs/protocol.md: the AK is a restricted ECC P-256 ECDSA-SHA256 signing key, fixedTPM,
 /// fixedParent, sensitiveDataOrigin, userWithAuth, with `adminWithPolicy` and `decrypt`
 /// clear, name algorithm SHA-256.
 ///
@@ -299,7 +299,7 @@ fn require_p256_sha256(what: &'static str, key: &Public) -> Result<(), Error> {
     }
 }
 
-/// The `authPolicy` SPEC §3 gives the statement key: PolicyPCR over `platform` with
+/// The `authPolicy` docs/protocol.md gives the statement key: PolicyPCR over `platform` with
 /// `values`, then PolicyCommandCode(TPM2_Sign).
 ///
 /// # Errors
@@ -313,7 +313,7 @@ pub fn statement_key_policy(
         .command_code(TPM_CC_SIGN))
 }
 
-/// The `authPolicy` SPEC §3 gives the sealing index: PolicyPCR over `platform` with
+/// The `authPolicy` docs/protocol.md gives the sealing index: PolicyPCR over `platform` with
 /// `values`.
 ///
 /// # Errors
@@ -331,7 +331,7 @@ pub fn select(values: &PcrValues, selection: &PcrSelection) -> PcrValues {
         .collect()
 }
 
-/// SPEC §3: the statement key is an ECC P-256 signing key, fixedTPM, fixedParent,
+/// docs/protocol.md: the statement key is an ECC P-256 signing key, fixedTPM, fixedParent,
 /// sensitiveDataOrigin, with `userWithAuth`, `adminWithPolicy` and `decrypt` clear, name
 /// algorithm SHA-256, and `authPolicy` = PolicyPCR(platform PCRs at the appraised
 /// `values`) then PolicyCommandCode(TPM2_Sign) — so it signs only in the attested state.
@@ -374,7 +374,7 @@ pub fn require_statement_key(
     Ok(())
 }
 
-/// The attributes SPEC §3 fixes for the sealing index as read back after its first
+/// The attributes docs/protocol.md fixes for the sealing index as read back after its first
 /// write: exactly `POLICYREAD | POLICYWRITE | NO_DA | WRITTEN` (an ordinary index).
 pub const SEALING_ATTRIBUTES: NvAttributes = NvAttributes(
     NvAttributes::POLICYREAD.bits()
@@ -386,7 +386,7 @@ pub const SEALING_ATTRIBUTES: NvAttributes = NvAttributes(
 /// The sealing index's data size: `key[32] || epoch (u64)`.
 pub const SEALING_DATA_SIZE: u16 = 40;
 
-/// SPEC §3: the sealing index has name algorithm SHA-256, attributes exactly
+/// docs/protocol.md: the sealing index has name algorithm SHA-256, attributes exactly
 /// [`SEALING_ATTRIBUTES`], 40 bytes of data and `authPolicy` = PolicyPCR(platform PCRs
 /// at the appraised `values`).
 ///

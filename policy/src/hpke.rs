@@ -1,11 +1,11 @@
-//! Input encryption (SPEC §3): HPKE (RFC 9180) in mode_base with DHKEM(P-256,
+//! Input encryption (docs/protocol.md): HPKE (RFC 9180) in mode_base with DHKEM(P-256,
 //! HKDF-SHA256), HKDF-SHA256 and AES-256-GCM, `aad` empty, and an `info` that binds each
 //! ciphertext to its instance, slot, round, function and submitter — so nobody can
 //! replay another party's ciphertext as their own, into another slot or round, or for
 //! another function. The daemon derives the instance key pair and opens; parties seal.
 //!
-//! Also here: the instance's result-at-rest key, `ciphertext_sha256` (SPEC §9) and the
-//! JSON whitespace padding the CLI applies before sealing.
+//! Also here: the instance's result-at-rest key, `ciphertext_sha256` (docs/protocol.md, encodings)
+//! and the JSON whitespace padding the CLI applies before sealing.
 
 use std::fmt;
 
@@ -43,7 +43,7 @@ pub const RESULT_AT_REST_INFO: &[u8] = b"arbiter/v1/result-at-rest";
 /// The CLI's default padding block for plaintexts.
 pub const DEFAULT_PAD_BLOCK: usize = 256;
 
-/// What an input ciphertext is bound to (SPEC §3).
+/// What an input ciphertext is bound to (docs/protocol.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputContext<'a> {
     /// The instance id (32 lowercase hex).
@@ -163,7 +163,8 @@ pub fn open(
     .map_err(|_| Error::Decrypt)
 }
 
-/// `sha256(enc || ciphertext)` (SPEC §9), as receipts, results and certificates show it.
+/// `sha256(enc || ciphertext)` (docs/protocol.md, encodings), as receipts, results and certificates
+/// show it.
 pub fn ciphertext_sha256(enc: &[u8], ciphertext: &[u8]) -> [u8; 32] {
     sha256(&[enc, ciphertext])
 }

@@ -1,4 +1,5 @@
-//! Identities (SPEC §7): a party, an operator or the daemon's TLS endpoint is the SHA-256
+//! Identities (docs/protocol.md, identities): a party, an operator or the daemon's TLS endpoint is
+//! the SHA-256
 //! of its certificate's SubjectPublicKeyInfo, so self-signed certificates work and nothing
 //! depends on a CA.
 

@@ -1,4 +1,4 @@
-//! Signed statements (SPEC §4): JWS compact serialisation (RFC 7515) with ES256 under
+//! Signed statements (docs/protocol.md): JWS compact serialisation (RFC 7515) with ES256 under
 //! the TPM statement key, header exactly `{"alg":"ES256","typ":T,"kid":<statement key
 //! TPM name, hex>}`, and the two payloads — the result and the destruction certificate.
 //!
@@ -27,7 +27,7 @@ pub const TYP_DESTRUCTION: &str = "arbiter-destruction+jws";
 /// The only algorithm: ECDSA P-256 with SHA-256, signature `r || s`.
 pub const ALG: &str = "ES256";
 
-/// A JWS protected header as SPEC §4 fixes it.
+/// A JWS protected header as docs/protocol.md fixes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Header {
@@ -210,11 +210,11 @@ pub struct DestructionStatement {
     /// When destruction completed.
     pub destroyed_at: Timestamp,
     /// RFC 9162 Merkle root (hex) over one [`InputLeaf`] per input the instance ever
-    /// accepted, in acceptance order (SPEC §4).
+    /// accepted, in acceptance order (docs/protocol.md).
     pub inputs_root: String,
     /// The number of leaves under `inputs_root`.
     pub inputs_count: u64,
-    /// The sealing epoch retired by the key rotation (SPEC §3).
+    /// The sealing epoch retired by the key rotation (docs/protocol.md).
     pub epoch_retired: u64,
     /// The measurement-log generation of the `instance_destroyed` record.
     pub log_generation: u64,
@@ -222,7 +222,7 @@ pub struct DestructionStatement {
     pub instance_destroyed_recnum: u64,
 }
 
-/// One leaf of a destruction certificate's inputs tree (SPEC §4): an input the instance
+/// One leaf of a destruction certificate's inputs tree (docs/protocol.md): an input the instance
 /// accepted, in any round, also one later superseded, withdrawn or deleted after its
 /// round. Its bytes are `JCS({"slot","submitter","round","ciphertext_sha256"})`, the
 /// same fields a party's receipt holds.

@@ -1,4 +1,4 @@
-//! Quote binding (SPEC §2): the RFC 9162 (Certificate Transparency v2) Merkle tree whose
+//! Quote binding (docs/protocol.md): the RFC 9162 (Certificate Transparency v2) Merkle tree whose
 //! root is a quote's `qualifyingData`, one leaf per request the quote serves. Leaf hash
 //! `SHA-256(0x00 || leaf)`, node hash `SHA-256(0x01 || left || right)`, the split at the
 //! largest power of two below the size (RFC 9162 §2.1.1), inclusion proofs (§2.1.3). The

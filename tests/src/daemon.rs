@@ -167,8 +167,8 @@ impl Party {
         self.conn.delete(path).await.expect("request")
     }
 
-    /// Encrypts `value` for `slot` of an instance exactly as a party does (HPKE per SPEC §3,
-    /// padded), returning the request body.
+    /// Encrypts `value` for `slot` of an instance exactly as a party does (HPKE per
+    /// docs/protocol.md, padded), returning the request body.
     pub fn encrypt_input(&self, instance: &Value, slot: &str, round: u64, value: &Value) -> Value {
         self.encrypt_input_as(instance, slot, round, &self.id, value)
     }

@@ -153,7 +153,7 @@ async fn a_quote_verifies_in_software_and_with_tpm2_checkquote() {
         ],
     );
 
-    // The sealing index published is SPEC §3's and the one recorded in daemon_started.
+    // The sealing index published is docs/protocol.md's and the one recorded in daemon_started.
     let nv = arbiter_policy::NvPublic::from_tpm2b(&b64d(&r.json["sealing"]["nv_public"])).unwrap();
     assert_eq!(hex::encode(nv.name()), r.json["sealing"]["name"]);
     let platform: BTreeMap<u8, [u8; 32]> = pcrs
@@ -362,7 +362,7 @@ async fn a_changed_platform_pcr_starts_the_daemon_degraded() {
             hex::encode(arbiter_tests::sha256(&[b"another kernel"]))
         )],
     );
-    // Fails closed without going dark (SPEC §3): it starts, unseals nothing and says why.
+    // Fails closed without going dark (docs/protocol.md): it starts, unseals nothing and says why.
     let daemon = TestDaemon::try_start(&tpm, &tpm.path("daemon"), |_| {})
         .await
         .expect("a changed platform starts degraded");

@@ -1,6 +1,6 @@
-//! Destruction certificates that commit to every input an instance ever accepted (SPEC §4
-//! amended: a Merkle root over all rounds' inputs, each party given only its own leaves
-//! with inclusion proofs), who sees which usage figures (SPEC §7 amended), manifests with
+//! Destruction certificates that commit to every input an instance ever accepted (docs/api.md:
+//! a Merkle root over all rounds' inputs, each party given only its own leaves
+//! with inclusion proofs), who sees which usage figures (docs/api.md, usage), manifests with
 //! duplicate JSON keys refused at the API, and `arbiter identity new` writing its key
 //! 0600 from the start — on a private swtpm with the real daemon over mutual TLS.
 

@@ -738,7 +738,7 @@ async fn an_input_sealed_by_pyhpke_is_accepted_and_evaluated() {
     assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
     let inst = inst.json;
     let id = inst["id"].as_str().unwrap();
-    // Alice seals with pyhpke, given only the public key and SPEC §3's info.
+    // Alice seals with pyhpke, given only the public key and docs/protocol.md's info.
     let info = arbiter_policy::hpke::input_info(&arbiter_policy::hpke::InputContext {
         instance_id: id,
         slot: "a",

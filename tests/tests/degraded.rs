@@ -1,4 +1,4 @@
-//! The degraded start (SPEC §3): on a platform state that does not satisfy the sealing
+//! The degraded start (docs/protocol.md): on a platform state that does not satisfy the sealing
 //! index's policy (a platform PCR extended, as a changed boot chain would) the daemon starts
 //! without unsealing anything, answers `/healthz` with the reason, attestation and the TPM's
 //! public parts, refuses every endpoint that needs a secret with 503 and the reason, and

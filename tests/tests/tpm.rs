@@ -226,7 +226,7 @@ async fn sealing_index_reads_back_rotates_and_refuses_a_changed_platform() {
     let first_key = *first.key();
     let index = tpm.define_sealing_index(first).await.unwrap();
 
-    // Exactly SPEC §3's public area, WRITTEN after the first write.
+    // Exactly docs/protocol.md's public area, WRITTEN after the first write.
     let want = NvAttributes(
         NvAttributes::POLICYREAD.0
             | NvAttributes::POLICYWRITE.0

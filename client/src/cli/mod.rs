@@ -96,7 +96,7 @@ enum Command {
     /// Instances: create from a manifest, show, approve, evaluate.
     #[command(subcommand)]
     Instance(InstanceCommand),
-    /// Attest, then encrypt an input to the attested instance key (HPKE, SPEC §3) and
+    /// Attest, then encrypt an input to the attested instance key (HPKE, docs/protocol.md) and
     /// submit it to the attested TLS key only; checks the receipt.
     Submit {
         /// The instance.

@@ -192,7 +192,7 @@ pub fn attest(
     } else {
         print_verdict(&a, out)?;
     }
-    // A daemon that cannot unseal its secrets in this platform state (SPEC §3) says so
+    // A daemon that cannot unseal its secrets in this platform state (docs/protocol.md) says so
     // beside the quote. The claim is unsigned, but it only ever makes the answer "no".
     if let Some(reason) = a.evidence["sealing"]["unavailable"].as_str() {
         let reason = reason.escape_debug();

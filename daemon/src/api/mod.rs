@@ -289,7 +289,7 @@ async fn dispatch(
         }
     })?;
     let p = |i: usize| params.get(i).map(String::as_str).unwrap_or("");
-    // Degraded (SPEC §3): only health, attestation and the TPM's public parts answer;
+    // Degraded (docs/protocol.md): only health, attestation and the TPM's public parts answer;
     // everything else may need a secret and is refused before anything is read.
     if engine.sealing_unavailable().is_some() && !routes::serves_when_degraded(route) {
         return Err(ApiError::from(engine.sealing_refusal()));

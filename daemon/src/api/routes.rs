@@ -178,7 +178,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             PutInput,
             Method::PUT,
             "/v1/instances/{id}/inputs/{slot}",
-            "Submit {enc, ciphertext, expect_function_sha256?} (base64, HPKE per SPEC 3); returns {slot, round, ciphertext_sha256, accepted_at}. The slot's providers.",
+            "Submit {enc, ciphertext, expect_function_sha256?} (base64, HPKE as docs/protocol.md describes); returns {slot, round, ciphertext_sha256, accepted_at}. The slot's providers.",
             200,
             true,
         ),
@@ -277,7 +277,7 @@ fn matches(template: &str, path: &str) -> Option<Vec<String>> {
 }
 
 /// Whether `route` answers while the daemon is degraded (its sealing key unavailable,
-/// SPEC §3): health, the API description, attestation and the TPM's public parts
+/// docs/protocol.md): health, the API description, attestation and the TPM's public parts
 /// (including credential activation, which enrolling verifiers need). Every other route
 /// may need a secret, or would change state that a later healthy start must find as it
 /// was, and is refused. Exhaustive, so a new route has to decide.

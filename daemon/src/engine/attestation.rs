@@ -1,4 +1,4 @@
-//! Attestation (SPEC §2): quotes bound to each verifier's nonce and TLS channel through an
+//! Attestation (docs/protocol.md): quotes bound to each verifier's nonce and TLS channel through an
 //! RFC 9162 Merkle tree, so concurrent requests arriving within a short window share one
 //! TPM quote; the TPM's public parts (AK, EKs, the statement key's certification); and
 //! credential activation for enrolling verifiers.
@@ -212,7 +212,8 @@ impl Engine {
             "epoch": self.sealer().map_or(self.last_epoch, |s| s.epoch()),
         });
         if let Some(reason) = &self.sealing_unavailable {
-            // Degraded (SPEC §3): the index is not readable in this platform state. Unsigned,
+            // Degraded (docs/protocol.md): the index is not readable in this platform state.
+            // Unsigned,
             // like the rest of this object beside the quote, and only ever a reason to refuse.
             sealing["unavailable"] = json!(reason);
         }

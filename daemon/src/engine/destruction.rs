@@ -1,4 +1,4 @@
-//! Backup-proof destruction (SPEC §3): the sealing key is rotated so that no copy of the
+//! Backup-proof destruction (docs/protocol.md): the sealing key is rotated so that no copy of the
 //! disk state taken before destruction can recover the destroyed instances' secrets, in
 //! steps that are each crash-safe — (0) mark `destroying`; (1) new key K′ in memory; (2)
 //! wrap every other live secret and the TLS key under K′ at epoch e+1; (3) write K′ ‖ e+1
@@ -200,7 +200,7 @@ impl Engine {
 
     /// `GET /v1/instances/{id}/destruction-certificate` (parties and operators): the JWS
     /// (and its decoded payload) with the caller's own leaves of the inputs tree and their
-    /// inclusion proofs (SPEC §4) — never the other parties' leaves.
+    /// inclusion proofs (docs/protocol.md) — never the other parties' leaves.
     pub async fn destruction_certificate(
         &self,
         caller: &str,

@@ -54,7 +54,7 @@ pub enum EngineError {
     #[error("{0}")]
     Unavailable(String),
     /// The daemon started degraded: the platform state does not satisfy the sealing
-    /// index's policy, so nothing that needs a secret is done (SPEC §3); the reason.
+    /// index's policy, so nothing that needs a secret is done (docs/protocol.md); the reason.
     #[error("the appliance is degraded, nothing that needs a secret is done: {0}")]
     SealingUnavailable(String),
     /// The measurement could not be taken; nothing was changed.

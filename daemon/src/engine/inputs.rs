@@ -283,7 +283,7 @@ impl Engine {
         Ok(hpke::derive_keypair(secret.expose()).0)
     }
 
-    /// Decrypts one input under the instance key (SPEC §3's info binding).
+    /// Decrypts one input under the instance key (docs/protocol.md's info binding).
     pub(crate) fn open_input(
         row: &InstanceRow,
         private: &hpke::PrivateKey,

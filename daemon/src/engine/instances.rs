@@ -16,7 +16,7 @@ use crate::store::queries::{self, InstanceRow};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstance {
-    /// The manifest (SPEC §5), as JSON.
+    /// The manifest (docs/manifest.md), as JSON.
     pub manifest: serde_json::Value,
 }
 
@@ -365,7 +365,8 @@ impl Engine {
         }))
     }
 
-    /// Usage of an instance (SPEC §7), shown to its manifest's parties and operators only.
+    /// Usage of an instance (docs/api.md, usage), shown to its manifest's parties and operators
+    /// only.
     ///
     /// - Operators see everything: `totals`, `per_identity` (the parties' figures and the
     ///   evaluations', under the pseudo-identity `evaluation`) and `evaluation`.

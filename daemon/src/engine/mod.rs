@@ -1,5 +1,5 @@
-//! The engine: every decision of the computation lifecycle (SPEC §1) — who may do what,
-//! when inputs are accepted, when evaluation runs, who reads what — carried out through the
+//! The engine: every decision of the computation lifecycle (docs/architecture.md) — who may do
+//! what, when inputs are accepted, when evaluation runs, who reads what — carried out through the
 //! store, the keys, the evaluator and the TPM. The API only translates HTTP to these calls.
 
 mod attestation;
@@ -70,7 +70,7 @@ pub struct Engine {
     sealer: RwLock<Option<Sealer>>,
     /// Why the sealing key could not be read at start (the platform state does not satisfy
     /// its policy): the daemon serves only `/healthz`, attestation and the TPM's public
-    /// parts, and refuses everything that needs a secret with this reason (SPEC §3).
+    /// parts, and refuses everything that needs a secret with this reason (docs/protocol.md).
     sealing_unavailable: Option<String>,
     /// The last sealing epoch the store was written under, reported by attestations while
     /// the sealing index cannot be read (0 otherwise: the sealer knows the epoch then).
@@ -125,7 +125,7 @@ pub(crate) fn format_time(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// A new id: 128 random bits as 32 lowercase hex characters (SPEC §9).
+/// A new id: 128 random bits as 32 lowercase hex characters (docs/protocol.md, encodings).
 pub(crate) fn new_id() -> String {
     let mut b = [0u8; 16];
     rand::fill(&mut b);
@@ -432,7 +432,7 @@ impl Engine {
     }
 
     /// Why the sealing key could not be read at start, when it could not: the daemon is
-    /// degraded and refuses everything that needs a secret (SPEC §3).
+    /// degraded and refuses everything that needs a secret (docs/protocol.md).
     pub fn sealing_unavailable(&self) -> Option<&str> {
         self.sealing_unavailable.as_deref()
     }

@@ -1,4 +1,4 @@
-//! Signed statements (SPEC §4): results and destruction certificates as compact JWS
+//! Signed statements (docs/protocol.md): results and destruction certificates as compact JWS
 //! (ES256) signed by the TPM's statement key, which signs only in the attested platform
 //! state. Each names the measurement-log generation and record a verifier checks it
 //! against.

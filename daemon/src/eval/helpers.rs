@@ -4,7 +4,7 @@
 //! Every helper is pure Rust, works on values the engine already bounds (strings, arrays
 //! and blobs are checked against the evaluation's size limits before and after each call)
 //! and reports bad arguments as a script runtime error, never a panic. Byte strings cross
-//! the script boundary as lowercase hex strings (SPEC §9) or as Rhai blobs; the
+//! the script boundary as lowercase hex strings (docs/protocol.md, encodings) or as Rhai blobs; the
 //! conventions of each helper are in [`register`].
 
 use std::collections::HashSet;

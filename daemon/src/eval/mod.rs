@@ -1,5 +1,5 @@
-//! The evaluation sandbox (SPEC §6): runs a function's Rhai script on an instance's
-//! inputs in a child process that exits after one run.
+//! The evaluation sandbox (docs/manifest.md, limits): runs a function's Rhai script on an
+//! instance's inputs in a child process that exits after one run.
 //!
 //! The daemon re-executes its own binary as `arbiterd __evaluate` with an empty
 //! environment, sends one length-prefixed JSON request (script, inputs, limits, RNG seed)
@@ -68,7 +68,7 @@ pub const CHILD_SUBCOMMAND: &str = "__evaluate";
 /// How much of the child's stderr is kept for the failure message.
 const STDERR_KEPT_BYTES: usize = 4096;
 
-/// Resource limits of one evaluation (from the manifest, SPEC §5).
+/// Resource limits of one evaluation (from the manifest, docs/manifest.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Rhai operations (roughly: expressions and statements evaluated).

@@ -103,7 +103,7 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 2: every input an instance ever accepted, in acceptance order (`seq` from 0), kept
     // when the ciphertext is deleted: the leaves of the destruction certificate's inputs
-    // tree (SPEC §4). Inputs stored before this table existed are its first entries.
+    // tree (docs/protocol.md). Inputs stored before this table existed are its first entries.
     "
     CREATE TABLE accepted_inputs (
         instance_id       TEXT NOT NULL REFERENCES instances(id),

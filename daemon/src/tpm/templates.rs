@@ -1,5 +1,5 @@
 //! The public-area templates of the keys Arbiter creates, and the sealing index's public
-//! area: the one place their attributes are written down (SPEC §2, §3).
+//! area: the one place their attributes are written down (docs/protocol.md).
 
 use arbiter_policy::{NvAttributes, NvPublic, PolicyDigest};
 use tss_esapi::{
@@ -103,7 +103,8 @@ pub fn salt_key() -> Result<Public, TpmError> {
         .map_err(command("building the SRK template"))
 }
 
-/// The sealing index's public area as SPEC §3 fixes it: nameAlg SHA-256, attributes exactly
+/// The sealing index's public area as docs/protocol.md fixes it: nameAlg SHA-256, attributes
+/// exactly
 /// `POLICYREAD | POLICYWRITE | NO_DA` (plus `WRITTEN` once written), `authPolicy` =
 /// PolicyPCR over the platform set, 40 bytes of data.
 pub fn sealing_index(index: u32, policy: &PolicyDigest, written: bool) -> NvPublic {

@@ -1,5 +1,5 @@
-//! The daemon's measurement log (SPEC §2): TCG Canonical Event Log records in JSON form, one
-//! per extend of the application PCR, with typed Arbiter content.
+//! The daemon's measurement log (docs/protocol.md): TCG Canonical Event Log records in JSON form,
+//! one per extend of the application PCR, with typed Arbiter content.
 //!
 //! A record's digest is the function's measurement itself for `function_loaded` (so a party
 //! can compare it with `sha256sum` of the source it reviewed) and `sha256(JCS(content))`

@@ -58,7 +58,8 @@ impl<'de> Deserialize<'de> for Sha256Digest {
     }
 }
 
-/// A function or instance id: 128 bits, encoded as 32 lowercase hex characters (SPEC §9).
+/// A function or instance id: 128 bits, encoded as 32 lowercase hex characters (docs/protocol.md,
+/// encodings).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Id(pub [u8; 16]);
 
@@ -327,7 +328,7 @@ impl Record {
     }
 }
 
-/// The JSON shape of a record, exactly as SPEC §2 gives it.
+/// The JSON shape of a record, exactly as docs/protocol.md gives it.
 mod wire {
     use serde::{Deserialize, Serialize};
 

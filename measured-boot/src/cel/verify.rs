@@ -1,5 +1,5 @@
 //! Replay of the measurement log and its verification against a PCR value: the check every
-//! verifier runs, and the write-ahead rule the daemon applies at start (SPEC §2).
+//! verifier runs, and the write-ahead rule the daemon applies at start (docs/protocol.md).
 
 use std::collections::BTreeMap;
 
@@ -25,7 +25,7 @@ pub fn replay_by_pcr(records: &[Record]) -> BTreeMap<u32, [u8; 32]> {
     out
 }
 
-/// What the daemon should do at start, given its log and the PCR (SPEC §2, write-ahead).
+/// What the daemon should do at start, given its log and the PCR (docs/protocol.md, write-ahead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteAheadState {
     /// The whole log replays to the PCR.

@@ -200,7 +200,7 @@ fn seal_refuses_bad_public_keys() {
             Err(Error::InvalidKey { .. })
         ));
     }
-    // Compressed points are not the SEC1 uncompressed form SPEC §9 fixes.
+    // Compressed points are not the SEC1 uncompressed form that docs/protocol.md (encodings) fixes.
     let mut compressed = vec![0x02 | (pk[64] & 1)];
     compressed.extend_from_slice(&pk[1..33]);
     assert!(matches!(

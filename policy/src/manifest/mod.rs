@@ -1,4 +1,4 @@
-//! The manifest (SPEC §5): what the parties of one instance agreed to — the function by
+//! The manifest (docs/manifest.md): what the parties of one instance agreed to — the function by
 //! measurement, who the parties are, who may provide which input, when evaluation
 //! happens, who reads the result, and when everything is destroyed.
 //!
@@ -37,8 +37,8 @@
 //!
 //! - `name` (optional): free text, at most 200 characters.
 //! - `function.sha256`: the function's measurement, `sha256(source bytes)`.
-//! - `parties`: at least one; names (1–200 characters) and identities (SPEC §7: SHA-256
-//!   of the party's TLS client certificate SubjectPublicKeyInfo, 64 lowercase hex) unique.
+//! - `parties`: at least one; names (1–200 characters) and identities (docs/protocol.md,
+//!   identities: SHA-256 of the party's TLS client certificate SubjectPublicKeyInfo, 64 lowercase hex) unique.
 //! - `slots`: at least one; names match `^[a-z][a-z0-9_]{0,63}$`; each has a non-empty
 //!   list of distinct `providers`, `provide` (`provide_once` | `provide_each_time`) and an
 //!   optional `type` (`any` (default) | `string` | `integer` | `number` | `boolean` |
@@ -68,7 +68,8 @@
 //! `1.0` or `1e3`) is refused at its pointer. Unknown fields are refused, and so are
 //! duplicate keys in the JSON text.
 //!
-//! `manifest_sha256` is `sha256(JCS(manifest))` of the JSON *as submitted* (SPEC §5), not
+//! `manifest_sha256` is `sha256(JCS(manifest))` of the JSON *as submitted* (docs/protocol.md, the
+//! manifest digest), not
 //! of any re-serialised form: defaults are not filled in and key order does not matter.
 
 use std::collections::BTreeMap;
@@ -183,7 +184,8 @@ macro_rules! checked_string {
     };
 }
 
-/// Whether `s` is 64 lowercase hex characters (a SHA-256 digest in SPEC §9 hex).
+/// Whether `s` is 64 lowercase hex characters (a SHA-256 digest in the hex of docs/protocol.md,
+/// encodings).
 pub(crate) fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -197,8 +199,8 @@ pub fn is_slot_name(s: &str) -> bool {
 }
 
 checked_string!(
-    /// An identity (SPEC §7): lowercase hex of the SHA-256 of a TLS client certificate's
-    /// SubjectPublicKeyInfo, 64 characters.
+    /// An identity (docs/protocol.md, identities): lowercase hex of the SHA-256 of a TLS client
+    /// certificate's SubjectPublicKeyInfo, 64 characters.
     Identity,
     is_sha256_hex,
     "an identity (64 lowercase hex characters)"
@@ -231,7 +233,7 @@ impl Sha256Hex {
     }
 }
 
-/// A point in time from a manifest: RFC 3339, UTC, written with `Z` (SPEC §9).
+/// A point in time from a manifest: RFC 3339, UTC, written with `Z` (docs/protocol.md, encodings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Timestamp(OffsetDateTime);
@@ -532,8 +534,8 @@ impl From<Destruction> for RawDestruction {
     }
 }
 
-/// Resource limits of one evaluation (SPEC §6). Every field is optional in JSON; the
-/// defaults and bounds are the `DEFAULT_*`, `MIN_*` and `MAX_*` constants.
+/// Resource limits of one evaluation (docs/manifest.md, limits). Every field is optional in JSON;
+/// the defaults and bounds are the `DEFAULT_*`, `MIN_*` and `MAX_*` constants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -605,7 +607,7 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// A manifest (SPEC §5), typed. Only [`Manifest::from_json_value`] and
+/// A manifest (docs/manifest.md), typed. Only [`Manifest::from_json_value`] and
 /// [`Manifest::from_json_bytes`] produce checked values: a `Manifest` built or
 /// deserialised by other means has not been validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -683,7 +685,7 @@ impl ValidatedManifest {
     }
 }
 
-/// `sha256(JCS(raw))` (RFC 8785): the manifest digest of SPEC §5, of the JSON exactly as
+/// `sha256(JCS(raw))` (RFC 8785): the manifest digest of docs/manifest.md, of the JSON exactly as
 /// submitted.
 pub fn manifest_sha256(raw: &serde_json::Value) -> [u8; 32] {
     crate::tpm::hash::sha256(&[&crate::jcs::to_vec(raw)])
@@ -779,7 +781,7 @@ impl Manifest {
     }
 
     /// Number of filled slots that triggers evaluation automatically, or `None` for an
-    /// `explicit` trigger (evaluated on an evaluator's call, SPEC §1.5).
+    /// `explicit` trigger (evaluated on an evaluator's call, docs/manifest.md).
     pub fn automatic_trigger_count(&self) -> Option<usize> {
         match self.trigger {
             Trigger::All => Some(self.slots.len()),

@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn nv_bits_and_type() {
-        // SPEC §3: POLICYREAD | POLICYWRITE | NO_DA, and WRITTEN after the first write.
+        // docs/protocol.md: POLICYREAD | POLICYWRITE | NO_DA, and WRITTEN after the first write.
         let sealing = NvAttributes::POLICYREAD | NvAttributes::POLICYWRITE | NvAttributes::NO_DA;
         assert_eq!(sealing.bits(), 0x0208_0008);
         let mut written = sealing;

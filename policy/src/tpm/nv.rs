@@ -107,7 +107,7 @@ mod tests {
     use super::*;
     use crate::tpm::{TPM_ALG_SHA256, TPM_ALG_SHA384};
 
-    /// The sealing index of SPEC §3 as swtpm defined it (see testdata/swtpm): index
+    /// The sealing index of docs/protocol.md as swtpm defined it (see testdata/swtpm): index
     /// 0x01500001, SHA-256, POLICYREAD | POLICYWRITE | NO_DA, authPolicy PolicyPCR(23 = 0),
     /// 40 bytes.
     fn sealing() -> NvPublic {

@@ -154,7 +154,7 @@ mod tests {
             PcrSelection::new([7, 8]).unwrap().bitmap(),
             [0x80, 0x01, 0x00]
         );
-        // The platform set of SPEC §2: 0, 2, 4, 7, 9.
+        // The platform set of docs/protocol.md: 0, 2, 4, 7, 9.
         let platform = PcrSelection::new([9, 0, 2, 4, 7, 2]).unwrap();
         assert_eq!(platform.bitmap(), [0b1001_0101, 0b0000_0010, 0x00]);
         assert_eq!(platform.pcrs(), vec![0, 2, 4, 7, 9]);

@@ -72,7 +72,7 @@ tpm2_quote -c 0x81010002 -l sha256:0,16,23 -q 000102030405060708090a0b0c0d0e0f \
 tpm2_checkquote -u "$OUT/ak.pem" -m "$OUT/quote_attest.bin" -s "$OUT/quote_sig.bin" \
     -g sha256 -q 000102030405060708090a0b0c0d0e0f >/dev/null
 
-# NV indices: the sealing layout of SPEC §3 (before and after its first write would need
+# NV indices: the sealing layout of docs/protocol.md (before and after its first write would need
 # the policy session; its public area as defined is enough for the name), and an ordinary
 # owner-readable index certified by the AK.
 tpm2_nvdefine 0x01500001 -C o -s 40 -a 'policyread|policywrite|no_da' \
