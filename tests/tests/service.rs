@@ -1,0 +1,145 @@
+//! `arbiterd` as the service manager and the operator see it: `check-config` validates a
+//! configuration exactly as `run` loads it, and a failed start exits with the sysexits(3) code
+//! of its cause — 78 for the configuration, 69 for a TPM that cannot be opened, 75 for a state
+//! directory another daemon holds.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::process::Command;
+
+use arbiter_client::http::PartyIdentity;
+use arbiter_tests::TestTpm;
+use arbiter_tests::daemon::arbiterd_path;
+use arbiter_tests::process::{DaemonProcess, DaemonSpec};
+
+const EX_UNAVAILABLE: i32 = 69;
+const EX_TEMPFAIL: i32 = 75;
+const EX_CONFIG: i32 = 78;
+
+fn operator_config(operator: &str) -> String {
+    format!("[access]\noperators = [\"{operator}\"]\n")
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_or_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("arbiterd.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:7443\"\n[limits]\nmax_connections = 64\n",
+    )
+    .unwrap();
+    let out = Command::new(arbiterd_path())
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .args(["--set", "state_dir=\"/srv/arbiter\"", "--tcti", "tabrmd"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The effective configuration: the file, the overrides and every default, as TOML that
+    // loads back to the same thing.
+    let effective: toml::Table = toml::from_str(&stdout).unwrap();
+    assert_eq!(effective["listen"].as_str(), Some("127.0.0.1:7443"));
+    assert_eq!(effective["state_dir"].as_str(), Some("/srv/arbiter"));
+    assert_eq!(effective["tpm"]["tcti"].as_str(), Some("tabrmd"));
+    assert_eq!(
+        effective["limits"]["max_connections"].as_integer(),
+        Some(64)
+    );
+    assert_eq!(effective["tpm"]["application_pcr"].as_integer(), Some(23));
+    let printed = dir.path().join("printed.toml");
+    std::fs::write(&printed, stdout.as_bytes()).unwrap();
+    let again = Command::new(arbiterd_path())
+        .args(["check-config", "--config"])
+        .arg(&printed)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(String::from_utf8_lossy(&again.stdout), stdout);
+
+    // A problem: the key named, exit 78, nothing on stdout.
+    std::fs::write(&file, "[access]\noperators = \"not a list\"\n").unwrap();
+    let out = Command::new(arbiterd_path())
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{stderr}");
+    assert!(
+        stderr.contains("invalid configuration") && stderr.contains("operators"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_bad_configuration_exits_78_with_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = DaemonProcess::start_expecting_exit(DaemonSpec {
+        state_dir: dir.path().join("daemon"),
+        config: "[limits]\nmax_body_bytes = \"big\"\n".into(),
+        tcti: Some("swtpm:host=127.0.0.1,port=1".into()),
+        ..DaemonSpec::default()
+    });
+    assert_eq!(refused.status.code(), Some(EX_CONFIG), "{}", refused.log);
+    assert!(
+        refused.log.contains("invalid configuration") && refused.log.contains("max_body_bytes"),
+        "{}",
+        refused.log
+    );
+}
+
+#[test]
+fn a_tpm_that_cannot_be_opened_exits_69() {
+    // A port nobody listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let refused = DaemonProcess::start_expecting_exit(DaemonSpec {
+        state_dir: dir.path().join("daemon"),
+        config: String::new(),
+        tcti: Some(format!("swtpm:host=127.0.0.1,port={port}")),
+        ..DaemonSpec::default()
+    });
+    assert_eq!(
+        refused.status.code(),
+        Some(EX_UNAVAILABLE),
+        "{}",
+        refused.log
+    );
+    assert!(
+        refused.log.contains("cannot open the TPM"),
+        "{}",
+        refused.log
+    );
+}
+
+#[test]
+fn a_second_daemon_on_a_locked_state_directory_exits_75() {
+    let tpm = TestTpm::start();
+    let operator = PartyIdentity::generate("operator").unwrap();
+    let spec = DaemonSpec {
+        state_dir: tpm.path("daemon"),
+        config: operator_config(&operator.identity().unwrap()),
+        tcti: Some(tpm.tcti()),
+        ..DaemonSpec::default()
+    };
+    let mut first = DaemonProcess::start(spec.clone());
+    let refused = DaemonProcess::start_expecting_exit(spec);
+    assert_eq!(refused.status.code(), Some(EX_TEMPFAIL), "{}", refused.log);
+    assert!(
+        refused.log.contains("another arbiterd is running"),
+        "{}",
+        refused.log
+    );
+    assert!(first.terminate().success(), "{}", first.log());
+}
