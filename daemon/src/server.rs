@@ -82,17 +82,25 @@ pub async fn run_service(mut config: Config, dev_swtpm: bool) -> Result<(), Star
         .await
         .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", config.listen)))?;
     let engine = Arc::new(Engine::start_locked(config, lock).await?);
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     crate::engine::tracing_line(&format!(
-        "serving on https://{} (TLS key sha256 {})",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
+        "serving on https://{address} (TLS key sha256 {})",
         engine.tls_spki_sha256()
     ));
+    // What `systemctl status` shows from now on: where it serves, or why it is degraded.
+    let status = match engine.sealing_unavailable() {
+        Some(reason) => format!("degraded: {reason}; serving on https://{address}"),
+        None => format!("serving on https://{address}"),
+    };
     // Ready only now: the TPM, the store and the measurement log are verified and the
     // socket is bound. Without NOTIFY_SOCKET (not under systemd) this does nothing.
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
     if let Some(interval) = sd_notify::watchdog_enabled() {
         let watched = Arc::clone(&engine);
         tokio::spawn(async move {

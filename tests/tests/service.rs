@@ -1,7 +1,8 @@
 //! `arbiterd` as the service manager and the operator see it: `check-config` validates a
 //! configuration exactly as `run` loads it, and a failed start exits with the sysexits(3) code
 //! of its cause — 78 for the configuration, 69 for a TPM that cannot be opened, 75 for a state
-//! directory another daemon holds.
+//! directory another daemon holds. The steps of a start reach the service manager as `STATUS=`
+//! lines (what `systemctl status` shows), a degraded start with its reason.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -142,4 +143,44 @@ fn a_second_daemon_on_a_locked_state_directory_exits_75() {
         refused.log
     );
     assert!(first.terminate().success(), "{}", first.log());
+}
+
+#[test]
+fn the_start_reports_its_steps_as_status_lines_and_a_degraded_start_says_why() {
+    let tpm = TestTpm::start();
+    let operator = PartyIdentity::generate("operator").unwrap();
+    let mut daemon = DaemonProcess::start(DaemonSpec {
+        state_dir: tpm.path("daemon"),
+        config: operator_config(&operator.identity().unwrap()),
+        tcti: Some(tpm.tcti()),
+        ..DaemonSpec::default()
+    });
+    let serving = format!("serving on https://127.0.0.1:{}", daemon.port());
+    assert_eq!(
+        daemon.statuses(),
+        [
+            format!("opening the TPM ({})", tpm.tcti()),
+            "checking the measurement log against PCR 23".into(),
+            serving.clone(),
+        ]
+    );
+    assert!(daemon.terminate().success(), "{}", daemon.log());
+
+    // Another firmware: the sealing index no longer opens, the start is degraded.
+    tpm.tool_ok(
+        "tpm2_pcrextend",
+        &[&format!(
+            "0:sha256={}",
+            hex::encode(arbiter_tests::sha256(&[b"another firmware"]))
+        )],
+    );
+    daemon.restart();
+    let statuses = daemon.statuses();
+    let last = statuses.last().unwrap();
+    assert!(
+        last.starts_with("degraded: ") && last.ends_with(&format!("; {serving}")),
+        "{statuses:?}"
+    );
+    assert!(last.contains("PCR"), "the reason names the PCRs: {last}");
+    assert!(daemon.terminate().success(), "{}", daemon.log());
 }

@@ -163,6 +163,7 @@ impl Engine {
             .map_err(|e| StartError::Other(e.to_string()))?;
         let store = Store::open(&config.state_dir)?;
         let tpm_config = config.tpm_config();
+        status_line(&format!("opening the TPM ({})", config.tpm.tcti));
         let tpm = tokio::task::spawn_blocking(move || Tpm::open(tpm_config))
             .await
             .map_err(|e| StartError::Other(format!("opening the TPM: {e}")))??;
@@ -210,6 +211,7 @@ impl Engine {
             statement_key_name: statement_key.name.clone(),
             executable_sha256: crate::measure::executable_sha256()?,
         };
+        status_line("checking the measurement log against PCR 23");
         let (measurer, _) = Measurer::open(
             &config.state_dir.join("measurements"),
             tpm.clone(),
@@ -499,6 +501,13 @@ impl Engine {
 /// One log line to stderr (journald captures it under systemd). Never given secrets.
 pub fn tracing_line(line: &str) {
     eprintln!("arbiterd: {line}");
+}
+
+/// A step of the daemon's life: logged, and sent to the service manager as `STATUS=` (what
+/// `systemctl status` shows; nothing without `NOTIFY_SOCKET`). Never given secrets.
+pub fn status_line(line: &str) {
+    tracing_line(line);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(line)]);
 }
 
 /// Decodes 64 hex characters (validated upstream) into 32 bytes; zeros if malformed.
