@@ -18,7 +18,7 @@ struct Cli {
 }
 
 /// Where the configuration comes from: the same for `run` and `check-config`.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ConfigArgs {
     /// Configuration file (default /etc/arbiter/arbiterd.toml when it exists).
     #[arg(long)]
@@ -39,17 +39,17 @@ struct ConfigArgs {
 
 impl ConfigArgs {
     /// Loads and validates the configuration with the overrides, the flags last.
-    fn load(self) -> Result<Config, ConfigError> {
-        let mut overrides = self.overrides;
+    fn load(&self) -> Result<Config, ConfigError> {
+        let mut overrides = self.overrides.clone();
         let quote = |v: &str| format!("{v:?}");
-        if let Some(l) = self.listen {
-            overrides.push(format!("listen={}", quote(&l)));
+        if let Some(l) = &self.listen {
+            overrides.push(format!("listen={}", quote(l)));
         }
-        if let Some(d) = self.state_dir {
+        if let Some(d) = &self.state_dir {
             overrides.push(format!("state_dir={}", quote(&d.display().to_string())));
         }
-        if let Some(t) = self.tcti {
-            overrides.push(format!("tpm.tcti={}", quote(&t)));
+        if let Some(t) = &self.tcti {
+            overrides.push(format!("tpm.tcti={}", quote(t)));
         }
         Config::load(self.config.as_deref(), &overrides)
     }
@@ -57,7 +57,9 @@ impl ConfigArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve the HTTPS API (the daemon proper). Stops cleanly on SIGTERM or SIGINT.
+    /// Serve the HTTPS API (the daemon proper). Stops cleanly on SIGTERM or SIGINT; on
+    /// SIGHUP re-reads the configuration and applies the `[access]` lists and the
+    /// per-request `[limits]`, or keeps it all and says why.
     /// Exits with a sysexits(3) code on failure: 78 configuration, 69 TPM unavailable,
     /// 74 state directory or store, 75 another daemon holds the state directory, 70 other.
     Run {
@@ -112,8 +114,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Cmd::Run { config, dev_swtpm } => {
-            let config = config.load()?;
-            runtime.block_on(arbiter_daemon::server::run_service(config, dev_swtpm))?;
+            let loaded = config.load()?;
+            let reload = Box::new(move || config.load());
+            runtime.block_on(arbiter_daemon::server::run_service(
+                loaded, dev_swtpm, reload,
+            ))?;
         }
         Cmd::CheckConfig { config } => {
             let config = config.load()?;

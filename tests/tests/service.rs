@@ -2,16 +2,23 @@
 //! configuration exactly as `run` loads it, and a failed start exits with the sysexits(3) code
 //! of its cause — 78 for the configuration, 69 for a TPM that cannot be opened, 75 for a state
 //! directory another daemon holds. The steps of a start reach the service manager as `STATUS=`
-//! lines (what `systemctl status` shows), a degraded start with its reason.
+//! lines (what `systemctl status` shows), a degraded start with its reason. SIGHUP applies a
+//! new `[access]` list at once and keeps the configuration in force when the file is invalid
+//! or changes what needs a restart.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use arbiter_client::http::PartyIdentity;
 use arbiter_tests::TestTpm;
-use arbiter_tests::daemon::arbiterd_path;
+use arbiter_tests::daemon::{Party, arbiterd_path};
 use arbiter_tests::process::{DaemonProcess, DaemonSpec};
+use hyper::StatusCode;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
 
 const EX_UNAVAILABLE: i32 = 69;
 const EX_TEMPFAIL: i32 = 75;
@@ -182,5 +189,100 @@ fn the_start_reports_its_steps_as_status_lines_and_a_degraded_start_says_why() {
         "{statuses:?}"
     );
     assert!(last.contains("PCR"), "the reason names the PCRs: {last}");
+    assert!(daemon.terminate().success(), "{}", daemon.log());
+}
+
+/// Waits for a `STATUS=` line containing `needle` and returns it.
+fn wait_status(daemon: &mut DaemonProcess, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(line) = daemon
+            .statuses()
+            .into_iter()
+            .rev()
+            .find(|s| s.contains(needle))
+        {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no STATUS= with {needle:?}: {:?}\n{}",
+            daemon.statuses(),
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_applies_new_operators_and_keeps_the_configuration_on_a_change_needing_a_restart() {
+    let tpm = TestTpm::start();
+    let alice = PartyIdentity::generate("alice").unwrap();
+    let bob = PartyIdentity::generate("bob").unwrap();
+    let (alice_id, bob_id) = (alice.identity().unwrap(), bob.identity().unwrap());
+    let state_dir = tpm.path("daemon");
+    let config_file = state_dir.with_extension("toml");
+    let mut daemon = DaemonProcess::start(DaemonSpec {
+        state_dir: state_dir.clone(),
+        config: operator_config(&alice_id),
+        tcti: Some(tpm.tcti()),
+        ..DaemonSpec::default()
+    });
+    let pid = Pid::from_raw(i32::try_from(daemon.pid().unwrap()).unwrap());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bob = Party::with_identity("bob", bob, &daemon.url());
+    let register = |name: &str| {
+        runtime.block_on(bob.post(
+            "/v1/functions",
+            json!({"name": name, "language": "rhai", "source": "fn compute(inputs) { 1 }\n"}),
+        ))
+    };
+    let r = register("before");
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.json);
+
+    // Bob becomes an operator: SIGHUP, as `systemctl reload` sends.
+    let both = format!("[access]\noperators = [\"{alice_id}\", \"{bob_id}\"]\n");
+    std::fs::write(&config_file, &both).unwrap();
+    kill(pid, Signal::SIGHUP).unwrap();
+    let line = wait_status(&mut daemon, "reloaded");
+    assert!(
+        line.contains("reloaded: access.operators changed"),
+        "{line}"
+    );
+    assert!(line.starts_with("serving on https://"), "{line}");
+    let r = register("after");
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+
+    // A change that needs a restart, with Bob removed: refused whole, Bob still operator.
+    std::fs::write(
+        &config_file,
+        format!(
+            "{}\n[tpm]\napplication_pcr = 16\n",
+            operator_config(&alice_id)
+        ),
+    )
+    .unwrap();
+    kill(pid, Signal::SIGHUP).unwrap();
+    let line = wait_status(&mut daemon, "tpm.application_pcr");
+    assert!(
+        line.contains(
+            "reload refused, configuration kept: tpm.application_pcr cannot change without a restart"
+        ),
+        "{line}"
+    );
+    let r = register("still");
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+
+    // An invalid file: refused with the problem, nothing changed.
+    std::fs::write(&config_file, "[access]\noperators = 5\n").unwrap();
+    kill(pid, Signal::SIGHUP).unwrap();
+    let line = wait_status(&mut daemon, "invalid configuration");
+    assert!(
+        line.contains("reload refused, configuration kept"),
+        "{line}"
+    );
+    let r = register("again");
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert!(daemon.log().contains("reloaded: access.operators changed"));
     assert!(daemon.terminate().success(), "{}", daemon.log());
 }

@@ -63,7 +63,8 @@ pub struct Metrics {
 
 /// The running daemon's state.
 pub struct Engine {
-    config: Config,
+    /// Replaced whole by [`Engine::reload`]; readers take the current one per request.
+    config: RwLock<Arc<Config>>,
     store: Store,
     tpm: Tpm,
     /// The sealing key; `None` in a degraded start (see [`Engine::sealing_unavailable`]).
@@ -108,7 +109,7 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("state_dir", &self.config.state_dir)
+            .field("state_dir", &self.config().state_dir)
             .finish_non_exhaustive()
     }
 }
@@ -339,7 +340,7 @@ impl Engine {
             .firmware_log_source(credentials.as_deref());
         Ok(Self {
             evaluations: Arc::new(Semaphore::new(config.limits.max_concurrent_evaluations)),
-            config,
+            config: RwLock::new(Arc::new(config)),
             store,
             tpm,
             sealer: RwLock::new(sealer),
@@ -381,9 +382,28 @@ impl Engine {
         self.tls.leaf_pem()
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration in force (a reload replaces it; a request keeps the one it took).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Applies a re-read configuration (SIGHUP) when it changes only what is read per
+    /// request ([`Config::reloadable`]: the `[access]` lists, some `[limits]`), returning the
+    /// keys that changed; refuses, keeping the configuration in force, when it changes
+    /// anything else, naming those keys (they need a restart).
+    pub fn reload(&self, new: Config) -> Result<Vec<String>, Vec<String>> {
+        let mut current = self.config.write().unwrap_or_else(|p| p.into_inner());
+        let changed = current.changed_keys(&new);
+        let fixed: Vec<String> = changed
+            .iter()
+            .filter(|k| !Config::reloadable(k))
+            .cloned()
+            .collect();
+        if !fixed.is_empty() {
+            return Err(fixed);
+        }
+        *current = Arc::new(new);
+        Ok(changed)
     }
 
     /// The metrics counters.
@@ -454,7 +474,8 @@ impl Engine {
         self.stopping.send_replace(true);
         // Evaluations in flight finish or are killed at their deadline; waiting for the
         // permits bounds the wait by the longest evaluation.
-        let all = u32::try_from(self.config.limits.max_concurrent_evaluations).unwrap_or(u32::MAX);
+        let all =
+            u32::try_from(self.config().limits.max_concurrent_evaluations).unwrap_or(u32::MAX);
         let _ = self.evaluations.acquire_many(all).await;
         // No evaluation starts after this (a queued retry would otherwise slip through).
         self.evaluations.close();
