@@ -3,7 +3,7 @@
 # packages they need when missing.
 
 SHELL := /bin/bash
-APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config openssl python3 python3-pip
+APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config openssl python3 python3-pip systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
 # ESYS prints every TPM error response to stderr; the daemon reports them itself.

@@ -274,6 +274,45 @@ impl Config {
         Ok(config)
     }
 
+    /// Whether a running daemon can apply a change of `key` (dotted, as
+    /// [`Config::changed_keys`] names it) without a restart: what is read per request, the
+    /// `[access]` lists and the `[limits]` on function size and long-poll wait. Everything
+    /// else is taken once at start (the listener, the state directory, the TPM, TLS, the
+    /// connection limits and the evaluation slots).
+    pub fn reloadable(key: &str) -> bool {
+        key == "access"
+            || key.starts_with("access.")
+            || key == "limits.max_function_bytes"
+            || key == "limits.max_wait_seconds"
+    }
+
+    /// The dotted keys (`limits.max_wait_seconds`, `access.operators`) whose values differ
+    /// between `self` and `other`, a key present in one only included; arrays are compared
+    /// whole.
+    pub fn changed_keys(&self, other: &Config) -> Vec<String> {
+        fn table(config: &Config) -> toml::Table {
+            toml::Table::try_from(config).unwrap_or_default()
+        }
+        fn diff(prefix: &str, a: &toml::Table, b: &toml::Table, out: &mut Vec<String>) {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let dotted = format!("{prefix}{key}");
+                match (a.get(key), b.get(key)) {
+                    (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                        diff(&format!("{dotted}."), x, y, out);
+                    }
+                    (x, y) if x != y => out.push(dotted),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        diff("", &table(self), &table(other), &mut out);
+        out
+    }
+
     /// Checks values that types alone do not.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let ids = self
@@ -430,6 +469,38 @@ fn apply_override(table: &mut toml::Table, spec: &str) -> Result<(), ConfigError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_keys_are_dotted_and_only_access_and_per_request_limits_reload() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let old = Config::from_toml(&format!("[access]\noperators = [\"{a}\"]\n"), &[]).unwrap();
+        let new = Config::from_toml(
+            &format!(
+                "[access]\noperators = [\"{a}\", \"{b}\"]\n[limits]\nmax_wait_seconds = 5\n\
+                 max_connections = 8\n[tpm]\ntcti = \"tabrmd\"\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert!(old.changed_keys(&old).is_empty());
+        let changed = old.changed_keys(&new);
+        assert_eq!(
+            changed,
+            [
+                "access.operators",
+                "limits.max_connections",
+                "limits.max_wait_seconds",
+                "tpm.tcti"
+            ]
+        );
+        let reloadable: Vec<bool> = changed.iter().map(|k| Config::reloadable(k)).collect();
+        assert_eq!(reloadable, [true, false, true, false]);
+        // A key set in one only (an optional value) counts as changed.
+        let mut tls = old.clone();
+        tls.tls.cert = Some(PathBuf::from("/etc/arbiter/cert.pem"));
+        assert_eq!(old.changed_keys(&tls), ["tls.cert"]);
+        assert_eq!(tls.changed_keys(&old), ["tls.cert"]);
+    }
 
     #[test]
     fn the_firmware_log_comes_from_the_systemd_credential_only_for_the_default_path() {

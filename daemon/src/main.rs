@@ -1,10 +1,13 @@
 //! The `arbiterd` binary: parses the command line and hands over to the library.
 
+mod exit;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use arbiter_daemon::config::{Config, ConfigError};
 use arbiter_daemon::{eval, selftest, tpm::TpmConfig};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Arbiter: an attested trusted third party for multi-party computation.
 #[derive(Parser)]
@@ -14,29 +17,64 @@ struct Cli {
     command: Cmd,
 }
 
+/// Where the configuration comes from: the same for `run` and `check-config`.
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// Configuration file (default /etc/arbiter/arbiterd.toml when it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override any configuration key: KEY=VALUE, e.g. tpm.tcti="device:/dev/tpm0".
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Listen address (overrides `listen`).
+    #[arg(long)]
+    listen: Option<String>,
+    /// State directory (overrides `state_dir`).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// TCTI (overrides `tpm.tcti`).
+    #[arg(long)]
+    tcti: Option<String>,
+}
+
+impl ConfigArgs {
+    /// Loads and validates the configuration with the overrides, the flags last.
+    fn load(&self) -> Result<Config, ConfigError> {
+        let mut overrides = self.overrides.clone();
+        let quote = |v: &str| format!("{v:?}");
+        if let Some(l) = &self.listen {
+            overrides.push(format!("listen={}", quote(l)));
+        }
+        if let Some(d) = &self.state_dir {
+            overrides.push(format!("state_dir={}", quote(&d.display().to_string())));
+        }
+        if let Some(t) = &self.tcti {
+            overrides.push(format!("tpm.tcti={}", quote(t)));
+        }
+        Config::load(self.config.as_deref(), &overrides)
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve the HTTPS API (the daemon proper). Stops cleanly on SIGTERM or SIGINT.
+    /// Serve the HTTPS API (the daemon proper). Stops cleanly on SIGTERM or SIGINT; on
+    /// SIGHUP re-reads the configuration and applies the `[access]` lists and the
+    /// per-request `[limits]`, or keeps it all and says why.
+    /// Exits with a sysexits(3) code on failure: 78 configuration, 69 TPM unavailable,
+    /// 74 state directory or store, 75 another daemon holds the state directory, 70 other.
     Run {
-        /// Configuration file (default /etc/arbiter/arbiterd.toml when it exists).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Override any configuration key: KEY=VALUE, e.g. tpm.tcti="device:/dev/tpm0".
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        /// Listen address (overrides `listen`).
-        #[arg(long)]
-        listen: Option<String>,
-        /// State directory (overrides `state_dir`).
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
-        /// TCTI (overrides `tpm.tcti`).
-        #[arg(long)]
-        tcti: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Development mode: provision and start a private software TPM (swtpm) whose
         /// state lives in STATE_DIR/swtpm, instead of using a hardware TPM.
         #[arg(long)]
         dev_swtpm: bool,
+    },
+    /// Load and validate the configuration as `run` would, print the effective
+    /// configuration (TOML) and exit 0; or print the problem and exit 78 (EX_CONFIG).
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Exercise the TPM once: keys, sealing index, extend, quote, each verified in software
     /// and the quote by tpm2_checkquote.
@@ -68,36 +106,23 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("arbiterd: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => exit::report(&e),
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Cmd::Run {
-            config,
-            mut overrides,
-            listen,
-            state_dir,
-            tcti,
-            dev_swtpm,
-        } => {
-            let quote = |v: &str| format!("{v:?}");
-            if let Some(l) = listen {
-                overrides.push(format!("listen={}", quote(&l)));
-            }
-            if let Some(d) = state_dir {
-                overrides.push(format!("state_dir={}", quote(&d.display().to_string())));
-            }
-            if let Some(t) = tcti {
-                overrides.push(format!("tpm.tcti={}", quote(&t)));
-            }
-            let config = arbiter_daemon::config::Config::load(config.as_deref(), &overrides)?;
-            runtime.block_on(arbiter_daemon::server::run_service(config, dev_swtpm))?;
+        Cmd::Run { config, dev_swtpm } => {
+            let loaded = config.load()?;
+            let reload = Box::new(move || config.load());
+            runtime.block_on(arbiter_daemon::server::run_service(
+                loaded, dev_swtpm, reload,
+            ))?;
+        }
+        Cmd::CheckConfig { config } => {
+            let config = config.load()?;
+            print!("{}", toml::to_string(&config)?);
         }
         Cmd::TpmSelftest {
             tcti,

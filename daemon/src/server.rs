@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{AcceptBackoff, Admission, connection_capacity, open_file_limit};
 use crate::api;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::engine::{Engine, StartError};
 
 /// How long open connections may take to finish after shutdown is requested.
@@ -36,10 +36,21 @@ pub async fn run(
     serve(engine, listener, shutdown).await
 }
 
+/// Reads the configuration again, as at start (the same file and overrides), on SIGHUP.
+pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
 /// The service entry point of `arbiterd run`: optionally starts a private swtpm
-/// (development mode), binds the listener, runs until SIGTERM or SIGINT.
-pub async fn run_service(mut config: Config, dev_swtpm: bool) -> Result<(), StartError> {
+/// (development mode), binds the listener, runs until SIGTERM or SIGINT; on SIGHUP applies
+/// what `reload` reads where it can ([`Engine::reload`]).
+pub async fn run_service(
+    mut config: Config,
+    dev_swtpm: bool,
+    reload: ConfigLoader,
+) -> Result<(), StartError> {
     let stop = shutdown_signal();
+    // Installed now: SIGHUP's default action would end the process.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| StartError::Other(format!("installing the SIGHUP handler: {e}")))?;
     // Before anything else, the development swtpm included: one daemon per state directory.
     let lock = crate::lock::StateLock::acquire(&config.state_dir)?;
     // As many descriptors as the service manager allows; the connection cap is derived
@@ -82,17 +93,40 @@ pub async fn run_service(mut config: Config, dev_swtpm: bool) -> Result<(), Star
         .await
         .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", config.listen)))?;
     let engine = Arc::new(Engine::start_locked(config, lock).await?);
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     crate::engine::tracing_line(&format!(
-        "serving on https://{} (TLS key sha256 {})",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
+        "serving on https://{address} (TLS key sha256 {})",
         engine.tls_spki_sha256()
     ));
+    // What `systemctl status` shows from now on: where it serves, or why it is degraded.
+    let status = match engine.sealing_unavailable() {
+        Some(reason) => format!("degraded: {reason}; serving on https://{address}"),
+        None => format!("serving on https://{address}"),
+    };
     // Ready only now: the TPM, the store and the measurement log are verified and the
     // socket is bound. Without NOTIFY_SOCKET (not under systemd) this does nothing.
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
+    // The development swtpm's TCTI is this process's, not the file's: keep it on reload.
+    let pinned_tcti = dev_swtpm.then(|| engine.config().tpm.tcti.clone());
+    let reloading = Arc::clone(&engine);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+            let outcome = reload_config(&reloading, &reload, pinned_tcti.as_deref());
+            crate::engine::tracing_line(&outcome);
+            let line = format!("{status}; {outcome}");
+            let _ = sd_notify::notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(&line),
+            ]);
+        }
+    });
     if let Some(interval) = sd_notify::watchdog_enabled() {
         let watched = Arc::clone(&engine);
         tokio::spawn(async move {
@@ -108,6 +142,25 @@ pub async fn run_service(mut config: Config, dev_swtpm: bool) -> Result<(), Star
     serve(engine, listener, stop).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     Ok(())
+}
+
+/// Re-reads the configuration and applies it, or keeps the one in force; says which.
+fn reload_config(engine: &Engine, load: &ConfigLoader, pinned_tcti: Option<&str>) -> String {
+    let mut new = match load() {
+        Ok(config) => config,
+        Err(e) => return format!("reload refused, configuration kept: {e}"),
+    };
+    if let Some(tcti) = pinned_tcti {
+        new.tpm.tcti = tcti.to_owned();
+    }
+    match engine.reload(new) {
+        Ok(changed) if changed.is_empty() => "reloaded: nothing changed".into(),
+        Ok(changed) => format!("reloaded: {} changed", changed.join(", ")),
+        Err(fixed) => format!(
+            "reload refused, configuration kept: {} cannot change without a restart",
+            fixed.join(", ")
+        ),
+    }
 }
 
 /// Installs the SIGTERM and SIGINT handlers now — so a stop requested any time after this,

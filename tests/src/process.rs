@@ -1,7 +1,8 @@
 //! `arbiterd run` as an operator runs it: a real process with its own configuration file,
 //! state directory and (optionally) open-file limit, on a TPM that outlives it, stopped with
 //! SIGTERM or killed with SIGKILL and started again. Readiness is systemd's: the test listens
-//! on its own `NOTIFY_SOCKET` and waits for `READY=1`, as the service manager would.
+//! on its own `NOTIFY_SOCKET` and waits for `READY=1`, as the service manager would, and keeps
+//! the `STATUS=` lines the daemon sends there.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,21 @@ pub struct DaemonProcess {
     child: Option<Child>,
     log: PathBuf,
     notify: PathBuf,
+    /// The notify socket of the current run, kept to read what comes after `READY=1`.
+    socket: Option<UnixDatagram>,
+    /// Every `STATUS=` value received, in order (all runs).
+    statuses: Vec<String>,
+    /// How the last run that did not become ready ended.
+    exited: Option<ExitStatus>,
+}
+
+/// A start that failed: how the process exited and what it wrote.
+#[derive(Debug)]
+pub struct Refused {
+    /// The exit status (`code()` is the sysexits code).
+    pub status: ExitStatus,
+    /// Everything the daemon wrote to stderr.
+    pub log: String,
 }
 
 fn free_port() -> u16 {
@@ -58,6 +74,9 @@ impl DaemonProcess {
             notify: spec.state_dir.with_extension("notify"),
             spec,
             child: None,
+            socket: None,
+            statuses: Vec::new(),
+            exited: None,
         };
         if let Err(e) = d.launch() {
             panic!("arbiterd did not become ready: {e}");
@@ -68,17 +87,47 @@ impl DaemonProcess {
     /// Starts another daemon with the same spec and port, expecting it to fail: returns
     /// its log (everything it wrote) once it exited.
     pub fn start_expecting_failure(spec: DaemonSpec) -> String {
+        Self::start_expecting_exit(spec).log
+    }
+
+    /// Starts a daemon expecting it to exit before `READY=1`: its exit status and log.
+    pub fn start_expecting_exit(spec: DaemonSpec) -> Refused {
         let mut d = Self {
             port: free_port(),
             log: spec.state_dir.with_extension("second.log"),
             notify: spec.state_dir.with_extension("second.notify"),
             spec,
             child: None,
+            socket: None,
+            statuses: Vec::new(),
+            exited: None,
         };
         match d.launch() {
             Ok(()) => panic!("arbiterd started but must be refused"),
-            Err(e) => e,
+            Err(e) => Refused {
+                status: d
+                    .exited
+                    .unwrap_or_else(|| panic!("arbiterd did not exit: {e}")),
+                log: d.log(),
+            },
         }
+    }
+
+    /// Every `STATUS=` value the daemon sent so far (all runs), in order.
+    pub fn statuses(&mut self) -> Vec<String> {
+        if let Some(socket) = &self.socket {
+            let mut buf = [0u8; 4096];
+            socket
+                .set_nonblocking(true)
+                .expect("non-blocking notify socket");
+            while let Ok(n) = socket.recv(&mut buf) {
+                record_statuses(&mut self.statuses, &buf[..n]);
+            }
+            socket
+                .set_nonblocking(false)
+                .expect("blocking notify socket");
+        }
+        self.statuses.clone()
     }
 
     /// `https://127.0.0.1:PORT`.
@@ -155,17 +204,28 @@ impl DaemonProcess {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut buf = [0u8; 4096];
         loop {
-            if let Ok(n) = notify.recv(&mut buf)
-                && String::from_utf8_lossy(&buf[..n])
+            if let Ok(n) = notify.recv(&mut buf) {
+                record_statuses(&mut self.statuses, &buf[..n]);
+                if String::from_utf8_lossy(&buf[..n])
                     .lines()
                     .any(|l| l == "READY=1")
-            {
-                return Ok(());
+                {
+                    self.socket = Some(notify);
+                    return Ok(());
+                }
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
                 self.child = None;
+                self.exited = Some(status);
+                // What it sent before exiting (its last STATUS= says why).
+                notify
+                    .set_nonblocking(true)
+                    .expect("non-blocking notify socket");
+                while let Ok(n) = notify.recv(&mut buf) {
+                    record_statuses(&mut self.statuses, &buf[..n]);
+                }
                 return Err(format!("arbiterd exited ({status}):\n{}", self.log()));
             }
             if Instant::now() > deadline {
@@ -226,6 +286,16 @@ impl DaemonProcess {
             panic!("arbiterd did not become ready again: {e}");
         }
     }
+}
+
+/// Appends the `STATUS=` values of one notification datagram.
+fn record_statuses(statuses: &mut Vec<String>, datagram: &[u8]) {
+    statuses.extend(
+        String::from_utf8_lossy(datagram)
+            .lines()
+            .filter_map(|l| l.strip_prefix("STATUS="))
+            .map(str::to_owned),
+    );
 }
 
 impl Drop for DaemonProcess {

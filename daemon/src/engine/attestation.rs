@@ -158,8 +158,8 @@ impl Engine {
     /// Waits out the batch window (and, in tests, the minimum batch size), then quotes once
     /// for every waiting request.
     async fn flush_batch(self: Arc<Self>) {
-        let window = Duration::from_millis(self.config.attestation.batch_window_ms);
-        let min = self.config.attestation.batch_min_leaves.max(1);
+        let window = Duration::from_millis(self.config().attestation.batch_window_ms);
+        let min = self.config().attestation.batch_min_leaves.max(1);
         tokio::time::sleep(window).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -197,7 +197,7 @@ impl Engine {
 
     async fn quote_batch(&self, leaves: Vec<Vec<u8>>) -> Result<Batch, EngineError> {
         let root = merkle::root(&leaves);
-        let selection = self.config.tpm_config().quote_selection()?;
+        let selection = self.config().tpm_config().quote_selection()?;
         let (quote, generation, records) = self.measurer.quote(selection, root.to_vec()).await?;
         let index = if self.sealing_unavailable.is_some() {
             self.tpm.sealing_index_as_is().await?

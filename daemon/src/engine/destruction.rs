@@ -375,7 +375,7 @@ impl Engine {
     /// rotates the sealing key and measures `epoch_reset`, so new instances are accepted
     /// again.
     pub async fn epoch_reset(&self, caller: &str) -> Result<Value, EngineError> {
-        if !self.config.is_operator(caller) {
+        if !self.config().is_operator(caller) {
             return Err(EngineError::Forbidden(format!(
                 "identity {caller} is not an operator"
             )));

@@ -89,7 +89,7 @@ impl Engine {
     ) -> Result<serde_json::Value, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
         if manifest.automatic_trigger_count().is_some() {
-            if !manifest.is_party(caller) && !self.config.is_operator(caller) {
+            if !manifest.is_party(caller) && !self.config().is_operator(caller) {
                 return Err(EngineError::Forbidden(format!(
                     "identity {caller} is not a party of instance {id}"
                 )));

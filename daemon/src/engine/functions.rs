@@ -70,7 +70,7 @@ impl From<FunctionRow> for FunctionDetail {
 impl Engine {
     /// Whether `caller` may register functions: checked before the request's body is read.
     pub fn authorize_registration(&self, caller: &str) -> Result<(), EngineError> {
-        if self.config.may_register_functions(caller) {
+        if self.config().may_register_functions(caller) {
             Ok(())
         } else {
             Err(EngineError::Forbidden(format!(
@@ -104,13 +104,13 @@ impl Engine {
                 "a function name has 1 to 128 printable characters",
             ));
         }
-        if request.source.len() > self.config.limits.max_function_bytes {
+        if request.source.len() > self.config().limits.max_function_bytes {
             return Err(EngineError::bad(
                 "source_too_large",
                 format!(
                     "the source is {} bytes; the limit is {}",
                     request.source.len(),
-                    self.config.limits.max_function_bytes
+                    self.config().limits.max_function_bytes
                 ),
             ));
         }

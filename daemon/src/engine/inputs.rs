@@ -132,7 +132,7 @@ impl Engine {
         request: SubmitInput,
     ) -> Result<InputReceipt, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
-        let slot_spec = Self::submitter_allowed(caller, id, slot, &manifest, &self.config)?;
+        let slot_spec = Self::submitter_allowed(caller, id, slot, &manifest, &self.config())?;
         let key = id.to_owned();
         let approvals: BTreeMap<String, String> = self
             .store
@@ -448,7 +448,7 @@ impl Engine {
         slot: &str,
     ) -> Result<(), EngineError> {
         let (_, manifest) = self.load_instance(id).await?;
-        Self::submitter_allowed(caller, id, slot, &manifest, &self.config).map(|_| ())
+        Self::submitter_allowed(caller, id, slot, &manifest, &self.config()).map(|_| ())
     }
 
     fn submitter_allowed<'m>(

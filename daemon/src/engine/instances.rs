@@ -133,7 +133,7 @@ impl Engine {
         id: &str,
         manifest: &Manifest,
     ) -> Result<(), EngineError> {
-        if manifest.is_party(caller) || self.config.is_operator(caller) {
+        if manifest.is_party(caller) || self.config().is_operator(caller) {
             Ok(())
         } else {
             Err(EngineError::Forbidden(format!(
@@ -145,7 +145,7 @@ impl Engine {
     /// Whether `caller` may create instances at all (quotas are checked with the manifest):
     /// checked before the request's body is read.
     pub fn authorize_creation(&self, caller: &str) -> Result<(), EngineError> {
-        self.config
+        self.config()
             .creation_quota(caller)
             .map(|_| ())
             .ok_or_else(|| {
@@ -162,7 +162,7 @@ impl Engine {
         caller: &str,
         request: CreateInstance,
     ) -> Result<CreatedInstance, EngineError> {
-        let quota = self.config.creation_quota(caller).ok_or_else(|| {
+        let quota = self.config().creation_quota(caller).ok_or_else(|| {
             EngineError::Forbidden(format!(
                 "identity {caller} may not create instances (operators and access.creators may)"
             ))
@@ -396,7 +396,7 @@ impl Engine {
             .cloned()
             .unwrap_or_default();
         let evaluations = evaluation.remove("evaluations").unwrap_or(0);
-        let operator = self.config.is_operator(caller);
+        let operator = self.config().is_operator(caller);
         let mut out = serde_json::json!({ "instance_id": id, "evaluations": evaluations });
         if operator || manifest.reader_role(caller) == Some(ReaderRole::Result) {
             out["evaluation"] = serde_json::json!(evaluation);

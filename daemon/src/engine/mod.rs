@@ -63,7 +63,8 @@ pub struct Metrics {
 
 /// The running daemon's state.
 pub struct Engine {
-    config: Config,
+    /// Replaced whole by [`Engine::reload`]; readers take the current one per request.
+    config: RwLock<Arc<Config>>,
     store: Store,
     tpm: Tpm,
     /// The sealing key; `None` in a degraded start (see [`Engine::sealing_unavailable`]).
@@ -108,7 +109,7 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("state_dir", &self.config.state_dir)
+            .field("state_dir", &self.config().state_dir)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +164,7 @@ impl Engine {
             .map_err(|e| StartError::Other(e.to_string()))?;
         let store = Store::open(&config.state_dir)?;
         let tpm_config = config.tpm_config();
+        status_line(&format!("opening the TPM ({})", config.tpm.tcti));
         let tpm = tokio::task::spawn_blocking(move || Tpm::open(tpm_config))
             .await
             .map_err(|e| StartError::Other(format!("opening the TPM: {e}")))??;
@@ -210,6 +212,7 @@ impl Engine {
             statement_key_name: statement_key.name.clone(),
             executable_sha256: crate::measure::executable_sha256()?,
         };
+        status_line("checking the measurement log against PCR 23");
         let (measurer, _) = Measurer::open(
             &config.state_dir.join("measurements"),
             tpm.clone(),
@@ -337,7 +340,7 @@ impl Engine {
             .firmware_log_source(credentials.as_deref());
         Ok(Self {
             evaluations: Arc::new(Semaphore::new(config.limits.max_concurrent_evaluations)),
-            config,
+            config: RwLock::new(Arc::new(config)),
             store,
             tpm,
             sealer: RwLock::new(sealer),
@@ -379,9 +382,28 @@ impl Engine {
         self.tls.leaf_pem()
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration in force (a reload replaces it; a request keeps the one it took).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Applies a re-read configuration (SIGHUP) when it changes only what is read per
+    /// request ([`Config::reloadable`]: the `[access]` lists, some `[limits]`), returning the
+    /// keys that changed; refuses, keeping the configuration in force, when it changes
+    /// anything else, naming those keys (they need a restart).
+    pub fn reload(&self, new: Config) -> Result<Vec<String>, Vec<String>> {
+        let mut current = self.config.write().unwrap_or_else(|p| p.into_inner());
+        let changed = current.changed_keys(&new);
+        let fixed: Vec<String> = changed
+            .iter()
+            .filter(|k| !Config::reloadable(k))
+            .cloned()
+            .collect();
+        if !fixed.is_empty() {
+            return Err(fixed);
+        }
+        *current = Arc::new(new);
+        Ok(changed)
     }
 
     /// The metrics counters.
@@ -452,7 +474,8 @@ impl Engine {
         self.stopping.send_replace(true);
         // Evaluations in flight finish or are killed at their deadline; waiting for the
         // permits bounds the wait by the longest evaluation.
-        let all = u32::try_from(self.config.limits.max_concurrent_evaluations).unwrap_or(u32::MAX);
+        let all =
+            u32::try_from(self.config().limits.max_concurrent_evaluations).unwrap_or(u32::MAX);
         let _ = self.evaluations.acquire_many(all).await;
         // No evaluation starts after this (a queued retry would otherwise slip through).
         self.evaluations.close();
@@ -499,6 +522,13 @@ impl Engine {
 /// One log line to stderr (journald captures it under systemd). Never given secrets.
 pub fn tracing_line(line: &str) {
     eprintln!("arbiterd: {line}");
+}
+
+/// A step of the daemon's life: logged, and sent to the service manager as `STATUS=` (what
+/// `systemctl status` shows; nothing without `NOTIFY_SOCKET`). Never given secrets.
+pub fn status_line(line: &str) {
+    tracing_line(line);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(line)]);
 }
 
 /// Decodes 64 hex characters (validated upstream) into 32 bytes; zeros if malformed.

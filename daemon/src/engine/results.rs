@@ -69,7 +69,7 @@ impl Engine {
                 "identity {caller} is not a reader of instance {id}"
             ))
         })?;
-        let wait = wait.min(Duration::from_secs(self.config.limits.max_wait_seconds));
+        let wait = wait.min(Duration::from_secs(self.config().limits.max_wait_seconds));
         let deadline = tokio::time::Instant::now() + wait;
         let mut events = self.events.subscribe();
         loop {
