@@ -40,7 +40,7 @@ pub(super) fn latest_generation(dir: &Path) -> Result<Option<u64>, MeasureError>
 /// extend. It tells a crash between append and extend (marker behind the log: extend the
 /// record) from a PCR reset by someone else (marker at the record: fail closed) — the two
 /// look the same to the write-ahead rule when the log has one record.
-pub(super) fn marker_path(dir: &Path) -> PathBuf {
+fn marker_path(dir: &Path) -> PathBuf {
     dir.join("extended")
 }
 

@@ -112,7 +112,7 @@ impl Device {
 }
 
 /// The body of a size-prefixed TPM2B, refusing a wrong size.
-pub(super) fn strip_tpm2b(what: &'static str, bytes: &[u8]) -> Result<Vec<u8>, TpmError> {
+fn strip_tpm2b(what: &'static str, bytes: &[u8]) -> Result<Vec<u8>, TpmError> {
     let (size, body) = bytes.split_at_checked(2).ok_or(TpmError::Command {
         op: "ActivateCredential",
         detail: format!("{what} is shorter than its size prefix"),

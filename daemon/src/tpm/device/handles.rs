@@ -1,7 +1,7 @@
-//! Handles: listing what the TPM holds, flushing leftovers, and loading, creating, flushing and
-//! closing the persistent and transient objects the other command families use
-//! (`TPM2_GetCapability(TPM_CAP_HANDLES)`, `TR_FromTPMPublic`, `ReadPublic`, `EvictControl`,
-//! `FlushContext`).
+//! Handles: listing what the TPM holds (`GetCapability(TPM_CAP_HANDLES)`), flushing what a
+//! crashed process left, and loading (`TR_FromTPMPublic`, `ReadPublic`), creating
+//! (`CreatePrimary`, `EvictControl`), flushing (`FlushContext`) and closing (`TR_Close`)
+//! the persistent and transient objects the other command families use.
 
 use arbiter_policy::Public as PolicyPublic;
 use tss_esapi::{

@@ -138,7 +138,7 @@ impl Device {
         checked
     }
 
-    pub(super) fn check_statement_key(
+    fn check_statement_key(
         &self,
         handle: u32,
         expected: &PolicyPublic,
@@ -159,7 +159,7 @@ impl Device {
     }
 
     /// The statement key, checked by [`Device::ensure_statement_key`] on this connection.
-    pub(super) fn statement_key_handle(&mut self) -> Result<KeyHandle, TpmError> {
+    fn statement_key_handle(&mut self) -> Result<KeyHandle, TpmError> {
         match self.statement_key {
             Some(key) => Ok(key),
             None => {
@@ -285,7 +285,7 @@ impl Device {
 
 /// The bytes of a public area before its `unique` field: type, nameAlg, attributes,
 /// authPolicy and parameters — what a template fixes.
-pub(super) fn template_bytes(public: &PolicyPublic) -> &[u8] {
+fn template_bytes(public: &PolicyPublic) -> &[u8] {
     let unique = match public.key() {
         PublicKey::Ecc { x, y, .. } => 4 + x.len() + y.len(),
         PublicKey::Rsa { modulus, .. } => 2 + modulus.len(),
@@ -294,14 +294,14 @@ pub(super) fn template_bytes(public: &PolicyPublic) -> &[u8] {
     &bytes[..bytes.len().saturating_sub(unique)]
 }
 
-pub(super) fn same_template_except_policy(expected: &PolicyPublic, actual: &PolicyPublic) -> bool {
+fn same_template_except_policy(expected: &PolicyPublic, actual: &PolicyPublic) -> bool {
     expected.object_type() == actual.object_type()
         && expected.name_alg() == actual.name_alg()
         && expected.attributes() == actual.attributes()
 }
 
 /// Refuses an object whose template differs from the expected one, naming what differs.
-pub(super) fn check_template(
+fn check_template(
     object: &'static str,
     handle: u32,
     expected: &PolicyPublic,

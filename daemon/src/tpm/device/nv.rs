@@ -31,7 +31,7 @@ const NV_CHUNK: usize = 512;
 
 impl Device {
     /// The sealing index's NV handle, or `None` when it is not defined.
-    pub(super) fn sealing_handle(&mut self) -> Result<Option<NvIndexHandle>, TpmError> {
+    fn sealing_handle(&mut self) -> Result<Option<NvIndexHandle>, TpmError> {
         let index = self.config.sealing_nv_index;
         let tpm_handle = NvIndexTpmHandle::new(index)
             .map_err(|e| TpmError::Config(format!("{index:#x} is not an NV index: {e}")))?;
@@ -76,10 +76,7 @@ impl Device {
     /// each use). ESYS keeps the name read here and the salted session binds it into the
     /// command's HMAC, so an index replaced between this check and the command is refused
     /// by the TPM.
-    pub(super) fn checked_sealing_handle(
-        &mut self,
-        purpose: NvUse,
-    ) -> Result<NvIndexHandle, TpmError> {
+    fn checked_sealing_handle(&mut self, purpose: NvUse) -> Result<NvIndexHandle, TpmError> {
         let handle = self.sealing_handle()?.ok_or(TpmError::Missing {
             object: "sealing index",
             handle: self.config.sealing_nv_index,
@@ -97,7 +94,7 @@ impl Device {
     /// platform PCRs — `WRITTEN`, or not yet written where `purpose` allows it. Before a
     /// read or write, an area that differs only in its PolicyPCR digest means the platform
     /// changed: [`TpmError::PolicyNotSatisfied`].
-    pub(super) fn check_sealing_public(
+    fn check_sealing_public(
         &mut self,
         handle: NvIndexHandle,
         purpose: NvUse,
@@ -238,11 +235,7 @@ impl Device {
         self.write_sealing(sealed, NvUse::Write)
     }
 
-    pub(super) fn write_sealing(
-        &mut self,
-        sealed: &SealedKey,
-        purpose: NvUse,
-    ) -> Result<(), TpmError> {
+    fn write_sealing(&mut self, sealed: &SealedKey, purpose: NvUse) -> Result<(), TpmError> {
         let selection = self.config.platform_selection()?;
         for attempt in 0..NV_WRITE_ATTEMPTS {
             let handle = self.checked_sealing_handle(purpose)?;
@@ -339,7 +332,7 @@ impl Device {
 
 /// What the sealing index is about to be used for, and so which public area is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum NvUse {
+enum NvUse {
     /// Reporting it (start, attestations): written or not yet written.
     Describe,
     /// Reporting it while degraded: written, bound by PolicyPCR to any platform PCR
@@ -367,9 +360,7 @@ impl NvUse {
 /// Converts tss-esapi's NV public area to the policy crate's form. tss-esapi 7.7 cannot
 /// marshal `TPMS_NV_PUBLIC`; the policy crate does, and the caller checks the result
 /// against the name the TPM reports.
-pub(super) fn to_policy_nv_public(
-    public: &tss_esapi::structures::NvPublic,
-) -> Result<NvPublic, TpmError> {
+fn to_policy_nv_public(public: &tss_esapi::structures::NvPublic) -> Result<NvPublic, TpmError> {
     Ok(NvPublic {
         index: u32::from(public.nv_index()),
         name_alg: u16::from(public.name_algorithm()),
@@ -385,7 +376,7 @@ pub(super) fn to_policy_nv_public(
 }
 
 /// Names the differences between the expected and the actual sealing index.
-pub(super) fn nv_difference(expected: &NvPublic, actual: &NvPublic, pcrs: &[u8]) -> String {
+fn nv_difference(expected: &NvPublic, actual: &NvPublic, pcrs: &[u8]) -> String {
     let mut reasons = Vec::new();
     if expected.name_alg != actual.name_alg {
         reasons.push(format!(

@@ -1,5 +1,6 @@
 //! PCRs and attestation: `PCR_Read`, `PCR_Extend`, `Quote` (retried while the PCRs move),
-//! `ReadClock` and `GetRandom`.
+//! the TPM's clock info (taken from a fresh quote: tss-esapi 7.7 has no `TPM2_ReadClock`)
+//! and `GetRandom`.
 
 use arbiter_policy::{Attest, PcrSelection, PcrValues};
 use tss_esapi::{

@@ -83,7 +83,7 @@ impl Public {
 }
 
 /// Strips leading zero bytes and left-pads to `N` bytes.
-pub(super) fn fixed_be<const N: usize>(bytes: &[u8], what: &'static str) -> Result<[u8; N], Error> {
+fn fixed_be<const N: usize>(bytes: &[u8], what: &'static str) -> Result<[u8; N], Error> {
     let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
     let significant = bytes.get(first..).unwrap_or_default();
     let mut out = [0u8; N];
@@ -99,7 +99,7 @@ pub(super) fn fixed_be<const N: usize>(bytes: &[u8], what: &'static str) -> Resu
 }
 
 /// Appends a DER length.
-pub(super) fn der_len(out: &mut Vec<u8>, len: usize) {
+fn der_len(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
         out.push(len as u8);
     } else {
@@ -112,14 +112,14 @@ pub(super) fn der_len(out: &mut Vec<u8>, len: usize) {
 }
 
 /// Appends a DER TLV.
-pub(super) fn der_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+fn der_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
     out.push(tag);
     der_len(out, content.len());
     out.extend_from_slice(content);
 }
 
 /// Appends a DER INTEGER holding the unsigned big-endian `value`.
-pub(super) fn der_uint(out: &mut Vec<u8>, value: &[u8]) {
+fn der_uint(out: &mut Vec<u8>, value: &[u8]) {
     let first = value.iter().position(|&b| b != 0).unwrap_or(value.len());
     let significant = value.get(first..).unwrap_or_default();
     let mut content = Vec::with_capacity(significant.len() + 1);
@@ -131,7 +131,7 @@ pub(super) fn der_uint(out: &mut Vec<u8>, value: &[u8]) {
 }
 
 /// DER SubjectPublicKeyInfo of an RSA key (RFC 8017 A.1.1, RFC 5280 4.1).
-pub(super) fn rsa_spki_der(modulus: &[u8], exponent: u32) -> Vec<u8> {
+fn rsa_spki_der(modulus: &[u8], exponent: u32) -> Vec<u8> {
     // AlgorithmIdentifier { rsaEncryption (1.2.840.113549.1.1.1), NULL }.
     const ALGORITHM: [u8; 15] = [
         0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,

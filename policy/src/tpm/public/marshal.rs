@@ -106,11 +106,11 @@ impl Public {
     }
 }
 
-pub(super) fn put_u16(out: &mut Vec<u8>, v: u16) {
+fn put_u16(out: &mut Vec<u8>, v: u16) {
     out.extend_from_slice(&v.to_be_bytes());
 }
 
-pub(super) fn put_symmetric(out: &mut Vec<u8>, symmetric: Option<SymDef>) {
+fn put_symmetric(out: &mut Vec<u8>, symmetric: Option<SymDef>) {
     match symmetric {
         Some(s) if s.alg != TPM_ALG_NULL => {
             put_u16(out, s.alg);
@@ -121,7 +121,7 @@ pub(super) fn put_symmetric(out: &mut Vec<u8>, symmetric: Option<SymDef>) {
     }
 }
 
-pub(super) fn put_scheme(out: &mut Vec<u8>, scheme: Option<Scheme>) {
+fn put_scheme(out: &mut Vec<u8>, scheme: Option<Scheme>) {
     match scheme {
         Some(s) if s.alg != TPM_ALG_NULL => {
             put_u16(out, s.alg);

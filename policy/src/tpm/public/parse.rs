@@ -99,7 +99,7 @@ impl Public {
     }
 }
 
-pub(super) fn read_symmetric(r: &mut Reader<'_>) -> Result<Option<SymDef>, Error> {
+fn read_symmetric(r: &mut Reader<'_>) -> Result<Option<SymDef>, Error> {
     let alg = r.u16("TPMT_SYM_DEF_OBJECT.algorithm")?;
     match alg {
         TPM_ALG_NULL => Ok(None),
@@ -116,7 +116,7 @@ pub(super) fn read_symmetric(r: &mut Reader<'_>) -> Result<Option<SymDef>, Error
 }
 
 /// Reads a `TPMT_RSA_SCHEME` or `TPMT_ECC_SCHEME`, allowing the schemes of `object_type`.
-pub(super) fn read_scheme(r: &mut Reader<'_>, object_type: u16) -> Result<Option<Scheme>, Error> {
+fn read_scheme(r: &mut Reader<'_>, object_type: u16) -> Result<Option<Scheme>, Error> {
     let alg = r.u16("public key scheme")?;
     let with_hash = match (object_type, alg) {
         (_, TPM_ALG_NULL) => return Ok(None),
@@ -142,7 +142,7 @@ pub(super) fn read_scheme(r: &mut Reader<'_>, object_type: u16) -> Result<Option
     Ok(Some(Scheme { alg, hash }))
 }
 
-pub(super) fn read_kdf(r: &mut Reader<'_>) -> Result<Option<Scheme>, Error> {
+fn read_kdf(r: &mut Reader<'_>) -> Result<Option<Scheme>, Error> {
     let alg = r.u16("TPMT_KDF_SCHEME.scheme")?;
     match alg {
         TPM_ALG_NULL => Ok(None),
