@@ -29,9 +29,9 @@ pub use error::TpmError;
 pub struct TpmConfig {
     /// The TCTI: `device:/dev/tpmrm0`, `tabrmd`, `swtpm:host=127.0.0.1,port=2321`, ...
     pub tcti: String,
-    /// The platform PCRs (SHA-256 bank), quoted and sealed to (SPEC §2).
+    /// The platform PCRs (SHA-256 bank), quoted and sealed to (docs/protocol.md).
     pub platform_pcrs: Vec<u8>,
-    /// The application PCR that the measurement log extends (SPEC §2).
+    /// The application PCR that the measurement log extends (docs/protocol.md).
     pub application_pcr: u8,
     /// Persistent handle of the attestation key.
     pub ak_handle: u32,
@@ -272,7 +272,7 @@ impl EkAlgorithm {
         }
     }
 
-    /// The name used in the API (SPEC §2): `rsa2048` or `ecc_nist_p384`.
+    /// The name used in the API (docs/protocol.md): `rsa2048` or `ecc_nist_p384`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Rsa2048 => "rsa2048",

@@ -3,25 +3,32 @@
 //! one): a good bundle is trusted, and forged, truncated, replayed, stale and
 //! mismatched evidence is refused with the right reasons — all of them at once.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use arbiter_measured_boot::HashAlg;
 use arbiter_measured_boot::cel::{
     Base64Bytes, DaemonStarted, EventContent, FunctionLoaded, HexBytes, Id, InstanceCreated,
     InstanceDestroyed, Record, Sha256Digest, replay,
 };
+use arbiter_measured_boot::firmware::EventLog;
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::Error;
 use crate::evidence::{
-    AkEvidence, BindingEvidence, BindingLeaf, Certification, InstanceEvidence, QuoteEvidence,
-    QuotedPcrs, SEALING_ATTRIBUTES, SealingEvidence, StatementKeyEvidence, sealing_policy,
-    statement_key_policy,
+    AkEvidence, BindingEvidence, BindingLeaf, Certification, Evidence, InstanceEvidence,
+    QuoteEvidence, QuotedPcrs, SEALING_ATTRIBUTES, SealingEvidence, StatementKeyEvidence,
+    sealing_policy, statement_key_policy,
 };
+use crate::manifest::manifest_sha256;
 use crate::merkle;
+use crate::tpm::hash::sha256;
 use crate::tpm::{
-    EcdsaSignature, NvAttributes, ObjectAttributes, TPM_ALG_SHA256, TPM_ST_ATTEST_CERTIFY,
-    TPM_ST_ATTEST_NV, TPM_ST_ATTEST_QUOTE, pcr_digest,
+    Attest, Attested, EcdsaSignature, NvAttributes, NvPublic, ObjectAttributes, PcrSelection,
+    PcrValues, Public, TPM_ALG_SHA256, TPM_ST_ATTEST_CERTIFY, TPM_ST_ATTEST_NV,
+    TPM_ST_ATTEST_QUOTE, pcr_digest,
 };
 
 const FUNCTION: &str = "579c08ee78ce5bce40f273f7c35dfdf2f0615e026991c840ea1e16b367fc0f63";

@@ -11,7 +11,6 @@
 //! served with a quote is exactly what the quoted PCR holds.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
@@ -23,6 +22,13 @@ use arbiter_policy::{ClockInfo, PcrSelection};
 use tokio::sync::Mutex;
 
 use crate::tpm::{Quote, Tpm, TpmError};
+
+mod files;
+
+use files::{
+    append_whole, generation_path, io, latest_generation, open_append, read_marker, truncate,
+    write_marker,
+};
 
 /// A measurement failure. Startup failures name what diverged.
 #[derive(Debug, thiserror::Error)]
@@ -155,117 +161,6 @@ impl std::fmt::Debug for Measurer {
             .field("dir", &self.dir)
             .finish_non_exhaustive()
     }
-}
-
-fn io(path: &Path, e: impl std::fmt::Display) -> MeasureError {
-    MeasureError::Io {
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    }
-}
-
-fn generation_path(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("generation-{generation:010}.jsonl"))
-}
-
-fn latest_generation(dir: &Path) -> Result<Option<u64>, MeasureError> {
-    let mut latest = None;
-    let entries = std::fs::read_dir(dir).map_err(|e| io(dir, e))?;
-    for entry in entries {
-        let name = entry.map_err(|e| io(dir, e))?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(n) = name
-            .strip_prefix("generation-")
-            .and_then(|n| n.strip_suffix(".jsonl"))
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            latest = latest.max(Some(n));
-        }
-    }
-    Ok(latest)
-}
-
-/// The marker of the last record known extended: `generation recnum`, written after each
-/// extend. It tells a crash between append and extend (marker behind the log: extend the
-/// record) from a PCR reset by someone else (marker at the record: fail closed) — the two
-/// look the same to the write-ahead rule when the log has one record.
-fn marker_path(dir: &Path) -> PathBuf {
-    dir.join("extended")
-}
-
-fn read_marker(dir: &Path) -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string(marker_path(dir)).ok()?;
-    let (g, r) = text.trim().split_once(' ')?;
-    Some((g.parse().ok()?, r.parse().ok()?))
-}
-
-fn write_marker(dir: &Path, generation: u64, recnum: u64) -> Result<(), MeasureError> {
-    let path = marker_path(dir);
-    let tmp = dir.join("extended.tmp");
-    let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
-    f.write_all(format!("{generation} {recnum}\n").as_bytes())
-        .map_err(|e| io(&tmp, e))?;
-    f.sync_data().map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
-}
-
-fn open_append(path: &Path) -> Result<File, MeasureError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| io(path, e))
-}
-
-/// The file operations an append needs; a seam so tests can fail a write part-way, as a
-/// full disk does.
-trait LogFile: Write {
-    fn set_len(&self, len: u64) -> std::io::Result<()>;
-    fn sync_data(&self) -> std::io::Result<()>;
-}
-
-impl LogFile for File {
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        File::set_len(self, len)
-    }
-
-    fn sync_data(&self) -> std::io::Result<()> {
-        File::sync_data(self)
-    }
-}
-
-/// Cuts the log back to `len` bytes (the end of its last whole record) and fsyncs.
-fn truncate(file: &impl LogFile, len: u64) -> std::io::Result<()> {
-    file.set_len(len)?;
-    file.sync_data()
-}
-
-/// Appends one line to the log and fsyncs it. On a failed write or fsync (e.g. ENOSPC) it
-/// cuts the file back to `len`, so no torn line is left to stop the next start, and
-/// returns the error.
-fn append_whole(
-    file: &mut impl LogFile,
-    path: &Path,
-    len: u64,
-    line: &[u8],
-) -> Result<(), MeasureError> {
-    let Err(e) = file.write_all(line).and_then(|()| file.sync_data()) else {
-        return Ok(());
-    };
-    let detail = match truncate(file, len) {
-        Ok(()) => format!(
-            "appending a record failed ({e}); the log was cut back to its last whole record \
-             and nothing was measured"
-        ),
-        Err(t) => format!(
-            "appending a record failed ({e}) and cutting the partial record off failed too \
-             ({t}); nothing was measured, and the next start drops the torn record"
-        ),
-    };
-    Err(MeasureError::Io {
-        path: path.display().to_string(),
-        detail,
-    })
 }
 
 /// Whether a failed extend reached the TPM, judged by the PCR read after it.
@@ -783,110 +678,4 @@ async fn pcr_value(tpm: &Tpm, pcr: u8) -> Result<[u8; 32], MeasureError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A log file on a disk that fills up: writes stop after `room` bytes with ENOSPC, and
-    /// fsync fails when `sync_fails`.
-    struct FullDisk {
-        data: std::cell::RefCell<Vec<u8>>,
-        room: usize,
-        sync_fails: bool,
-    }
-
-    impl FullDisk {
-        fn new(data: &[u8], room: usize, sync_fails: bool) -> Self {
-            Self {
-                data: std::cell::RefCell::new(data.to_vec()),
-                room,
-                sync_fails,
-            }
-        }
-    }
-
-    impl Write for FullDisk {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let data = self.data.get_mut();
-            let free = self.room.saturating_sub(data.len());
-            if free == 0 {
-                return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
-            }
-            let n = free.min(buf.len());
-            data.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl LogFile for FullDisk {
-        fn set_len(&self, len: u64) -> std::io::Result<()> {
-            self.data.borrow_mut().truncate(len as usize);
-            Ok(())
-        }
-
-        fn sync_data(&self) -> std::io::Result<()> {
-            if self.sync_fails {
-                Err(std::io::Error::other("fsync failed"))
-            } else {
-                Ok(())
-            }
-        }
-    }
-
-    const WHOLE: &[u8] = b"{\"recnum\":0}\n";
-    const NEXT: &[u8] = b"{\"recnum\":1,\"content\":\"a longer record\"}\n";
-
-    #[test]
-    fn a_write_cut_short_by_a_full_disk_leaves_the_log_whole() {
-        let mut file = FullDisk::new(WHOLE, WHOLE.len() + 10, false);
-        let err = append_whole(&mut file, Path::new("log"), WHOLE.len() as u64, NEXT)
-            .expect_err("the disk is full");
-        assert_eq!(file.data.borrow().as_slice(), WHOLE, "no torn line is left");
-        let text = err.to_string();
-        assert!(text.contains("cut back to its last whole record"), "{text}");
-    }
-
-    #[test]
-    fn a_failed_fsync_cuts_the_record_off() {
-        let mut file = FullDisk::new(WHOLE, usize::MAX, true);
-        let err = append_whole(&mut file, Path::new("log"), WHOLE.len() as u64, NEXT)
-            .expect_err("fsync fails");
-        // The record is cut off; the truncation's own fsync fails too, and the error says so.
-        assert_eq!(file.data.borrow().as_slice(), WHOLE);
-        assert!(err.to_string().contains("fsync failed"), "{err}");
-        assert!(err.to_string().contains("failed too"), "{err}");
-    }
-
-    #[test]
-    fn a_whole_append_is_kept() {
-        let mut file = FullDisk::new(WHOLE, usize::MAX, false);
-        append_whole(&mut file, Path::new("log"), WHOLE.len() as u64, NEXT).unwrap();
-        assert_eq!(file.data.borrow().as_slice(), [WHOLE, NEXT].concat());
-    }
-
-    #[test]
-    fn a_failed_extend_is_judged_by_the_pcr_read_after_it() {
-        let before = [7u8; 32];
-        let digest = [9u8; 32];
-        let after = sha256_extend(&before, &digest);
-        assert_eq!(
-            extend_outcome(Some(after), &before, &digest),
-            ExtendOutcome::Landed
-        );
-        assert_eq!(
-            extend_outcome(Some(before), &before, &digest),
-            ExtendOutcome::NotLanded
-        );
-        assert_eq!(
-            extend_outcome(Some([0u8; 32]), &before, &digest),
-            ExtendOutcome::Unknown
-        );
-        assert_eq!(
-            extend_outcome(None, &before, &digest),
-            ExtendOutcome::Unknown
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,88 @@
+//! The TPM device: one `tss_esapi::Context` and every TPM command Arbiter uses, split by
+//! command family as tss-esapi splits its commands: [`handles`], [`keys`], [`sessions`],
+//! [`pcr`], [`nv`] and [`credentials`].
+//!
+//! Only the owner thread (see `owner.rs`) holds a [`Device`]. Every transient object and
+//! session created here is flushed before the method returns, success or not, because the
+//! layer must work without a resource manager (swtpm offers three object slots).
+
+mod credentials;
+mod handles;
+mod keys;
+mod nv;
+mod pcr;
+mod sessions;
+
+use std::str::FromStr;
+
+use arbiter_policy::Public as PolicyPublic;
+use tss_esapi::{Context, TctiNameConf, handles::KeyHandle, traits::Marshall};
+
+use crate::tpm::error::{TpmError, command, describe};
+use crate::tpm::{EndorsementKey, KeyInfo, TpmConfig};
+
+/// An open TPM with the attestation key ready.
+pub struct Device {
+    ctx: Context,
+    config: TpmConfig,
+    ak: KeyHandle,
+    ak_info: Option<KeyInfo>,
+    /// The statement key's ESYS handle, once [`Device::ensure_statement_key`] checked it.
+    statement_key: Option<KeyHandle>,
+    eks: Option<Vec<EndorsementKey>>,
+}
+
+impl Device {
+    /// Opens the TPM named by the configuration's TCTI, flushes what a crashed process may
+    /// have left loaded, and makes sure the attestation key is persisted.
+    pub fn open(config: &TpmConfig) -> Result<Self, TpmError> {
+        config.validate()?;
+        let tcti = TctiNameConf::from_str(&config.tcti).map_err(|e| TpmError::InvalidTcti {
+            tcti: config.tcti.clone(),
+            detail: describe(&e),
+        })?;
+        let ctx = Context::new(tcti).map_err(|e| TpmError::Open {
+            tcti: config.tcti.clone(),
+            detail: describe(&e),
+        })?;
+        let mut device = Self {
+            ctx,
+            config: config.clone(),
+            ak: KeyHandle::Null,
+            ak_info: None,
+            statement_key: None,
+            eks: None,
+        };
+        device.flush_leftovers()?;
+        let (ak, ak_info) = device.ensure_attestation_key()?;
+        device.ak = ak;
+        device.ak_info = Some(ak_info);
+        Ok(device)
+    }
+
+    /// The configuration this device was opened with.
+    pub fn config(&self) -> &TpmConfig {
+        &self.config
+    }
+}
+
+/// Size-prefixes a marshalled structure (TPM2B).
+pub(super) fn tpm2b(body: &[u8]) -> Result<Vec<u8>, TpmError> {
+    let size = u16::try_from(body.len()).map_err(|_| TpmError::Command {
+        op: "marshalling",
+        detail: "structure larger than 64 KiB".into(),
+    })?;
+    let mut out = size.to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// Converts tss-esapi's public area to the policy crate's parsed form (exact TPM bytes).
+pub(super) fn to_policy_public(
+    public: &tss_esapi::structures::Public,
+) -> Result<PolicyPublic, TpmError> {
+    let bytes = public
+        .marshall()
+        .map_err(command("marshalling TPMT_PUBLIC"))?;
+    Ok(PolicyPublic::from_tpmt(&bytes)?)
+}

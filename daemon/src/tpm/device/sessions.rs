@@ -1,0 +1,145 @@
+//! Sessions: policy sessions (PolicyPCR, optionally salted for parameter encryption), the TPM's
+//! own policy digest, and the mapping of policy failures to
+//! [`TpmError::PolicyNotSatisfied`].
+
+use arbiter_policy::PcrSelection;
+use tss_esapi::{
+    Context,
+    attributes::SessionAttributesBuilder,
+    constants::{CommandCode, SessionType},
+    handles::{ObjectHandle, SessionHandle},
+    interface_types::{
+        algorithm::HashingAlgorithm,
+        resource_handles::Hierarchy,
+        session_handles::{AuthSession, PolicySession},
+    },
+    structures::{Digest, SymmetricDefinition},
+};
+
+use super::{Device, pcr::selection_list};
+use crate::tpm::error::{RC_PCR_CHANGED, RC_POLICY_FAIL, TpmError, command, describe, is_rc};
+use crate::tpm::templates;
+
+impl Device {
+    /// Starts a policy session (salted with a transient SRK when `salt` asks for parameter
+    /// encryption), runs PolicyPCR over `selection` with the PCRs' current values, hands
+    /// the session to `f`, and flushes it whatever happens.
+    pub(super) fn with_policy_session<T>(
+        &mut self,
+        encryption: Option<ParameterEncryption>,
+        selection: &PcrSelection,
+        f: impl FnOnce(&mut Context, PolicySession) -> Result<T, TpmError>,
+    ) -> Result<T, TpmError> {
+        let salt = match encryption {
+            Some(_) => {
+                let template = templates::salt_key()?;
+                let created = self
+                    .ctx
+                    .execute_with_session(Some(AuthSession::Password), |ctx| {
+                        ctx.create_primary(Hierarchy::Owner, template, None, None, None, None)
+                    })
+                    .map_err(command("CreatePrimary (salt key)"))?;
+                Some(created.key_handle)
+            }
+            None => None,
+        };
+        let symmetric = match encryption {
+            Some(_) => SymmetricDefinition::AES_128_CFB,
+            None => SymmetricDefinition::Null,
+        };
+        let started = self.ctx.execute_without_session(|ctx| {
+            ctx.start_auth_session(
+                salt,
+                None,
+                None,
+                SessionType::Policy,
+                symmetric,
+                HashingAlgorithm::Sha256,
+            )
+        });
+        if let Some(salt) = salt {
+            self.flush(ObjectHandle::from(salt));
+        }
+        let session = started
+            .map_err(command("StartAuthSession"))?
+            .ok_or(TpmError::Command {
+                op: "StartAuthSession",
+                detail: "the TPM returned no session".into(),
+            })?;
+        let result = (|| {
+            let policy = PolicySession::try_from(session).map_err(command("StartAuthSession"))?;
+            if let Some(direction) = encryption {
+                let builder = SessionAttributesBuilder::new().with_continue_session(true);
+                let builder = match direction {
+                    ParameterEncryption::Command => builder.with_decrypt(true),
+                    ParameterEncryption::Response => builder.with_encrypt(true),
+                };
+                let (attributes, mask) = builder.build();
+                self.ctx
+                    .tr_sess_set_attributes(session, attributes, mask)
+                    .map_err(command("TR_SetSessionAttributes"))?;
+            }
+            let list = selection_list(selection)?;
+            self.ctx
+                .execute_without_session(|ctx| ctx.policy_pcr(policy, Digest::default(), list))
+                .map_err(command("PolicyPCR"))?;
+            f(&mut self.ctx, policy)
+        })();
+        self.flush(ObjectHandle::from(SessionHandle::from(session)));
+        result
+    }
+
+    /// Runs a trial-free policy digest check: the digest a real policy session reaches after
+    /// PolicyPCR over `selection` (and optionally PolicyCommandCode and PolicyAuthValue), as
+    /// the TPM computes it. Used to prove the software digests equal the TPM's.
+    pub fn tpm_policy_digest(
+        &mut self,
+        selection: &PcrSelection,
+        command_code: Option<u32>,
+        auth_value: bool,
+    ) -> Result<Vec<u8>, TpmError> {
+        self.with_policy_session(None, selection, |ctx, session| {
+            if let Some(cc) = command_code {
+                let cc = CommandCode::try_from(cc).map_err(command("PolicyCommandCode"))?;
+                ctx.execute_without_session(|ctx| ctx.policy_command_code(session, cc))
+                    .map_err(command("PolicyCommandCode"))?;
+            }
+            if auth_value {
+                ctx.execute_without_session(|ctx| ctx.policy_auth_value(session))
+                    .map_err(command("PolicyAuthValue"))?;
+            }
+            let digest = ctx
+                .execute_without_session(|ctx| ctx.policy_get_digest(session))
+                .map_err(command("PolicyGetDigest"))?;
+            Ok(digest.value().to_vec())
+        })
+    }
+}
+
+/// Which direction a salted session encrypts.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ParameterEncryption {
+    /// The command's first parameter (TPMA_SESSION decrypt), e.g. NV_Write's data.
+    Command,
+    /// The response's first parameter (TPMA_SESSION encrypt), e.g. NV_Read's data.
+    Response,
+}
+
+/// Maps a policy-authorised command's failure: policy failures become
+/// [`TpmError::PolicyNotSatisfied`].
+pub(super) fn policy_error(
+    object: &'static str,
+    selection: &PcrSelection,
+    op: &'static str,
+    e: tss_esapi::Error,
+) -> TpmError {
+    if is_rc(&e, RC_POLICY_FAIL) || is_rc(&e, RC_PCR_CHANGED) {
+        TpmError::PolicyNotSatisfied {
+            object,
+            pcrs: selection.pcrs(),
+            detail: describe(&e),
+        }
+    } else {
+        command(op)(e)
+    }
+}
