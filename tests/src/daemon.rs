@@ -204,20 +204,34 @@ impl Party {
 /// A two-party manifest: `a` from the first party, `b` from the second, both read the
 /// result, automatic trigger on all slots.
 pub fn two_party_manifest(function_sha256: &str, first: &Party, second: &Party) -> Value {
+    two_party_manifest_of(
+        function_sha256,
+        (&first.name, &first.id),
+        (&second.name, &second.id),
+    )
+}
+
+/// [`two_party_manifest`] for parties given as `(name, identity)` (e.g. CLI parties); the
+/// first party destroys on request.
+pub fn two_party_manifest_of(
+    function_sha256: &str,
+    (first_name, first): (&str, &str),
+    (second_name, second): (&str, &str),
+) -> Value {
     json!({
         "name": "test computation",
         "function": { "sha256": function_sha256 },
         "parties": [
-            { "name": first.name, "identity": first.id },
-            { "name": second.name, "identity": second.id }
+            { "name": first_name, "identity": first },
+            { "name": second_name, "identity": second }
         ],
         "slots": {
-            "a": { "providers": [first.id], "provide": "provide_once" },
-            "b": { "providers": [second.id], "provide": "provide_once" }
+            "a": { "providers": [first], "provide": "provide_once" },
+            "b": { "providers": [second], "provide": "provide_once" }
         },
         "trigger": { "kind": "all" },
-        "readers": { (first.id.clone()): "result", (second.id.clone()): "result" },
-        "destruction": { "policy": "on_request", "destroyers": [first.id] }
+        "readers": { first: "result", second: "result" },
+        "destruction": { "policy": "on_request", "destroyers": [first] }
     })
 }
 

@@ -21,7 +21,7 @@ use arbiter_client::verify::{Answer, appraise_answers, fresh_nonce};
 use arbiter_policy::appraisal::{AppraisalPolicy, Check};
 use arbiter_tests::TestTpm;
 use arbiter_tests::cli::{CliParty, arbiter_path};
-use arbiter_tests::daemon::{Party, TestDaemon, two_party_manifest};
+use arbiter_tests::daemon::{Party, TestDaemon, two_party_manifest, two_party_manifest_of};
 use base64::Engine as _;
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -123,18 +123,28 @@ async fn the_whole_flow_through_the_cli() {
         assert!(out.contains(&f), "{out}");
         let fid = out.split_whitespace().nth(2).unwrap().to_owned();
         let shown = alice.ok(&["function", "show", &fid]);
-        assert!(shown.contains("matches") && shown.contains("sha256(inputs.a + inputs.b)"), "{shown}");
+        assert!(
+            shown.contains("matches") && shown.contains("sha256(inputs.a + inputs.b)"),
+            "{shown}"
+        );
 
         // Before enrolment nothing is trusted: the AK is not pinned.
         write_policy(&alice, &f, "");
         let refused = alice.fails(&["attest"]);
-        assert!(refused.contains("ak_pin") && refused.contains("enrol"), "{refused}");
+        assert!(
+            refused.contains("ak_pin") && refused.contains("enrol"),
+            "{refused}"
+        );
 
         for p in [&alice, &bob] {
             let mut args = vec!["enroll", "--ek-ca"];
             args.extend(cas.iter().map(String::as_str));
             let out = p.ok(&args);
-            assert!(out.contains("EK rsa2048: certificate chain") && out.contains("credential activated"), "{out}");
+            assert!(
+                out.contains("EK rsa2048: certificate chain")
+                    && out.contains("credential activated"),
+                "{out}"
+            );
             assert!(
                 out.contains("EK ecc_nist_p384: certificate chain") && !out.contains("refused"),
                 "both EKs (RSA-2048 L-1, ECC P-384 H-3) activate a credential: {out}"
@@ -164,22 +174,22 @@ async fn the_whole_flow_through_the_cli() {
         let verdict: Value = serde_json::from_str(&alice.ok(&["attest", "--json"])).unwrap();
         assert_eq!(verdict["trusted"], true, "{verdict}");
         assert_eq!(verdict["appraised"]["unpinned_platform"], true, "{verdict}");
-        assert!(verdict["warnings"][0].as_str().unwrap().starts_with("WARNING"), "{verdict}");
+        assert!(
+            verdict["warnings"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("WARNING"),
+            "{verdict}"
+        );
         assert_eq!(verdict["fresh"], true);
-        assert!(verdict["appraised"]["functions"].as_array().unwrap().contains(&json!(f)));
+        assert!(
+            verdict["appraised"]["functions"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(f))
+        );
 
-        let manifest = json!({
-            "name": "cli test",
-            "function": { "sha256": f },
-            "parties": [ { "name": "alice", "identity": alice.id }, { "name": "bob", "identity": bob.id } ],
-            "slots": {
-                "a": { "providers": [alice.id], "provide": "provide_once" },
-                "b": { "providers": [bob.id], "provide": "provide_once" }
-            },
-            "trigger": { "kind": "all" },
-            "readers": { (alice.id.clone()): "result", (bob.id.clone()): "result" },
-            "destruction": { "policy": "on_request", "destroyers": [alice.id] }
-        });
+        let manifest = two_party_manifest_of(&f, ("alice", &alice.id), ("bob", &bob.id));
         let mpath = alice.state.join("manifest.json");
         std::fs::write(&mpath, manifest.to_string()).unwrap();
         let instance = operator
@@ -190,20 +200,66 @@ async fn the_whole_flow_through_the_cli() {
         let shown: Value = serde_json::from_str(&bob.ok(&["instance", "show", &instance])).unwrap();
         assert_eq!(shown["state"], "open");
         let out = bob.ok(&["attest", "--instance", &instance]);
-        assert!(out.starts_with("TRUSTED") && out.contains(&format!("instance runs:  {f}")), "{out}");
+        assert!(
+            out.starts_with("TRUSTED") && out.contains(&format!("instance runs:  {f}")),
+            "{out}"
+        );
 
         // A submission expecting another function is refused before anything is sent.
-        let refused = bob.fails(&["submit", "--instance", &instance, "--slot", "b", "--value", "\"x\"", "--expect-function", ZERO]);
-        assert!(refused.contains("not the expected") && refused.contains("nothing was sent"), "{refused}");
+        let refused = bob.fails(&[
+            "submit",
+            "--instance",
+            &instance,
+            "--slot",
+            "b",
+            "--value",
+            "\"x\"",
+            "--expect-function",
+            ZERO,
+        ]);
+        assert!(
+            refused.contains("not the expected") && refused.contains("nothing was sent"),
+            "{refused}"
+        );
         // Bob may not fill Alice's slot.
-        let refused = bob.fails(&["submit", "--instance", &instance, "--slot", "a", "--value", "\"x\"", "--expect-function", &f]);
+        let refused = bob.fails(&[
+            "submit",
+            "--instance",
+            &instance,
+            "--slot",
+            "a",
+            "--value",
+            "\"x\"",
+            "--expect-function",
+            &f,
+        ]);
         assert!(refused.contains("does not let"), "{refused}");
 
-        let out = alice.ok(&["submit", "--instance", &instance, "--slot", "a", "--value", "\"Now is the time\"", "--expect-function", &f]);
+        let out = alice.ok(&[
+            "submit",
+            "--instance",
+            &instance,
+            "--slot",
+            "a",
+            "--value",
+            "\"Now is the time\"",
+            "--expect-function",
+            &f,
+        ]);
         assert!(out.contains("recomputed: matches"), "{out}");
         let input = bob.state.join("b.json");
         std::fs::write(&input, "\"for all good men\"").unwrap();
-        bob.ok(&["submit", "--instance", &instance, "--slot", "b", "--file", input.to_str().unwrap(), "--expect-function", &f]);
+        bob.ok(&[
+            "submit",
+            "--instance",
+            &instance,
+            "--slot",
+            "b",
+            "--file",
+            input.to_str().unwrap(),
+            "--expect-function",
+            &f,
+        ]);
         (operator, alice, bob, instance)
     })
     .await;

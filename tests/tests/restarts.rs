@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arbiter_client::http::PartyIdentity;
 use arbiter_tests::TestTpm;
 use arbiter_tests::cli::CliParty;
-use arbiter_tests::daemon::{Party, TestDaemon, two_party_manifest};
+use arbiter_tests::daemon::{Party, TestDaemon, two_party_manifest, two_party_manifest_of};
 use arbiter_tests::process::{DaemonProcess, DaemonSpec, swtpm_pids_serving};
 use arbiter_tests::state::{changes, copy_dir, snapshot};
 use hyper::StatusCode;
@@ -42,18 +42,7 @@ fn write_policy(party: &CliParty, function_sha: &str) {
 }
 
 fn manifest(f: &str, alice: &CliParty, bob: &CliParty) -> Value {
-    json!({
-        "name": "restarts",
-        "function": { "sha256": f },
-        "parties": [ { "name": "alice", "identity": alice.id }, { "name": "bob", "identity": bob.id } ],
-        "slots": {
-            "a": { "providers": [alice.id], "provide": "provide_once" },
-            "b": { "providers": [bob.id], "provide": "provide_once" }
-        },
-        "trigger": { "kind": "all" },
-        "readers": { (alice.id.clone()): "result", (bob.id.clone()): "result" },
-        "destruction": { "policy": "on_request", "destroyers": [alice.id] }
-    })
+    two_party_manifest_of(f, ("alice", &alice.id), ("bob", &bob.id))
 }
 
 fn create_instance(operator: &CliParty, owner: &CliParty, m: &Value, name: &str) -> String {
