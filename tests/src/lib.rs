@@ -122,3 +122,42 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     }
     h.finalize().into()
 }
+
+/// Decodes a JSON string of standard base64 (with padding).
+pub fn b64d(v: &serde_json::Value) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().expect("a base64 string"))
+        .expect("valid base64")
+}
+
+/// Checks the quote of an attestation answer as an outside verifier does — the AK's
+/// signature over `TPMS_ATTEST`, the Merkle root as qualifying data, the PCR digest over the
+/// values served — and returns the AK and those PCR values.
+pub fn verified_quote(
+    att: &serde_json::Value,
+) -> (arbiter_policy::Public, arbiter_policy::PcrValues) {
+    let ak = arbiter_policy::Public::from_tpm2b(&b64d(&att["ak"]["tpm2b_public"]))
+        .expect("the AK's TPM2B_PUBLIC");
+    let mut pcrs = arbiter_policy::PcrValues::new();
+    for (k, v) in att["quote"]["pcrs"]["sha256"]
+        .as_object()
+        .expect("quoted SHA-256 PCRs")
+    {
+        let bytes: [u8; 32] = hex::decode(v.as_str().expect("hex"))
+            .expect("hex")
+            .try_into()
+            .expect("32 bytes");
+        pcrs.insert(k.parse().expect("a PCR index"), bytes);
+    }
+    let root = hex::decode(att["binding"]["root"].as_str().expect("the root")).expect("hex");
+    arbiter_policy::verify_quote(
+        &b64d(&att["quote"]["attest"]),
+        &b64d(&att["quote"]["signature"]),
+        &ak,
+        &root,
+        &pcrs,
+    )
+    .expect("the quote verifies");
+    (ak, pcrs)
+}

@@ -8,18 +8,12 @@
 use std::collections::BTreeMap;
 
 use arbiter_measured_boot::cel::{self, EventContent, Record};
-use arbiter_policy::{PcrValues, Public, merkle, verify_certify, verify_quote};
-use arbiter_tests::TestTpm;
+use arbiter_policy::{PcrValues, Public, merkle, verify_certify};
 use arbiter_tests::daemon::{Party, TestDaemon};
+use arbiter_tests::{TestTpm, b64d, verified_quote};
 use base64::Engine as _;
 use hyper::StatusCode;
 use serde_json::{Value, json};
-
-fn b64d(v: &Value) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(v.as_str().unwrap())
-        .unwrap()
-}
 
 fn nonce() -> String {
     let mut n = [0u8; 32];
@@ -29,25 +23,9 @@ fn nonce() -> String {
 
 /// Checks an attestation response the way an outside verifier does; returns the records.
 fn verify(att: &Value, nonce_hex: &str, tls_spki: &str) -> (PcrValues, Vec<Record>) {
-    let ak = Public::from_tpm2b(&b64d(&att["ak"]["tpm2b_public"])).unwrap();
-    assert_eq!(hex::encode(ak.name()), att["ak"]["name"]);
-    let mut pcrs = PcrValues::new();
-    for (k, v) in att["quote"]["pcrs"]["sha256"].as_object().unwrap() {
-        let bytes: [u8; 32] = hex::decode(v.as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap();
-        pcrs.insert(k.parse().unwrap(), bytes);
-    }
+    let (ak, pcrs) = verified_quote(att);
     let root = hex::decode(att["binding"]["root"].as_str().unwrap()).unwrap();
-    verify_quote(
-        &b64d(&att["quote"]["attest"]),
-        &b64d(&att["quote"]["signature"]),
-        &ak,
-        &root,
-        &pcrs,
-    )
-    .expect("the quote verifies");
+    assert_eq!(hex::encode(ak.name()), att["ak"]["name"]);
     let leaf = &att["binding"]["leaf"];
     assert_eq!(leaf["nonce"], nonce_hex);
     assert_eq!(

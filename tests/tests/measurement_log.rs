@@ -13,12 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use arbiter_client::http::{PartyIdentity, Response};
 use arbiter_measured_boot::cel::{self, EventContent, Record};
-use arbiter_policy::{PcrValues, Public, verify_quote};
-use arbiter_tests::TestTpm;
 use arbiter_tests::daemon::{Party, TestDaemon, two_party_manifest};
-use base64::Engine as _;
+use arbiter_tests::{TestTpm, verified_quote};
 use hyper::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -174,12 +172,6 @@ async fn serve_commands(mut client: TcpStream, upstream: u16, faults: Arc<Mutex<
     }
 }
 
-fn b64d(v: &Value) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(v.as_str().unwrap())
-        .unwrap()
-}
-
 fn nonce() -> String {
     let mut n = [0u8; 32];
     rand::fill(&mut n);
@@ -193,24 +185,7 @@ async fn attest(p: &Party) -> (u64, Vec<Record>) {
     let r = p.get(&format!("/v1/attestation?nonce={n}")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let att = &r.json;
-    let ak = Public::from_tpm2b(&b64d(&att["ak"]["tpm2b_public"])).unwrap();
-    let mut pcrs = PcrValues::new();
-    for (k, v) in att["quote"]["pcrs"]["sha256"].as_object().unwrap() {
-        let bytes: [u8; 32] = hex::decode(v.as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap();
-        pcrs.insert(k.parse().unwrap(), bytes);
-    }
-    let root = hex::decode(att["binding"]["root"].as_str().unwrap()).unwrap();
-    verify_quote(
-        &b64d(&att["quote"]["attest"]),
-        &b64d(&att["quote"]["signature"]),
-        &ak,
-        &root,
-        &pcrs,
-    )
-    .expect("the quote verifies");
+    let (_, pcrs) = verified_quote(att);
     let records: Vec<Record> = serde_json::from_value(att["log"].clone()).unwrap();
     cel::verify_against_pcr(&records, 23, &pcrs[&23]).expect("the log replays to PCR 23");
     (att["log_generation"].as_u64().unwrap(), records)

@@ -2,7 +2,7 @@
 //! TPM that keeps running (an swtpm the test owns), restarted with SIGTERM, SIGKILL and
 //! SIGTERM while an instance holds an accepted input — after which parties still trust it
 //! with `arbiter attest`, the other input goes in, the signed result verifies and a new
-//! instance computes; one daemon per state directory; the development mode, whose swtpm
+//! instance computes; the development mode, whose swtpm
 //! belongs to the daemon (a restart there is a TPM restart, and SIGKILL leaves no swtpm);
 //! a start refused by the log check writes nothing.
 
@@ -216,27 +216,6 @@ fn restarts_within_one_tpm_startup_keep_trust_inputs_and_computation() {
     let xy = hex::encode(arbiter_tests::sha256(&[b"xy"]));
     assert_eq!(v["statement"]["output"], xy, "{v}");
     assert!(daemon.terminate().success());
-}
-
-#[test]
-fn a_second_daemon_on_the_same_state_directory_is_refused() {
-    let tpm = TestTpm::start();
-    let operator = PartyIdentity::generate("operator").unwrap();
-    let spec = DaemonSpec {
-        state_dir: tpm.path("daemon"),
-        config: operator_config(&operator.identity().unwrap()),
-        tcti: Some(tpm.tcti()),
-        ..DaemonSpec::default()
-    };
-    let mut first = DaemonProcess::start(spec.clone());
-    let log = DaemonProcess::start_expecting_failure(spec);
-    assert!(
-        log.contains("another arbiterd is running on the state directory")
-            && log.contains(&format!("pid {}", first.pid().unwrap())),
-        "{log}"
-    );
-    // The first daemon was not disturbed.
-    assert!(first.terminate().success(), "{}", first.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

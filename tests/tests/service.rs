@@ -145,10 +145,16 @@ fn a_second_daemon_on_a_locked_state_directory_exits_75() {
     let refused = DaemonProcess::start_expecting_exit(spec);
     assert_eq!(refused.status.code(), Some(EX_TEMPFAIL), "{}", refused.log);
     assert!(
-        refused.log.contains("another arbiterd is running"),
+        refused
+            .log
+            .contains("another arbiterd is running on the state directory")
+            && refused
+                .log
+                .contains(&format!("pid {}", first.pid().unwrap())),
         "{}",
         refused.log
     );
+    // The first daemon was not disturbed.
     assert!(first.terminate().success(), "{}", first.log());
 }
 
