@@ -38,5 +38,4 @@ exec swtpm socket --tpm2 \
   --server type=tcp,port=2321,bindaddr=0.0.0.0 \
   --ctrl type=tcp,port=2322,bindaddr=0.0.0.0 \
   --tpmstate "dir=$state" \
-  --flags not-need-init,startup-clear \
-  --log fd=2,level=1
+  --flags not-need-init,startup-clear
