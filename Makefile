@@ -1,6 +1,8 @@
 # Arbiter's two commands: `make demo` (the main job on a private software TPM) and
 # `make test` (every test, each against its own private swtpm). Both install the Debian
-# packages they need when missing.
+# packages they need when missing. `make container-test` runs the main job between
+# containers (needs Docker with `docker compose` or docker-compose, and root for
+# debootstrap the first time).
 
 SHELL := /bin/bash
 APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config openssl python3 python3-pip systemd
@@ -9,7 +11,7 @@ CARGO ?= cargo
 # ESYS prints every TPM error response to stderr; the daemon reports them itself.
 export TSS2_LOG ?= all+NONE
 
-.PHONY: demo test deps lint bench
+.PHONY: demo test deps lint bench container-test
 
 ## Install the system packages Arbiter needs (Debian/Ubuntu).
 deps:
@@ -48,3 +50,12 @@ lint:
 bench: deps
 	$(CARGO) build --release --locked -p arbiter-daemon
 	$(CARGO) bench --locked -p arbiter-tests --bench tpm --bench submit
+
+## The main job between containers (packaging/container): an swtpm on an internal network,
+## arbiterd, and parties holding only the `arbiter` CLI, over the compose network; then a
+## daemon restart and a new attestation. Images are built from a debootstrapped base (no
+## registry), with binaries built here: CONTAINER_PROFILE=debug reuses the debug build.
+CONTAINER_PROFILE ?= release
+container-test:
+	$(CARGO) build --locked $(if $(filter release,$(CONTAINER_PROFILE)),--release) -p arbiter-daemon -p arbiter-client
+	packaging/container/test.sh "$${CARGO_TARGET_DIR:-target}/$(CONTAINER_PROFILE)"

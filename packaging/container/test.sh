@@ -33,19 +33,20 @@ t0=$SECONDS
 last=$SECONDS
 current=""
 timings=()
+if [ -t 1 ]; then bold=$'\033[1m' green=$'\033[32m' red=$'\033[31m' off=$'\033[0m'; else bold="" green="" red="" off=""; fi
 step() {
   [ -z "$current" ] || timings+=("$(printf '%4d s  %s' $((SECONDS - last)) "$current")")
   current="$*"
   last=$SECONDS
-  printf '\n\033[1m== %s\033[0m\n' "$*"
+  printf '\n%s== %s%s\n' "$bold" "$*" "$off"
 }
-ok() { printf '\033[32mOK\033[0m %s\n' "$*"; }
-fail() { printf '\033[31mFAILED\033[0m %s\n' "$*" >&2; exit 1; }
+ok() { printf '%sOK%s %s\n' "$green" "$off" "$*"; }
+fail() { printf '%sFAILED%s %s\n' "$red" "$off" "$*" >&2; exit 1; }
 
 finish() {
   local status=$?
   if [ "$status" != 0 ]; then
-    printf '\n\033[31m== container-test failed (exit %s); the containers logs:\033[0m\n' "$status" >&2
+    printf '\n%s== container-test failed (exit %s); the containers logs:%s\n' "$red" "$status" "$off" >&2
     "${compose[@]}" ps >&2 || true
     "${compose[@]}" logs --no-color --tail 200 >&2 || true
   fi
@@ -55,7 +56,7 @@ finish() {
   printf '\n== timings\n'
   printf '%s\n' "${timings[@]}"
   printf '%4d s  total\n' $((SECONDS - t0))
-  [ "$status" = 0 ] && printf '\033[32mcontainer-test: every check passed\033[0m\n'
+  [ "$status" = 0 ] && printf '%scontainer-test: every check passed%s\n' "$green" "$off"
   exit "$status"
 }
 trap finish EXIT
@@ -97,7 +98,9 @@ wait_healthy() {
 }
 wait_healthy
 cx operator arbiter health
-ok "arbiterd answers the parties at https://daemon:8443"
+"${compose[@]}" logs --no-color daemon | grep -q "memory locked: true" \
+  || fail "arbiterd did not lock its memory (the image's CAP_IPC_LOCK file capability)"
+ok "arbiterd answers the parties at https://daemon:8443, its memory locked"
 
 step "Isolation: the parties cannot reach the TPM"
 for who in party-a party-b operator; do
@@ -197,6 +200,7 @@ ok "the inputs are destroyed and the destruction is in the quoted measurement lo
 
 step "Restart the daemon container (state on its volume; the TPM keeps running)"
 "${compose[@]}" restart daemon
+echo "restarted in $((SECONDS - last)) s; waiting for it to serve"
 wait_healthy
 "${compose[@]}" logs --no-color daemon | grep -c "serving on https://" | grep -qx 2 \
   || fail "the daemon did not start twice"
