@@ -77,6 +77,7 @@ step "Images: base (cached by hash), swtpm, daemon, party"
 step "Start the swtpm (provisions its state on first start) and the CLI-only containers"
 "${compose[@]}" down -v --remove-orphans > /dev/null 2>&1 || true
 "${compose[@]}" up -d swtpm party-a party-b operator
+for who in swtpm party-a party-b operator; do id_of "$who"; done
 
 step "Identities: an operator and two parties, each a key and a self-signed certificate"
 declare -A id
@@ -94,6 +95,7 @@ done
 
 step "The daemon, on the swtpm over the internal network; the operator is allowed"
 ARBITER_OPERATORS="[\"${id[operator]}\"]" "${compose[@]}" up -d daemon
+id_of daemon
 wait_healthy() {
   for _ in $(seq 1 120); do
     cx operator arbiter health > /dev/null 2>&1 && return 0
