@@ -105,7 +105,8 @@ wait_healthy() {
 }
 wait_healthy
 cx operator arbiter health
-"${compose[@]}" logs --no-color daemon | grep -q "memory locked: true" \
+daemon_log() { "${compose[@]}" logs --no-color daemon; }
+grep -q "memory locked: true" <<< "$(daemon_log)" \
   || fail "arbiterd did not lock its memory (the image's CAP_IPC_LOCK file capability)"
 ok "arbiterd answers the parties at https://daemon:8443, its memory locked"
 
@@ -124,7 +125,7 @@ put operator /home/party/state/concat_sha256.rhai < "$demo/concat_sha256.rhai"
 out="$(cx operator arbiter function register /home/party/state/concat_sha256.rhai --name concat_sha256)"
 echo "$out"
 fn_id="$(echo "$out" | awk '/registered function/ {print $3}')"
-cx party-a arbiter function show "$fn_id" | head -3
+cx party-a arbiter function show "$fn_id" | sed -n 1,3p
 ok "function $fn_sha"
 
 step "Both parties enrol the appliance: EK chain to the swtpm's CA, AK pinned"
@@ -158,7 +159,7 @@ TOML
 done
 out="$(cx party-a arbiter attest)"
 echo "$out"
-echo "$out" | grep -q "WARNING: trusted WITHOUT reference values" || fail "an unpinned platform was trusted silently"
+grep -q "WARNING: trusted WITHOUT reference values" <<< "$out" || fail "an unpinned platform was trusted silently"
 ok "party A's attestation is trusted (unpinned platform: swtpm has no firmware)"
 
 step "The operator creates a two-party instance; party B attests it"
@@ -195,8 +196,8 @@ ok "both receipts checked"
 step "Both read the signed result and verify it"
 cx party-a arbiter result "$inst" --wait
 out="$(cx party-b arbiter result "$inst" --wait --json)"
-echo "$out" | head -5
-echo "$out" | grep -q "\"output\": \"$expected_output\"" || fail "the output is not sha256(\"Now is the timefor all good men\")"
+sed -n 1,5p <<< "$out"
+grep -q "\"output\": \"$expected_output\"" <<< "$out" || fail "the output is not sha256(\"Now is the timefor all good men\")"
 ok "the output is $expected_output"
 
 step "Party A destroys the instance; party B verifies the certificate of destruction"
@@ -208,13 +209,13 @@ step "Restart the daemon container (state on its volume; the TPM keeps running)"
 "${compose[@]}" restart daemon
 echo "restarted in $((SECONDS - last)) s; waiting for it to serve"
 wait_healthy
-"${compose[@]}" logs --no-color daemon | grep -c "serving on https://" | grep -qx 2 \
+[ "$(grep -c "serving on https://" <<< "$(daemon_log)")" = 2 ] \
   || fail "the daemon did not start twice"
 ok "arbiterd is back"
 
 step "Attest again after the restart; the destruction still verifies"
 out="$(cx party-a arbiter attest)"
 echo "$out"
-echo "$out" | grep -q "trusted" || fail "no trusted verdict after the restart"
+grep -q "trusted" <<< "$out" || fail "no trusted verdict after the restart"
 cx party-b arbiter verify-destruction "$inst"
 ok "the restarted daemon attests with the same pinned AK; its state survived"
