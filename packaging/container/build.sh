@@ -36,3 +36,6 @@ for target in swtpm daemon party; do
     || { tail -40 "$context/build.log" >&2; echo "build.sh: building arbiter-$target failed" >&2; exit 1; }
   echo "build.sh: arbiter-$target:$tag built in $((SECONDS - start)) s"
 done
+# The images these replaced (untagged by the new builds): removed, so rebuilds in CI do not
+# pile up layers.
+docker image prune -f --filter label=org.arbiter.image > /dev/null || true
