@@ -10,4 +10,10 @@ set -- --config /etc/arbiter/arbiterd.toml --tcti "${ARBITER_TCTI:?set ARBITER_T
 if [ -n "${ARBITER_OPERATORS:-}" ]; then
   set -- "$@" --set "access.operators=$ARBITER_OPERATORS"
 fi
+# With CAP_IPC_LOCK in the bounding set, the copy of arbiterd that carries it as a file
+# capability (so it can lock its memory whatever the memlock limit); else the plain one.
+bounding="$(awk '/^CapBnd:/ { print $2 }' /proc/self/status)"
+if [ $(( (0x${bounding:-0} >> 14) & 1 )) = 1 ] && [ -x /usr/libexec/arbiter/arbiterd-ipc-lock ]; then
+  exec /usr/libexec/arbiter/arbiterd-ipc-lock run "$@"
+fi
 exec /usr/bin/arbiterd run "$@"
