@@ -110,6 +110,14 @@ grep -q "memory locked: true" <<< "$(daemon_log)" \
   || fail "arbiterd did not lock its memory (the image's CAP_IPC_LOCK file capability)"
 ok "arbiterd answers the parties at https://daemon:8443, its memory locked"
 
+step "Hardening: every container runs as a non-root user on a read-only root filesystem"
+for who in swtpm daemon party-a party-b operator; do
+  cx "$who" sh -c '[ "$(id -u)" != 0 ] && ! touch /usr/probe 2> /dev/null' \
+    || fail "$who runs as root or can write its root filesystem"
+  echo "$who: $(cx "$who" id -un), read-only /"
+done
+ok "non-root, read-only"
+
 step "Isolation: the parties cannot reach the TPM"
 # Neither by name (not on its network, so not resolved) nor by address (the internal
 # network's bridge is not routed to).
