@@ -9,7 +9,7 @@ CARGO ?= cargo
 # ESYS prints every TPM error response to stderr; the daemon reports them itself.
 export TSS2_LOG ?= all+NONE
 
-.PHONY: demo test deps lint bench
+.PHONY: demo test deps lint bench deb package-test
 
 ## Install the system packages Arbiter needs (Debian/Ubuntu).
 deps:
@@ -48,3 +48,20 @@ lint:
 bench: deps
 	$(CARGO) build --release --locked -p arbiter-daemon
 	$(CARGO) bench --locked -p arbiter-tests --bench tpm --bench submit
+
+DEB_DIR := $(or $(CARGO_TARGET_DIR),target)/debian
+
+## The Debian package `arbiter` (packaging/README.md): a release build of both binaries,
+## then cargo-deb (installed when missing) -> target/debian/arbiter_VERSION-1_ARCH.deb.
+deb: deps
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
+	$(CARGO) build --release --locked -p arbiter-daemon -p arbiter-client
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/upgrade
+	$(CARGO) deb -p arbiter-daemon --no-build --deb-revision 1 -o $(DEB_DIR)/
+
+## The package's smoke test: a second package of the same build with a higher revision,
+## then install, start, watchdog, journal, a live instance, stop, upgrade, remove and purge
+## in a container with systemd as PID 1 and a software TPM (packaging/deb/smoke-test.sh).
+package-test: deb
+	$(CARGO) deb -p arbiter-daemon --no-build --fast --deb-revision 2 -o $(DEB_DIR)/upgrade/
+	packaging/deb/smoke-test.sh $(DEB_DIR)/arbiter_*_*.deb $(DEB_DIR)/upgrade/arbiter_*_*.deb

@@ -48,9 +48,9 @@ ok() { printf '\033[32mOK\033[0m %s\n' "$*"; }
 fail() {
   printf '\033[31mFAILED\033[0m %s\n' "$*" >&2
   if [ -n "${c:-}" ]; then
-    echo "--- systemctl status arbiterd, journal (last 40 lines):" >&2
+    echo "--- systemctl status arbiterd, journal (last 25 lines):" >&2
     docker exec "$c" systemctl --no-pager status arbiterd >&2 || true
-    docker exec "$c" journalctl --no-pager -n 40 >&2 || true
+    docker exec "$c" journalctl --no-pager -n 25 >&2 || true
   fi
   exit 1
 }
