@@ -16,7 +16,7 @@
 #   5. systemctl stop: exit status 0
 #   6. upgrade while running: same store, the instance still open, the edited config kept
 #   7. dpkg -r: the state and the configuration stay
-#   8. dpkg --purge with a live instance: refused, nothing deleted
+#   8. dpkg --purge with a live instance: refused, the state untouched
 #   9. reinstall, destroy the instance (certificate verified), purge: state and config gone;
 #      the user and the TPM's sealing NV index and persistent keys stay
 # The container runs systemd as PID 1 with every capability but CAP_SYS_RESOURCE (see the
@@ -126,7 +126,7 @@ expect_stat /etc/arbiter root:arbiter 750
 expect_stat /etc/arbiter/arbiterd.toml root:arbiter 640
 in_c "dpkg-query -W -f='\${Conffiles}\n' arbiter" | grep -q '/etc/arbiter/arbiterd.toml ' \
   || fail "arbiterd.toml is not a conffile"
-in_c "cmp /usr/lib/systemd/system/arbiterd.service" < "$root/packaging/arbiterd.service" \
+in_c -i "cmp /usr/lib/systemd/system/arbiterd.service" < "$root/packaging/arbiterd.service" \
   || fail "the installed unit is not packaging/arbiterd.service"
 ident="$(in_c "getent passwd arbiter")" || fail "no user arbiter"
 echo "  $ident"
@@ -167,7 +167,7 @@ override_unit() {
   in_c "systemctl daemon-reload"
 }
 override_unit
-in_c "mkdir -p /etc/systemd/system/arbiterd.service.d && cat > /etc/systemd/system/arbiterd.service.d/smoke-test.conf" <<'EOF'
+in_c -i "mkdir -p /etc/systemd/system/arbiterd.service.d && cat > /etc/systemd/system/arbiterd.service.d/smoke-test.conf" <<'EOF'
 [Unit]
 Wants=arbiter-test-swtpm.service
 After=arbiter-test-swtpm.service
@@ -226,7 +226,7 @@ zero="0000000000000000000000000000000000000000000000000000000000000000"
 in_c "cd /root/parties && export ARBITER_STATE=/root/parties/operator &&
   arbiter health && arbiter function register /root/concat_sha256.rhai --name concat_sha256" | sed 's/^/  /'
 for who in alice bob; do
-  in_c "cat > /root/parties/$who/appraisal.toml" <<EOF
+  in_c -i "cat > /root/parties/$who/appraisal.toml" <<EOF
 # swtpm has no firmware: every platform PCR is zero (development policy).
 allow_unpinned_platform = true
 platform_pcrs = [0, 2, 4, 7, 9]
@@ -242,7 +242,7 @@ EOF
 done
 alice_id="$(in_c "cat /root/parties/alice/id")"
 bob_id="$(in_c "cat /root/parties/bob/id")"
-in_c "cat > /root/parties/manifest.json" <<EOF
+in_c -i "cat > /root/parties/manifest.json" <<EOF
 {
   "name": "package smoke test",
   "function": { "sha256": "$fn_sha" },
@@ -308,17 +308,24 @@ if in_c "dpkg --purge arbiter" > "/tmp/$c-purge" 2>&1; then
   cat "/tmp/$c-purge"; fail "the purge was not refused"
 fi
 sed 's/^/  /' "/tmp/$c-purge"
-in_c "test -s /var/lib/arbiter/arbiter.db && test -f /etc/arbiter/arbiterd.toml" || fail "the refused purge deleted something"
-ok "refused; nothing deleted"
+in_c "test -s /var/lib/arbiter/arbiter.db && test -d /var/lib/arbiter/measurements" \
+  || fail "the refused purge deleted the state"
+[ "$(in_c "dpkg-query -W -f='\${db:Status-Status}' arbiter")" = config-files ] || fail "not in config-files"
+# dpkg deletes conffiles before postrm purge runs; prerm kept a copy at the removal.
+in_c "! test -e /etc/arbiter/arbiterd.toml && grep -q '^tcti = \"swtpm:' /var/lib/arbiter.dpkg-arbiterd.toml" \
+  || fail "the configuration's copy made at the removal is missing"
+ok "refused; the state untouched; dpkg took the conffile, its copy is in /var/lib/arbiter.dpkg-arbiterd.toml"
 
 step "Reinstall, destroy the instance with its certificate, purge"
-in_c "dpkg -i /debs/upgrade.deb" > /dev/null
+in_c "dpkg -i /debs/upgrade.deb" | sed 's/^/  /'
+in_c "cp -p /var/lib/arbiter.dpkg-arbiterd.toml /etc/arbiter/arbiterd.toml"
 in_c "systemctl start arbiterd"
 in_c "ARBITER_STATE=/root/parties/alice arbiter destroy $inst" | sed 's/^/  /' || fail "destroy"
 in_c "ARBITER_STATE=/root/parties/bob arbiter verify-destruction $inst" | sed 's/^/  /' || fail "verify-destruction"
 in_c "dpkg --purge arbiter" 2>&1 | sed 's/^/  /'
 [ "$(in_c "dpkg-query -W -f='\${db:Status-Status}' arbiter 2> /dev/null" || true)" != config-files ] || fail "still config-files"
-in_c "! test -e /var/lib/arbiter && ! test -e /etc/arbiter && ! test -e /var/lib/arbiter.dpkg-live-instances" \
+in_c "! test -e /var/lib/arbiter && ! test -e /etc/arbiter && ! test -e /var/lib/arbiter.dpkg-live-instances \
+  && ! test -e /var/lib/arbiter.dpkg-arbiterd.toml" \
   || fail "purge left the state or the configuration"
 in_c "getent passwd arbiter > /dev/null" || fail "the user arbiter was removed"
 tpm="TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=2321"
