@@ -49,10 +49,10 @@ bench: deps
 	$(CARGO) build --release --locked -p arbiter-daemon
 	$(CARGO) bench --locked -p arbiter-tests --bench tpm --bench submit
 
-DEB_DIR := $(or $(CARGO_TARGET_DIR),target)/debian
+DEB_DIR := $(or $(CARGO_TARGET_DIR),target)/deb-packages
 
 ## The Debian package `arbiter` (packaging/README.md): a release build of both binaries,
-## then cargo-deb (installed when missing) -> target/debian/arbiter_VERSION-1_ARCH.deb.
+## then cargo-deb (installed when missing) -> target/deb-packages/arbiter_VERSION-1_ARCH.deb.
 deb: deps
 	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
 	$(CARGO) build --release --locked -p arbiter-daemon -p arbiter-client

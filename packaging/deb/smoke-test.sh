@@ -28,6 +28,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 deb1="$(realpath "${1:?usage: smoke-test.sh DEB UPGRADE_DEB}")"
 deb2="$(realpath "${2:?usage: smoke-test.sh DEB UPGRADE_DEB}")"
+for f in "$deb1" "$deb2"; do
+  [ -f "$f" ] || { echo "smoke-test.sh: $f is not a file" >&2; exit 1; }
+done
 
 started=$SECONDS
 step_start=$SECONDS
