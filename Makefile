@@ -53,15 +53,16 @@ DEB_DIR := $(or $(CARGO_TARGET_DIR),target)/deb-packages
 
 ## The Debian package `arbiter` (packaging/README.md): a release build of both binaries,
 ## then cargo-deb (installed when missing) -> target/deb-packages/arbiter_VERSION-1_ARCH.deb.
+## Stripped: the release profile's line tables would make the binaries 150 MB.
 deb: deps
 	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
 	$(CARGO) build --release --locked -p arbiter-daemon -p arbiter-client
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/upgrade
-	$(CARGO) deb -p arbiter-daemon --no-build --deb-revision 1 -o $(DEB_DIR)/
+	$(CARGO) deb -p arbiter-daemon --no-build --strip --deb-revision 1 -o $(DEB_DIR)/
 
 ## The package's smoke test: a second package of the same build with a higher revision,
 ## then install, start, watchdog, journal, a live instance, stop, upgrade, remove and purge
 ## in a container with systemd as PID 1 and a software TPM (packaging/deb/smoke-test.sh).
 package-test: deb
-	$(CARGO) deb -p arbiter-daemon --no-build --fast --deb-revision 2 -o $(DEB_DIR)/upgrade/
+	$(CARGO) deb -p arbiter-daemon --no-build --strip --fast --deb-revision 2 -o $(DEB_DIR)/upgrade/
 	packaging/deb/smoke-test.sh $(DEB_DIR)/arbiter_*_*.deb $(DEB_DIR)/upgrade/arbiter_*_*.deb
