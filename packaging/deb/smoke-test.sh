@@ -84,6 +84,9 @@ if docker image inspect "$image" > /dev/null 2>&1; then
   echo "$image is present (cached)"
 else
   docker build -q -f "$here/Containerfile" --build-arg "BASE=$base" -t "$image" "$here" > /dev/null
+  # Earlier test images (other inputs) are not used again.
+  docker images --format '{{.Repository}}:{{.Tag}}' arbiter-deb-test | grep -vx "$image" \
+    | xargs -r docker rmi > /dev/null 2>&1 || true
 fi
 ok "$image"
 
