@@ -19,6 +19,7 @@
 #   8. dpkg --purge with a live instance: refused, the state untouched
 #   9. reinstall, destroy the instance (certificate verified), purge: state and config gone;
 #      the user and the TPM's sealing NV index and persistent keys stay
+#  10. reinstall on that TPM: the daemon refuses to start (PCR 23 holds the old log)
 # The container runs systemd as PID 1 with every capability but CAP_SYS_RESOURCE (see the
 # docker run below) and three test-only deviations from the packaged unit (see
 # override_unit). Removed at exit; ARBITER_SMOKE_KEEP=1 keeps it for inspection.
@@ -66,7 +67,7 @@ cleanup() {
     echo "kept the container $c (docker rm -f $c)"
   fi
 }
-trap cleanup EXIT
+trap 'cleanup; [ -z "$c" ] || rm -f /tmp/$c-*' EXIT
 
 # Runs a shell command in the container; `in_c -i` passes stdin.
 in_c() {
@@ -130,7 +131,8 @@ expect_stat /usr/share/doc/arbiter/README.md root:root 644
 expect_stat /usr/share/doc/arbiter/copyright root:root 644
 expect_stat /etc/arbiter root:arbiter 750
 expect_stat /etc/arbiter/arbiterd.toml root:arbiter 640
-in_c "dpkg-query -W -f='\${Conffiles}\n' arbiter" | grep -q '/etc/arbiter/arbiterd.toml ' \
+conffiles="$(in_c "dpkg-query -W -f='\${Conffiles}\n' arbiter")"
+grep -q '/etc/arbiter/arbiterd.toml ' <<< "$conffiles" \
   || fail "arbiterd.toml is not a conffile"
 in_c -i "cmp /usr/lib/systemd/system/arbiterd.service" < "$root/packaging/arbiterd.service" \
   || fail "the installed unit is not packaging/arbiterd.service"
@@ -138,7 +140,7 @@ ident="$(in_c "getent passwd arbiter")" || fail "no user arbiter"
 echo "  $ident"
 uid="$(echo "$ident" | cut -d: -f3)"
 [ "$uid" -lt 1000 ] || fail "arbiter is not a system user (uid $uid)"
-in_c "id -nG arbiter" | grep -qx arbiter || fail "arbiter has supplementary groups: $(in_c 'id -nG arbiter')"
+[ "$(in_c "id -nG arbiter")" = arbiter ] || fail "arbiter has supplementary groups: $(in_c 'id -nG arbiter')"
 [ "$(in_c "systemctl is-enabled arbiterd")" = enabled ] || fail "the unit is not enabled"
 [ "$(show ActiveState)" = inactive ] || fail "the unit was started at installation"
 in_c "systemd-analyze verify arbiterd.service" 2>&1 | grep -v "^$" | sed 's/^/  verify: /' || true
@@ -152,8 +154,11 @@ in_c "mkdir -p /root/parties && cd /root/parties && for who in operator alice bo
 done"
 operator_id="$(in_c "cat /root/parties/operator/id")"
 # The administrator's edits of the conffile; dpkg keeps them across the upgrade below.
-in_c "sed -i -e 's|^tcti = .*|tcti = \"swtpm:host=127.0.0.1,port=2321\"|' \
-  -e 's|^operators = \\[\\]|operators = [\"$operator_id\"]|' /etc/arbiter/arbiterd.toml"
+configure() {
+  in_c "sed -i -e 's|^tcti = .*|tcti = \"swtpm:host=127.0.0.1,port=2321\"|' \
+    -e 's|^operators = \\[\\]|operators = [\"$operator_id\"]|' /etc/arbiter/arbiterd.toml"
+}
+configure
 in_c "grep -E '^(tcti|operators) =' /etc/arbiter/arbiterd.toml" | sed 's/^/  /'
 # The container's deviations from the packaged unit, each for a reason of the container:
 # - No /dev/tpmrm0 and no udev: systemd refuses to start dev-tpmrm0.device ("unsupported"
@@ -267,10 +272,10 @@ inst="$(in_c "ARBITER_STATE=/root/parties/operator arbiter instance create /root
 in_c "ARBITER_STATE=/root/parties/alice arbiter submit --instance $inst --slot a \
   --value '\"Now is the time\"' --expect-function $fn_sha" | sed 's/^/  /' || fail "submit"
 in_c "ARBITER_STATE=/root/parties/operator arbiter instance show $inst" > "/tmp/$c-inst1" || fail "instance show"
-sed 's/^/  /' "/tmp/$c-inst1" | head -12
+head -12 "/tmp/$c-inst1" | sed 's/^/  /'
 live="$(in_c "setpriv --reuid=arbiter --regid=arbiter --clear-groups -- arbiterd live-instances" 2> /dev/null)"
 echo "  arbiterd live-instances (the daemon running): $live"
-echo "$live" | grep -q "^$inst open " || fail "live-instances does not list $inst as open"
+grep -q "^$inst open " <<< "$live" || fail "live-instances does not list $inst as open"
 ok "instance $inst is open with one of two inputs"
 
 step "systemctl stop arbiterd: a clean exit"
@@ -338,9 +343,20 @@ tpm="TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=2321"
 handles="$(in_c "$tpm tpm2_getcap handles-persistent; $tpm tpm2_getcap handles-nv-index")"
 echo "$handles" | sed 's/^/  TPM: /'
 for h in 0x81018023 0x81018024 0x1300023; do
-  echo "$handles" | grep -qi "$h" || fail "$h is not on the TPM"
+  grep -qi "$h" <<< "$handles" || fail "$h is not on the TPM"
 done
 ok "purged: state and configuration gone; the user arbiter, the AK, the statement key and the sealing NV index stay"
+
+step "Reinstall after the purge: PCR 23 still holds the purged log's extends"
+in_c "dpkg -i /debs/upgrade.deb" > /dev/null
+configure
+if in_c "systemctl start arbiterd" 2> /dev/null; then
+  fail "arbiterd started with an empty measurement log on an extended PCR 23"
+fi
+in_c "systemctl stop arbiterd; journalctl -u arbiterd --no-pager -o cat" > "/tmp/$c-refused" || true
+grep -m1 "the log is empty but the PCR is not all-zero" "/tmp/$c-refused" | sed 's/^/  /' \
+  || fail "not refused for the reason documented in packaging/README.md"
+ok "refused until the TPM restarts (the next boot), as documented"
 
 finish_step
 printf '\n\033[1mEvery check passed\033[0m (%s s). Step timings:\n' "$((SECONDS - started))"
