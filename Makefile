@@ -3,7 +3,7 @@
 # packages they need when missing.
 
 SHELL := /bin/bash
-APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config openssl python3 python3-pip systemd
+APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config openssl python3 python3-pip systemd dpkg-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
 # ESYS prints every TPM error response to stderr; the daemon reports them itself.
@@ -11,7 +11,8 @@ export TSS2_LOG ?= all+NONE
 
 .PHONY: demo test deps lint bench deb package-test
 
-## Install the system packages Arbiter needs (Debian/Ubuntu).
+## Install the system packages Arbiter needs (Debian/Ubuntu); dpkg-dev: dpkg-shlibdeps for
+## the .deb's library dependencies.
 deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
 	@missing=""; for p in $(APT_PACKAGES); do \
