@@ -5,15 +5,16 @@
 # debootstrap the first time).
 
 SHELL := /bin/bash
-APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config openssl python3 python3-pip systemd
+APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config openssl python3 python3-pip systemd dpkg-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
 # ESYS prints every TPM error response to stderr; the daemon reports them itself.
 export TSS2_LOG ?= all+NONE
 
-.PHONY: demo test deps lint bench container-test
+.PHONY: demo test deps lint bench container-test deb package-test
 
-## Install the system packages Arbiter needs (Debian/Ubuntu).
+## Install the system packages Arbiter needs (Debian/Ubuntu); dpkg-dev: dpkg-shlibdeps for
+## the .deb's library dependencies.
 deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -59,3 +60,24 @@ CONTAINER_PROFILE ?= release
 container-test:
 	$(CARGO) build --locked $(if $(filter release,$(CONTAINER_PROFILE)),--release) -p arbiter-daemon -p arbiter-client
 	packaging/container/test.sh "$${CARGO_TARGET_DIR:-target}/$(CONTAINER_PROFILE)"
+
+DEB_DIR := $(or $(CARGO_TARGET_DIR),target)/deb-packages
+
+## The Debian package `arbiter` (packaging/README.md): a release build of both binaries,
+## then cargo-deb (installed when missing) -> target/deb-packages/arbiter_VERSION-1_ARCH.deb.
+## Stripped: the release profile's line tables would make the binaries 150 MB.
+## PACKAGE_PROFILE=debug packages the debug build instead (CI: `make test` just built it).
+PACKAGE_PROFILE ?= release
+DEB_PROFILE_FLAG := $(if $(filter debug,$(PACKAGE_PROFILE)),--profile dev)
+deb: deps
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
+	$(CARGO) build --locked $(if $(filter release,$(PACKAGE_PROFILE)),--release) -p arbiter-daemon -p arbiter-client
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/upgrade
+	$(CARGO) deb -p arbiter-daemon --no-build --strip $(DEB_PROFILE_FLAG) --deb-revision 1 -o $(DEB_DIR)/
+
+## The package's smoke test: a second package of the same build with a higher revision,
+## then install, start, watchdog, journal, a live instance, stop, upgrade, remove and purge
+## in a container with systemd as PID 1 and a software TPM (packaging/deb/smoke-test.sh).
+package-test: deb
+	$(CARGO) deb -p arbiter-daemon --no-build --strip --fast $(DEB_PROFILE_FLAG) --deb-revision 2 -o $(DEB_DIR)/upgrade/
+	packaging/deb/smoke-test.sh $(DEB_DIR)/arbiter_*_*.deb $(DEB_DIR)/upgrade/arbiter_*_*.deb

@@ -76,6 +76,15 @@ enum Cmd {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// List the instances of the store that are not destroyed (their inputs are still
+    /// held): one line each, `ID STATE CREATED_AT`, oldest first; nothing when none is live
+    /// or there is no store. Reads the state directory only (no TPM, no daemon needed; run
+    /// it as the state directory's owner). Exits 74 (EX_IOERR) when the store cannot be
+    /// read, so a script never takes an unreadable store for an empty one.
+    LiveInstances {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Exercise the TPM once: keys, sealing index, extend, quote, each verified in software
     /// and the quote by tpm2_checkquote.
     TpmSelftest {
@@ -123,6 +132,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::CheckConfig { config } => {
             let config = config.load()?;
             print!("{}", toml::to_string(&config)?);
+        }
+        Cmd::LiveInstances { config } => {
+            let config = config.load()?;
+            let dir = &config.state_dir;
+            match arbiter_daemon::store::offline::live_instances(dir)
+                .map_err(|e| anyhow::Error::new(arbiter_daemon::engine::StartError::Store(e)))?
+            {
+                None => eprintln!("arbiterd: no store in {}", dir.display()),
+                Some(live) => {
+                    for i in &live {
+                        println!("{} {} {}", i.id, i.state, i.created_at);
+                    }
+                    eprintln!(
+                        "arbiterd: {} live instance(s) in {}",
+                        live.len(),
+                        dir.display()
+                    );
+                }
+            }
         }
         Cmd::TpmSelftest {
             tcti,

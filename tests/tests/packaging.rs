@@ -3,7 +3,9 @@
 //! 1.5 or below, `systemd-analyze verify` has nothing to say about it, every directive carries
 //! a comment (on its line or on its group), and the sysusers.d, tmpfiles.d and udev files
 //! agree with the unit on who the daemon is: the group `arbiter` owns the TPM device and
-//! reads the configuration, nobody else.
+//! reads the configuration, nobody else. The Debian package's metadata ships these files
+//! where systemd and udev read them, and `arbiterd live-instances`, which the package's
+//! purge obeys, never reports an unreadable store as empty.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -294,4 +296,145 @@ fn sysusers_and_tmpfiles_create_the_user_and_the_config_permissions() {
             path.display()
         );
     }
+}
+
+/// The Debian package's metadata (`[package.metadata.deb]` in daemon/Cargo.toml) names files
+/// that exist, installs the unit, sysusers, tmpfiles and udev files where systemd and udev
+/// read them, keeps the configuration as a conffile, and its maintainer scripts parse
+/// (`sh -n`). The package itself is built and installed by `make package-test`.
+#[test]
+fn the_package_metadata_ships_the_packaging_files_and_scripts_that_parse() {
+    let daemon = Path::new(env!("CARGO_MANIFEST_DIR")).join("../daemon");
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(daemon.join("Cargo.toml")).unwrap()).unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    assert_eq!(deb["name"].as_str(), Some("arbiter"));
+    let assets: Vec<(String, String)> = deb["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_array().unwrap();
+            (
+                a[0].as_str().unwrap().to_owned(),
+                a[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (source, _) in &assets {
+        if !source.starts_with("target/") {
+            assert!(daemon.join(source).exists(), "asset {source} is missing");
+        }
+    }
+    let dest = |source: &str| {
+        assets
+            .iter()
+            .find(|(s, _)| s == source)
+            .map(|(_, d)| d.as_str())
+            .unwrap_or_else(|| panic!("{source} is not packaged"))
+    };
+    assert_eq!(dest("target/release/arbiterd"), "usr/bin/");
+    assert_eq!(dest("target/release/arbiter"), "usr/bin/");
+    assert_eq!(
+        dest("../packaging/arbiterd.service"),
+        "usr/lib/systemd/system/arbiterd.service"
+    );
+    assert_eq!(
+        dest("../packaging/sysusers.d/arbiter.conf"),
+        "usr/lib/sysusers.d/arbiter.conf"
+    );
+    assert_eq!(
+        dest("../packaging/tmpfiles.d/arbiter.conf"),
+        "usr/lib/tmpfiles.d/arbiter.conf"
+    );
+    assert_eq!(
+        dest("../packaging/60-arbiter-tpm.rules"),
+        "usr/lib/udev/rules.d/60-arbiter-tpm.rules"
+    );
+    assert_eq!(
+        dest("../packaging/arbiterd.toml"),
+        "etc/arbiter/arbiterd.toml"
+    );
+    let conf_files: Vec<&str> = deb["conf-files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(conf_files, ["/etc/arbiter/arbiterd.toml"]);
+    // The unit's Documentation= names files the package installs.
+    for url in directive(&unit_text(), "Documentation")
+        .iter()
+        .flat_map(|v| v.split_whitespace())
+    {
+        let path = url.strip_prefix("file:///").expect("a file:// URL");
+        assert!(
+            assets.iter().any(|(_, d)| d == path),
+            "Documentation={url} is not installed by the package"
+        );
+    }
+    let scripts = deb["maintainer-scripts"].as_str().unwrap();
+    for script in ["postinst", "prerm", "postrm"] {
+        let path = daemon.join(scripts).join(script);
+        let out = run("sh", &["-n", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{script}: {}", text(&out.stderr));
+    }
+}
+
+/// `arbiterd live-instances`, which the package's removal records and its purge obeys:
+/// nothing and exit 0 without a store, one line per instance not destroyed, and exit 74
+/// (never "nothing live") for a store it cannot read.
+#[test]
+fn live_instances_lists_what_is_not_destroyed_and_fails_on_an_unreadable_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("arbiterd.toml");
+    std::fs::write(&config, "").unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let list = || {
+        Command::new(arbiterd_path())
+            .args(["live-instances", "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap()
+    };
+
+    let out = list();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = arbiter_daemon::store::Store::open(&state).unwrap();
+        store.close().await;
+    });
+    let db = rusqlite::Connection::open(state.join("arbiter.db")).unwrap();
+    // Instances without their function rows: enough for the listing.
+    db.execute_batch("PRAGMA foreign_keys = OFF;").unwrap();
+    for (id, status) in [("a1", "destroyed"), ("b2", "evaluated")] {
+        db.execute(
+            "INSERT INTO instances (id, manifest_json, manifest_sha256, function_id, \
+             function_sha256, public_key, created_by, created_at, state, round, evaluations) \
+             VALUES (?1, '{}', 'm', 'f', 'fs', x'00', 'me', '2026-01-01T00:00:00Z', ?2, 0, 0)",
+            rusqlite::params![id, status],
+        )
+        .unwrap();
+    }
+    drop(db);
+    let out = list();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "b2 evaluated 2026-01-01T00:00:00Z\n");
+
+    for f in ["arbiter.db-wal", "arbiter.db-shm"] {
+        let _ = std::fs::remove_file(state.join(f));
+    }
+    std::fs::write(
+        state.join("arbiter.db"),
+        b"not a database, not empty either",
+    )
+    .unwrap();
+    let out = list();
+    assert_eq!(out.status.code(), Some(74), "{}", text(&out.stderr));
 }

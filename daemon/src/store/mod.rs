@@ -7,6 +7,7 @@
 //! rolls back alone. A write's future resolves only after its commit is durable. Reads use
 //! a separate connection (WAL lets them proceed beside the writer).
 
+pub mod offline;
 pub mod queries;
 mod schema;
 
