@@ -59,10 +59,11 @@ pub async fn run_service(
     connection_capacity(&config.limits, nofile).map_err(|e| StartError::Other(e.to_string()))?;
     let hardened =
         crate::hardening::harden(config.danger.allow_unlocked_memory).map_err(StartError::Other)?;
-    crate::engine::tracing_line(&format!(
-        "process hardened: not dumpable, no core files, memory locked: {}",
-        hardened.memory_locked
-    ));
+    tracing::info!(
+        event = "hardened",
+        memory_locked = hardened.memory_locked,
+        "process hardened: not dumpable, no core files"
+    );
     // Kept alive while serving: dropping it stops the software TPM.
     let _swtpm = if dev_swtpm {
         let dir = config.state_dir.join("swtpm");
@@ -80,11 +81,12 @@ pub async fn run_service(
         let tpm = crate::swtpm::Swtpm::start_tied(&state.state_dir)
             .map_err(|e| StartError::Other(format!("development swtpm: {e}")))?;
         config.tpm.tcti = tpm.tcti();
-        crate::engine::tracing_line(&format!(
-            "development mode: private swtpm at {} (state {}); NOT a hardware TPM",
-            config.tpm.tcti,
-            state.state_dir.display()
-        ));
+        tracing::warn!(
+            event = "development_swtpm",
+            tcti = %config.tpm.tcti,
+            swtpm_state = %state.state_dir.display(),
+            "development mode: a private swtpm, NOT a hardware TPM"
+        );
         Some(tpm)
     } else {
         None
@@ -97,10 +99,12 @@ pub async fn run_service(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    crate::engine::tracing_line(&format!(
-        "serving on https://{address} (TLS key sha256 {})",
-        engine.tls_spki_sha256()
-    ));
+    tracing::info!(
+        event = "serving",
+        address = %address,
+        tls_spki_sha256 = %engine.tls_spki_sha256(),
+        "serving on https://{address}"
+    );
     // What `systemctl status` shows from now on: where it serves, or why it is degraded.
     let status = match engine.sealing_unavailable() {
         Some(reason) => format!("degraded: {reason}; serving on https://{address}"),
@@ -119,7 +123,7 @@ pub async fn run_service(
         while hangup.recv().await.is_some() {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
             let outcome = reload_config(&reloading, &reload, pinned_tcti.as_deref());
-            crate::engine::tracing_line(&outcome);
+            tracing::info!(event = "reload", outcome = %outcome, "{outcome}");
             let line = format!("{status}; {outcome}");
             let _ = sd_notify::notify(&[
                 sd_notify::NotifyState::Ready,
@@ -199,10 +203,13 @@ pub async fn serve(
     let capacity = connection_capacity(&limits, open_file_limit())
         .map_err(|e| StartError::Other(e.to_string()))?;
     let admission = Admission::new(capacity, limits.max_connections_per_ip);
-    crate::engine::tracing_line(&format!(
+    tracing::info!(
+        event = "admission",
+        max_connections = capacity,
+        max_connections_per_ip = limits.max_connections_per_ip,
         "serving at most {capacity} connections ({} per address)",
         limits.max_connections_per_ip
-    ));
+    );
     let api_limits = api::ApiLimits::new(&limits);
     let handshake_timeout = Duration::from_secs(limits.handshake_timeout_seconds);
     let idle_timeout = Duration::from_secs(limits.idle_timeout_seconds);
@@ -231,10 +238,12 @@ pub async fn serve(
             Err(e) => {
                 // Out of descriptors or memory: wait instead of spinning on the error.
                 let delay = backoff.failed();
-                crate::engine::tracing_line(&format!(
-                    "accepting a connection failed ({e}); retrying in {} ms",
-                    delay.as_millis()
-                ));
+                tracing::warn!(
+                    event = "accept_failed",
+                    error = %e,
+                    retry_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "accepting a connection failed; retrying"
+                );
                 drop(slot);
                 tokio::select! {
                     () = &mut shutdown => break,

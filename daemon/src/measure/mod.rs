@@ -251,11 +251,12 @@ impl Measurer {
                 let read = read_jsonl(&bytes).map_err(|e| io(&path, e))?;
                 if let Some(torn) = read.torn.as_ref().filter(|_| !read_only) {
                     // A torn append never completed, so it was never extended: drop it.
-                    crate::engine::tracing_line(&format!(
-                        "measurement log {}: dropping a torn last record ({:?})",
-                        path.display(),
-                        torn.reason
-                    ));
+                    tracing::warn!(
+                        event = "measurement_torn_record",
+                        path = %path.display(),
+                        reason = ?torn.reason,
+                        "measurement log: dropping a torn last record"
+                    );
                     let f = OpenOptions::new()
                         .write(true)
                         .open(&path)
@@ -359,10 +360,12 @@ impl Measurer {
                 let digest = records[index].digest.0;
                 tpm.pcr_extend(pcr, digest).await?;
                 write_marker(dir, generation, index as u64)?;
-                crate::engine::tracing_line(&format!(
-                    "measurement log: extended record {index} ({}) written before a crash",
-                    records[index].content.event_name()
-                ));
+                tracing::warn!(
+                    event = "measurement_recovered",
+                    recnum = index,
+                    measured = records[index].content.event_name(),
+                    "measurement log: extended a record written before a crash"
+                );
             }
             Err(e) => return Err(diverged(e.to_string())),
         }
@@ -433,11 +436,14 @@ impl Measurer {
         let now = pcr_value(&self.tpm, self.pcr).await.ok();
         match extend_outcome(now, &before, &record.digest.0) {
             ExtendOutcome::Landed => {
-                crate::engine::tracing_line(&format!(
-                    "measurement log: the extend of record {} failed ({e}) but PCR {} shows it \
-                     reached the TPM; keeping the record",
-                    record.recnum, self.pcr
-                ));
+                tracing::warn!(
+                    event = "measurement_extend_landed",
+                    recnum = record.recnum,
+                    pcr = self.pcr,
+                    error = %crate::logging::clip(&e.to_string()),
+                    "measurement log: the extend failed but the PCR shows it reached the TPM; \
+                     keeping the record"
+                );
                 write_marker(&self.dir, state.generation, record.recnum)?;
                 Ok(record)
             }
@@ -446,11 +452,14 @@ impl Measurer {
                 Err(e.into())
             }
             ExtendOutcome::Unknown => {
-                crate::engine::tracing_line(&format!(
-                    "measurement log: the extend of record {} failed ({e}) and PCR {} does not \
-                     tell whether it reached the TPM; settling it before the next extend",
-                    record.recnum, self.pcr
-                ));
+                tracing::warn!(
+                    event = "measurement_extend_unknown",
+                    recnum = record.recnum,
+                    pcr = self.pcr,
+                    error = %crate::logging::clip(&e.to_string()),
+                    "measurement log: the extend failed and the PCR does not tell whether it \
+                     reached the TPM; settling it before the next extend"
+                );
                 state.unconfirmed = Some(before_len);
                 Err(e.into())
             }
@@ -473,11 +482,12 @@ impl Measurer {
         state.len = before_len;
         state.unconfirmed = None;
         if let Some(record) = state.records.pop() {
-            crate::engine::tracing_line(&format!(
-                "measurement log: record {} ({}) was not extended; removed it from the log",
-                record.recnum,
-                record.content.event_name()
-            ));
+            tracing::warn!(
+                event = "measurement_dropped",
+                recnum = record.recnum,
+                measured = record.content.event_name(),
+                "measurement log: a record was not extended; removed it from the log"
+            );
         }
         Ok(())
     }
@@ -644,10 +654,13 @@ impl Measurer {
             ));
             return Err(e);
         }
-        crate::engine::tracing_line(&format!(
-            "TPM startup detected (reset count {}, restart count {}): measurement log generation {generation}",
-            clock.reset_count, clock.restart_count
-        ));
+        tracing::warn!(
+            event = "tpm_startup",
+            reset_count = clock.reset_count,
+            restart_count = clock.restart_count,
+            generation,
+            "TPM startup detected: a new measurement log generation"
+        );
         Ok(())
     }
 
@@ -660,7 +673,11 @@ impl Measurer {
             && let Ok(value) = pcr_value(&self.tpm, self.pcr).await
             && let Err(e) = self.settle(&mut state, &value)
         {
-            crate::engine::tracing_line(&format!("measurement log: {e}"));
+            tracing::error!(
+                event = "measurement_settle_failed",
+                error = %crate::logging::clip(&e.to_string()),
+                "measurement log: settling the last record failed"
+            );
         }
         let known = state
             .records
