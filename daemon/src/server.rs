@@ -307,11 +307,13 @@ pub async fn serve(
             }
         });
     }
+    tracing::info!(event = "stopping", "stopping: draining connections");
     let _ = stop_tx.send(true);
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(GRACE, drain).await.is_err() {
         connections.abort_all();
     }
     engine.shutdown().await;
+    tracing::info!(event = "stopped", "stopped");
     Ok(())
 }
