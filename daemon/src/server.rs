@@ -119,8 +119,13 @@ pub async fn run_service(
     // The development swtpm's TCTI is this process's, not the file's: keep it on reload.
     let pinned_tcti = dev_swtpm.then(|| engine.config().tpm.tcti.clone());
     let reloading = Arc::clone(&engine);
+    // Both loops below end once the engine stops.
     tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
+        loop {
+            tokio::select! {
+                signal = hangup.recv() => if signal.is_none() { break },
+                () = reloading.stopped() => break,
+            }
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
             let outcome = reload_config(&reloading, &reload, pinned_tcti.as_deref());
             tracing::info!(event = "reload", outcome = %outcome, "{outcome}");
@@ -135,7 +140,10 @@ pub async fn run_service(
         let watched = Arc::clone(&engine);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(interval / 2).await;
+                tokio::select! {
+                    () = tokio::time::sleep(interval / 2) => {}
+                    () = watched.stopped() => break,
+                }
                 // Ping only while the TPM answers: a daemon that lost its TPM is restarted.
                 if watched.tpm().clock().await.is_ok() {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);

@@ -424,13 +424,23 @@ impl Measurer {
             .map_err(|e| MeasureError::Record(e.to_string()))?;
         let line = to_jsonl_line(&record).map_err(|e| MeasureError::Record(e.to_string()))?;
         let before_len = state.len;
-        let file = state.file.as_mut().ok_or(MeasureError::ReadOnly)?;
-        append_whole(file, &state.path, before_len, &line)?;
-        state.len += line.len() as u64;
+        let mut file = state.file.take().ok_or(MeasureError::ReadOnly)?;
+        let path = state.path.clone();
+        let line_len = line.len() as u64;
+        // The write and its fsync block: on the blocking pool, not on a runtime worker.
+        let (file, appended) = off_runtime(&state.path, move || {
+            let appended = append_whole(&mut file, &path, before_len, &line);
+            (file, appended)
+        })
+        .await?;
+        state.file = Some(file);
+        appended?;
+        state.len += line_len;
         let before = cel::replay(&state.records);
         state.records.push(record.clone());
         let Err(e) = self.tpm.pcr_extend(self.pcr, record.digest.0).await else {
-            write_marker(&self.dir, state.generation, record.recnum)?;
+            let (dir, generation, recnum) = (self.dir.clone(), state.generation, record.recnum);
+            off_runtime(&self.dir, move || write_marker(&dir, generation, recnum)).await??;
             return Ok(record);
         };
         let now = pcr_value(&self.tpm, self.pcr).await.ok();
@@ -685,6 +695,17 @@ impl Measurer {
             .saturating_sub(usize::from(state.unconfirmed.is_some()));
         (state.generation, state.records[..known].to_vec())
     }
+}
+
+/// Runs blocking file work (writes, fsyncs) on the blocking pool and waits for it; `path`
+/// names the file in the error should the work not finish (a panic).
+async fn off_runtime<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, MeasureError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| io(path, format!("the file operation did not finish: {e}")))
 }
 
 async fn pcr_value(tpm: &Tpm, pcr: u8) -> Result<[u8; 32], MeasureError> {
