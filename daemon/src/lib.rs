@@ -9,20 +9,20 @@
 
 #![forbid(unsafe_code)]
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod api;
 pub mod config;
 pub mod engine;
 pub mod eval;
-pub mod hardening;
+pub(crate) mod hardening;
 pub mod keys;
 pub mod lock;
 pub mod logging;
 pub mod measure;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod selftest;
 pub mod server;
 pub mod store;
 pub mod swtpm;
-pub mod tls;
+pub(crate) mod tls;
 pub mod tpm;
