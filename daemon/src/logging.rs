@@ -73,7 +73,10 @@ pub fn choose(
 /// The device and inode of this process's stderr.
 fn stderr_id() -> Option<(u64, u64)> {
     let stat = nix::sys::stat::fstat(io::stderr()).ok()?;
-    Some((u64::try_from(stat.st_dev).ok()?, u64::try_from(stat.st_ino).ok()?))
+    Some((
+        u64::try_from(stat.st_dev).ok()?,
+        u64::try_from(stat.st_ino).ok()?,
+    ))
 }
 
 /// Installs the process's subscriber for `section` (and returns where events go). Under
@@ -226,11 +229,23 @@ mod tests {
             choose(LogFormat::Auto, Some("8:1234"), Some((8, 99))),
             Destination::Human
         );
-        assert_eq!(choose(LogFormat::Auto, None, Some((8, 1234))), Destination::Human);
-        assert_eq!(choose(LogFormat::Auto, Some("junk"), Some((8, 1234))), Destination::Human);
-        assert_eq!(choose(LogFormat::Json, Some("8:1234"), Some((8, 1234))), Destination::Json);
+        assert_eq!(
+            choose(LogFormat::Auto, None, Some((8, 1234))),
+            Destination::Human
+        );
+        assert_eq!(
+            choose(LogFormat::Auto, Some("junk"), Some((8, 1234))),
+            Destination::Human
+        );
+        assert_eq!(
+            choose(LogFormat::Json, Some("8:1234"), Some((8, 1234))),
+            Destination::Json
+        );
         assert_eq!(choose(LogFormat::Human, None, None), Destination::Human);
-        assert_eq!(choose(LogFormat::Journald, None, None), Destination::Journald);
+        assert_eq!(
+            choose(LogFormat::Journald, None, None),
+            Destination::Journald
+        );
     }
 
     #[test]

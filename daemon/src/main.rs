@@ -147,12 +147,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ..LogSection::default()
             })?;
             runtime.block_on(selftest::run(
-            selftest::Options {
-                config: TpmConfig::with_tcti(tcti),
-                dev_swtpm,
-                out_dir: out,
-            },
-            &mut std::io::stdout(),
+                selftest::Options {
+                    config: TpmConfig::with_tcti(tcti),
+                    dev_swtpm,
+                    out_dir: out,
+                },
+                &mut std::io::stdout(),
             ))?;
         }
         Cmd::Evaluate { .. } => anyhow::bail!("__evaluate runs before the runtime starts"),

@@ -165,18 +165,42 @@ impl Metrics {
             registry: Registry::default(),
         };
         let counters = [
-            ("requests_ok", "Requests answered successfully.", &m.requests_ok),
-            ("requests_refused", "Requests refused (4xx).", &m.requests_refused),
-            ("requests_failed", "Requests failed (5xx).", &m.requests_failed),
-            ("tls_handshakes_refused", "TLS handshakes refused.", &m.handshakes_refused),
+            (
+                "requests_ok",
+                "Requests answered successfully.",
+                &m.requests_ok,
+            ),
+            (
+                "requests_refused",
+                "Requests refused (4xx).",
+                &m.requests_refused,
+            ),
+            (
+                "requests_failed",
+                "Requests failed (5xx).",
+                &m.requests_failed,
+            ),
+            (
+                "tls_handshakes_refused",
+                "TLS handshakes refused.",
+                &m.handshakes_refused,
+            ),
             (
                 "connections_refused",
                 "Connections closed at once: their address held its share.",
                 &m.connections_refused,
             ),
             ("inputs_accepted", "Inputs accepted.", &m.inputs_accepted),
-            ("evaluations_succeeded", "Evaluations that succeeded.", &m.evaluations_succeeded),
-            ("evaluations_failed", "Evaluations that failed.", &m.evaluations_failed),
+            (
+                "evaluations_succeeded",
+                "Evaluations that succeeded.",
+                &m.evaluations_succeeded,
+            ),
+            (
+                "evaluations_failed",
+                "Evaluations that failed.",
+                &m.evaluations_failed,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
@@ -283,7 +307,10 @@ mod tests {
         store.committed(3, Duration::from_millis(2));
         let text = m.encode(&[("open".into(), 1)]);
         assert!(text.contains("arbiter_requests_refused_total 1"), "{text}");
-        assert!(text.contains("arbiter_instances{state=\"open\"} 1"), "{text}");
+        assert!(
+            text.contains("arbiter_instances{state=\"open\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "arbiter_http_request_duration_seconds_count{route=\"GetResult\",status=\"200\"} 1"
@@ -294,7 +321,10 @@ mod tests {
             text.contains("arbiter_tpm_command_duration_seconds_count{command=\"quote\"} 1"),
             "{text}"
         );
-        assert!(text.contains("arbiter_store_commit_writes_sum 3.0"), "{text}");
+        assert!(
+            text.contains("arbiter_store_commit_writes_sum 3.0"),
+            "{text}"
+        );
         // A state no longer present is dropped.
         let text = m.encode(&[]);
         assert!(!text.contains("state=\"open\""), "{text}");

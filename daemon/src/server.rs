@@ -1,7 +1,9 @@
 //! The daemon's wiring point: [`run`] opens the store and the TPM, unseals the sealing key,
 //! loads (or creates and wraps) the TLS identity, builds the engine and serves the HTTPS
 //! API on the given listener until `shutdown` resolves, then drains connections within a
-//! grace period. Tests bind `127.0.0.1:0` and call it directly.
+//! grace period. `arbiterd run` ([`run_service`]) and the tests take the same path,
+//! [`Daemon::start`] (or [`Daemon::start_locked`]) then [`Daemon::serve`]; tests bind
+//! `127.0.0.1:0`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,14 +28,57 @@ const GRACE: Duration = Duration::from_secs(10);
 /// is 8 KiB; bodies stream through it in pieces).
 const MAX_HEADER_BUFFER: usize = 64 << 10;
 
-/// Starts the daemon on `listener` and serves until `shutdown` completes.
+/// Starts the daemon on `listener` and serves until `shutdown` completes: [`Daemon::start`]
+/// then [`Daemon::serve`].
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let engine = Arc::new(Engine::start(config).await?);
-    serve(engine, listener, shutdown).await
+    Daemon::start(config, listener).await?.serve(shutdown).await
+}
+
+/// A started daemon on its bound listener, not serving yet: the one path from a
+/// configuration to serving, taken by `arbiterd run` ([`run_service`]) and by the tests
+/// alike. Between the two steps the caller may look at the engine (tests) or tell the
+/// service manager it is ready (`arbiterd run`).
+#[derive(Debug)]
+pub struct Daemon {
+    engine: Arc<Engine>,
+    listener: TcpListener,
+}
+
+impl Daemon {
+    /// Locks the state directory and starts the engine ([`Engine::start_locked`]).
+    pub async fn start(config: Config, listener: TcpListener) -> Result<Self, StartError> {
+        let lock = crate::lock::StateLock::acquire(&config.state_dir)?;
+        Self::start_locked(config, lock, listener).await
+    }
+
+    /// Starts the engine on a state directory whose lock the caller took.
+    pub async fn start_locked(
+        config: Config,
+        lock: crate::lock::StateLock,
+        listener: TcpListener,
+    ) -> Result<Self, StartError> {
+        let engine = Arc::new(Engine::start_locked(config, lock).await?);
+        Ok(Self { engine, listener })
+    }
+
+    /// The started engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The address listened on.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then drains connections and stops the engine.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        serve(self.engine, self.listener, shutdown).await
+    }
 }
 
 /// Reads the configuration again, as at start (the same file and overrides), on SIGHUP.
@@ -94,8 +139,9 @@ pub async fn run_service(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", config.listen)))?;
-    let engine = Arc::new(Engine::start_locked(config, lock).await?);
-    let address = listener
+    let daemon = Daemon::start_locked(config, lock, listener).await?;
+    let engine = Arc::clone(daemon.engine());
+    let address = daemon
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
@@ -151,7 +197,8 @@ pub async fn run_service(
             }
         });
     }
-    serve(engine, listener, stop).await?;
+    drop(engine);
+    daemon.serve(stop).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     Ok(())
 }
@@ -202,7 +249,7 @@ fn shutdown_signal() -> impl Future<Output = ()> {
 /// a slot of [`Admission`] (bounded by the open-file limit) and, per address, a share of it;
 /// the TLS handshake, each request's headers (and an idle keep-alive connection) and each
 /// body have deadlines, so no client holds a slot for long without doing work.
-pub async fn serve(
+async fn serve(
     engine: Arc<Engine>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,

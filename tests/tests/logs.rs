@@ -145,11 +145,23 @@ async fn a_full_run_logs_structured_bounded_lines_without_any_secret() {
             .sum()
     };
     for (series, least) in [
-        ("arbiter_http_request_duration_seconds_count{route=\"PutInput\",status=\"200\"}", 2),
-        ("arbiter_tpm_command_duration_seconds_count{command=\"quote\"}", 1),
-        ("arbiter_tpm_command_duration_seconds_count{command=\"sign\"}", 1),
+        (
+            "arbiter_http_request_duration_seconds_count{route=\"PutInput\",status=\"200\"}",
+            2,
+        ),
+        (
+            "arbiter_tpm_command_duration_seconds_count{command=\"quote\"}",
+            1,
+        ),
+        (
+            "arbiter_tpm_command_duration_seconds_count{command=\"sign\"}",
+            1,
+        ),
         ("arbiter_quote_batch_size_count", 1),
-        ("arbiter_evaluation_duration_seconds_count{outcome=\"succeeded\"}", 1),
+        (
+            "arbiter_evaluation_duration_seconds_count{outcome=\"succeeded\"}",
+            1,
+        ),
         ("arbiter_store_commit_writes_count", 3),
         ("arbiter_requests_ok_total", 6),
         ("arbiter_inputs_accepted_total", 2),
@@ -208,7 +220,11 @@ async fn a_full_run_logs_structured_bounded_lines_without_any_secret() {
     }
     let refusal = events(&lines, "request_refused")
         .into_iter()
-        .find(|l| l["request"].as_str().is_some_and(|r| r.starts_with("GET /xxx")))
+        .find(|l| {
+            l["request"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("GET /xxx"))
+        })
         .expect("the long request's refusal is logged");
     assert!(refusal.to_string().len() < 1024, "{refusal}");
     assert_eq!(refusal["identity"], bob.id);
@@ -248,5 +264,9 @@ async fn a_full_run_logs_structured_bounded_lines_without_any_secret() {
         "TPM commands are logged at debug"
     );
     assert!(!events(&lines, "serving").is_empty());
-    assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["timestamp"].is_string())
+    );
 }

@@ -15,8 +15,8 @@ use arbiter_policy::manifest::DestructionPolicy;
 use serde_json::Value;
 
 use super::{Engine, EngineError, now};
-use crate::logging::clip;
 use crate::keys::Sealer;
+use crate::logging::clip;
 use crate::store::StoreError;
 use crate::store::queries;
 use crate::tpm::SealedKey;

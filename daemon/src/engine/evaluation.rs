@@ -14,10 +14,10 @@ use sha2::{Digest as _, Sha256};
 
 use super::inputs::kept_across_rounds;
 use super::{Engine, EngineError, now};
-use crate::logging::clip;
 use crate::eval::{EvalError, EvalOutcome, EvalRequest, Limits};
 use crate::keys::InstanceSecret;
 use crate::keys::seal_at_rest;
+use crate::logging::clip;
 use crate::store::queries::{self, InputRow, InstanceRow, ResultRow};
 
 /// The first wait before retrying evaluations whose evaluator did not start.

@@ -361,7 +361,12 @@ impl Engine {
                 queries::approvals(c, &key)
             })
             .await?;
-        tracing::info!(event = "approved", instance = id, identity = caller, "approved");
+        tracing::info!(
+            event = "approved",
+            instance = id,
+            identity = caller,
+            "approved"
+        );
         let approved: Vec<&String> = approvals.iter().map(|(i, _)| i).collect();
         let complete = manifest
             .party_identities()

@@ -34,8 +34,8 @@ use crate::eval::Evaluator;
 use crate::keys::Sealer;
 use crate::lock::StateLock;
 use crate::logging::{clip, status_line};
-pub use crate::metrics::Metrics;
 use crate::measure::{LiveSource, Measurer, StartFacts};
+pub use crate::metrics::Metrics;
 use crate::store::{Store, queries};
 use crate::tls::TlsIdentity;
 use crate::tpm::{SealedKey, Tpm, TpmError};
@@ -121,12 +121,6 @@ pub(crate) fn is_id(s: &str) -> bool {
 }
 
 impl Engine {
-    /// Locks the state directory, then starts as [`Engine::start_locked`] does.
-    pub async fn start(config: Config) -> Result<Self, StartError> {
-        let lock = StateLock::acquire(&config.state_dir)?;
-        Self::start_locked(config, lock).await
-    }
-
     /// Opens the store and the TPM, unseals the sealing key (defining the sealing index on
     /// first start), checks the measurement log against the TPM, and loads or creates the TLS
     /// identity. A start refused by the log check writes nothing: a new TLS key (when the

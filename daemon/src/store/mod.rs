@@ -230,11 +230,7 @@ impl Store {
 
 /// The writer: takes every queued job, runs each in a savepoint of one transaction,
 /// commits once, then tells every waiter.
-fn writer_loop(
-    mut conn: Connection,
-    mut rx: mpsc::UnboundedReceiver<Job>,
-    metrics: &StoreMetrics,
-) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, metrics: &StoreMetrics) {
     let mut closing = None;
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = Vec::new();

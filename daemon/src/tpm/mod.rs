@@ -368,7 +368,8 @@ impl Tpm {
 
     /// The attestation key.
     pub async fn attestation_key(&self) -> Result<KeyInfo, TpmError> {
-        self.run("attestation_key", |d| d.attestation_key().cloned()).await
+        self.run("attestation_key", |d| d.attestation_key().cloned())
+            .await
     }
 
     /// Reads PCRs of the SHA-256 bank.
@@ -378,7 +379,8 @@ impl Tpm {
 
     /// Extends a SHA-256 PCR with a digest.
     pub async fn pcr_extend(&self, pcr: u8, digest: [u8; 32]) -> Result<(), TpmError> {
-        self.run("pcr_extend", move |d| d.pcr_extend(pcr, &digest)).await
+        self.run("pcr_extend", move |d| d.pcr_extend(pcr, &digest))
+            .await
     }
 
     /// Quotes a selection over qualifying data (at most 64 bytes), checked against the PCR
@@ -404,19 +406,22 @@ impl Tpm {
 
     /// Makes sure the statement key exists and is bound to the current platform state.
     pub async fn ensure_statement_key(&self) -> Result<KeyInfo, TpmError> {
-        self.run("ensure_statement_key", |d| d.ensure_statement_key()).await
+        self.run("ensure_statement_key", |d| d.ensure_statement_key())
+            .await
     }
 
     /// The sealing index's public area, checked except for the platform PCR values its
     /// policy is bound to (see [`Device::sealing_index_as_is`]); `None` if not defined.
     pub async fn sealing_index_as_is(&self) -> Result<Option<SealingIndex>, TpmError> {
-        self.run("sealing_index_as_is", |d| d.sealing_index_as_is()).await
+        self.run("sealing_index_as_is", |d| d.sealing_index_as_is())
+            .await
     }
 
     /// The existing statement key even when bound to other platform PCR values (see
     /// [`Device::statement_key_as_is`]).
     pub async fn statement_key_as_is(&self) -> Result<KeyInfo, TpmError> {
-        self.run("statement_key_as_is", |d| d.statement_key_as_is()).await
+        self.run("statement_key_as_is", |d| d.statement_key_as_is())
+            .await
     }
 
     /// The existing statement key even when bound to other platform PCR values (a degraded
@@ -436,7 +441,8 @@ impl Tpm {
 
     /// The statement key's expected policy for the current platform PCR values.
     pub async fn statement_key_policy(&self) -> Result<PolicyDigest, TpmError> {
-        self.run("statement_key_policy", |d| d.statement_key_policy()).await
+        self.run("statement_key_policy", |d| d.statement_key_policy())
+            .await
     }
 
     /// Certifies the statement key with the attestation key.
@@ -444,8 +450,10 @@ impl Tpm {
         &self,
         qualifying_data: Vec<u8>,
     ) -> Result<Certification, TpmError> {
-        self.run("certify_statement_key", move |d| d.certify_statement_key(&qualifying_data))
-            .await
+        self.run("certify_statement_key", move |d| {
+            d.certify_statement_key(&qualifying_data)
+        })
+        .await
     }
 
     /// Signs a SHA-256 digest with the statement key (only in the attested platform state).
@@ -460,7 +468,10 @@ impl Tpm {
 
     /// Defines the sealing index and writes its first key.
     pub async fn define_sealing_index(&self, initial: SealedKey) -> Result<SealingIndex, TpmError> {
-        self.run("define_sealing_index", move |d| d.define_sealing_index(&initial)).await
+        self.run("define_sealing_index", move |d| {
+            d.define_sealing_index(&initial)
+        })
+        .await
     }
 
     /// Reads the sealing key (salted, encrypted policy session).
@@ -470,7 +481,8 @@ impl Tpm {
 
     /// Writes a new sealing key (salted, encrypted policy session): a rotation.
     pub async fn write_sealing_key(&self, sealed: SealedKey) -> Result<(), TpmError> {
-        self.run("write_sealing_key", move |d| d.write_sealing_key(&sealed)).await
+        self.run("write_sealing_key", move |d| d.write_sealing_key(&sealed))
+            .await
     }
 
     /// `TPM2_ActivateCredential` with the AK and the EK of `alg`.
@@ -480,8 +492,10 @@ impl Tpm {
         credential_blob: Vec<u8>,
         encrypted_secret: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
-        self.run("activate_credential", move |d| d.activate_credential(alg, &credential_blob, &encrypted_secret))
-            .await
+        self.run("activate_credential", move |d| {
+            d.activate_credential(alg, &credential_blob, &encrypted_secret)
+        })
+        .await
     }
 
     /// The endorsement keys and their certificates.
