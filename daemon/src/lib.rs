@@ -6,6 +6,8 @@
 //! - [`swtpm`]: a private software TPM for development mode, demos and tests;
 //! - [`selftest`]: the end-to-end TPM check behind `arbiterd tpm-selftest`;
 //! - [`eval`]: the evaluation sandbox (a child process per run, seccomp, Rhai limits).
+//! - [`logging`]: the `tracing` subscriber (journald, human or JSON lines) and bounded fields;
+//! - [`server`]: from a configuration to serving, for `arbiterd run` and the tests alike.
 
 #![forbid(unsafe_code)]
 

@@ -134,7 +134,7 @@ pub fn init(section: &LogSection) -> Result<Destination, LogError> {
 /// A step of the daemon's life: logged, and sent to the service manager as `STATUS=` (what
 /// `systemctl status` shows; nothing without `NOTIFY_SOCKET`). Never given secrets.
 pub fn status_line(line: &str) {
-    tracing::info!(event = "status", "{line}");
+    tracing::info!(event = "status", "{}", clip(line));
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(line)]);
 }
 

@@ -174,7 +174,8 @@ pub async fn run_service(
             }
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
             let outcome = reload_config(&reloading, &reload, pinned_tcti.as_deref());
-            tracing::info!(event = "reload", outcome = %outcome, "{outcome}");
+            let outcome_field = crate::logging::clip(&outcome);
+            tracing::info!(event = "reload", "{outcome_field}");
             let line = format!("{status}; {outcome}");
             let _ = sd_notify::notify(&[
                 sd_notify::NotifyState::Ready,

@@ -35,7 +35,7 @@ use crate::keys::Sealer;
 use crate::lock::StateLock;
 use crate::logging::{clip, status_line};
 use crate::measure::{LiveSource, Measurer, StartFacts};
-pub use crate::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::store::{Store, queries};
 use crate::tls::TlsIdentity;
 use crate::tpm::{SealedKey, Tpm, TpmError};
@@ -385,7 +385,7 @@ impl Engine {
     }
 
     /// The metrics registry and the engine's own metrics.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 

@@ -147,7 +147,7 @@ impl Store {
     }
 
     /// The group commits' sizes and durations (shared by every clone).
-    pub fn metrics(&self) -> &StoreMetrics {
+    pub(crate) fn metrics(&self) -> &StoreMetrics {
         &self.metrics
     }
 

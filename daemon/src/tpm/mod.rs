@@ -324,7 +324,7 @@ impl Tpm {
     }
 
     /// The command latencies and queue depth of this TPM (shared by every clone).
-    pub fn metrics(&self) -> &TpmMetrics {
+    pub(crate) fn metrics(&self) -> &TpmMetrics {
         &self.metrics
     }
 
