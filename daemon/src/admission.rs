@@ -93,7 +93,6 @@ pub struct Admission {
     slots: Arc<Semaphore>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     per_ip_max: usize,
-    capacity: usize,
 }
 
 /// A connection admitted: holds its slot and its address's count until dropped.
@@ -127,18 +126,7 @@ impl Admission {
             slots: Arc::new(Semaphore::new(capacity)),
             per_ip: Mutex::new(HashMap::new()),
             per_ip_max,
-            capacity,
         })
-    }
-
-    /// The global cap.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Connections being served now.
-    pub fn in_use(&self) -> usize {
-        self.capacity - self.slots.available_permits()
     }
 
     /// Waits for a free slot: while every slot is taken the daemon stops accepting, and
@@ -252,9 +240,9 @@ mod tests {
         let _second = admission.admit(admission.slot().await, a).unwrap();
         assert!(admission.admit(admission.slot().await, a).is_none());
         let _other = admission.admit(admission.slot().await, b).unwrap();
-        assert_eq!(admission.in_use(), 3);
+        assert_eq!(admission.slots.available_permits(), 4 - 3);
         drop(first);
-        assert_eq!(admission.in_use(), 2);
+        assert_eq!(admission.slots.available_permits(), 4 - 2);
         assert!(admission.admit(admission.slot().await, a).is_some());
     }
 

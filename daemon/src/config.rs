@@ -65,6 +65,8 @@ pub struct Config {
     pub evaluator: Option<PathBuf>,
     /// Settings that weaken the guarantees; each needs an explicit `true`.
     pub danger: DangerSection,
+    /// Where log lines go and in which form (`[log]`).
+    pub log: LogSection,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             attestation: AttestationSection::default(),
             evaluator: None,
             danger: DangerSection::default(),
+            log: LogSection::default(),
         }
     }
 }
@@ -235,6 +238,50 @@ pub struct DangerSection {
     pub weak_platform_pcrs: bool,
     /// Start even when memory cannot be locked (secrets could then reach swap).
     pub allow_unlocked_memory: bool,
+}
+
+/// `[log]`: the log format and level, taken once at start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `auto` (journald when stderr is the journal, else human-readable lines), `journald`,
+    /// `human` or `json` (one JSON object per line on stderr).
+    pub format: LogFormat,
+    /// The least severe level logged: `error`, `warn`, `info` (default), `debug`, `trace`.
+    pub level: LogLevel,
+}
+
+/// How log events are written (`[log] format`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Journald when systemd connected stderr to the journal (`JOURNAL_STREAM` names
+    /// stderr's device and inode), human-readable lines otherwise.
+    #[default]
+    Auto,
+    /// Structured entries sent to the journal's native socket.
+    Journald,
+    /// One human-readable line per event on stderr (coloured on a terminal).
+    Human,
+    /// One JSON object per event on stderr.
+    Json,
+}
+
+/// The least severe level logged (`[log] level`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Lifecycle events, refusals, warnings and errors.
+    #[default]
+    Info,
+    /// Also every request and TPM command.
+    Debug,
+    /// Everything.
+    Trace,
 }
 
 impl Config {

@@ -42,10 +42,11 @@ pub fn harden(allow_unlocked: bool) -> Result<Hardened, String> {
     }
     let why = std::io::Error::last_os_error();
     if allow_unlocked {
-        crate::engine::tracing_line(&format!(
-            "WARNING: memory is not locked ({why}); secrets may reach swap \
-             (danger.allow_unlocked_memory = true)"
-        ));
+        tracing::warn!(
+            event = "memory_unlocked",
+            error = %why,
+            "memory is not locked; secrets may reach swap (danger.allow_unlocked_memory = true)"
+        );
         Ok(hardened)
     } else {
         Err(format!(

@@ -6,21 +6,25 @@
 //! - [`swtpm`]: a private software TPM for development mode, demos and tests;
 //! - [`selftest`]: the end-to-end TPM check behind `arbiterd tpm-selftest`;
 //! - [`eval`]: the evaluation sandbox (a child process per run, seccomp, Rhai limits).
+//! - [`logging`]: the `tracing` subscriber (journald, human or JSON lines) and bounded fields;
+//! - [`server`]: from a configuration to serving, for `arbiterd run` and the tests alike.
 
 #![forbid(unsafe_code)]
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod api;
 pub mod config;
 pub mod engine;
 pub mod eval;
-pub mod hardening;
+pub(crate) mod hardening;
 pub mod keys;
 pub mod lock;
+pub mod logging;
 pub mod measure;
+pub(crate) mod metrics;
 pub mod selftest;
 pub mod server;
 pub mod store;
 pub mod swtpm;
-pub mod tls;
+pub(crate) mod tls;
 pub mod tpm;

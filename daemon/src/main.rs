@@ -5,8 +5,8 @@ mod exit;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use arbiter_daemon::config::{Config, ConfigError};
-use arbiter_daemon::{eval, selftest, tpm::TpmConfig};
+use arbiter_daemon::config::{Config, ConfigError, LogFormat, LogSection};
+use arbiter_daemon::{eval, logging, selftest, tpm::TpmConfig};
 use clap::{Args, Parser, Subcommand};
 
 /// Arbiter: an attested trusted third party for multi-party computation.
@@ -69,6 +69,9 @@ enum Cmd {
         /// state lives in STATE_DIR/swtpm, instead of using a hardware TPM.
         #[arg(long)]
         dev_swtpm: bool,
+        /// Log format (overrides `log.format`): auto, journald, human or json.
+        #[arg(long, value_name = "FORMAT")]
+        log_format: Option<String>,
     },
     /// Load and validate the configuration as `run` would, print the effective
     /// configuration (TOML) and exit 0; or print the problem and exit 78 (EX_CONFIG).
@@ -122,8 +125,17 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Cmd::Run { config, dev_swtpm } => {
+        Cmd::Run {
+            mut config,
+            dev_swtpm,
+            log_format,
+        } => {
+            if let Some(format) = log_format {
+                config.overrides.push(format!("log.format={format:?}"));
+            }
             let loaded = config.load()?;
+            let destination = logging::init(&loaded.log)?;
+            tracing::debug!(?destination, "logging initialised");
             let reload = Box::new(move || config.load());
             runtime.block_on(arbiter_daemon::server::run_service(
                 loaded, dev_swtpm, reload,
@@ -156,14 +168,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tcti,
             dev_swtpm,
             out,
-        } => runtime.block_on(selftest::run(
-            selftest::Options {
-                config: TpmConfig::with_tcti(tcti),
-                dev_swtpm,
-                out_dir: out,
-            },
-            &mut std::io::stdout(),
-        ))?,
+        } => {
+            // The self-test reports on stdout; the library's events go to stderr as lines.
+            logging::init(&LogSection {
+                format: LogFormat::Human,
+                ..LogSection::default()
+            })?;
+            runtime.block_on(selftest::run(
+                selftest::Options {
+                    config: TpmConfig::with_tcti(tcti),
+                    dev_swtpm,
+                    out_dir: out,
+                },
+                &mut std::io::stdout(),
+            ))?;
+        }
         Cmd::Evaluate { .. } => anyhow::bail!("__evaluate runs before the runtime starts"),
     }
     Ok(())

@@ -1,7 +1,9 @@
 //! The daemon's wiring point: [`run`] opens the store and the TPM, unseals the sealing key,
 //! loads (or creates and wraps) the TLS identity, builds the engine and serves the HTTPS
 //! API on the given listener until `shutdown` resolves, then drains connections within a
-//! grace period. Tests bind `127.0.0.1:0` and call it directly.
+//! grace period. `arbiterd run` ([`run_service`]) and the tests take the same path,
+//! [`Daemon::start`] (or [`Daemon::start_locked`]) then [`Daemon::serve`]; tests bind
+//! `127.0.0.1:0`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,14 +28,57 @@ const GRACE: Duration = Duration::from_secs(10);
 /// is 8 KiB; bodies stream through it in pieces).
 const MAX_HEADER_BUFFER: usize = 64 << 10;
 
-/// Starts the daemon on `listener` and serves until `shutdown` completes.
+/// Starts the daemon on `listener` and serves until `shutdown` completes: [`Daemon::start`]
+/// then [`Daemon::serve`].
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let engine = Arc::new(Engine::start(config).await?);
-    serve(engine, listener, shutdown).await
+    Daemon::start(config, listener).await?.serve(shutdown).await
+}
+
+/// A started daemon on its bound listener, not serving yet: the one path from a
+/// configuration to serving, taken by `arbiterd run` ([`run_service`]) and by the tests
+/// alike. Between the two steps the caller may look at the engine (tests) or tell the
+/// service manager it is ready (`arbiterd run`).
+#[derive(Debug)]
+pub struct Daemon {
+    engine: Arc<Engine>,
+    listener: TcpListener,
+}
+
+impl Daemon {
+    /// Locks the state directory and starts the engine ([`Engine::start_locked`]).
+    pub async fn start(config: Config, listener: TcpListener) -> Result<Self, StartError> {
+        let lock = crate::lock::StateLock::acquire(&config.state_dir)?;
+        Self::start_locked(config, lock, listener).await
+    }
+
+    /// Starts the engine on a state directory whose lock the caller took.
+    pub async fn start_locked(
+        config: Config,
+        lock: crate::lock::StateLock,
+        listener: TcpListener,
+    ) -> Result<Self, StartError> {
+        let engine = Arc::new(Engine::start_locked(config, lock).await?);
+        Ok(Self { engine, listener })
+    }
+
+    /// The started engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The address listened on.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then drains connections and stops the engine.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        serve(self.engine, self.listener, shutdown).await
+    }
 }
 
 /// Reads the configuration again, as at start (the same file and overrides), on SIGHUP.
@@ -59,10 +104,11 @@ pub async fn run_service(
     connection_capacity(&config.limits, nofile).map_err(|e| StartError::Other(e.to_string()))?;
     let hardened =
         crate::hardening::harden(config.danger.allow_unlocked_memory).map_err(StartError::Other)?;
-    crate::engine::tracing_line(&format!(
-        "process hardened: not dumpable, no core files, memory locked: {}",
-        hardened.memory_locked
-    ));
+    tracing::info!(
+        event = "hardened",
+        memory_locked = hardened.memory_locked,
+        "process hardened: not dumpable, no core files"
+    );
     // Kept alive while serving: dropping it stops the software TPM.
     let _swtpm = if dev_swtpm {
         let dir = config.state_dir.join("swtpm");
@@ -80,11 +126,12 @@ pub async fn run_service(
         let tpm = crate::swtpm::Swtpm::start_tied(&state.state_dir)
             .map_err(|e| StartError::Other(format!("development swtpm: {e}")))?;
         config.tpm.tcti = tpm.tcti();
-        crate::engine::tracing_line(&format!(
-            "development mode: private swtpm at {} (state {}); NOT a hardware TPM",
-            config.tpm.tcti,
-            state.state_dir.display()
-        ));
+        tracing::warn!(
+            event = "development_swtpm",
+            tcti = %config.tpm.tcti,
+            swtpm_state = %state.state_dir.display(),
+            "development mode: a private swtpm, NOT a hardware TPM"
+        );
         Some(tpm)
     } else {
         None
@@ -92,15 +139,18 @@ pub async fn run_service(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", config.listen)))?;
-    let engine = Arc::new(Engine::start_locked(config, lock).await?);
-    let address = listener
+    let daemon = Daemon::start_locked(config, lock, listener).await?;
+    let engine = Arc::clone(daemon.engine());
+    let address = daemon
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    crate::engine::tracing_line(&format!(
-        "serving on https://{address} (TLS key sha256 {})",
-        engine.tls_spki_sha256()
-    ));
+    tracing::info!(
+        event = "serving",
+        address = %address,
+        tls_spki_sha256 = %engine.tls_spki_sha256(),
+        "serving on https://{address}"
+    );
     // What `systemctl status` shows from now on: where it serves, or why it is degraded.
     let status = match engine.sealing_unavailable() {
         Some(reason) => format!("degraded: {reason}; serving on https://{address}"),
@@ -115,11 +165,17 @@ pub async fn run_service(
     // The development swtpm's TCTI is this process's, not the file's: keep it on reload.
     let pinned_tcti = dev_swtpm.then(|| engine.config().tpm.tcti.clone());
     let reloading = Arc::clone(&engine);
+    // Both loops below end once the engine stops.
     tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
+        loop {
+            tokio::select! {
+                signal = hangup.recv() => if signal.is_none() { break },
+                () = reloading.stopped() => break,
+            }
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
             let outcome = reload_config(&reloading, &reload, pinned_tcti.as_deref());
-            crate::engine::tracing_line(&outcome);
+            let outcome_field = crate::logging::clip(&outcome);
+            tracing::info!(event = "reload", "{outcome_field}");
             let line = format!("{status}; {outcome}");
             let _ = sd_notify::notify(&[
                 sd_notify::NotifyState::Ready,
@@ -131,7 +187,10 @@ pub async fn run_service(
         let watched = Arc::clone(&engine);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(interval / 2).await;
+                tokio::select! {
+                    () = tokio::time::sleep(interval / 2) => {}
+                    () = watched.stopped() => break,
+                }
                 // Ping only while the TPM answers: a daemon that lost its TPM is restarted.
                 if watched.tpm().clock().await.is_ok() {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
@@ -139,7 +198,8 @@ pub async fn run_service(
             }
         });
     }
-    serve(engine, listener, stop).await?;
+    drop(engine);
+    daemon.serve(stop).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     Ok(())
 }
@@ -190,7 +250,7 @@ fn shutdown_signal() -> impl Future<Output = ()> {
 /// a slot of [`Admission`] (bounded by the open-file limit) and, per address, a share of it;
 /// the TLS handshake, each request's headers (and an idle keep-alive connection) and each
 /// body have deadlines, so no client holds a slot for long without doing work.
-pub async fn serve(
+async fn serve(
     engine: Arc<Engine>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -199,10 +259,13 @@ pub async fn serve(
     let capacity = connection_capacity(&limits, open_file_limit())
         .map_err(|e| StartError::Other(e.to_string()))?;
     let admission = Admission::new(capacity, limits.max_connections_per_ip);
-    crate::engine::tracing_line(&format!(
+    tracing::info!(
+        event = "admission",
+        max_connections = capacity,
+        max_connections_per_ip = limits.max_connections_per_ip,
         "serving at most {capacity} connections ({} per address)",
         limits.max_connections_per_ip
-    ));
+    );
     let api_limits = api::ApiLimits::new(&limits);
     let handshake_timeout = Duration::from_secs(limits.handshake_timeout_seconds);
     let idle_timeout = Duration::from_secs(limits.idle_timeout_seconds);
@@ -231,10 +294,12 @@ pub async fn serve(
             Err(e) => {
                 // Out of descriptors or memory: wait instead of spinning on the error.
                 let delay = backoff.failed();
-                crate::engine::tracing_line(&format!(
-                    "accepting a connection failed ({e}); retrying in {} ms",
-                    delay.as_millis()
-                ));
+                tracing::warn!(
+                    event = "accept_failed",
+                    error = %e,
+                    retry_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "accepting a connection failed; retrying"
+                );
                 drop(slot);
                 tokio::select! {
                     () = &mut shutdown => break,
@@ -298,11 +363,13 @@ pub async fn serve(
             }
         });
     }
+    tracing::info!(event = "stopping", "stopping: draining connections");
     let _ = stop_tx.send(true);
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(GRACE, drain).await.is_err() {
         connections.abort_all();
     }
     engine.shutdown().await;
+    tracing::info!(event = "stopped", "stopped");
     Ok(())
 }

@@ -81,15 +81,16 @@ impl TestDaemon {
             .await
             .expect("binding a loopback port");
         let url = format!("https://{}", listener.local_addr().expect("bound address"));
-        let engine = Arc::new(Engine::start(config).await?);
+        let daemon = arbiter_daemon::server::Daemon::start(config, listener).await?;
+        let engine = Arc::clone(daemon.engine());
         let (stop, stopped) = oneshot::channel::<()>();
-        let serving = Arc::clone(&engine);
         let task = tokio::spawn(async move {
-            arbiter_daemon::server::serve(serving, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serving");
+            daemon
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serving");
         });
         Ok(Self {
             url,

@@ -417,7 +417,9 @@ async fn software_policy_digests_equal_the_tpms() {
         for (cc, auth, software) in cases {
             let s = sel.clone();
             let tpm_digest = tpm
-                .run(move |d| d.tpm_policy_digest(&s, cc, auth))
+                .run("tpm_policy_digest", move |d| {
+                    d.tpm_policy_digest(&s, cc, auth)
+                })
                 .await
                 .unwrap();
             assert_eq!(

@@ -6,8 +6,7 @@
 pub mod routes;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -18,6 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::admission::BodyBudget;
 use crate::config::LimitsSection;
 use crate::engine::{Engine, EngineError};
+use crate::logging::clip;
 use routes::Route;
 
 /// An HTTP error answer.
@@ -131,31 +131,29 @@ impl ApiLimits {
     }
 }
 
-/// Handles one request from an authenticated `identity`.
+/// Handles one request from an authenticated `identity`: answers it, counts it, times it
+/// by route and status, and logs it (refusals at `info`, the rest at `debug`).
 pub async fn handle(
     engine: Arc<Engine>,
     limits: &ApiLimits,
     identity: String,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    match dispatch(&engine, limits, &identity, request).await {
+    let route = routes::match_route(&method, &path)
+        .map_or_else(|| "unmatched".to_owned(), |(route, _)| format!("{route:?}"));
+    let response = match dispatch(&engine, limits, &identity, request).await {
         Ok(response) => {
-            engine.metrics().requests_ok.fetch_add(1, Ordering::Relaxed);
+            engine.metrics().requests_ok.inc();
             response
         }
         Err(e) => {
             if e.status.is_server_error() {
-                engine
-                    .metrics()
-                    .requests_failed
-                    .fetch_add(1, Ordering::Relaxed);
+                engine.metrics().requests_failed.inc();
             } else {
-                engine
-                    .metrics()
-                    .requests_refused
-                    .fetch_add(1, Ordering::Relaxed);
+                engine.metrics().requests_refused.inc();
             }
             engine.note_refused(
                 &identity,
@@ -164,7 +162,21 @@ pub async fn handle(
             );
             error_response(&e)
         }
-    }
+    };
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    engine.metrics().request(route.clone(), status, took);
+    tracing::debug!(
+        event = "request",
+        identity = %identity,
+        method = %method,
+        route = %route,
+        path = %clip(&path),
+        status,
+        duration_ms = took.as_secs_f64() * 1e3,
+        "request answered"
+    );
+    response
 }
 
 /// Reads a JSON body of at most `limit` bytes. Call it only once the caller is known to be
@@ -312,7 +324,7 @@ async fn dispatch(
             require_operator(engine, identity)?;
             let text = metrics_text(engine).await;
             Ok(Response::builder()
-                .header(hyper::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                .header(hyper::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)
                 .body(Full::new(Bytes::from(text)))
                 .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
         }
@@ -397,59 +409,10 @@ async fn dispatch(
     }
 }
 
-/// The Prometheus text exposition of the counters and instance states.
+/// The OpenMetrics text of every metric, the instance counts read from the store now.
 async fn metrics_text(engine: &Engine) -> String {
-    let m = engine.metrics();
-    let mut out = String::new();
-    let mut counter = |name: &str, help: &str, value: u64| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-        ));
-    };
-    counter(
-        "arbiter_requests_ok_total",
-        "Requests answered successfully.",
-        m.requests_ok.load(Ordering::Relaxed),
-    );
-    counter(
-        "arbiter_requests_refused_total",
-        "Requests refused (4xx).",
-        m.requests_refused.load(Ordering::Relaxed),
-    );
-    counter(
-        "arbiter_requests_failed_total",
-        "Requests failed (5xx).",
-        m.requests_failed.load(Ordering::Relaxed),
-    );
-    counter(
-        "arbiter_tls_handshakes_refused_total",
-        "TLS handshakes refused.",
-        m.handshakes_refused.load(Ordering::Relaxed),
-    );
-    counter(
-        "arbiter_inputs_accepted_total",
-        "Inputs accepted.",
-        m.inputs_accepted.load(Ordering::Relaxed),
-    );
-    counter(
-        "arbiter_evaluations_succeeded_total",
-        "Evaluations that succeeded.",
-        m.evaluations_succeeded.load(Ordering::Relaxed),
-    );
-    counter(
-        "arbiter_evaluations_failed_total",
-        "Evaluations that failed.",
-        m.evaluations_failed.load(Ordering::Relaxed),
-    );
-    if let Ok(counts) = engine.instance_counts().await {
-        out.push_str(
-            "# HELP arbiter_instances Instances by state.\n# TYPE arbiter_instances gauge\n",
-        );
-        for (state, n) in counts {
-            out.push_str(&format!("arbiter_instances{{state=\"{state}\"}} {n}\n"));
-        }
-    }
-    out
+    let counts = engine.instance_counts().await.unwrap_or_default();
+    engine.metrics().encode(&counts)
 }
 
 /// Allowed methods, for the OpenAPI document.

@@ -196,6 +196,7 @@ impl Engine {
     }
 
     async fn quote_batch(&self, leaves: Vec<Vec<u8>>) -> Result<Batch, EngineError> {
+        self.metrics.quote_batch(leaves.len());
         let root = merkle::root(&leaves);
         let selection = self.config().tpm_config().quote_selection()?;
         let (quote, generation, records) = self.measurer.quote(selection, root.to_vec()).await?;

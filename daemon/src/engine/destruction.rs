@@ -14,8 +14,9 @@ use arbiter_policy::jws::InputInclusion;
 use arbiter_policy::manifest::DestructionPolicy;
 use serde_json::Value;
 
-use super::{Engine, EngineError, now, tracing_line};
+use super::{Engine, EngineError, now};
 use crate::keys::Sealer;
+use crate::logging::clip;
 use crate::store::StoreError;
 use crate::store::queries;
 use crate::tpm::SealedKey;
@@ -25,7 +26,7 @@ use crate::tpm::SealedKey;
 pub(crate) fn failpoint(name: &str) {
     #[cfg(feature = "failpoints")]
     if std::env::var("ARBITER_FAILPOINT").is_ok_and(|v| v == name) {
-        eprintln!("arbiterd: failpoint {name}: aborting");
+        tracing::error!(failpoint = name, "failpoint reached: aborting");
         std::process::abort();
     }
     #[cfg(not(feature = "failpoints"))]
@@ -136,9 +137,13 @@ impl Engine {
             match opened {
                 Ok(secret) => rewrapped.push((owner.clone(), new_sealer.wrap(&owner, &secret))),
                 Err(e) => {
-                    tracing_line(&format!(
-                        "not carrying over the wrapping of {owner} to epoch {next_epoch}: {e}"
-                    ));
+                    tracing::warn!(
+                        event = "wrapping_dropped",
+                        owner = %owner,
+                        epoch = next_epoch,
+                        error = %clip(&e.to_string()),
+                        "not carrying over a wrapping to the next sealing epoch"
+                    );
                     if owner != "tls" {
                         self.note_unrecoverable(&owner);
                     }
@@ -157,7 +162,11 @@ impl Engine {
         self.tpm.write_sealing_key(next).await?;
         *self.sealer.write().unwrap_or_else(|p| p.into_inner()) = Some(new_sealer);
         failpoint("after-step-3");
-        tracing_line(&format!("sealing key rotated to epoch {next_epoch}"));
+        tracing::info!(
+            event = "sealing_key_rotated",
+            epoch = next_epoch,
+            "sealing key rotated"
+        );
         Ok(())
     }
 
@@ -192,9 +201,12 @@ impl Engine {
             .await?;
         let _ = self.events.send(id.to_owned());
         failpoint("after-step-4");
-        tracing_line(&format!(
-            "instance {id} destroyed (epoch {retired} retired)"
-        ));
+        tracing::info!(
+            event = "instance_destroyed",
+            instance = id,
+            retired_epoch = retired,
+            "instance destroyed"
+        );
         Ok(())
     }
 
@@ -286,14 +298,22 @@ impl Engine {
         let resuming = Arc::clone(self);
         tokio::spawn(async move {
             if let Err(e) = resuming.resume().await {
-                tracing_line(&format!("resuming interrupted evaluations: {e}"));
+                tracing::error!(
+                    event = "resume_failed",
+                    error = %clip(&e.to_string()),
+                    "resuming interrupted evaluations failed"
+                );
             }
         });
         tokio::spawn(Arc::clone(self).retry_evaluations());
         let engine = Arc::clone(self);
         tokio::spawn(async move {
             if let Err(e) = engine.run_destructions().await {
-                tracing_line(&format!("resuming destructions: {e}"));
+                tracing::error!(
+                    event = "resume_failed",
+                    error = %clip(&e.to_string()),
+                    "resuming destructions failed"
+                );
             }
             for tick in 1u64.. {
                 // A stopped engine (a test's daemon before its restart) leaves the TPM and the
@@ -314,7 +334,12 @@ impl Engine {
                     .unwrap_or_default();
                 for row in live {
                     if let Err(e) = engine.destroy_if_due(&row.id, false).await {
-                        tracing_line(&format!("destruction of {}: {e}", row.id));
+                        tracing::error!(
+                            event = "destruction_failed",
+                            instance = %row.id,
+                            error = %clip(&e.to_string()),
+                            "destruction failed"
+                        );
                     }
                 }
                 // A quote per check: every 10 s, not every tick (hardware TPMs are slow).
@@ -322,7 +347,11 @@ impl Engine {
                     continue;
                 }
                 if let Err(e) = engine.measurer.check_startup().await {
-                    tracing_line(&format!("checking for a TPM startup: {e}"));
+                    tracing::error!(
+                        event = "startup_check_failed",
+                        error = %clip(&e.to_string()),
+                        "checking for a TPM startup failed"
+                    );
                 }
             }
         });
@@ -416,10 +445,13 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        tracing_line(&format!(
-            "epoch reset to {new_epoch}; gave up {} instance(s)",
-            lost.len()
-        ));
+        tracing::warn!(
+            event = "epoch_reset",
+            identity = caller,
+            epoch = new_epoch,
+            gave_up = lost.len(),
+            "epoch reset: unrecoverable instances given up"
+        );
         Ok(serde_json::json!({ "epoch": new_epoch, "unrecoverable": lost }))
     }
 }

@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arbiter_policy::hpke;
 use arbiter_policy::manifest::Manifest;
@@ -14,10 +13,11 @@ use hkdf::Hkdf;
 use sha2::{Digest as _, Sha256};
 
 use super::inputs::kept_across_rounds;
-use super::{Engine, EngineError, now, tracing_line};
+use super::{Engine, EngineError, now};
 use crate::eval::{EvalError, EvalOutcome, EvalRequest, Limits};
 use crate::keys::InstanceSecret;
 use crate::keys::seal_at_rest;
+use crate::logging::clip;
 use crate::store::queries::{self, InputRow, InstanceRow, ResultRow};
 
 /// The first wait before retrying evaluations whose evaluator did not start.
@@ -136,9 +136,13 @@ impl Engine {
         let engine = Arc::clone(self);
         tokio::spawn(async move {
             if let Err(e) = engine.evaluate_round(&id, round, false).await {
-                tracing_line(&format!(
-                    "evaluation of instance {id} round {round} failed: {e}"
-                ));
+                tracing::error!(
+                    event = "evaluation_failed",
+                    instance = %id,
+                    round,
+                    error = %clip(&e.to_string()),
+                    "evaluation failed"
+                );
             }
         });
     }
@@ -201,9 +205,13 @@ impl Engine {
             }
             Err(e) => {
                 if let Err(undo) = self.abandon_round(id, round).await {
-                    tracing_line(&format!(
-                        "returning instance {id} to `open` after a failed evaluation: {undo}"
-                    ));
+                    tracing::error!(
+                        event = "evaluation_abandon_failed",
+                        instance = id,
+                        round,
+                        error = %clip(&undo.to_string()),
+                        "returning the instance to `open` after a failed evaluation failed"
+                    );
                 }
                 Err(e)
             }
@@ -228,10 +236,13 @@ impl Engine {
             })
             .await?;
         if reopened {
-            tracing_line(&format!(
-                "the evaluation of instance {id} round {round} did not complete; the instance is \
-                 open again (nothing was stored, the round is not used up)"
-            ));
+            tracing::warn!(
+                event = "evaluation_abandoned",
+                instance = id,
+                round,
+                "the evaluation did not complete; the instance is open again (nothing was \
+                 stored, the round is not used up)"
+            );
             let _ = self.events.send(id.to_owned());
         }
         self.pauses.pause("evaluation-abandoned").await;
@@ -242,6 +253,7 @@ impl Engine {
     /// sandbox, the signed result, the next round. `NotStarted` when the evaluator child
     /// could not be started (nothing was stored).
     async fn run_round(&self, id: &str, round: u64) -> Result<Ran, EngineError> {
+        let began = Instant::now();
         let (row, manifest) = self.load_instance(id).await?;
         let key = id.to_owned();
         let fid = row.function_id.clone();
@@ -316,12 +328,16 @@ impl Engine {
                 ),
             }
         } else {
-            tracing_line(&format!(
-                "REFUSED to run function {} for instance {id} round {round}: its stored source \
-                 hashes to {source_sha256}, not to its measurement {}; the store was altered. \
-                 The evaluation fails without output",
-                function.id, row.function_sha256
-            ));
+            tracing::error!(
+                event = "function_tampered",
+                instance = id,
+                round,
+                function = %function.id,
+                source_sha256 = %source_sha256,
+                measured_sha256 = %row.function_sha256,
+                "REFUSED to run a function whose stored source does not hash to its \
+                 measurement: the store was altered. The evaluation fails without output"
+            );
             (
                 false,
                 serde_json::Value::Null,
@@ -361,15 +377,16 @@ impl Engine {
                 serde_json::json!({ "output": null, "error": error })
             }
         };
-        if succeeded {
-            self.metrics
-                .evaluations_succeeded
-                .fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.metrics
-                .evaluations_failed
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        let took = began.elapsed();
+        self.metrics.evaluation(succeeded, took);
+        tracing::info!(
+            event = "evaluated",
+            instance = id,
+            round,
+            succeeded,
+            duration_ms = took.as_secs_f64() * 1e3,
+            "evaluation finished"
+        );
         let result_key = hpke::result_at_rest_key(secret.expose());
         drop(secret);
         let plaintext = zeroize::Zeroizing::new(body.to_string().into_bytes());
@@ -459,17 +476,20 @@ impl Engine {
         let mut retries = self.spawn_retries();
         retries.delay = FIRST_RETRY;
         if retries.failure.take().is_some() {
-            tracing_line("the evaluator starts again");
+            tracing::info!(event = "evaluator_recovered", "the evaluator starts again");
         }
     }
 
     /// The evaluator child for `id`'s `round` could not be started: the daemon reports
     /// itself degraded and retries the round with backoff.
     fn evaluator_failed(&self, id: &str, round: u64, why: String) {
-        tracing_line(&format!(
-            "DEGRADED: the evaluation of instance {id} round {round} could not start ({why}); \
-             retrying with backoff"
-        ));
+        tracing::error!(
+            event = "evaluator_unavailable",
+            instance = id,
+            round,
+            reason = %clip(&why),
+            "DEGRADED: the evaluation could not start; retrying with backoff"
+        );
         let mut retries = self.spawn_retries();
         retries.pending.insert(id.to_owned(), round);
         retries.failure = Some(why);
@@ -511,9 +531,13 @@ impl Engine {
             };
             for (id, round) in due {
                 if let Err(e) = self.evaluate_round(&id, round, false).await {
-                    tracing_line(&format!(
-                        "retrying the evaluation of instance {id} round {round}: {e}"
-                    ));
+                    tracing::error!(
+                        event = "evaluation_retry_failed",
+                        instance = %id,
+                        round,
+                        error = %clip(&e.to_string()),
+                        "retrying the evaluation failed"
+                    );
                 }
             }
         }
@@ -531,10 +555,12 @@ impl Engine {
             .await?;
         for row in pending {
             if let Err(e) = self.evaluate_round(&row.id, row.round, true).await {
-                tracing_line(&format!(
-                    "resuming the evaluation of instance {}: {e}",
-                    row.id
-                ));
+                tracing::error!(
+                    event = "evaluation_resume_failed",
+                    instance = %row.id,
+                    error = %clip(&e.to_string()),
+                    "resuming the evaluation failed"
+                );
             }
         }
         let open = self
@@ -553,7 +579,12 @@ impl Engine {
             let manifest = match self.load_instance(&row.id).await {
                 Ok((_, manifest)) => manifest,
                 Err(e) => {
-                    tracing_line(&format!("resuming instance {}: {e}", row.id));
+                    tracing::error!(
+                        event = "instance_resume_failed",
+                        instance = %row.id,
+                        error = %clip(&e.to_string()),
+                        "resuming the instance failed"
+                    );
                     continue;
                 }
             };
@@ -565,10 +596,13 @@ impl Engine {
                 continue;
             }
             if let Err(e) = self.evaluate_round(&row.id, row.round, false).await {
-                tracing_line(&format!(
-                    "evaluating instance {} round {} at start: {e}",
-                    row.id, row.round
-                ));
+                tracing::error!(
+                    event = "evaluation_failed",
+                    instance = %row.id,
+                    round = row.round,
+                    error = %clip(&e.to_string()),
+                    "evaluating at start failed"
+                );
             }
         }
         Ok(())

@@ -4,7 +4,6 @@
 //! and the trigger.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use arbiter_policy::hpke::{self, InputContext};
 use arbiter_policy::manifest::{Approval, Manifest, Provide, Resubmission, Slot};
@@ -13,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{Engine, EngineError, now};
+use crate::logging::clip;
 use crate::store::queries::{self, InputRow, InstanceRow};
 
 /// The deepest nesting accepted in an input (what `serde_json` parses by default); the
@@ -270,8 +270,17 @@ impl Engine {
                 })
             })
             .await?;
+        tracing::info!(
+            event = "input_accepted",
+            instance = id,
+            identity = caller,
+            slot = %clip(slot),
+            round = receipt.round,
+            kept_first = receipt.kept_first,
+            "input accepted"
+        );
         if !receipt.kept_first {
-            self.metrics.inputs_accepted.fetch_add(1, Ordering::Relaxed);
+            self.metrics.inputs_accepted.inc();
             self.check_trigger(id).await;
         }
         Ok(receipt)

@@ -254,6 +254,13 @@ impl Engine {
             })
             .await;
         created?;
+        tracing::info!(
+            event = "instance_created",
+            instance = %id,
+            identity = caller,
+            function = %function.id,
+            "instance created"
+        );
         Ok(CreatedInstance {
             id,
             public_key: hex::encode(public_key),
@@ -354,6 +361,12 @@ impl Engine {
                 queries::approvals(c, &key)
             })
             .await?;
+        tracing::info!(
+            event = "approved",
+            instance = id,
+            identity = caller,
+            "approved"
+        );
         let approved: Vec<&String> = approvals.iter().map(|(i, _)| i).collect();
         let complete = manifest
             .party_identities()

@@ -14,7 +14,6 @@ mod results;
 mod statements;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use rustls::ServerConfig;
@@ -34,32 +33,13 @@ use crate::config::Config;
 use crate::eval::Evaluator;
 use crate::keys::Sealer;
 use crate::lock::StateLock;
+use crate::logging::{clip, status_line};
 use crate::measure::{LiveSource, Measurer, StartFacts};
+use crate::metrics::Metrics;
 use crate::store::{Store, queries};
 use crate::tls::TlsIdentity;
 use crate::tpm::{SealedKey, Tpm, TpmError};
 use arbiter_measured_boot::cel::{self, EventContent};
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Requests answered, by outcome class.
-    pub requests_ok: AtomicU64,
-    /// Requests refused (4xx).
-    pub requests_refused: AtomicU64,
-    /// Requests failed (5xx).
-    pub requests_failed: AtomicU64,
-    /// TLS handshakes refused.
-    pub handshakes_refused: AtomicU64,
-    /// Connections closed at once (their address held its share).
-    pub connections_refused: AtomicU64,
-    /// Inputs accepted.
-    pub inputs_accepted: AtomicU64,
-    /// Evaluations that succeeded.
-    pub evaluations_succeeded: AtomicU64,
-    /// Evaluations that failed.
-    pub evaluations_failed: AtomicU64,
-}
 
 /// The running daemon's state.
 pub struct Engine {
@@ -141,12 +121,6 @@ pub(crate) fn is_id(s: &str) -> bool {
 }
 
 impl Engine {
-    /// Locks the state directory, then starts as [`Engine::start_locked`] does.
-    pub async fn start(config: Config) -> Result<Self, StartError> {
-        let lock = StateLock::acquire(&config.state_dir)?;
-        Self::start_locked(config, lock).await
-    }
-
     /// Opens the store and the TPM, unseals the sealing key (defining the sealing index on
     /// first start), checks the measurement log against the TPM, and loads or creates the TLS
     /// identity. A start refused by the log check writes nothing: a new TLS key (when the
@@ -254,13 +228,14 @@ impl Engine {
         )?;
         let lost = engine.find_unrecoverable().await?;
         if !lost.is_empty() {
-            tracing_line(&format!(
-                "{} instance(s) are unrecoverable (their secrets' wrappings do not open under the \
-                 sealing key: a restored old copy?): {}. New instances are refused until an \
-                 operator runs an epoch reset (POST /v1/admin/epoch-reset)",
-                lost.len(),
-                lost.join(", ")
-            ));
+            tracing::warn!(
+                event = "instances_unrecoverable",
+                count = lost.len(),
+                instances = %clip(&lost.join(", ")),
+                "instances are unrecoverable (their secrets' wrappings do not open under the \
+                 sealing key: a restored old copy?). New instances are refused until an \
+                 operator runs an epoch reset (POST /v1/admin/epoch-reset)"
+            );
         }
         *engine
             .unrecoverable
@@ -280,9 +255,11 @@ impl Engine {
         facts: StartFacts,
         reason: String,
     ) -> Result<Self, StartError> {
-        tracing_line(&format!(
-            "DEGRADED: {reason}. Serving only /healthz, attestation and the TPM's public parts"
-        ));
+        tracing::warn!(
+            event = "degraded",
+            reason = %clip(&reason),
+            "DEGRADED: serving only /healthz, attestation and the TPM's public parts"
+        );
         let statement_key_name = facts.statement_key_name.clone();
         let measurer = Measurer::open_read_only(
             &config.state_dir.join("measurements"),
@@ -338,6 +315,7 @@ impl Engine {
         let firmware_log = config
             .attestation
             .firmware_log_source(credentials.as_deref());
+        let metrics = Metrics::new(tpm.metrics(), store.metrics());
         Ok(Self {
             evaluations: Arc::new(Semaphore::new(config.limits.max_concurrent_evaluations)),
             config: RwLock::new(Arc::new(config)),
@@ -358,7 +336,7 @@ impl Engine {
             destroy_lock: tokio::sync::Mutex::new(()),
             unrecoverable: std::sync::Mutex::new(Vec::new()),
             events,
-            metrics: Metrics::default(),
+            metrics,
             lock: std::sync::Mutex::new(Some(lock)),
             stopping: tokio::sync::watch::Sender::new(false),
             pauses: hooks::PausePoints::default(),
@@ -406,8 +384,8 @@ impl Engine {
         Ok(changed)
     }
 
-    /// The metrics counters.
-    pub fn metrics(&self) -> &Metrics {
+    /// The metrics registry and the engine's own metrics.
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
@@ -418,30 +396,38 @@ impl Engine {
 
     /// Records a refused TLS handshake (logged without secrets).
     pub fn note_rejected_handshake(&self, peer: &str, reason: &str) {
-        self.metrics
-            .handshakes_refused
-            .fetch_add(1, Ordering::Relaxed);
-        tracing_line(&format!("refused TLS handshake from {peer}: {reason}"));
+        self.metrics.handshakes_refused.inc();
+        tracing::info!(
+            event = "handshake_refused",
+            peer,
+            reason = %clip(reason),
+            "refused TLS handshake"
+        );
     }
 
     /// Records a connection closed at once because its address holds its share.
     pub fn note_rejected_connection(&self, peer: &str) {
-        self.metrics
-            .connections_refused
-            .fetch_add(1, Ordering::Relaxed);
         // One line per refusal would let a flood fill the journal: log every 1,000th.
-        let n = self.metrics.connections_refused.load(Ordering::Relaxed);
+        let n = self.metrics.connections_refused.inc() + 1;
         if n % 1000 == 1 {
-            tracing_line(&format!(
-                "refused a connection from {peer}: its address holds its share of connections \
-                 ({n} refused so far)"
-            ));
+            tracing::warn!(
+                event = "connection_refused",
+                peer,
+                refused_so_far = n,
+                "refused a connection: its address holds its share of connections"
+            );
         }
     }
 
     /// Logs a refused request: who, what, why (never secrets).
     pub fn note_refused(&self, identity: &str, what: &str, why: &str) {
-        tracing_line(&format!("refused {what} by {identity}: {why}"));
+        tracing::info!(
+            event = "request_refused",
+            identity,
+            request = %clip(what),
+            reason = %clip(why),
+            "refused a request"
+        );
     }
 
     /// The sealing key, or — in a degraded start — the refusal naming why there is none.
@@ -517,18 +503,6 @@ impl Engine {
     pub fn database(&self) -> PathBuf {
         self.store.path().to_owned()
     }
-}
-
-/// One log line to stderr (journald captures it under systemd). Never given secrets.
-pub fn tracing_line(line: &str) {
-    eprintln!("arbiterd: {line}");
-}
-
-/// A step of the daemon's life: logged, and sent to the service manager as `STATUS=` (what
-/// `systemctl status` shows; nothing without `NOTIFY_SOCKET`). Never given secrets.
-pub fn status_line(line: &str) {
-    tracing_line(line);
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(line)]);
 }
 
 /// Decodes 64 hex characters (validated upstream) into 32 bytes; zeros if malformed.
@@ -653,12 +627,15 @@ async fn load_tls(
                     None,
                 ));
             }
-            Err(e) => tracing_line(&format!(
-                "the stored TLS key does not open ({e}); generating a new one"
-            )),
+            Err(e) => tracing::warn!(
+                event = "tls_key_replaced",
+                error = %clip(&e.to_string()),
+                "the stored TLS key does not open; generating a new one"
+            ),
         },
-        (Some(_), None) => tracing_line(
-            "the stored TLS key has no wrapping at the current sealing epoch; generating a new one",
+        (Some(_), None) => tracing::warn!(
+            event = "tls_key_replaced",
+            "the stored TLS key has no wrapping at the current sealing epoch; generating a new one"
         ),
         _ => {}
     }

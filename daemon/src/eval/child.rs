@@ -13,6 +13,11 @@
 //!
 //! The exit code is 0 whenever a response was written (the failure, if any, is inside);
 //! without a response the parent classifies the exit from the status and stderr.
+//!
+//! [`child_main`] is this process's `main`: its few failure lines are plain `eprintln!`,
+//! not `tracing` events — the child installs no subscriber (nothing to set up before the
+//! seccomp filter, no journal socket to open), and its stderr is a pipe the parent reads
+//! back, bounded, into the evaluation's error. They name what failed, never script data.
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -251,11 +251,12 @@ impl Measurer {
                 let read = read_jsonl(&bytes).map_err(|e| io(&path, e))?;
                 if let Some(torn) = read.torn.as_ref().filter(|_| !read_only) {
                     // A torn append never completed, so it was never extended: drop it.
-                    crate::engine::tracing_line(&format!(
-                        "measurement log {}: dropping a torn last record ({:?})",
-                        path.display(),
-                        torn.reason
-                    ));
+                    tracing::warn!(
+                        event = "measurement_torn_record",
+                        path = %path.display(),
+                        reason = ?torn.reason,
+                        "measurement log: dropping a torn last record"
+                    );
                     let f = OpenOptions::new()
                         .write(true)
                         .open(&path)
@@ -359,10 +360,12 @@ impl Measurer {
                 let digest = records[index].digest.0;
                 tpm.pcr_extend(pcr, digest).await?;
                 write_marker(dir, generation, index as u64)?;
-                crate::engine::tracing_line(&format!(
-                    "measurement log: extended record {index} ({}) written before a crash",
-                    records[index].content.event_name()
-                ));
+                tracing::warn!(
+                    event = "measurement_recovered",
+                    recnum = index,
+                    measured = records[index].content.event_name(),
+                    "measurement log: extended a record written before a crash"
+                );
             }
             Err(e) => return Err(diverged(e.to_string())),
         }
@@ -421,23 +424,36 @@ impl Measurer {
             .map_err(|e| MeasureError::Record(e.to_string()))?;
         let line = to_jsonl_line(&record).map_err(|e| MeasureError::Record(e.to_string()))?;
         let before_len = state.len;
-        let file = state.file.as_mut().ok_or(MeasureError::ReadOnly)?;
-        append_whole(file, &state.path, before_len, &line)?;
-        state.len += line.len() as u64;
+        let mut file = state.file.take().ok_or(MeasureError::ReadOnly)?;
+        let path = state.path.clone();
+        let line_len = line.len() as u64;
+        // The write and its fsync block: on the blocking pool, not on a runtime worker.
+        let (file, appended) = off_runtime(&state.path, move || {
+            let appended = append_whole(&mut file, &path, before_len, &line);
+            (file, appended)
+        })
+        .await?;
+        state.file = Some(file);
+        appended?;
+        state.len += line_len;
         let before = cel::replay(&state.records);
         state.records.push(record.clone());
         let Err(e) = self.tpm.pcr_extend(self.pcr, record.digest.0).await else {
-            write_marker(&self.dir, state.generation, record.recnum)?;
+            let (dir, generation, recnum) = (self.dir.clone(), state.generation, record.recnum);
+            off_runtime(&self.dir, move || write_marker(&dir, generation, recnum)).await??;
             return Ok(record);
         };
         let now = pcr_value(&self.tpm, self.pcr).await.ok();
         match extend_outcome(now, &before, &record.digest.0) {
             ExtendOutcome::Landed => {
-                crate::engine::tracing_line(&format!(
-                    "measurement log: the extend of record {} failed ({e}) but PCR {} shows it \
-                     reached the TPM; keeping the record",
-                    record.recnum, self.pcr
-                ));
+                tracing::warn!(
+                    event = "measurement_extend_landed",
+                    recnum = record.recnum,
+                    pcr = self.pcr,
+                    error = %crate::logging::clip(&e.to_string()),
+                    "measurement log: the extend failed but the PCR shows it reached the TPM; \
+                     keeping the record"
+                );
                 write_marker(&self.dir, state.generation, record.recnum)?;
                 Ok(record)
             }
@@ -446,11 +462,14 @@ impl Measurer {
                 Err(e.into())
             }
             ExtendOutcome::Unknown => {
-                crate::engine::tracing_line(&format!(
-                    "measurement log: the extend of record {} failed ({e}) and PCR {} does not \
-                     tell whether it reached the TPM; settling it before the next extend",
-                    record.recnum, self.pcr
-                ));
+                tracing::warn!(
+                    event = "measurement_extend_unknown",
+                    recnum = record.recnum,
+                    pcr = self.pcr,
+                    error = %crate::logging::clip(&e.to_string()),
+                    "measurement log: the extend failed and the PCR does not tell whether it \
+                     reached the TPM; settling it before the next extend"
+                );
                 state.unconfirmed = Some(before_len);
                 Err(e.into())
             }
@@ -473,11 +492,12 @@ impl Measurer {
         state.len = before_len;
         state.unconfirmed = None;
         if let Some(record) = state.records.pop() {
-            crate::engine::tracing_line(&format!(
-                "measurement log: record {} ({}) was not extended; removed it from the log",
-                record.recnum,
-                record.content.event_name()
-            ));
+            tracing::warn!(
+                event = "measurement_dropped",
+                recnum = record.recnum,
+                measured = record.content.event_name(),
+                "measurement log: a record was not extended; removed it from the log"
+            );
         }
         Ok(())
     }
@@ -644,10 +664,13 @@ impl Measurer {
             ));
             return Err(e);
         }
-        crate::engine::tracing_line(&format!(
-            "TPM startup detected (reset count {}, restart count {}): measurement log generation {generation}",
-            clock.reset_count, clock.restart_count
-        ));
+        tracing::warn!(
+            event = "tpm_startup",
+            reset_count = clock.reset_count,
+            restart_count = clock.restart_count,
+            generation,
+            "TPM startup detected: a new measurement log generation"
+        );
         Ok(())
     }
 
@@ -660,7 +683,11 @@ impl Measurer {
             && let Ok(value) = pcr_value(&self.tpm, self.pcr).await
             && let Err(e) = self.settle(&mut state, &value)
         {
-            crate::engine::tracing_line(&format!("measurement log: {e}"));
+            tracing::error!(
+                event = "measurement_settle_failed",
+                error = %crate::logging::clip(&e.to_string()),
+                "measurement log: settling the last record failed"
+            );
         }
         let known = state
             .records
@@ -668,6 +695,17 @@ impl Measurer {
             .saturating_sub(usize::from(state.unconfirmed.is_some()));
         (state.generation, state.records[..known].to_vec())
     }
+}
+
+/// Runs blocking file work (writes, fsyncs) on the blocking pool and waits for it; `path`
+/// names the file in the error should the work not finish (a panic).
+async fn off_runtime<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, MeasureError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| io(path, format!("the file operation did not finish: {e}")))
 }
 
 async fn pcr_value(tpm: &Tpm, pcr: u8) -> Result<[u8; 32], MeasureError> {

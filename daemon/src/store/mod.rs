@@ -14,9 +14,12 @@ mod schema;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::StoreMetrics;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +100,7 @@ pub struct Store {
     writes: mpsc::UnboundedSender<Job>,
     reader: Arc<Mutex<Option<Connection>>>,
     path: PathBuf,
+    metrics: StoreMetrics,
 }
 
 impl std::fmt::Debug for Store {
@@ -126,9 +130,11 @@ impl Store {
         schema::migrate(&mut writer, &path)?;
         let reader = connect(&path)?;
         let (writes, rx) = mpsc::unbounded_channel();
+        let metrics = StoreMetrics::default();
+        let observed = metrics.clone();
         thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, rx, &observed))
             .map_err(|source| StoreError::Io {
                 what: "starting the store writer".into(),
                 source,
@@ -137,7 +143,13 @@ impl Store {
             writes,
             reader: Arc::new(Mutex::new(Some(reader))),
             path,
+            metrics,
         })
+    }
+
+    /// The group commits' sizes and durations (shared by every clone).
+    pub(crate) fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     /// Commits what is queued, checkpoints the WAL into the database file and closes both
@@ -219,7 +231,7 @@ impl Store {
 
 /// The writer: takes every queued job, runs each in a savepoint of one transaction,
 /// commits once, then tells every waiter.
-fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, metrics: &StoreMetrics) {
     let mut closing = None;
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = Vec::new();
@@ -236,7 +248,9 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
         }
         if !jobs.is_empty() {
             let mut waiters = Vec::with_capacity(jobs.len());
+            let started = Instant::now();
             let outcome = run_group(&mut conn, jobs, &mut waiters);
+            metrics.committed(waiters.len(), started.elapsed());
             for waiter in waiters {
                 let _ = waiter.send(match &outcome {
                     Ok(()) => Ok(()),

@@ -15,6 +15,7 @@ mod owner;
 pub mod templates;
 
 use std::thread;
+use std::time::Instant;
 
 use arbiter_policy::{ClockInfo, EcdsaSignature, PcrSelection, PcrValues, PolicyDigest, Public};
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +23,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 pub use device::Device;
 pub use error::TpmError;
+
+use crate::metrics::TpmMetrics;
 
 /// Where the TPM is and which handles and PCRs Arbiter uses (the configuration's `[tpm]`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -299,6 +302,7 @@ type Job = Box<dyn FnOnce(&mut owner::Slot) + Send>;
 pub struct Tpm {
     jobs: mpsc::UnboundedSender<Job>,
     config: TpmConfig,
+    metrics: TpmMetrics,
 }
 
 impl Tpm {
@@ -312,7 +316,16 @@ impl Tpm {
             .name("tpm-owner".into())
             .spawn(move || owner::run(slot, rx))
             .map_err(|e| TpmError::Config(format!("cannot start the TPM owner thread: {e}")))?;
-        Ok(Self { jobs, config })
+        Ok(Self {
+            jobs,
+            config,
+            metrics: TpmMetrics::default(),
+        })
+    }
+
+    /// The command latencies and queue depth of this TPM (shared by every clone).
+    pub(crate) fn metrics(&self) -> &TpmMetrics {
+        &self.metrics
     }
 
     /// The configuration the TPM was opened with.
@@ -321,34 +334,53 @@ impl Tpm {
     }
 
     /// Runs `f` on the owner thread with the open device (reopening it first if the
-    /// connection was lost) and returns its result. Every typed method below is one call.
+    /// connection was lost) and returns its result. Every typed method below is one call,
+    /// named `command` in the metrics and the debug log.
     pub async fn run<T: Send + 'static>(
         &self,
+        command: &'static str,
         f: impl FnOnce(&mut Device) -> Result<T, TpmError> + Send + 'static,
     ) -> Result<T, TpmError> {
         let (tx, rx) = oneshot::channel();
+        let metrics = self.metrics.clone();
         let job: Job = Box::new(move |slot| {
+            metrics.dequeued();
+            let started = Instant::now();
             let result = slot.with_device(f);
+            let took = started.elapsed();
+            metrics.ran(command, took);
+            tracing::debug!(
+                tpm_command = command,
+                duration_ms = took.as_secs_f64() * 1e3,
+                ok = result.is_ok(),
+                "TPM command"
+            );
             // The caller may have gone away (cancelled request); nothing to tell then.
             let _ = tx.send(result);
         });
-        self.jobs.send(job).map_err(|_| TpmError::Stopped)?;
+        self.metrics.queued();
+        if self.jobs.send(job).is_err() {
+            self.metrics.dequeued();
+            return Err(TpmError::Stopped);
+        }
         rx.await.map_err(|_| TpmError::Stopped)?
     }
 
     /// The attestation key.
     pub async fn attestation_key(&self) -> Result<KeyInfo, TpmError> {
-        self.run(|d| d.attestation_key().cloned()).await
+        self.run("attestation_key", |d| d.attestation_key().cloned())
+            .await
     }
 
     /// Reads PCRs of the SHA-256 bank.
     pub async fn pcr_read(&self, selection: PcrSelection) -> Result<PcrValues, TpmError> {
-        self.run(move |d| d.pcr_read(&selection)).await
+        self.run("pcr_read", move |d| d.pcr_read(&selection)).await
     }
 
     /// Extends a SHA-256 PCR with a digest.
     pub async fn pcr_extend(&self, pcr: u8, digest: [u8; 32]) -> Result<(), TpmError> {
-        self.run(move |d| d.pcr_extend(pcr, &digest)).await
+        self.run("pcr_extend", move |d| d.pcr_extend(pcr, &digest))
+            .await
     }
 
     /// Quotes a selection over qualifying data (at most 64 bytes), checked against the PCR
@@ -358,35 +390,38 @@ impl Tpm {
         selection: PcrSelection,
         qualifying_data: Vec<u8>,
     ) -> Result<Quote, TpmError> {
-        self.run(move |d| d.quote(&selection, &qualifying_data))
+        self.run("quote", move |d| d.quote(&selection, &qualifying_data))
             .await
     }
 
     /// The TPM's clock info (reset and restart counts) from a fresh quote.
     pub async fn clock(&self) -> Result<ClockInfo, TpmError> {
-        self.run(|d| Ok(d.clock()?.clock_info)).await
+        self.run("clock", |d| Ok(d.clock()?.clock_info)).await
     }
 
     /// Random bytes from the TPM.
     pub async fn random(&self, n: usize) -> Result<Vec<u8>, TpmError> {
-        self.run(move |d| d.random(n)).await
+        self.run("random", move |d| d.random(n)).await
     }
 
     /// Makes sure the statement key exists and is bound to the current platform state.
     pub async fn ensure_statement_key(&self) -> Result<KeyInfo, TpmError> {
-        self.run(|d| d.ensure_statement_key()).await
+        self.run("ensure_statement_key", |d| d.ensure_statement_key())
+            .await
     }
 
     /// The sealing index's public area, checked except for the platform PCR values its
     /// policy is bound to (see [`Device::sealing_index_as_is`]); `None` if not defined.
     pub async fn sealing_index_as_is(&self) -> Result<Option<SealingIndex>, TpmError> {
-        self.run(|d| d.sealing_index_as_is()).await
+        self.run("sealing_index_as_is", |d| d.sealing_index_as_is())
+            .await
     }
 
     /// The existing statement key even when bound to other platform PCR values (see
     /// [`Device::statement_key_as_is`]).
     pub async fn statement_key_as_is(&self) -> Result<KeyInfo, TpmError> {
-        self.run(|d| d.statement_key_as_is()).await
+        self.run("statement_key_as_is", |d| d.statement_key_as_is())
+            .await
     }
 
     /// The existing statement key even when bound to other platform PCR values (a degraded
@@ -396,7 +431,7 @@ impl Tpm {
         &self,
         qualifying_data: Vec<u8>,
     ) -> Result<(KeyInfo, Certification), TpmError> {
-        self.run(move |d| {
+        self.run("certify_statement_key_as_is", move |d| {
             let key = d.statement_key_as_is()?;
             let certification = d.certify_statement_key(&qualifying_data)?;
             Ok((key, certification))
@@ -406,7 +441,8 @@ impl Tpm {
 
     /// The statement key's expected policy for the current platform PCR values.
     pub async fn statement_key_policy(&self) -> Result<PolicyDigest, TpmError> {
-        self.run(|d| d.statement_key_policy()).await
+        self.run("statement_key_policy", |d| d.statement_key_policy())
+            .await
     }
 
     /// Certifies the statement key with the attestation key.
@@ -414,33 +450,39 @@ impl Tpm {
         &self,
         qualifying_data: Vec<u8>,
     ) -> Result<Certification, TpmError> {
-        self.run(move |d| d.certify_statement_key(&qualifying_data))
-            .await
+        self.run("certify_statement_key", move |d| {
+            d.certify_statement_key(&qualifying_data)
+        })
+        .await
     }
 
     /// Signs a SHA-256 digest with the statement key (only in the attested platform state).
     pub async fn sign(&self, digest: [u8; 32]) -> Result<EcdsaSignature, TpmError> {
-        self.run(move |d| d.sign(&digest)).await
+        self.run("sign", move |d| d.sign(&digest)).await
     }
 
     /// The sealing index's public area, checked; `None` if not defined.
     pub async fn sealing_index(&self) -> Result<Option<SealingIndex>, TpmError> {
-        self.run(|d| d.sealing_index()).await
+        self.run("sealing_index", |d| d.sealing_index()).await
     }
 
     /// Defines the sealing index and writes its first key.
     pub async fn define_sealing_index(&self, initial: SealedKey) -> Result<SealingIndex, TpmError> {
-        self.run(move |d| d.define_sealing_index(&initial)).await
+        self.run("define_sealing_index", move |d| {
+            d.define_sealing_index(&initial)
+        })
+        .await
     }
 
     /// Reads the sealing key (salted, encrypted policy session).
     pub async fn read_sealing_key(&self) -> Result<SealedKey, TpmError> {
-        self.run(|d| d.read_sealing_key()).await
+        self.run("read_sealing_key", |d| d.read_sealing_key()).await
     }
 
     /// Writes a new sealing key (salted, encrypted policy session): a rotation.
     pub async fn write_sealing_key(&self, sealed: SealedKey) -> Result<(), TpmError> {
-        self.run(move |d| d.write_sealing_key(&sealed)).await
+        self.run("write_sealing_key", move |d| d.write_sealing_key(&sealed))
+            .await
     }
 
     /// `TPM2_ActivateCredential` with the AK and the EK of `alg`.
@@ -450,17 +492,19 @@ impl Tpm {
         credential_blob: Vec<u8>,
         encrypted_secret: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
-        self.run(move |d| d.activate_credential(alg, &credential_blob, &encrypted_secret))
-            .await
+        self.run("activate_credential", move |d| {
+            d.activate_credential(alg, &credential_blob, &encrypted_secret)
+        })
+        .await
     }
 
     /// The endorsement keys and their certificates.
     pub async fn endorsement_keys(&self) -> Result<Vec<EndorsementKey>, TpmError> {
-        self.run(|d| d.endorsement_keys()).await
+        self.run("endorsement_keys", |d| d.endorsement_keys()).await
     }
 
     /// How many transient objects and sessions are loaded in the TPM now.
     pub async fn loaded_handles(&self) -> Result<usize, TpmError> {
-        self.run(|d| d.loaded_handles()).await
+        self.run("loaded_handles", |d| d.loaded_handles()).await
     }
 }
