@@ -187,9 +187,9 @@ impl Refusal {
             Refusal::NotAParty { caller } => {
                 format!("identity {caller} is not a party of instance {id}")
             }
-            Refusal::NotAPartyToApprove { caller } => format!(
-                "identity {caller} is not a party of instance {id}; only parties approve"
-            ),
+            Refusal::NotAPartyToApprove { caller } => {
+                format!("identity {caller} is not a party of instance {id}; only parties approve")
+            }
             Refusal::NoSuchSlot { slot } => format!("instance {id} has no slot `{slot}`"),
             Refusal::MayNotProvide { caller, slot } => {
                 format!("identity {caller} may not provide slot `{slot}` of instance {id}")
@@ -219,9 +219,9 @@ impl Refusal {
                 "slot `{slot}` already holds an input (accepted {accepted_at}); the manifest \
                  rejects resubmissions"
             ),
-            Refusal::NotOpenForWithdrawal { state } => format!(
-                "instance {id} is {state}; inputs can be withdrawn only while it is open"
-            ),
+            Refusal::NotOpenForWithdrawal { state } => {
+                format!("instance {id} is {state}; inputs can be withdrawn only while it is open")
+            }
             Refusal::WithdrawalStateChanged {
                 round,
                 current,
@@ -234,9 +234,9 @@ impl Refusal {
                 format!("the input in slot `{slot}` was submitted by another identity")
             }
             Refusal::NoInput { slot } => format!("slot `{slot}` holds no input"),
-            Refusal::AutomaticTrigger => format!(
-                "instance {id} evaluates automatically; its trigger is not `explicit`"
-            ),
+            Refusal::AutomaticTrigger => {
+                format!("instance {id} evaluates automatically; its trigger is not `explicit`")
+            }
             Refusal::NotAnEvaluator { caller } => {
                 format!("identity {caller} is not one of the evaluators of instance {id}")
             }

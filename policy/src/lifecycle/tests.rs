@@ -91,7 +91,10 @@ fn only_an_open_instance_accepts_inputs() {
     }
     let closed = Refusal::Closed { rounds: 3 };
     assert_eq!(closed.code(), "closed");
-    assert_eq!(closed.message("i1"), "instance i1 has completed its 3 round(s)");
+    assert_eq!(
+        closed.message("i1"),
+        "instance i1 has completed its 3 round(s)"
+    );
 }
 
 #[test]
@@ -165,7 +168,10 @@ fn approvals_are_counted_per_party() {
     );
     assert!(missing_approvals(&m, &approved(&['a', 'b', 'c'])).is_empty());
     let (a, b, c, z) = (id('a'), id('b'), id('c'), id('z'));
-    assert!(!approvals_complete(&m, [a.as_str(), b.as_str(), z.as_str()]));
+    assert!(!approvals_complete(
+        &m,
+        [a.as_str(), b.as_str(), z.as_str()]
+    ));
     assert!(approvals_complete(&m, [c.as_str(), b.as_str(), a.as_str()]));
 }
 
@@ -205,11 +211,15 @@ fn only_a_slots_provider_submits_into_it() {
     // that it is not a party.
     assert_eq!(
         submitter_allowed(&m, &id('c'), "nope", false).err(),
-        Some(Refusal::NoSuchSlot { slot: "nope".into() })
+        Some(Refusal::NoSuchSlot {
+            slot: "nope".into()
+        })
     );
     assert_eq!(
         submitter_allowed(&m, &id('z'), "nope", true).err(),
-        Some(Refusal::NoSuchSlot { slot: "nope".into() })
+        Some(Refusal::NoSuchSlot {
+            slot: "nope".into()
+        })
     );
     let stranger = submitter_allowed(&m, &id('z'), "nope", false).err();
     assert_eq!(stranger, Some(Refusal::NotAParty { caller: id('z') }));
@@ -221,7 +231,10 @@ fn only_a_slots_provider_submits_into_it() {
         })
     );
     assert_eq!(
-        Refusal::NoSuchSlot { slot: "nope".into() }.kind(),
+        Refusal::NoSuchSlot {
+            slot: "nope".into()
+        }
+        .kind(),
         RefusalKind::NotFound
     );
 }
@@ -238,10 +251,7 @@ fn a_function_condition_must_match() {
             actual: FUNCTION.into()
         })
     );
-    assert_eq!(
-        refusal.err().map(|r| r.code()),
-        Some("function_mismatch")
-    );
+    assert_eq!(refusal.err().map(|r| r.code()), Some("function_mismatch"));
 }
 
 #[test]
@@ -274,7 +284,11 @@ fn a_submission_commits_only_in_the_round_it_was_checked_for() {
 #[test]
 fn a_duplicate_input_follows_the_resubmission_policy() {
     let at = "2026-10-02T00:00:00Z";
-    for policy in [Resubmission::First, Resubmission::Last, Resubmission::Reject] {
+    for policy in [
+        Resubmission::First,
+        Resubmission::Last,
+        Resubmission::Reject,
+    ] {
         assert_eq!(
             resubmission(policy, "x", None),
             Ok(ResubmissionOutcome::Store)
@@ -468,7 +482,12 @@ fn each_destruction_policy_is_due_at_its_moment() {
     let deadline = At(Timestamp::from_datetime(CLOSES));
     assert!(!destruction_due(deadline, Open, false, second(CLOSES, -1)));
     assert!(destruction_due(deadline, Open, false, CLOSES));
-    assert!(destruction_due(deadline, Evaluated, false, second(CLOSES, 1)));
+    assert!(destruction_due(
+        deadline,
+        Evaluated,
+        false,
+        second(CLOSES, 1)
+    ));
 
     assert!(destruction_due(OnRequest, Destroying, false, now));
     assert!(!destruction_due(OnRequest, Evaluated, true, now));
