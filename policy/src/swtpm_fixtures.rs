@@ -258,7 +258,10 @@ fn endorsement_key_templates_are_checked_field_by_field() {
     let rsa = Public::from_tpm2b(fixture!("ek_rsa.pub")).unwrap();
     assert_eq!(check_ek_template("rsa2048", &rsa), Ok(EkTemplate::RsaL1));
     let wrong_alg = check_ek_template("ecc_nist_p384", &rsa).unwrap_err();
-    assert!(wrong_alg.to_string().contains("name algorithm"), "{wrong_alg}");
+    assert!(
+        wrong_alg.to_string().contains("name algorithm"),
+        "{wrong_alg}"
+    );
     assert!(
         check_ek_template("rsa4096", &rsa)
             .unwrap_err()

@@ -65,7 +65,14 @@ pub fn credential_blob(
     object_name: &[u8],
     credential: &[u8],
 ) -> Result<Vec<u8>, Error> {
-    let sym_key = kdfa(name_alg, seed, "STORAGE", object_name, &[], u32::from(sym_bits));
+    let sym_key = kdfa(
+        name_alg,
+        seed,
+        "STORAGE",
+        object_name,
+        &[],
+        u32::from(sym_bits),
+    );
     let mut enc_identity = tpm2b(credential, "credential")?;
     aes_cfb(sym_bits, &sym_key, &mut enc_identity)?;
     let digest_bits = u32::try_from(kdf_digest_len(name_alg) * 8).unwrap_or(256);
@@ -100,17 +107,21 @@ mod tests {
         let blob = credential_blob(TPM_ALG_SHA256, 128, &[0x5a; 32], OBJECT_NAME, &[0x11; 32]);
         assert_eq!(
             blob.map(hex::encode),
-            Ok("00440020331a11ac702c904f6acaad710bbfdbbbc07416e77272669de017c4b608d3611166\
+            Ok(
+                "00440020331a11ac702c904f6acaad710bbfdbbbc07416e77272669de017c4b608d3611166\
                 2cfea05445c66d7938544fcfe204a29a550d2609813c815c090215b80938328b08"
-                .to_owned())
+                    .to_owned()
+            )
         );
         let blob = credential_blob(TPM_ALG_SHA384, 256, &[0x5a; 48], OBJECT_NAME, &[0x11; 32]);
         assert_eq!(
             blob.map(hex::encode),
-            Ok("00540030a37bef454869faf3a67af47be0fd026fab73f4e387015c744e66fa2aebaeda0644\
+            Ok(
+                "00540030a37bef454869faf3a67af47be0fd026fab73f4e387015c744e66fa2aebaeda0644\
                 ddacfe97fc69100a91e683dbf15af60b0b58f0b4d3e73876b9857f426f0958217bd2db5a72\
                 9f9714a21561d62b0a3eb66a"
-                .to_owned())
+                    .to_owned()
+            )
         );
     }
 

@@ -61,6 +61,9 @@ mod tests {
         assert_eq!(rsa_public_key(&[0x31, 0x00]), None);
         assert_eq!(rsa_public_key(&[0x30, 0x02, 0x04, 0x00]), None);
         assert_eq!(rsa_public_key(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
-        assert_eq!(rsa_public_key(&[0x30, 0x89, 1, 1, 1, 1, 1, 1, 1, 1, 1]), None);
+        assert_eq!(
+            rsa_public_key(&[0x30, 0x89, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
+            None
+        );
     }
 }

@@ -5,9 +5,9 @@
 use x509_cert::Certificate;
 use x509_cert::der::Decode as _;
 
+use super::TPM_ECC_NIST_P384;
 use super::der::{rsa_public_key, strip_leading_zeros};
 use super::{Public, PublicKey, TPM_ALG_AES, TPM_ALG_CFB, TPM_ALG_SHA256, TPM_ALG_SHA384};
-use super::TPM_ECC_NIST_P384;
 use crate::Error;
 
 /// TCG EK Credential Profile: the default EK `authPolicy` (PolicySecret(endorsement)),
@@ -143,7 +143,9 @@ pub fn check_key_matches_ek(subject_public_key: &[u8], ek: &Public) -> Result<()
     if same {
         Ok(())
     } else {
-        Err(refused("the EK certificate's key is not the EK's public area"))
+        Err(refused(
+            "the EK certificate's key is not the EK's public area",
+        ))
     }
 }
 

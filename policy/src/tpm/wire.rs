@@ -136,10 +136,16 @@ mod tests {
         );
         assert_eq!(tpm2b(b"abc", "t").unwrap(), out);
         assert_eq!(tpm2b_body(&out, "t").unwrap(), b"abc");
-        assert_eq!(tpm2b_body(&out[..4], "t"), Err(Error::Truncated { what: "t" }));
+        assert_eq!(
+            tpm2b_body(&out[..4], "t"),
+            Err(Error::Truncated { what: "t" })
+        );
         let mut longer = out.clone();
         longer.push(0);
-        assert_eq!(tpm2b_body(&longer, "t"), Err(Error::TrailingBytes { what: "t" }));
+        assert_eq!(
+            tpm2b_body(&longer, "t"),
+            Err(Error::TrailingBytes { what: "t" })
+        );
         assert_eq!(tpm2b_body(&[0], "t"), Err(Error::Truncated { what: "t" }));
         let long = vec![0u8; 70_000];
         assert_eq!(
