@@ -10,7 +10,7 @@
 //! manifest and the log, the manifest against its digest and its `instance_created`
 //! record, and the statements against the certified statement key and the log.
 
-use arbiter_measured_boot::cel::{EventContent, Record};
+use arbiter_measured_boot::cel;
 use arbiter_policy::appraisal::{AppraisalPolicy, Expectations, Verdict, appraise};
 use arbiter_policy::evidence::Evidence;
 use arbiter_policy::jws::{Statement, verify_statement};
@@ -99,15 +99,6 @@ pub struct BundleReport {
 
 fn fail(what: impl Into<String>) -> ClientError {
     ClientError::Verification(what.into())
-}
-
-fn find_created(records: &[Record], instance: &str) -> Option<(u64, [u8; 32], [u8; 32])> {
-    records.iter().find_map(|r| match &r.content {
-        EventContent::InstanceCreated(c) if c.instance_id.to_string() == instance => {
-            Some((r.recnum, c.manifest_sha256.0, c.public_key_sha256.0))
-        }
-        _ => None,
-    })
 }
 
 /// Verifies a bundle offline under `policy` (with `cas`, also each EK certificate's
@@ -210,7 +201,9 @@ pub fn verify(
     checks.push(format!(
         "function: source hashes to the manifest's {function_sha}, loaded in the log"
     ));
-    match find_created(records, instance) {
+    match cel::find_instance_created(records, instance)
+        .map(|(recnum, c)| (recnum, c.manifest_sha256.0, c.public_key_sha256.0))
+    {
         Some((recnum, m, pk)) => {
             let public_key = hex::decode(bundle["instance"]["public_key"].as_str().unwrap_or(""))
                 .map_err(|e| fail(format!("instance public key: {e}")))?;

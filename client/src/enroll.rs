@@ -8,26 +8,26 @@
 //!    self-signed CA certificate from the given set.
 //! 2. The certificate's key must be the EK's public area, and the area must be the TCG
 //!    template: RSA-2048 L-1 (SHA-256, AES-128-CFB, the default `PolicyA` SHA-256) or ECC
-//!    P-384 H-3 (SHA-384, AES-256-CFB, `PolicyB` SHA-384).
-//! 3. `TPM2_MakeCredential` runs here in software (TPM 2.0 Part 1 §24: RSA-OAEP with label
-//!    `IDENTITY` or ECDH + KDFe for the seed, KDFa for the AES-CFB and HMAC keys) for the
-//!    AK's name with a random secret; the daemon's `ActivateCredential` must return it,
-//!    which proves the AK lives in the TPM holding that EK.
+//!    P-384 H-3 (SHA-384, AES-256-CFB, `PolicyB` SHA-384) — both checks are
+//!    `arbiter_policy::tpm`'s.
+//! 3. `TPM2_MakeCredential` runs in software (TPM 2.0 Part 1 §24) for the AK's name with a
+//!    random secret: the seed is encrypted here (RSA-OAEP with label `IDENTITY`, or ECDH
+//!    then KDFe), and `arbiter_policy::tpm::credential_blob` derives the AES-CFB and HMAC
+//!    keys with KDFa and builds the blob. The daemon's `ActivateCredential` must return
+//!    the secret, which proves the AK lives in the TPM holding that EK.
 //! 4. The AK's attributes (docs/protocol.md) and the statement key's certification by the AK are
 //!    checked, and the AK is pinned in the trust store.
 //!
-//! The cryptography is aws-lc-rs (the provider rustls already uses here), so enrolment
-//! adds no new cryptographic crate.
+//! The asymmetric cryptography and the certificate signatures are aws-lc-rs (the provider
+//! rustls already uses here); the symmetric part is the policy crate's.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arbiter_policy::Public;
 use arbiter_policy::evidence::require_ak;
-use arbiter_policy::tpm::{
-    PublicKey, TPM_ALG_AES, TPM_ALG_CFB, TPM_ALG_SHA256, TPM_ALG_SHA384, TPM_ECC_NIST_P384,
-};
-use aws_lc_rs::{agreement, cipher, digest, hmac, rand as lc_rand, rsa, signature};
+use arbiter_policy::tpm::{self, PublicKey, TPM_ALG_SHA384, TPM_ECC_NIST_P384};
+use aws_lc_rs::{agreement, rand as lc_rand, rsa, signature};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use x509_cert::Certificate;
@@ -35,24 +35,6 @@ use x509_cert::der::{Decode as _, Encode as _};
 
 use crate::ClientError;
 use crate::session::Session;
-
-/// TCG EK Credential Profile: the default EK `authPolicy` (PolicySecret(endorsement)),
-/// SHA-256 ("PolicyA").
-const POLICY_A_SHA256: [u8; 32] = [
-    0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
-    0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
-];
-/// TCG EK Credential Profile: the high-range templates' `authPolicy` ("PolicyB",
-/// SHA-384), as tpm2-tools and tss-esapi use it.
-const POLICY_B_SHA384: [u8; 48] = [
-    0xb2, 0x6e, 0x7d, 0x28, 0xd1, 0x1a, 0x50, 0xbc, 0x53, 0xd8, 0x82, 0xbc, 0xf5, 0xfd, 0x3a, 0x1a,
-    0x07, 0x41, 0x48, 0xbb, 0x35, 0xd3, 0xb4, 0xe4, 0xcb, 0x1c, 0x0a, 0xd9, 0xbd, 0xe4, 0x19, 0xca,
-    0xcb, 0x47, 0xba, 0x09, 0x69, 0x96, 0x46, 0x15, 0x0f, 0x9f, 0xc0, 0x00, 0xf3, 0xf8, 0x0e, 0x12,
-];
-/// fixedTPM | fixedParent | sensitiveDataOrigin | adminWithPolicy | restricted | decrypt.
-const EK_L1_ATTRIBUTES: u32 = 0x0003_00b2;
-/// The same plus userWithAuth (the H templates).
-const EK_H_ATTRIBUTES: u32 = 0x0003_00f2;
 
 fn err(what: impl Into<String>) -> ClientError {
     ClientError::Verification(what.into())
@@ -190,241 +172,13 @@ pub fn verify_ek_chain(
     Err(err("the certificate path is longer than 8"))
 }
 
-/// Which TCG template an EK follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EkTemplate {
-    /// RSA-2048, template L-1.
-    RsaL1,
-    /// ECC NIST P-384, template H-3.
-    EccH3,
-}
-
-/// Checks that `ek` is the TCG template for `alg` (`rsa2048` | `ecc_nist_p384`).
-///
-/// # Errors
-/// `Verification` naming the field that differs.
-pub fn check_ek_template(alg: &str, ek: &Public) -> Result<EkTemplate, ClientError> {
-    let (template, name_alg, attrs, policy, sym_bits): (_, _, _, &[u8], _) = match alg {
-        "rsa2048" => (
-            EkTemplate::RsaL1,
-            TPM_ALG_SHA256,
-            EK_L1_ATTRIBUTES,
-            &POLICY_A_SHA256,
-            128,
-        ),
-        "ecc_nist_p384" => (
-            EkTemplate::EccH3,
-            TPM_ALG_SHA384,
-            EK_H_ATTRIBUTES,
-            &POLICY_B_SHA384,
-            256,
-        ),
-        other => return Err(err(format!("unknown EK algorithm `{other}`"))),
-    };
-    if ek.name_alg() != name_alg {
-        return Err(err(format!(
-            "EK {alg}: name algorithm {:#06x}, not the template's",
-            ek.name_alg()
-        )));
-    }
-    if ek.attributes().0 != attrs {
-        return Err(err(format!(
-            "EK {alg}: attributes {:#010x}, the template has {attrs:#010x}",
-            ek.attributes().0
-        )));
-    }
-    if ek.auth_policy() != policy {
-        return Err(err(format!(
-            "EK {alg}: authPolicy {} is not the template's {}",
-            hex::encode(ek.auth_policy()),
-            hex::encode(policy)
-        )));
-    }
-    match ek.symmetric() {
-        Some(s) if s.alg == TPM_ALG_AES && s.mode == TPM_ALG_CFB && s.key_bits == sym_bits => {}
-        other => {
-            return Err(err(format!(
-                "EK {alg}: symmetric {other:?}, not AES-{sym_bits}-CFB"
-            )));
-        }
-    }
-    if ek.scheme().is_some() {
-        return Err(err(format!(
-            "EK {alg}: a scheme is set; the template has none"
-        )));
-    }
-    match (template, ek.key()) {
-        (
-            EkTemplate::RsaL1,
-            PublicKey::Rsa {
-                bits: 2048,
-                exponent,
-                modulus,
-            },
-        ) if (*exponent == 0 || *exponent == 65537) && modulus.len() == 256 => {}
-        (EkTemplate::EccH3, PublicKey::Ecc { curve, x, y })
-            if *curve == TPM_ECC_NIST_P384
-                && x.len() == 48
-                && y.len() == 48
-                && ek.kdf().is_none() => {}
-        _ => return Err(err(format!("EK {alg}: the key is not the template's"))),
-    }
-    Ok(template)
-}
-
-/// Minimal DER reader for the RSAPublicKey in an SPKI: returns (modulus, exponent).
-fn rsa_public_key(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let tag = *b.first()?;
-        let l0 = *b.get(1)? as usize;
-        let (len, hdr) = if l0 < 0x80 {
-            (l0, 2)
-        } else {
-            let n = l0 & 0x7f;
-            let mut len = 0usize;
-            for i in 0..n {
-                len = (len << 8) | *b.get(2 + i)? as usize;
-            }
-            (len, 2 + n)
-        };
-        let body = b.get(hdr..hdr + len)?;
-        Some((tag, body, b.get(hdr + len..)?))
-    }
-    let (0x30, seq, _) = tlv(der)? else {
-        return None;
-    };
-    let (0x02, n, rest) = tlv(seq)? else {
-        return None;
-    };
-    let (0x02, e, _) = tlv(rest)? else {
-        return None;
-    };
-    let strip = |v: &[u8]| {
-        v.iter()
-            .skip_while(|b| **b == 0)
-            .copied()
-            .collect::<Vec<u8>>()
-    };
-    Some((strip(n), strip(e)))
-}
-
-/// Checks that the certificate's key is the EK's public area's key.
+/// Checks that the certificate's key is the EK's public area's key (the check lives in
+/// the policy crate, with the other verifiers).
 ///
 /// # Errors
 /// `Verification` when they differ.
 pub fn check_cert_matches_ek(ek_cert_der: &[u8], ek: &Public) -> Result<(), ClientError> {
-    let cert = Certificate::from_der(ek_cert_der)
-        .map_err(|e| err(format!("the EK certificate does not parse: {e}")))?;
-    let key = cert
-        .tbs_certificate()
-        .subject_public_key_info()
-        .subject_public_key
-        .as_bytes()
-        .ok_or_else(|| err("the EK certificate's key is not whole bytes"))?
-        .to_vec();
-    let same = match ek.key() {
-        PublicKey::Rsa {
-            exponent, modulus, ..
-        } => {
-            let e = if *exponent == 0 { 65537 } else { *exponent };
-            let e_bytes: Vec<u8> = e
-                .to_be_bytes()
-                .iter()
-                .skip_while(|b| **b == 0)
-                .copied()
-                .collect();
-            rsa_public_key(&key).is_some_and(|(n, ce)| {
-                n == modulus
-                    .iter()
-                    .skip_while(|b| **b == 0)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    && ce == e_bytes
-            })
-        }
-        PublicKey::Ecc { x, y, .. } => {
-            let mut point = vec![0x04];
-            point.extend_from_slice(x);
-            point.extend_from_slice(y);
-            key == point
-        }
-    };
-    if same {
-        Ok(())
-    } else {
-        Err(err("the EK certificate's key is not the EK's public area"))
-    }
-}
-
-fn hmac_alg(name_alg: u16) -> (hmac::Algorithm, &'static digest::Algorithm, usize) {
-    if name_alg == TPM_ALG_SHA384 {
-        (hmac::HMAC_SHA384, &digest::SHA384, 48)
-    } else {
-        (hmac::HMAC_SHA256, &digest::SHA256, 32)
-    }
-}
-
-/// KDFa (TPM 2.0 Part 1 §11.4.10.2, SP 800-108 counter mode with HMAC).
-pub fn kdfa(
-    name_alg: u16,
-    key: &[u8],
-    label: &str,
-    context_u: &[u8],
-    context_v: &[u8],
-    bits: u32,
-) -> Vec<u8> {
-    let (alg, _, _) = hmac_alg(name_alg);
-    let k = hmac::Key::new(alg, key);
-    let want = (bits as usize).div_ceil(8);
-    let mut out = Vec::new();
-    let mut counter: u32 = 1;
-    while out.len() < want {
-        let mut ctx = hmac::Context::with_key(&k);
-        ctx.update(&counter.to_be_bytes());
-        ctx.update(label.as_bytes());
-        ctx.update(&[0]);
-        ctx.update(context_u);
-        ctx.update(context_v);
-        ctx.update(&bits.to_be_bytes());
-        out.extend_from_slice(ctx.sign().as_ref());
-        counter += 1;
-    }
-    out.truncate(want);
-    out
-}
-
-/// KDFe (TPM 2.0 Part 1 §11.4.10.3, SP 800-56A concatenation KDF).
-pub fn kdfe(
-    name_alg: u16,
-    z: &[u8],
-    label: &str,
-    party_u: &[u8],
-    party_v: &[u8],
-    bits: u32,
-) -> Vec<u8> {
-    let (_, d, _) = hmac_alg(name_alg);
-    let want = (bits as usize).div_ceil(8);
-    let mut out = Vec::new();
-    let mut counter: u32 = 1;
-    while out.len() < want {
-        let mut ctx = digest::Context::new(d);
-        ctx.update(&counter.to_be_bytes());
-        ctx.update(z);
-        ctx.update(label.as_bytes());
-        ctx.update(&[0]);
-        ctx.update(party_u);
-        ctx.update(party_v);
-        out.extend_from_slice(ctx.finish().as_ref());
-        counter += 1;
-    }
-    out.truncate(want);
-    out
-}
-
-fn tpm2b(bytes: &[u8]) -> Vec<u8> {
-    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(bytes);
-    out
+    tpm::check_cert_matches_ek(ek_cert_der, ek).map_err(|e| err(e.to_string()))
 }
 
 /// `TPM2_MakeCredential` in software: returns (`TPM2B_ID_OBJECT`,
@@ -440,8 +194,8 @@ pub fn make_credential(
     credential: &[u8],
 ) -> Result<(Vec<u8>, Vec<u8>), ClientError> {
     let name_alg = ek.name_alg();
-    let (_, _, digest_len) = hmac_alg(name_alg);
-    let sym_bits = u32::from(ek.symmetric().map(|s| s.key_bits).unwrap_or(128));
+    let digest_len = tpm::kdf_digest_len(name_alg);
+    let sym_bits = ek.symmetric().map(|s| s.key_bits).unwrap_or(128);
     let (seed, encrypted_secret) = match ek.key() {
         PublicKey::Rsa { .. } => {
             let mut seed = vec![0u8; digest_len];
@@ -483,43 +237,16 @@ pub fn make_credential(
                 err("ECDH with the EK failed"),
                 |z| Ok(z.to_vec()),
             )?;
-            let seed = kdfe(name_alg, &z, "IDENTITY", ex, x, (digest_len * 8) as u32);
-            let mut point = tpm2b(ex);
-            point.extend_from_slice(&tpm2b(ey));
+            let seed = tpm::kdfe(name_alg, &z, "IDENTITY", ex, x, (digest_len * 8) as u32);
+            let point = tpm::ecc_point(ex, ey).map_err(|e| err(e.to_string()))?;
             (seed, point)
         }
     };
-    let sym_key = kdfa(name_alg, &seed, "STORAGE", object_name, &[], sym_bits);
-    let cipher_alg = if sym_bits == 256 {
-        &cipher::AES_256
-    } else {
-        &cipher::AES_128
-    };
-    let key = cipher::UnboundCipherKey::new(cipher_alg, &sym_key).map_err(|_| err("AES key"))?;
-    let enc_key = cipher::EncryptingKey::cfb128(key).map_err(|_| err("AES-CFB"))?;
-    let mut enc_identity = tpm2b(credential);
-    enc_key
-        .less_safe_encrypt(
-            &mut enc_identity,
-            cipher::EncryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from([0u8; 16])),
-        )
-        .map_err(|_| err("AES-CFB encryption failed"))?;
-    let hmac_key = kdfa(
-        name_alg,
-        &seed,
-        "INTEGRITY",
-        &[],
-        &[],
-        (digest_len * 8) as u32,
-    );
-    let (halg, _, _) = hmac_alg(name_alg);
-    let mut ctx = hmac::Context::with_key(&hmac::Key::new(halg, &hmac_key));
-    ctx.update(&enc_identity);
-    ctx.update(object_name);
-    let outer = ctx.sign();
-    let mut id_object = tpm2b(outer.as_ref());
-    id_object.extend_from_slice(&enc_identity);
-    Ok((tpm2b(&id_object), tpm2b(&encrypted_secret)))
+    let id_object = tpm::credential_blob(name_alg, sym_bits, &seed, object_name, credential)
+        .map_err(|e| err(format!("credential: {e}")))?;
+    let encrypted_secret =
+        tpm::tpm2b(&encrypted_secret, "encrypted secret").map_err(|e| err(e.to_string()))?;
+    Ok((id_object, encrypted_secret))
 }
 
 /// What enrolment established.
@@ -557,7 +284,7 @@ async fn enroll_with(
         .map_err(|e| err(format!("EK {alg} public area: {e}")))?;
     let path = verify_ek_chain(&cert, cas)?;
     check_cert_matches_ek(&cert, &public)?;
-    check_ek_template(alg, &public)?;
+    tpm::check_ek_template(alg, &public).map_err(|e| err(e.to_string()))?;
     let spki = Certificate::from_der(&cert)
         .map_err(|e| err(e.to_string()))?
         .tbs_certificate()
@@ -661,72 +388,4 @@ pub async fn enroll(s: &Session, cas: &[Certificate]) -> Result<Enrolled, Client
         path,
         eks: outcomes,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    const EK_RSA: &[u8] = include_bytes!("../../policy/testdata/swtpm/ek_rsa.pub");
-    const EK_ECC_P256: &[u8] = include_bytes!("../../policy/testdata/swtpm/ek_ecc.pub");
-
-    #[test]
-    fn the_rsa_l1_template_passes_and_other_keys_do_not() {
-        let rsa = Public::from_tpm2b(EK_RSA).unwrap();
-        assert_eq!(
-            check_ek_template("rsa2048", &rsa).unwrap(),
-            EkTemplate::RsaL1
-        );
-        assert!(check_ek_template("ecc_nist_p384", &rsa).is_err());
-        // tpm2_createek's default ECC EK is P-256 (template L-2), not H-3.
-        let ecc = Public::from_tpm2b(EK_ECC_P256).unwrap();
-        let e = check_ek_template("ecc_nist_p384", &ecc)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("name algorithm"), "{e}");
-        assert!(check_ek_template("rsa4096", &rsa).is_err());
-    }
-
-    #[test]
-    fn kdfa_gives_the_requested_length_and_depends_on_every_input() {
-        let a = kdfa(TPM_ALG_SHA256, b"seed", "STORAGE", b"name", &[], 128);
-        assert_eq!(a.len(), 16);
-        assert_eq!(
-            a,
-            kdfa(TPM_ALG_SHA256, b"seed", "STORAGE", b"name", &[], 128)
-        );
-        assert_ne!(
-            a,
-            kdfa(TPM_ALG_SHA256, b"seed", "INTEGRITY", b"name", &[], 128)
-        );
-        assert_ne!(
-            a,
-            kdfa(TPM_ALG_SHA256, b"seed", "STORAGE", b"other", &[], 128)
-        );
-        // The bit count is an input: a longer key is not an extension of a shorter one.
-        let long = kdfa(TPM_ALG_SHA384, b"seed", "STORAGE", b"name", &[], 384);
-        assert_eq!(long.len(), 48);
-        assert_ne!(
-            &kdfa(TPM_ALG_SHA384, b"seed", "STORAGE", b"name", &[], 256)[..],
-            &long[..32]
-        );
-        assert_eq!(
-            kdfe(TPM_ALG_SHA384, b"z", "IDENTITY", b"u", b"v", 384).len(),
-            48
-        );
-    }
-
-    #[test]
-    fn rsa_public_keys_parse_from_der() {
-        // SEQUENCE { INTEGER 0x00c5, INTEGER 0x010001 }
-        let der = [
-            0x30, 0x09, 0x02, 0x02, 0x00, 0xc5, 0x02, 0x03, 0x01, 0x00, 0x01,
-        ];
-        assert_eq!(
-            rsa_public_key(&der),
-            Some((vec![0xc5], vec![0x01, 0x00, 0x01]))
-        );
-        assert_eq!(rsa_public_key(&der[..5]), None);
-    }
 }

@@ -409,13 +409,12 @@ pub async fn result(
     let own = own_inputs_listed(s, instance, &statement.inputs, Some(statement.round))?;
     if attestation.verdict.appraised.log_generation == Some(statement.log_generation) {
         let records = attestation.records();
-        let created = records
-            .iter()
-            .find(|rec| rec.recnum == statement.instance_created_recnum);
-        let ok = matches!(created.map(|r| &r.content),
-            Some(arbiter_measured_boot::cel::EventContent::InstanceCreated(c))
-                if c.instance_id.to_string() == instance
-                    && hex::encode(c.manifest_sha256.0) == statement.manifest_sha256);
+        let ok = arbiter_measured_boot::cel::find_instance_created(&records, instance).is_some_and(
+            |(recnum, c)| {
+                recnum == statement.instance_created_recnum
+                    && hex::encode(c.manifest_sha256.0) == statement.manifest_sha256
+            },
+        );
         if !ok {
             return Err(ClientError::Verification(format!(
                 "record {} of the attested log is not the instance_created of {instance} with manifest {}",

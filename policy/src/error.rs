@@ -78,6 +78,14 @@ pub enum Error {
         max: usize,
     },
 
+    /// An endorsement key that is not what enrolment accepts: not the TCG template for its
+    /// algorithm, or not the key its certificate holds. The reason names the field.
+    #[error("{reason}")]
+    Endorsement {
+        /// What differs.
+        reason: String,
+    },
+
     /// A PCR index outside the 24 PCRs (0..=23) of the SHA-256 bank.
     #[error("invalid PCR index {0} (PCRs are 0..=23)")]
     InvalidPcr(u16),

@@ -11,6 +11,8 @@
 //!   statements ([`jws`]: ES256 JWS, the result and destruction payloads);
 //! - the evidence bundle and its object checks ([`evidence`]) and the appraisal that
 //!   lists every reason for a rejection ([`appraisal`]);
+//! - the lifecycle of an instance as pure rules ([`lifecycle`]): which requests are
+//!   accepted in which state, the trigger, the rounds and the destruction policy;
 //! - identities ([`identity`]) and RFC 8785 JSON canonicalisation ([`jcs`]).
 //!
 //! No TPM, no I/O: bytes in, verdicts out. Every parser refuses truncated input and
@@ -25,6 +27,7 @@ pub mod hpke;
 pub mod identity;
 pub mod jcs;
 pub mod jws;
+pub mod lifecycle;
 pub mod manifest;
 pub mod merkle;
 #[cfg(test)]

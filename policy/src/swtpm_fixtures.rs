@@ -239,3 +239,64 @@ fn nv_names_and_certification_from_the_tpm() {
         }
     );
 }
+
+/// The `subjectPublicKey` bits of a PEM `PUBLIC KEY` fixture.
+fn spki_key(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    use x509_cert::der::Decode as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let spki = x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(&der).unwrap();
+    spki.subject_public_key.as_bytes().unwrap().to_vec()
+}
+
+#[test]
+fn endorsement_key_templates_are_checked_field_by_field() {
+    use crate::tpm::{EkTemplate, check_ek_template};
+    let rsa = Public::from_tpm2b(fixture!("ek_rsa.pub")).unwrap();
+    assert_eq!(check_ek_template("rsa2048", &rsa), Ok(EkTemplate::RsaL1));
+    let wrong_alg = check_ek_template("ecc_nist_p384", &rsa).unwrap_err();
+    assert!(
+        wrong_alg.to_string().contains("name algorithm"),
+        "{wrong_alg}"
+    );
+    assert!(
+        check_ek_template("rsa4096", &rsa)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown EK algorithm")
+    );
+    // tpm2_createek's default ECC EK is P-256 (template L-2), not H-3.
+    let ecc = Public::from_tpm2b(fixture!("ek_ecc.pub")).unwrap();
+    let e = check_ek_template("ecc_nist_p384", &ecc).unwrap_err();
+    assert!(e.to_string().contains("name algorithm"), "{e}");
+    // Under the L-1 rules the P-256 EK passes the common fields and fails on its key.
+    let e = check_ek_template("rsa2048", &ecc).unwrap_err();
+    assert_eq!(e.to_string(), "EK rsa2048: the key is not the template's");
+    // A P-384 primary that is not an EK: its attributes are not the H-3 template's.
+    let p384 = Public::from_tpm2b(fixture!("primary_p384.pub")).unwrap();
+    let e = check_ek_template("ecc_nist_p384", &p384).unwrap_err();
+    assert!(e.to_string().starts_with("EK ecc_nist_p384: "), "{e}");
+}
+
+#[test]
+fn an_endorsement_keys_certificate_key_must_be_its_public_area() {
+    use crate::tpm::{check_cert_matches_ek, check_key_matches_ek};
+    let rsa = Public::from_tpm2b(fixture!("ek_rsa.pub")).unwrap();
+    let ecc = Public::from_tpm2b(fixture!("ek_ecc.pub")).unwrap();
+    let rsa_key = spki_key(fixture_str!("ek_rsa.pem"));
+    let ecc_key = spki_key(fixture_str!("ek_ecc.pem"));
+    assert_eq!(check_key_matches_ek(&rsa_key, &rsa), Ok(()));
+    assert_eq!(check_key_matches_ek(&ecc_key, &ecc), Ok(()));
+    assert!(check_key_matches_ek(&ecc_key, &rsa).is_err());
+    assert!(check_key_matches_ek(&rsa_key, &ecc).is_err());
+    let mut other = ecc_key.clone();
+    if let Some(last) = other.last_mut() {
+        *last ^= 1;
+    }
+    assert!(check_key_matches_ek(&other, &ecc).is_err());
+    let e = check_cert_matches_ek(b"not a certificate", &rsa).unwrap_err();
+    assert!(e.to_string().contains("does not parse"), "{e}");
+}

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use arbiter_measured_boot::cel::{self, EventContent};
 use arbiter_policy::jws::InputInclusion;
-use arbiter_policy::manifest::DestructionPolicy;
+use arbiter_policy::lifecycle;
+use arbiter_proto::InstanceState;
 use serde_json::Value;
 
 use super::{Engine, EngineError, now};
@@ -33,6 +34,14 @@ pub(crate) fn failpoint(name: &str) {
     let _ = name;
 }
 
+/// The states of the instances whose secret must have a wrapping that opens at the current
+/// epoch (a `destroying` one may already have lost it to step (3)).
+const WRAPPED_STATES: [InstanceState; 3] = [
+    InstanceState::Open,
+    InstanceState::Evaluating,
+    InstanceState::Evaluated,
+];
+
 /// When [`Engine::rotate`] rotates the sealing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rotation {
@@ -53,12 +62,9 @@ impl Engine {
         id: &str,
     ) -> Result<Value, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
-        if !manifest.is_destroyer(caller) {
-            return Err(EngineError::Forbidden(format!(
-                "identity {caller} is not one of the destroyers of instance {id}"
-            )));
-        }
-        if row.state != "destroyed" {
+        lifecycle::destruction_request_allowed(&manifest, caller)
+            .map_err(|refusal| EngineError::refused(id, &refusal))?;
+        if lifecycle::destruction_may_begin(row.state) {
             self.mark_destroying(id).await?;
             self.run_destructions().await?;
         }
@@ -71,9 +77,9 @@ impl Engine {
         self.store
             .write(move |c| -> Result<(), StoreError> {
                 if let Some(row) = queries::get_instance(c, &key)?
-                    && row.state != "destroyed"
+                    && lifecycle::destruction_may_begin(row.state)
                 {
-                    queries::set_state(c, &key, "destroying")?;
+                    queries::set_state(c, &key, InstanceState::Destroying)?;
                 }
                 Ok(())
             })
@@ -88,7 +94,7 @@ impl Engine {
         let _one_at_a_time = self.destroy_lock.lock().await;
         let destroying = self
             .store
-            .read(|c| queries::instances_in_states(c, &["destroying"]))
+            .read(|c| queries::instances_in_states(c, &[InstanceState::Destroying]))
             .await?;
         if destroying.is_empty() {
             return Ok(());
@@ -268,15 +274,12 @@ impl Engine {
         first_read: bool,
     ) -> Result<(), EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
-        if row.state == "destroyed" {
-            return Ok(());
-        }
-        let due = match manifest.destruction.policy {
-            DestructionPolicy::AfterEvaluation => row.state == "evaluated",
-            DestructionPolicy::AfterFirstRead => first_read || row.first_read_at.is_some(),
-            DestructionPolicy::At(at) => time::OffsetDateTime::now_utc() >= at.get(),
-            DestructionPolicy::OnRequest => row.state == "destroying",
-        };
+        let due = lifecycle::destruction_due(
+            manifest.destruction.policy,
+            row.state,
+            first_read || row.first_read_at.is_some(),
+            time::OffsetDateTime::now_utc(),
+        );
         if due {
             self.mark_destroying(id).await?;
             self.run_destructions().await?;
@@ -324,12 +327,7 @@ impl Engine {
                 }
                 let live = engine
                     .store
-                    .read(|c| {
-                        queries::instances_in_states(
-                            c,
-                            &["open", "evaluating", "evaluated", "destroying"],
-                        )
-                    })
+                    .read(|c| queries::instances_in_states(c, &InstanceState::LIVE))
                     .await
                     .unwrap_or_default();
                 for row in live {
@@ -371,7 +369,7 @@ impl Engine {
             .store
             .read(move |c| -> Result<Vec<_>, StoreError> {
                 let mut out = Vec::new();
-                for row in queries::instances_in_states(c, &["open", "evaluating", "evaluated"])? {
+                for row in queries::instances_in_states(c, &WRAPPED_STATES)? {
                     let wrapped = queries::get_wrapped(c, &row.id, epoch)?;
                     out.push((row.id, wrapped));
                 }

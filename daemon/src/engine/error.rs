@@ -1,6 +1,7 @@
 //! What the engine answers when it refuses or fails: each variant says what was wrong in
 //! words a caller can act on; the API maps them to HTTP statuses and error codes.
 
+use arbiter_policy::lifecycle::{Refusal, RefusalKind};
 use arbiter_policy::manifest::ManifestProblem;
 
 use crate::keys::KeyError;
@@ -77,6 +78,17 @@ impl EngineError {
         Self::Conflict {
             code,
             message: message.into(),
+        }
+    }
+
+    /// A lifecycle rule's refusal of a request about instance `id`, with the rule's code
+    /// and message.
+    pub(crate) fn refused(id: &str, refusal: &Refusal) -> Self {
+        let message = refusal.message(id);
+        match refusal.kind() {
+            RefusalKind::Forbidden => Self::Forbidden(message),
+            RefusalKind::NotFound => Self::NotFound(message),
+            RefusalKind::Conflict => Self::conflict(refusal.code(), message),
         }
     }
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arbiter_policy::hpke;
+use arbiter_policy::lifecycle::{self, EvaluationStart};
 use arbiter_policy::manifest::Manifest;
+use arbiter_proto::InstanceState;
 use hkdf::Hkdf;
 use sha2::{Digest as _, Sha256};
 
@@ -88,47 +90,22 @@ impl Engine {
         id: &str,
     ) -> Result<serde_json::Value, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
-        if manifest.automatic_trigger_count().is_some() {
-            if !manifest.is_party(caller) && !self.config().is_operator(caller) {
-                return Err(EngineError::Forbidden(format!(
-                    "identity {caller} is not a party of instance {id}"
-                )));
-            }
-            return Err(EngineError::conflict(
-                "automatic_trigger",
-                format!("instance {id} evaluates automatically; its trigger is not `explicit`"),
-            ));
-        }
-        if !manifest.is_evaluator(caller) {
-            return Err(EngineError::Forbidden(format!(
-                "identity {caller} is not one of the evaluators of instance {id}"
-            )));
-        }
-        if row.state != "open" {
-            return Err(EngineError::conflict(
-                "not_open",
-                format!("instance {id} is {}; it cannot be evaluated now", row.state),
-            ));
-        }
+        let operator = self.config().is_operator(caller);
+        lifecycle::evaluation_request_allowed(&manifest, caller, operator, row.state)
+            .map_err(|refusal| EngineError::refused(id, &refusal))?;
         let key = id.to_owned();
         let inputs = self
             .store
             .read(move |c| queries::list_inputs(c, &key))
             .await?;
-        let missing: Vec<&str> = manifest
-            .slots
-            .keys()
-            .map(|s| s.as_str())
-            .filter(|s| !inputs.iter().any(|i| i.slot == *s))
-            .collect();
-        if !missing.is_empty() {
-            return Err(EngineError::conflict(
-                "slots_missing",
-                format!("slots not yet filled: {}", missing.join(", ")),
-            ));
-        }
+        lifecycle::missing_slots(&manifest, &filled_slots(&inputs))
+            .map_err(|refusal| EngineError::refused(id, &refusal))?;
         self.spawn_evaluation(id.to_owned(), row.round);
-        Ok(serde_json::json!({ "instance_id": id, "round": row.round, "state": "evaluating" }))
+        Ok(serde_json::json!({
+            "instance_id": id,
+            "round": row.round,
+            "state": InstanceState::Evaluating,
+        }))
     }
 
     /// Runs the evaluation of `round` in the background.
@@ -164,12 +141,6 @@ impl Engine {
             .await
             .map_err(|_| EngineError::Internal("shutting down".into()))?;
         let (_, manifest) = self.load_instance(id).await?;
-        let needed = manifest.automatic_trigger_count();
-        let slots: Vec<String> = manifest
-            .slots
-            .keys()
-            .map(|s| s.as_str().to_owned())
-            .collect();
         let key = id.to_owned();
         let started = self
             .store
@@ -177,20 +148,17 @@ impl Engine {
                 let Some(row) = queries::get_instance(c, &key)? else {
                     return Ok(false);
                 };
-                let from = if resuming { "evaluating" } else { "open" };
-                if row.state != from || row.round != round {
-                    return Ok(false);
-                }
                 let inputs = queries::list_inputs(c, &key)?;
-                let ready = match needed {
-                    Some(n) => inputs.len() >= n,
-                    None => slots.iter().all(|s| inputs.iter().any(|i| i.slot == *s)),
-                };
-                if ready || resuming {
-                    let state = if ready { "evaluating" } else { "open" };
-                    queries::update_instance(c, &key, state, row.round, row.evaluations)?;
-                }
-                Ok(ready)
+                let ready = lifecycle::round_ready(&manifest, &filled_slots(&inputs));
+                let next =
+                    match lifecycle::evaluation_start(row.state, row.round, round, resuming, ready)
+                    {
+                        EvaluationStart::Begin => InstanceState::Evaluating,
+                        EvaluationStart::Reopen => InstanceState::Open,
+                        EvaluationStart::Skip => return Ok(false),
+                    };
+                queries::update_instance(c, &key, next, row.round, row.evaluations)?;
+                Ok(next == InstanceState::Evaluating)
             })
             .await?;
         if !started {
@@ -226,12 +194,15 @@ impl Engine {
         let reopened = self
             .store
             .write(move |c| -> Result<bool, crate::store::StoreError> {
-                match queries::get_instance(c, &key)? {
-                    Some(row) if row.state == "evaluating" && row.round == round => {
-                        queries::update_instance(c, &key, "open", round, row.evaluations)?;
+                let Some(row) = queries::get_instance(c, &key)? else {
+                    return Ok(false);
+                };
+                match lifecycle::abandoned_round(row.state, row.round, round) {
+                    Some(state) => {
+                        queries::update_instance(c, &key, state, round, row.evaluations)?;
                         Ok(true)
                     }
-                    _ => Ok(false),
+                    None => Ok(false),
                 }
             })
             .await?;
@@ -407,13 +378,13 @@ impl Engine {
             .filter(|(_, s)| !kept_across_rounds(s.provide))
             .map(|(n, _)| n.as_str().to_owned())
             .collect();
-        let last_round = round >= manifest.rounds;
+        let (state, next) = lifecycle::after_evaluation(&manifest, round);
         let key = id.to_owned();
         self.store
             .write(move |c| -> Result<(), EngineError> {
                 // A destruction requested meanwhile wins: its result is never stored.
                 let current = queries::get_instance(c, &key)?;
-                if current.is_none_or(|r| r.state != "evaluating") {
+                if !lifecycle::result_may_be_stored(current.map(|r| r.state)) {
                     return Ok(());
                 }
                 queries::put_result(c, &result)?;
@@ -428,11 +399,6 @@ impl Engine {
                     queries::add_usage(c, &key, by, "output_bytes", u.output_bytes)?;
                 }
                 queries::add_usage(c, &key, by, "evaluations", 1)?;
-                let (state, next) = if last_round {
-                    ("evaluated", round)
-                } else {
-                    ("open", round + 1)
-                };
                 queries::update_instance(c, &key, state, next, row.evaluations + 1)?;
                 Ok(())
             })
@@ -551,7 +517,7 @@ impl Engine {
     pub(crate) async fn resume(&self) -> Result<(), crate::store::StoreError> {
         let pending = self
             .store
-            .read(|c| queries::instances_in_states(c, &["evaluating"]))
+            .read(|c| queries::instances_in_states(c, &[InstanceState::Evaluating]))
             .await?;
         for row in pending {
             if let Err(e) = self.evaluate_round(&row.id, row.round, true).await {
@@ -567,7 +533,7 @@ impl Engine {
             .store
             .read(|c| -> Result<_, crate::store::StoreError> {
                 let mut out = Vec::new();
-                for row in queries::instances_in_states(c, &["open"])? {
+                for row in queries::instances_in_states(c, &[InstanceState::Open])? {
                     let inputs = queries::list_inputs(c, &row.id)?;
                     out.push((row, inputs));
                 }
@@ -588,11 +554,8 @@ impl Engine {
                     continue;
                 }
             };
-            let triggered = manifest
-                .automatic_trigger_count()
-                .is_some_and(|n| inputs.len() >= n)
-                && inputs.iter().any(|i| i.round == row.round);
-            if !triggered {
+            let input_rounds: Vec<u64> = inputs.iter().map(|i| i.round).collect();
+            if !lifecycle::resume_triggered(&manifest, row.round, &input_rounds) {
                 continue;
             }
             if let Err(e) = self.evaluate_round(&row.id, row.round, false).await {
@@ -607,4 +570,9 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The slots that hold an input.
+fn filled_slots(inputs: &[InputRow]) -> Vec<&str> {
+    inputs.iter().map(|i| i.slot.as_str()).collect()
 }

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use arbiter_policy::hpke::{self, InputContext};
-use arbiter_policy::manifest::{Approval, Manifest, Provide, Resubmission, Slot};
+use arbiter_policy::lifecycle::{self, ResubmissionOutcome};
+use arbiter_policy::manifest::{Manifest, Provide, Slot};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -49,75 +50,22 @@ pub struct InputReceipt {
 }
 
 impl Engine {
-    /// Why inputs are not accepted now, or `None` if they are.
+    /// Why inputs are not accepted now, or `None` if they are (the lifecycle rule on the
+    /// instance's state, the approvals and the window at the current time).
     pub(crate) fn inputs_refusal(
         &self,
         row: &InstanceRow,
         manifest: &Manifest,
         approvals: &BTreeMap<String, String>,
     ) -> Option<EngineError> {
-        match row.state.as_str() {
-            "open" => {}
-            "evaluating" => {
-                return Some(EngineError::conflict(
-                    "evaluating",
-                    format!(
-                        "instance {} is being evaluated; try again when it finishes",
-                        row.id
-                    ),
-                ));
-            }
-            "destroyed" | "destroying" => {
-                return Some(EngineError::conflict(
-                    "destroyed",
-                    format!("instance {} is destroyed", row.id),
-                ));
-            }
-            _ => {
-                return Some(EngineError::conflict(
-                    "closed",
-                    format!(
-                        "instance {} has completed its {} round(s)",
-                        row.id, manifest.rounds
-                    ),
-                ));
-            }
-        }
-        if manifest.approval == Approval::Explicit {
-            let missing: Vec<&str> = manifest
-                .parties
-                .iter()
-                .filter(|p| !approvals.contains_key(p.identity.as_str()))
-                .map(|p| p.name.as_str())
-                .collect();
-            if !missing.is_empty() {
-                return Some(EngineError::conflict(
-                    "awaiting_approval",
-                    format!(
-                        "the manifest needs every party's approval first; missing: {}",
-                        missing.join(", ")
-                    ),
-                ));
-            }
-        }
-        let now = time::OffsetDateTime::now_utc();
-        if let Some(opens) = manifest.window.opens
-            && now < opens.get()
-        {
-            return Some(EngineError::conflict(
-                "window_not_open",
-                format!("the input window opens at {opens}"),
-            ));
-        }
-        if let Some(closes) = manifest.window.closes
-            && now >= closes.get()
-        {
-            return Some(EngineError::conflict(
-                "window_closed",
-                format!("the input window closed at {closes}"),
-            ));
-        }
-        None
+        lifecycle::inputs_accepted(
+            row.state,
+            manifest,
+            approvals,
+            time::OffsetDateTime::now_utc(),
+        )
+        .err()
+        .map(|refusal| EngineError::refused(&row.id, &refusal))
     }
 
     /// Accepts an input: authorisation, state, HPKE opening and type check, resubmission
@@ -143,18 +91,11 @@ impl Engine {
         if let Some(refusal) = self.inputs_refusal(&row, &manifest, &approvals) {
             return Err(refusal);
         }
-        if let Some(expected) = &request.expect_function_sha256
-            && *expected != row.function_sha256
-        {
-            return Err(EngineError::conflict(
-                "function_mismatch",
-                format!(
-                    "the input is conditioned on function {expected} but instance {id} runs \
-                     {}; the input was refused and deleted",
-                    row.function_sha256
-                ),
-            ));
-        }
+        lifecycle::function_condition(
+            request.expect_function_sha256.as_deref(),
+            &row.function_sha256,
+        )
+        .map_err(|refusal| EngineError::refused(id, &refusal))?;
         let b64 = base64::engine::general_purpose::STANDARD;
         let enc = b64
             .decode(&request.enc)
@@ -222,45 +163,44 @@ impl Engine {
             .store
             .write(move |c| -> Result<InputReceipt, EngineError> {
                 // Re-read inside the write: the state may have moved since the check.
-                let current = queries::get_instance(c, &input.instance_id)?
-                    .ok_or_else(|| EngineError::NotFound(format!("no instance {}", input.instance_id)))?;
-                if current.state != "open" || current.round != round {
-                    return Err(EngineError::conflict(
-                        "state_changed",
-                        format!(
-                            "instance {} moved to {} (round {}) meanwhile; submit again for the new round",
-                            current.id, current.state, current.round
-                        ),
-                    ));
-                }
+                let current = queries::get_instance(c, &input.instance_id)?.ok_or_else(|| {
+                    EngineError::NotFound(format!("no instance {}", input.instance_id))
+                })?;
+                lifecycle::submission_still_current(current.state, current.round, round)
+                    .map_err(|refusal| EngineError::refused(&current.id, &refusal))?;
                 if let Some(existing) = queries::get_input(c, &input.instance_id, &input.slot)? {
-                    match resubmission {
-                        Resubmission::Reject => {
-                            return Err(EngineError::conflict(
-                                "already_submitted",
-                                format!(
-                                    "slot `{}` already holds an input (accepted {}); the manifest \
-                                     rejects resubmissions",
-                                    input.slot, existing.accepted_at
-                                ),
-                            ));
-                        }
-                        Resubmission::First => {
-                            return Ok(InputReceipt {
-                                slot: existing.slot,
-                                round: existing.round,
-                                ciphertext_sha256: existing.ciphertext_sha256,
-                                accepted_at: existing.accepted_at,
-                                kept_first: true,
-                            });
-                        }
-                        Resubmission::Last => {}
+                    let outcome = lifecycle::resubmission(
+                        resubmission,
+                        &input.slot,
+                        Some(&existing.accepted_at),
+                    )
+                    .map_err(|refusal| EngineError::refused(&current.id, &refusal))?;
+                    if outcome == ResubmissionOutcome::KeepExisting {
+                        return Ok(InputReceipt {
+                            slot: existing.slot,
+                            round: existing.round,
+                            ciphertext_sha256: existing.ciphertext_sha256,
+                            accepted_at: existing.accepted_at,
+                            kept_first: true,
+                        });
                     }
                 }
                 queries::put_input(c, &input)?;
                 queries::record_accepted(c, &input)?;
-                queries::add_usage(c, &input.instance_id, &input.submitter, "inputs_submitted", 1)?;
-                queries::add_usage(c, &input.instance_id, &input.submitter, "input_bytes", bytes)?;
+                queries::add_usage(
+                    c,
+                    &input.instance_id,
+                    &input.submitter,
+                    "inputs_submitted",
+                    1,
+                )?;
+                queries::add_usage(
+                    c,
+                    &input.instance_id,
+                    &input.submitter,
+                    "input_bytes",
+                    bytes,
+                )?;
                 Ok(InputReceipt {
                     slot: input.slot,
                     round: input.round,
@@ -355,14 +295,8 @@ impl Engine {
         slot: &str,
     ) -> Result<serde_json::Value, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
-        if !manifest.can_provide(caller, slot) {
-            return Err(EngineError::Forbidden(format!(
-                "identity {caller} may not provide slot `{slot}` of instance {id}"
-            )));
-        }
-        if row.state != "open" {
-            return Err(not_open_for_withdrawal(id, &row.state));
-        }
+        lifecycle::withdrawal_allowed(&manifest, caller, slot, row.state)
+            .map_err(|refusal| EngineError::refused(id, &refusal))?;
         self.pauses.pause("withdraw-checked").await;
         let (key, s, who, round) = (id.to_owned(), slot.to_owned(), caller.to_owned(), row.round);
         self.store
@@ -371,28 +305,16 @@ impl Engine {
                 // the input) since the check above.
                 let current = queries::get_instance(c, &key)?
                     .ok_or_else(|| EngineError::NotFound(format!("no instance {key}")))?;
-                if current.state != "open" {
-                    return Err(not_open_for_withdrawal(&key, &current.state));
-                }
-                if current.round != round {
-                    return Err(EngineError::conflict(
-                        "state_changed",
-                        format!(
-                            "instance {key} moved to round {} meanwhile: round {round} was \
-                             evaluated with the input in slot `{s}`; nothing was withdrawn",
-                            current.round
-                        ),
-                    ));
-                }
-                match queries::get_input(c, &key, &s)? {
-                    Some(input) if input.submitter == who => {
-                        Ok(queries::delete_input(c, &key, &s)?)
-                    }
-                    Some(_) => Err(EngineError::Forbidden(format!(
-                        "the input in slot `{s}` was submitted by another identity"
-                    ))),
-                    None => Err(EngineError::NotFound(format!("slot `{s}` holds no input"))),
-                }
+                lifecycle::withdrawal_still_current(current.state, current.round, round, &s)
+                    .map_err(|refusal| EngineError::refused(&key, &refusal))?;
+                let input = queries::get_input(c, &key, &s)?;
+                lifecycle::withdrawal_target(
+                    &who,
+                    &s,
+                    input.as_ref().map(|i| i.submitter.as_str()),
+                )
+                .map_err(|refusal| EngineError::refused(&key, &refusal))?;
+                Ok(queries::delete_input(c, &key, &s)?)
             })
             .await?;
         Ok(serde_json::json!({ "instance_id": id, "slot": slot, "withdrawn": true }))
@@ -403,9 +325,9 @@ impl Engine {
         let Ok((row, manifest)) = self.load_instance(id).await else {
             return;
         };
-        let Some(needed) = manifest.automatic_trigger_count() else {
+        if manifest.automatic_trigger_count().is_none() {
             return;
-        };
+        }
         let key = id.to_owned();
         let Ok(inputs) = self
             .store
@@ -414,18 +336,10 @@ impl Engine {
         else {
             return;
         };
-        if row.state == "open" && inputs.len() >= needed {
+        if lifecycle::automatic_trigger_met(row.state, &manifest, inputs.len()) {
             self.spawn_evaluation(id.to_owned(), row.round);
         }
     }
-}
-
-/// The refusal of a withdrawal from an instance that is not open.
-fn not_open_for_withdrawal(id: &str, state: &str) -> EngineError {
-    EngineError::conflict(
-        "not_open",
-        format!("instance {id} is {state}; inputs can be withdrawn only while it is open"),
-    )
 }
 
 /// The refusal of anything that needs the secret of an instance found unrecoverable.
@@ -467,21 +381,7 @@ impl Engine {
         manifest: &'m Manifest,
         config: &crate::config::Config,
     ) -> Result<&'m Slot, EngineError> {
-        let Some(slot_spec) = manifest.slot(slot) else {
-            if !manifest.is_party(caller) && !config.is_operator(caller) {
-                return Err(EngineError::Forbidden(format!(
-                    "identity {caller} is not a party of instance {id}"
-                )));
-            }
-            return Err(EngineError::NotFound(format!(
-                "instance {id} has no slot `{slot}`"
-            )));
-        };
-        if !manifest.can_provide(caller, slot) {
-            return Err(EngineError::Forbidden(format!(
-                "identity {caller} may not provide slot `{slot}` of instance {id}"
-            )));
-        }
-        Ok(slot_spec)
+        lifecycle::submitter_allowed(manifest, caller, slot, config.is_operator(caller))
+            .map_err(|refusal| EngineError::refused(id, &refusal))
     }
 }

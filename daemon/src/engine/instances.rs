@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use arbiter_policy::hpke;
+use arbiter_policy::lifecycle;
 use arbiter_policy::manifest::{Manifest, ManifestProblem, ReaderRole};
+use arbiter_proto::InstanceState;
 use serde::{Deserialize, Serialize};
 
 use super::{Engine, EngineError, is_id, new_id, now};
@@ -214,7 +216,7 @@ impl Engine {
             public_key: public_key.to_vec(),
             created_by: caller.to_owned(),
             created_at: now(),
-            state: "open".into(),
+            state: InstanceState::Open,
             round: 1,
             evaluations: 0,
             first_read_at: None,
@@ -267,7 +269,7 @@ impl Engine {
             hpke_suite: hpke::SUITE,
             manifest_sha256,
             function_sha256: function.sha256,
-            state: "open".into(),
+            state: InstanceState::Open.to_string(),
             round: 1,
         })
     }
@@ -322,7 +324,7 @@ impl Engine {
             state: if lost {
                 "unrecoverable".into()
             } else {
-                row.state
+                row.state.to_string()
             },
             round: row.round,
             evaluations: row.evaluations,
@@ -340,17 +342,8 @@ impl Engine {
     /// Records a party's approval of the manifest.
     pub async fn approve(&self, caller: &str, id: &str) -> Result<serde_json::Value, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
-        if !manifest.is_party(caller) {
-            return Err(EngineError::Forbidden(format!(
-                "identity {caller} is not a party of instance {id}; only parties approve"
-            )));
-        }
-        if row.state == "destroyed" {
-            return Err(EngineError::conflict(
-                "destroyed",
-                format!("instance {id} is destroyed"),
-            ));
-        }
+        lifecycle::approval_accepted(&manifest, caller, row.state)
+            .map_err(|refusal| EngineError::refused(id, &refusal))?;
         let key = id.to_owned();
         let who = caller.to_owned();
         let at = now();
@@ -368,9 +361,8 @@ impl Engine {
             "approved"
         );
         let approved: Vec<&String> = approvals.iter().map(|(i, _)| i).collect();
-        let complete = manifest
-            .party_identities()
-            .all(|p| approved.iter().any(|a| *a == p.as_str()));
+        let complete =
+            lifecycle::approvals_complete(&manifest, approved.iter().map(|a| a.as_str()));
         Ok(serde_json::json!({
             "instance_id": id,
             "approved": approved,

@@ -40,6 +40,7 @@ use crate::store::{Store, queries};
 use crate::tls::TlsIdentity;
 use crate::tpm::{SealedKey, Tpm, TpmError};
 use arbiter_measured_boot::cel::{self, EventContent};
+use arbiter_proto::InstanceState;
 
 /// The running daemon's state.
 pub struct Engine {
@@ -532,9 +533,7 @@ pub(crate) async fn live_measurements(
                     sha256: cel::Sha256Digest(hex_array(&f.sha256)),
                 }));
             }
-            for i in
-                queries::instances_in_states(c, &["open", "evaluating", "evaluated", "destroying"])?
-            {
+            for i in queries::instances_in_states(c, &InstanceState::LIVE)? {
                 out.push(instance_created(&i.id, &i.manifest_sha256, &i.public_key));
             }
             Ok(out)

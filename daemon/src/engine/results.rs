@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use arbiter_policy::hpke;
+use arbiter_policy::lifecycle::Refusal;
 use arbiter_policy::manifest::ReaderRole;
+use arbiter_proto::InstanceState;
 use serde::Serialize;
 
 use super::evaluation::result_context;
@@ -82,17 +84,14 @@ impl Engine {
             if let Some(result) = stored {
                 return self.view(caller, role, row, result).await;
             }
-            if row.state == "destroyed" {
-                return Err(EngineError::conflict(
-                    "destroyed",
-                    format!("instance {id} is destroyed"),
-                ));
+            if row.state == InstanceState::Destroyed {
+                return Err(EngineError::refused(id, &Refusal::Destroyed));
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return Ok(ResultView {
                     instance_id: id.to_owned(),
-                    state: row.state,
+                    state: row.state.to_string(),
                     ..ResultView::default()
                 });
             }
@@ -113,7 +112,7 @@ impl Engine {
             evaluated: true,
             round: Some(result.round),
             evaluated_at: Some(result.evaluated_at.clone()),
-            state: row.state.clone(),
+            state: row.state.to_string(),
             ..ResultView::default()
         };
         if role == ReaderRole::Status {

@@ -1,6 +1,7 @@
 //! The SQL of the store: typed rows and one function per query, each taking the connection
 //! (or savepoint) it runs on, so the engine composes them inside one group-committed write.
 
+use arbiter_proto::InstanceState;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
@@ -109,8 +110,8 @@ pub struct InstanceRow {
     pub created_by: String,
     /// When.
     pub created_at: String,
-    /// `open`, `evaluating`, `evaluated`, `destroyed`.
-    pub state: String,
+    /// Where it is in its lifecycle (stored as the state's name).
+    pub state: InstanceState,
     /// The current round (from 1).
     pub round: u64,
     /// How many evaluations ran.
@@ -124,9 +125,21 @@ pub struct InstanceRow {
 const INSTANCE_COLUMNS: &str = "id, manifest_json, manifest_sha256, function_id, function_sha256, \
     public_key, created_by, created_at, state, round, evaluations, first_read_at, destroyed_at";
 
-fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRow> {
-    Ok(InstanceRow {
-        id: r.get(0)?,
+/// An instance row as read. A state name this build does not know is a
+/// [`StoreError::Corrupt`] naming the instance, never a default state.
+fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<InstanceRow, StoreError>> {
+    let id: String = r.get(0)?;
+    let state: String = r.get(8)?;
+    let state = match state.parse::<InstanceState>() {
+        Ok(state) => state,
+        Err(e) => {
+            return Ok(Err(StoreError::Corrupt(format!(
+                "instance {id} has state {state:?}: {e}"
+            ))));
+        }
+    };
+    Ok(Ok(InstanceRow {
+        id,
         manifest_json: r.get(1)?,
         manifest_sha256: r.get(2)?,
         function_id: r.get(3)?,
@@ -134,12 +147,12 @@ fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRow> {
         public_key: r.get(5)?,
         created_by: r.get(6)?,
         created_at: r.get(7)?,
-        state: r.get(8)?,
+        state,
         round: r.get::<_, i64>(9)? as u64,
         evaluations: r.get::<_, i64>(10)? as u64,
         first_read_at: r.get(11)?,
         destroyed_at: r.get(12)?,
-    })
+    }))
 }
 
 /// Stores a new instance.
@@ -148,7 +161,7 @@ pub fn insert_instance(c: &Connection, i: &InstanceRow) -> Result<(), StoreError
         &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
         params![
             i.id, i.manifest_json, i.manifest_sha256, i.function_id, i.function_sha256,
-            i.public_key, i.created_by, i.created_at, i.state, i.round as i64,
+            i.public_key, i.created_by, i.created_at, i.state.as_str(), i.round as i64,
             i.evaluations as i64, i.first_read_at, i.destroyed_at
         ],
     )?;
@@ -157,27 +170,28 @@ pub fn insert_instance(c: &Connection, i: &InstanceRow) -> Result<(), StoreError
 
 /// One instance by id.
 pub fn get_instance(c: &Connection, id: &str) -> Result<Option<InstanceRow>, StoreError> {
-    Ok(c.query_row(
+    c.query_row(
         &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"),
         [id],
         instance_row,
     )
-    .optional()?)
+    .optional()?
+    .transpose()
 }
 
 /// Every instance in one of `states`.
 pub fn instances_in_states(
     c: &Connection,
-    states: &[&str],
+    states: &[InstanceState],
 ) -> Result<Vec<InstanceRow>, StoreError> {
     let mut out = Vec::new();
     let mut stmt = c.prepare(&format!(
         "SELECT {INSTANCE_COLUMNS} FROM instances WHERE state = ?1 ORDER BY created_at, id"
     ))?;
     for state in states {
-        let rows = stmt.query_map([state], instance_row)?;
+        let rows = stmt.query_map([state.as_str()], instance_row)?;
         for r in rows {
-            out.push(r?);
+            out.push(r??);
         }
     }
     Ok(out)
@@ -187,13 +201,13 @@ pub fn instances_in_states(
 pub fn update_instance(
     c: &Connection,
     id: &str,
-    state: &str,
+    state: InstanceState,
     round: u64,
     evaluations: u64,
 ) -> Result<(), StoreError> {
     c.execute(
         "UPDATE instances SET state = ?2, round = ?3, evaluations = ?4 WHERE id = ?1",
-        params![id, state, round as i64, evaluations as i64],
+        params![id, state.as_str(), round as i64, evaluations as i64],
     )?;
     Ok(())
 }
@@ -209,8 +223,8 @@ pub fn mark_first_read(c: &Connection, id: &str, at: &str) -> Result<bool, Store
 /// Marks an instance destroyed.
 pub fn mark_destroyed(c: &Connection, id: &str, at: &str) -> Result<(), StoreError> {
     c.execute(
-        "UPDATE instances SET state = 'destroyed', destroyed_at = ?2 WHERE id = ?1",
-        params![id, at],
+        "UPDATE instances SET state = ?3, destroyed_at = ?2 WHERE id = ?1",
+        params![id, at, InstanceState::Destroyed.as_str()],
     )?;
     Ok(())
 }
@@ -218,8 +232,8 @@ pub fn mark_destroyed(c: &Connection, id: &str, at: &str) -> Result<(), StoreErr
 /// How many not-destroyed instances `creator` created.
 pub fn live_instances_of(c: &Connection, creator: &str) -> Result<u64, StoreError> {
     Ok(c.query_row(
-        "SELECT COUNT(*) FROM instances WHERE created_by = ?1 AND state <> 'destroyed'",
-        [creator],
+        "SELECT COUNT(*) FROM instances WHERE created_by = ?1 AND state <> ?2",
+        [creator, InstanceState::Destroyed.as_str()],
         |r| r.get::<_, i64>(0),
     )? as u64)
 }
@@ -569,8 +583,11 @@ pub fn delete_wrapped_except(c: &Connection, epoch: u64) -> Result<(), StoreErro
 }
 
 /// Sets an instance's state only.
-pub fn set_state(c: &Connection, id: &str, state: &str) -> Result<(), StoreError> {
-    c.execute("UPDATE instances SET state = ?2 WHERE id = ?1", [id, state])?;
+pub fn set_state(c: &Connection, id: &str, state: InstanceState) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE instances SET state = ?2 WHERE id = ?1",
+        [id, state.as_str()],
+    )?;
     Ok(())
 }
 

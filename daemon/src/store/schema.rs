@@ -189,4 +189,52 @@ mod tests {
         assert_eq!(i2.len(), 1);
         assert_eq!(i2[0].ciphertext_sha256, "c3");
     }
+
+    /// Instance states are stored by name and read back as the enum; a name this build
+    /// does not know is a corrupt store, reported with the instance, not a default state.
+    #[test]
+    fn instance_states_round_trip_and_an_unknown_one_is_corrupt() {
+        use arbiter_proto::InstanceState;
+
+        use super::super::queries;
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, Path::new(":memory:")).unwrap();
+        conn.execute_batch(
+            "INSERT INTO functions VALUES ('f', 'n', 'rhai', x'00', 'ff', 'me', 't');
+             INSERT INTO instances (id, manifest_json, manifest_sha256, function_id,
+                 function_sha256, public_key, created_by, created_at, state, round)
+             VALUES ('i1', '{}', 'm', 'f', 'ff', x'04', 'me', 't', 'open', 1);",
+        )
+        .unwrap();
+        for state in InstanceState::ALL {
+            queries::set_state(&conn, "i1", state).unwrap();
+            let row = queries::get_instance(&conn, "i1").unwrap().unwrap();
+            assert_eq!(row.state, state);
+            let stored: String = conn
+                .query_row("SELECT state FROM instances WHERE id = 'i1'", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(stored, state.as_str());
+            assert_eq!(
+                queries::instances_in_states(&conn, &[state]).unwrap().len(),
+                1
+            );
+        }
+        conn.execute("UPDATE instances SET state = 'paused' WHERE id = 'i1'", [])
+            .unwrap();
+        let e = queries::get_instance(&conn, "i1").unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Corrupt(m) if m.contains("i1") && m.contains("paused")),
+            "{e}"
+        );
+        assert!(queries::instances_in_states(&conn, &InstanceState::ALL).is_ok());
+        assert!(
+            queries::instances_in_states(&conn, &InstanceState::ALL)
+                .unwrap()
+                .is_empty()
+        );
+        let e = queries::live_instances_of(&conn, "me").unwrap();
+        assert_eq!(e, 1, "an unknown state is not `destroyed`");
+    }
 }

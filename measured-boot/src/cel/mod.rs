@@ -12,10 +12,12 @@
 //! that was hashed: unknown fields are refused, hex must be lowercase, base64 canonical, and
 //! integers below 2^53 (the range RFC 8785 numbers represent exactly).
 
+mod lookup;
 mod reader;
 mod types;
 mod verify;
 
+pub use lookup::{find_instance_created, instance_destroyed};
 pub use reader::{
     LogRead, TornReason, TornRecord, parse_json_array, read_jsonl, to_json_array, to_jsonl_line,
 };

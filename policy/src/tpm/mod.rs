@@ -1,12 +1,18 @@
 //! TPM 2.0 wire structures (TPM 2.0 Library, Part 2: Structures), big-endian as the TPM
 //! marshals them: the constants this crate needs, PCR selections, object and NV
-//! attributes, public areas and their names, `TPMS_ATTEST` and ECDSA `TPMT_SIGNATURE`.
+//! attributes, public areas and their names, `TPMS_ATTEST` and ECDSA `TPMT_SIGNATURE`;
+//! and what enrolment checks and builds: the TCG EK templates and the EK certificate's
+//! key, KDFa and KDFe, and `TPM2_MakeCredential` but for its asymmetric seed encryption.
 //!
 //! Parsers take bytes, refuse truncated input and trailing bytes, and never panic.
 
 mod attest;
 mod attributes;
+mod credential;
+mod der;
+mod ek;
 pub(crate) mod hash;
+mod kdf;
 mod nv;
 mod pcr;
 mod public;
@@ -15,11 +21,19 @@ mod wire;
 
 pub use attest::{Attest, Attested, ClockInfo};
 pub use attributes::{NvAttributes, ObjectAttributes};
+pub use credential::{credential_blob, ecc_point};
+pub use der::rsa_public_key;
+pub use ek::{
+    EK_H_ATTRIBUTES, EK_L1_ATTRIBUTES, EkTemplate, POLICY_A_SHA256, POLICY_B_SHA384,
+    check_cert_matches_ek, check_ek_template, check_key_matches_ek,
+};
 pub use hash::{digest_size, hash};
+pub use kdf::{kdf_digest_len, kdfa, kdfe};
 pub use nv::NvPublic;
 pub use pcr::{PcrSelection, PcrValues, pcr_digest};
 pub use public::{Public, PublicKey, Scheme, SymDef};
 pub use signature::EcdsaSignature;
+pub use wire::{tpm2b, tpm2b_body};
 
 // TPM_ALG_ID (Part 2, table "TPM_ALG_ID Constants"; TCG Algorithm Registry).
 /// `TPM_ALG_RSA`: RSA public key.

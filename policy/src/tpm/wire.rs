@@ -76,6 +76,29 @@ pub(crate) fn put_tpm2b(out: &mut Vec<u8>, bytes: &[u8], what: &'static str) -> 
     Ok(())
 }
 
+/// `bytes` size-prefixed as a `TPM2B_*` (u16 size, then the bytes): the one way this
+/// workspace marshals a sized buffer.
+///
+/// # Errors
+/// [`Error::TooLong`] when `bytes` does not fit a u16 size.
+pub fn tpm2b(bytes: &[u8], what: &'static str) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(bytes.len() + 2);
+    put_tpm2b(&mut out, bytes, what)?;
+    Ok(out)
+}
+
+/// The body of a whole `TPM2B_*`: its size prefix must match the bytes after it exactly.
+///
+/// # Errors
+/// [`Error::Truncated`] when the input is shorter than its size says,
+/// [`Error::TrailingBytes`] when it is longer.
+pub fn tpm2b_body<'a>(bytes: &'a [u8], what: &'static str) -> Result<&'a [u8], Error> {
+    let mut reader = Reader::new(bytes);
+    let body = reader.tpm2b(what)?;
+    reader.finish(what)?;
+    Ok(body)
+}
+
 /// Appends a `TPM2B_*` whose content is known to fit (it came out of a parser that read a
 /// u16 size, or is a fixed-size digest); content that does not fit is cut at 65,535 bytes,
 /// which no caller in this crate can produce.
@@ -111,6 +134,19 @@ mod tests {
             Reader::new(&out[..4]).tpm2b("t"),
             Err(Error::Truncated { what: "t" })
         );
+        assert_eq!(tpm2b(b"abc", "t").unwrap(), out);
+        assert_eq!(tpm2b_body(&out, "t").unwrap(), b"abc");
+        assert_eq!(
+            tpm2b_body(&out[..4], "t"),
+            Err(Error::Truncated { what: "t" })
+        );
+        let mut longer = out.clone();
+        longer.push(0);
+        assert_eq!(
+            tpm2b_body(&longer, "t"),
+            Err(Error::TrailingBytes { what: "t" })
+        );
+        assert_eq!(tpm2b_body(&[0], "t"), Err(Error::Truncated { what: "t" }));
         let long = vec![0u8; 70_000];
         assert_eq!(
             put_tpm2b(&mut Vec::new(), &long, "t"),
@@ -120,5 +156,6 @@ mod tests {
                 max: 65_535
             })
         );
+        assert!(tpm2b(&long, "t").is_err());
     }
 }

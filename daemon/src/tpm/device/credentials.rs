@@ -113,15 +113,10 @@ impl Device {
 
 /// The body of a size-prefixed TPM2B, refusing a wrong size.
 fn strip_tpm2b(what: &'static str, bytes: &[u8]) -> Result<Vec<u8>, TpmError> {
-    let (size, body) = bytes.split_at_checked(2).ok_or(TpmError::Command {
-        op: "ActivateCredential",
-        detail: format!("{what} is shorter than its size prefix"),
-    })?;
-    if usize::from(u16::from_be_bytes([size[0], size[1]])) != body.len() {
-        return Err(TpmError::Command {
+    arbiter_policy::tpm::tpm2b_body(bytes, what)
+        .map(<[u8]>::to_vec)
+        .map_err(|e| TpmError::Command {
             op: "ActivateCredential",
-            detail: format!("{what}'s size prefix does not match its length"),
-        });
-    }
-    Ok(body.to_vec())
+            detail: e.to_string(),
+        })
 }

@@ -68,13 +68,10 @@ impl Device {
 
 /// Size-prefixes a marshalled structure (TPM2B).
 pub(super) fn tpm2b(body: &[u8]) -> Result<Vec<u8>, TpmError> {
-    let size = u16::try_from(body.len()).map_err(|_| TpmError::Command {
+    arbiter_policy::tpm::tpm2b(body, "marshalled structure").map_err(|e| TpmError::Command {
         op: "marshalling",
-        detail: "structure larger than 64 KiB".into(),
-    })?;
-    let mut out = size.to_be_bytes().to_vec();
-    out.extend_from_slice(body);
-    Ok(out)
+        detail: e.to_string(),
+    })
 }
 
 /// Converts tss-esapi's public area to the policy crate's parsed form (exact TPM bytes).

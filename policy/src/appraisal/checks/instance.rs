@@ -2,7 +2,7 @@
 //! and the attested instance (created in this generation and not destroyed, its public key
 //! and manifest digest as measured, its manifest valid and its function loaded).
 
-use arbiter_measured_boot::cel::EventContent;
+use arbiter_measured_boot::cel::{self, EventContent};
 
 use super::Appraisal;
 use crate::appraisal::Check;
@@ -74,23 +74,9 @@ impl<'a> Appraisal<'a> {
                 ),
             );
         }
-        let mut created = None;
-        let mut destroyed = false;
-        for record in &self.evidence.log {
-            match &record.content {
-                EventContent::InstanceCreated(c)
-                    if c.instance_id.to_string() == inst.instance_id =>
-                {
-                    created = Some(c.clone());
-                }
-                EventContent::InstanceDestroyed(d)
-                    if d.instance_id.to_string() == inst.instance_id =>
-                {
-                    destroyed = true;
-                }
-                _ => {}
-            }
-        }
+        let created = cel::find_instance_created(&self.evidence.log, &inst.instance_id)
+            .map(|(_, c)| c.clone());
+        let destroyed = cel::instance_destroyed(&self.evidence.log, &inst.instance_id);
         let Some(created) = created else {
             self.fail(
                 Check::Instance,
