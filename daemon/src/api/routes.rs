@@ -318,6 +318,28 @@ pub fn path_exists(path: &str) -> bool {
     endpoints().iter().any(|e| matches(e.path, path).is_some())
 }
 
+/// The methods that serve `path`, in table order (a 405's `Allow` header); empty when
+/// none does.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = Vec::new();
+    for e in endpoints() {
+        if matches(e.path, path).is_some() && !methods.contains(&method_str(&e.method)) {
+            methods.push(method_str(&e.method));
+        }
+    }
+    methods
+}
+
+fn method_str(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "OPTIONS",
+    }
+}
+
 /// The OpenAPI 3.0 document of the table.
 pub fn openapi() -> Value {
     let mut paths = serde_json::Map::new();

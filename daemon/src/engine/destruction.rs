@@ -10,9 +10,9 @@
 use std::sync::Arc;
 
 use arbiter_measured_boot::cel::{self, EventContent};
-use arbiter_policy::jws::InputInclusion;
+use arbiter_policy::jws;
 use arbiter_policy::manifest::DestructionPolicy;
-use serde_json::Value;
+use arbiter_proto::api::{DestructionCertificate, EpochReset};
 
 use super::{Engine, EngineError, now, tracing_line};
 use crate::keys::Sealer;
@@ -50,7 +50,7 @@ impl Engine {
         self: &Arc<Self>,
         caller: &str,
         id: &str,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<DestructionCertificate, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
         if !manifest.is_destroyer(caller) {
             return Err(EngineError::Forbidden(format!(
@@ -205,7 +205,7 @@ impl Engine {
         &self,
         caller: &str,
         id: &str,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<DestructionCertificate, EngineError> {
         let (_, manifest) = self.load_instance(id).await?;
         self.require_party(caller, id, &manifest)?;
         let key = id.to_owned();
@@ -221,10 +221,10 @@ impl Engine {
         let jws = jws.ok_or_else(|| {
             EngineError::conflict("not_destroyed", format!("instance {id} is not destroyed"))
         })?;
-        let mut view = super::statements::statement_view(&jws);
+        let payload = super::statements::statement_payload(&jws);
         // The tree is the one signed: its first `inputs_count` leaves (the record is
         // append-only and a destroyed instance accepts nothing, so that is all of it).
-        let count = view["payload"]["inputs_count"]
+        let count = payload["inputs_count"]
             .as_u64()
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| {
@@ -239,14 +239,16 @@ impl Engine {
         let mut own = Vec::new();
         for (index, leaf) in leaves.iter().enumerate() {
             if leaf.submitter == caller {
-                let inclusion = InputInclusion::of(leaves, index)
+                let inclusion = jws::inclusion_of(leaves, index)
                     .map_err(|e| EngineError::Internal(format!("inclusion proof: {e}")))?;
                 own.push(inclusion);
             }
         }
-        view["inputs"] = serde_json::to_value(own)
-            .map_err(|e| EngineError::Internal(format!("inclusion proofs: {e}")))?;
-        Ok(view)
+        Ok(DestructionCertificate {
+            inputs: own,
+            jws,
+            payload,
+        })
     }
 
     /// Applies the automatic destruction policies that are due for `id`.
@@ -374,7 +376,7 @@ impl Engine {
     /// `POST /v1/admin/epoch-reset` (operators): gives up the unrecoverable instances,
     /// rotates the sealing key and measures `epoch_reset`, so new instances are accepted
     /// again.
-    pub async fn epoch_reset(&self, caller: &str) -> Result<Value, EngineError> {
+    pub async fn epoch_reset(&self, caller: &str) -> Result<EpochReset, EngineError> {
         if !self.config().is_operator(caller) {
             return Err(EngineError::Forbidden(format!(
                 "identity {caller} is not an operator"
@@ -420,6 +422,12 @@ impl Engine {
             "epoch reset to {new_epoch}; gave up {} instance(s)",
             lost.len()
         ));
-        Ok(serde_json::json!({ "epoch": new_epoch, "unrecoverable": lost }))
+        Ok(EpochReset {
+            epoch: new_epoch,
+            unrecoverable: lost
+                .iter()
+                .map(|id| super::stored(id))
+                .collect::<Result<_, _>>()?,
+        })
     }
 }

@@ -86,7 +86,7 @@ impl Engine {
         self: &Arc<Self>,
         caller: &str,
         id: &str,
-    ) -> Result<serde_json::Value, EngineError> {
+    ) -> Result<arbiter_proto::api::EvaluationStarted, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
         if manifest.automatic_trigger_count().is_some() {
             if !manifest.is_party(caller) && !self.config().is_operator(caller) {
@@ -128,7 +128,11 @@ impl Engine {
             ));
         }
         self.spawn_evaluation(id.to_owned(), row.round);
-        Ok(serde_json::json!({ "instance_id": id, "round": row.round, "state": "evaluating" }))
+        Ok(arbiter_proto::api::EvaluationStarted {
+            instance_id: super::stored(id)?,
+            round: row.round,
+            state: arbiter_proto::InstanceState::Evaluating,
+        })
     }
 
     /// Runs the evaluation of `round` in the background.

@@ -23,12 +23,12 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Semaphore, broadcast};
 
 pub use error::{EngineError, StartError};
-pub use functions::{FunctionDetail, FunctionSummary, RegisterFunction};
+pub use arbiter_proto::api::{
+    CreateInstance, CreatedInstance, FunctionDetail, FunctionSummary, InputReceipt,
+    InstanceDescription, RegisterFunction, ResultView, SlotStatus, SubmitInput,
+};
 #[cfg(feature = "failpoints")]
 pub use hooks::Pause;
-pub use inputs::{InputReceipt, SubmitInput};
-pub use instances::{CreateInstance, CreatedInstance, InstanceDescription, SlotStatus};
-pub use results::ResultView;
 
 use crate::config::Config;
 use crate::eval::Evaluator;
@@ -131,6 +131,16 @@ pub(crate) fn new_id() -> String {
     let mut b = [0u8; 16];
     rand::fill(&mut b);
     hex::encode(b)
+}
+
+/// A value read from the store (or made by the engine) as its wire type: one that does not
+/// parse is the engine's fault, never the caller's.
+pub(crate) fn stored<T>(text: &str) -> Result<T, EngineError>
+where
+    T: std::str::FromStr<Err = arbiter_proto::ProtoError>,
+{
+    text.parse()
+        .map_err(|e| EngineError::Internal(format!("a stored value: {e}")))
 }
 
 /// Whether `s` looks like an id (so malformed ids are refused before any lookup).

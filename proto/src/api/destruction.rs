@@ -23,6 +23,15 @@ pub struct InputLeaf {
     pub ciphertext_sha256: String,
 }
 
+impl InputLeaf {
+    /// The leaf's bytes: `JCS` of the object (RFC 8785).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Four plain fields serialise without failing; an empty output would match no
+        // tree anyone computes, so the fallback fails closed.
+        serde_jcs::to_vec(self).unwrap_or_default()
+    }
+}
+
 /// One of the caller's leaves with its index and RFC 9162 inclusion proof (hex hashes,
 /// from the leaf's sibling up).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
