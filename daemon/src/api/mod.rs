@@ -3,6 +3,7 @@
 //! `{"error": {"code", "message"}}` with the right status. It never touches the TPM or the
 //! database itself.
 
+mod openapi;
 pub mod routes;
 
 use std::sync::Arc;

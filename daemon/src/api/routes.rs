@@ -2,7 +2,7 @@
 //! the OpenAPI 3 document at `GET /v1/openapi.json`, so the two cannot drift apart.
 
 use hyper::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Every endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,44 +340,9 @@ fn method_str(m: &Method) -> &'static str {
     }
 }
 
-/// The OpenAPI 3.0 document of the table.
+/// The OpenAPI 3.0 document of the table, with the wire contract's schemas.
 pub fn openapi() -> Value {
-    let mut paths = serde_json::Map::new();
-    for e in endpoints() {
-        let params: Vec<Value> = split(e.path)
-            .iter()
-            .filter(|s| s.starts_with('{'))
-            .map(|s| {
-                json!({"name": s.trim_matches(|c| c == '{' || c == '}'), "in": "path", "required": true, "schema": {"type": "string"}})
-            })
-            .collect();
-        let mut op = json!({
-            "summary": e.summary,
-            "operationId": format!("{:?}", e.route),
-            "parameters": params,
-            "responses": {
-                e.status.to_string(): {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}},
-                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
-        if e.body {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
-        }
-        let entry = paths.entry(e.path.to_owned()).or_insert_with(|| json!({}));
-        entry[super::method_name(&e.method)] = op;
-    }
-    json!({
-        "openapi": "3.0.3",
-        "info": {"title": "Arbiter", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Attested trusted third party for multi-party computation. Mutual TLS: the caller's identity is the SHA-256 of its certificate's SubjectPublicKeyInfo."},
-        "paths": paths,
-        "components": {"schemas": {"Error": {
-            "type": "object", "required": ["error"],
-            "properties": {"error": {"type": "object", "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                               "problems": {"type": "array", "items": {"type": "object"}}}}}
-        }}}
-    })
+    super::openapi::document()
 }
 
 #[cfg(test)]
