@@ -107,6 +107,8 @@ pub struct Response {
     pub json: serde_json::Value,
     /// The raw body.
     pub body: Bytes,
+    /// The answer's headers.
+    pub headers: hyper::HeaderMap,
     /// The SPKI SHA-256 (hex) of the certificate the server presented on this connection.
     pub server_spki_sha256: String,
 }
@@ -229,6 +231,7 @@ impl Connection {
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
@@ -239,6 +242,7 @@ impl Connection {
             status,
             json,
             body,
+            headers,
             server_spki_sha256: spki,
         })
     }

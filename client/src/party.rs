@@ -11,6 +11,7 @@ use arbiter_policy::appraisal::AppraisalPolicy;
 use arbiter_policy::hpke::{self, InputContext};
 use arbiter_policy::jws::{
     DestructionStatement, InputInclusion, InputLeaf, InputRef, ResultStatement, Statement,
+    VerifyInclusion,
     verify_statement,
 };
 use arbiter_policy::manifest::Manifest;
