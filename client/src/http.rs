@@ -113,6 +113,19 @@ pub struct Response {
     pub server_spki_sha256: String,
 }
 
+impl Response {
+    /// Decodes the body as the answer type of `endpoint` (e.g. `GET /v1/tpm`, named in the
+    /// error): an answer that is not what the API promises is a clear error, never a
+    /// default.
+    ///
+    /// # Errors
+    /// `Protocol` naming the endpoint and what does not parse.
+    pub fn answer<T: serde::de::DeserializeOwned>(&self, endpoint: &str) -> Result<T, ClientError> {
+        arbiter_proto::api::parse_answer(endpoint, &self.body)
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}
+
 /// A connection factory to one daemon.
 #[derive(Clone)]
 pub struct Connection {

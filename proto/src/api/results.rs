@@ -2,7 +2,7 @@
 //! `GET /v1/instances/{id}/result` (what each reader may see of a result).
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::schema::Timestamp;
 use crate::InstanceState;
@@ -57,8 +57,14 @@ pub struct ResultView {
     /// Whether evaluation succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub succeeded: Option<bool>,
-    /// The function's output (null when evaluation failed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The function's output (null when evaluation failed). A present `null` reads as
+    /// `Some(Value::Null)`, an absent field as `None`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub output: Option<serde_json::Value>,
     /// Why evaluation failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +88,11 @@ pub struct ResultView {
     pub state: InstanceState,
 }
 
+/// Reads a field that is present (even as `null`) as `Some`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
 impl ResultView {
     /// A view with nothing evaluated yet.
     pub fn pending(instance_id: InstanceId, state: InstanceState) -> Self {
@@ -100,5 +111,26 @@ impl ResultView {
             payload: None,
             state,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_null_output_is_present_and_an_absent_one_is_not() {
+        let id = "0".repeat(32);
+        let with_null: Result<ResultView, _> = serde_json::from_str(&format!(
+            r#"{{"instance_id":"{id}","evaluated":true,"output":null,"state":"evaluated"}}"#
+        ));
+        assert_eq!(
+            with_null.ok().and_then(|v| v.output),
+            Some(serde_json::Value::Null)
+        );
+        let without: Result<ResultView, _> = serde_json::from_str(&format!(
+            r#"{{"instance_id":"{id}","evaluated":false,"state":"open"}}"#
+        ));
+        assert_eq!(without.map(|v| v.output).ok(), Some(None));
     }
 }
