@@ -139,7 +139,8 @@ pub fn identity_show(o: Overrides, out: &mut dyn Write) -> anyhow::Result<()> {
 pub fn health(o: Overrides, out: &mut dyn Write) -> anyhow::Result<()> {
     let s = session(o)?;
     let r = runtime()?.block_on(s.get("/healthz"))?;
-    writeln!(out, "{} answers: {}", s.settings.server, r.json)?;
+    let health: arbiter_proto::api::Health = r.answer("GET /healthz")?;
+    writeln!(out, "{} answers: {}", s.settings.server, json!(health))?;
     writeln!(out, "  its TLS key: {}", r.server_spki_sha256)?;
     match s.trust.server(&s.settings.server)?.attested_tls_spki {
         Some(k) if k == r.server_spki_sha256 => {
