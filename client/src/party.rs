@@ -33,11 +33,7 @@ fn b64() -> base64::engine::GeneralPurpose {
 }
 
 fn check_id(id: &str) -> Result<(), ClientError> {
-    if id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if id.parse::<arbiter_proto::InstanceId>().is_ok() {
         Ok(())
     } else {
         Err(ClientError::Usage(format!(
@@ -47,7 +43,7 @@ fn check_id(id: &str) -> Result<(), ClientError> {
 }
 
 fn check_sha256_hex(what: &str, s: &str) -> Result<(), ClientError> {
-    if arbiter_policy::identity::is_identity(s) {
+    if s.parse::<arbiter_proto::Sha256Digest>().is_ok() {
         Ok(())
     } else {
         Err(ClientError::Usage(format!(

@@ -286,10 +286,7 @@ pub async fn attest(
     instance: Option<&str>,
 ) -> Result<Attestation, ClientError> {
     if let Some(id) = instance
-        && !(id.len() == 32
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        && id.parse::<arbiter_proto::InstanceId>().is_err()
     {
         return Err(ClientError::Usage(format!(
             "`{id}` is not an instance id (32 lowercase hex characters)"

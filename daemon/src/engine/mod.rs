@@ -145,9 +145,7 @@ where
 
 /// Whether `s` looks like an id (so malformed ids are refused before any lookup).
 pub(crate) fn is_id(s: &str) -> bool {
-    s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.parse::<arbiter_proto::InstanceId>().is_ok()
 }
 
 impl Engine {
