@@ -27,8 +27,8 @@ use arbiter_policy::evidence::require_ak;
 use arbiter_policy::tpm::{
     PublicKey, TPM_ALG_AES, TPM_ALG_CFB, TPM_ALG_SHA256, TPM_ALG_SHA384, TPM_ECC_NIST_P384,
 };
-use aws_lc_rs::{agreement, cipher, digest, hmac, rand as lc_rand, rsa, signature};
 use arbiter_proto::api::{EkAlgorithm, EndorsementKey, Secret, TpmInfo};
+use aws_lc_rs::{agreement, cipher, digest, hmac, rand as lc_rand, rsa, signature};
 use base64::Engine as _;
 use serde_json::json;
 use x509_cert::Certificate;
@@ -619,11 +619,7 @@ pub async fn enroll(s: &Session, cas: &[Certificate]) -> Result<Enrolled, Client
         if chosen.is_none()
             && let Ok(path) = &outcome
         {
-            chosen = Some((
-                alg.clone(),
-                path.clone(),
-                ek_cert(ek)?,
-            ));
+            chosen = Some((alg.clone(), path.clone(), ek_cert(ek)?));
         }
         outcomes.push((alg, outcome.map_err(|e| e.to_string())));
     }

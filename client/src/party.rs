@@ -11,8 +11,7 @@ use arbiter_policy::appraisal::AppraisalPolicy;
 use arbiter_policy::hpke::{self, InputContext};
 use arbiter_policy::jws::{
     DestructionStatement, InputInclusion, InputLeaf, InputRef, ResultStatement, Statement,
-    VerifyInclusion,
-    verify_statement,
+    VerifyInclusion, verify_statement,
 };
 use arbiter_policy::manifest::Manifest;
 use arbiter_proto::api::{
@@ -239,7 +238,8 @@ pub async fn submit(
         .verdict
         .instance_public_key()
         .ok_or_else(|| ClientError::Verification("no attested instance key".into()))?;
-    let inst = attestation.answer.instance.as_ref().ok_or_else(|| {
+    let answer = attestation.answer()?;
+    let inst = answer.instance.as_ref().ok_or_else(|| {
         ClientError::Protocol("the attestation about the instance describes no instance".into())
     })?;
     let manifest = Manifest::from_json_value(inst.manifest.clone())
@@ -414,7 +414,7 @@ pub async fn result(
     }
     let own = own_inputs_listed(s, instance, &statement.inputs, Some(statement.round))?;
     if attestation.verdict.appraised.log_generation == Some(statement.log_generation) {
-        let records = attestation.records();
+        let records = attestation.records()?;
         let created = records
             .iter()
             .find(|rec| rec.recnum == statement.instance_created_recnum);
@@ -595,7 +595,7 @@ async fn check_destruction(
         == Some(statement.log_generation)
     {
         check_destroyed_record(
-            &attestation.records(),
+            &attestation.records()?,
             statement.instance_destroyed_recnum,
             instance,
             statement.epoch_retired,

@@ -36,9 +36,6 @@ pub struct Attestation {
     /// The evidence bundle as checked: the attestation response with `statement_key`
     /// added from `GET /v1/tpm`.
     pub evidence: Value,
-    /// The attestation answer as the daemon sent it (decoded, not yet trusted beyond the
-    /// verdict).
-    pub answer: wire::Attestation,
     /// The nonce sent (hex).
     pub nonce: String,
     /// The TLS key (SPKI SHA-256, hex) the attestation's connection presented.
@@ -67,9 +64,21 @@ impl Attestation {
         }
     }
 
+    /// The attestation answer as checked (the evidence without the statement key).
+    ///
+    /// # Errors
+    /// `Protocol` if the evidence is not an attestation answer (it was built from one).
+    pub fn answer(&self) -> Result<wire::Attestation, ClientError> {
+        arbiter_proto::api::answer_from_value("GET /v1/attestation", self.evidence.clone())
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
     /// The measurement log as checked.
-    pub fn records(&self) -> Vec<Record> {
-        self.answer.log.clone()
+    ///
+    /// # Errors
+    /// As [`Attestation::answer`].
+    pub fn records(&self) -> Result<Vec<Record>, ClientError> {
+        Ok(self.answer()?.log)
     }
 
     /// The verdict for machines: `{trusted, fresh, reasons, as_of, appraised}`.
@@ -317,7 +326,6 @@ pub async fn attest(
     Ok(Attestation {
         verdict,
         evidence,
-        answer,
         nonce,
         tls_spki_sha256: att.server_spki_sha256,
         instance_id: instance.map(str::to_owned),

@@ -240,21 +240,20 @@ pub fn inputs_root(leaves: &[InputLeaf]) -> (String, u64) {
 /// # Errors
 /// `Merkle(IndexOutOfRange)` when `index` is not below the number of leaves.
 pub fn inclusion_of(leaves: &[InputLeaf], index: usize) -> Result<InputInclusion, Error> {
-        let bytes: Vec<Vec<u8>> = leaves.iter().map(InputLeaf::to_bytes).collect();
-        let proof = crate::merkle::inclusion_proof(&bytes, index)?;
-        let leaf =
-            leaves
-                .get(index)
-                .cloned()
-                .ok_or(Error::Merkle(MerkleError::IndexOutOfRange {
-                    index: index as u64,
-                    tree_size: leaves.len() as u64,
-                }))?;
-        Ok(InputInclusion {
-            leaf,
-            leaf_index: index as u64,
-            proof: proof.iter().map(hex::encode).collect(),
-        })
+    let bytes: Vec<Vec<u8>> = leaves.iter().map(InputLeaf::to_bytes).collect();
+    let proof = crate::merkle::inclusion_proof(&bytes, index)?;
+    let leaf = leaves
+        .get(index)
+        .cloned()
+        .ok_or(Error::Merkle(MerkleError::IndexOutOfRange {
+            index: index as u64,
+            tree_size: leaves.len() as u64,
+        }))?;
+    Ok(InputInclusion {
+        leaf,
+        leaf_index: index as u64,
+        proof: proof.iter().map(hex::encode).collect(),
+    })
 }
 
 /// Checking a leaf's inclusion (the wire type lives in the protocol crate; the check

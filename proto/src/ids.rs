@@ -275,10 +275,7 @@ mod tests {
         let d: Sha256Digest = text.parse().unwrap_or(Sha256Digest([0; 32]));
         assert_eq!(d.0, [0xab; 32]);
         assert_eq!(d.to_string(), text);
-        assert_eq!(
-            serde_json::to_string(&d).ok(),
-            Some(format!("\"{text}\""))
-        );
+        assert_eq!(serde_json::to_string(&d).ok(), Some(format!("\"{text}\"")));
         assert!(serde_json::from_str::<Sha256Digest>(&format!("\"{}\"", "AB".repeat(32))).is_err());
         assert!(serde_json::from_str::<Sha256Digest>("\"abcd\"").is_err());
         assert!(d == text.as_str());
@@ -290,7 +287,9 @@ mod tests {
         assert!(serde_json::from_str::<InstanceId>("17").is_err());
         let ok = format!("\"{}\"", "a".repeat(32));
         assert_eq!(
-            serde_json::from_str::<FunctionId>(&ok).map(|f| f.to_string()).ok(),
+            serde_json::from_str::<FunctionId>(&ok)
+                .map(|f| f.to_string())
+                .ok(),
             Some("a".repeat(32))
         );
     }

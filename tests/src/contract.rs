@@ -19,8 +19,10 @@ fn document() -> &'static Value {
 fn to_json_schema(v: &Value) -> Value {
     match v {
         Value::Object(m) => {
-            let mut out: Map<String, Value> =
-                m.iter().map(|(k, v)| (k.clone(), to_json_schema(v))).collect();
+            let mut out: Map<String, Value> = m
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json_schema(v)))
+                .collect();
             if out.remove("nullable") == Some(Value::Bool(true)) {
                 json!({"anyOf": [Value::Object(out), {"type": "null"}]})
             } else {
@@ -73,7 +75,11 @@ fn schema_for(method: &str, path: &str, status: u16) -> Option<Value> {
 }
 
 /// A compiled validator per (method, template, status).
-fn validator(method: &str, path: &str, status: u16) -> Option<std::sync::Arc<jsonschema::Validator>> {
+fn validator(
+    method: &str,
+    path: &str,
+    status: u16,
+) -> Option<std::sync::Arc<jsonschema::Validator>> {
     static CACHE: OnceLock<Mutex<HashMap<String, std::sync::Arc<jsonschema::Validator>>>> =
         OnceLock::new();
     let key = format!("{method} {} {status}", template_of(path).unwrap_or(path));
@@ -158,17 +164,25 @@ mod tests {
         let f = json!([{"id": "0".repeat(32), "name": "f", "sha256": "a".repeat(64),
                         "registered_at": "2026-01-01T00:00:00Z"}]);
         check("GET", "/v1/functions", &answer(200, f));
-        let mut refused = answer(405, json!({"error": {"code": "method_not_allowed", "message": "no"}}));
-        refused
-            .headers
-            .insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static("GET, POST"));
+        let mut refused = answer(
+            405,
+            json!({"error": {"code": "method_not_allowed", "message": "no"}}),
+        );
+        refused.headers.insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("GET, POST"),
+        );
         check("DELETE", "/v1/functions", &refused);
     }
 
     #[test]
     #[should_panic(expected = "does not match the API document")]
     fn an_object_where_the_document_says_array_fails() {
-        check("GET", "/v1/functions", &answer(200, json!({"functions": []})));
+        check(
+            "GET",
+            "/v1/functions",
+            &answer(200, json!({"functions": []})),
+        );
     }
 
     #[test]

@@ -410,7 +410,9 @@ async fn method_not_allowed_lists_the_allowed_methods() {
     let r = w.alice.delete("/v1/functions").await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
-        r.headers.get(hyper::header::ALLOW).map(|v| v.to_str().unwrap()),
+        r.headers
+            .get(hyper::header::ALLOW)
+            .map(|v| v.to_str().unwrap()),
         Some("GET, POST")
     );
     let r = w
@@ -419,7 +421,9 @@ async fn method_not_allowed_lists_the_allowed_methods() {
         .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
-        r.headers.get(hyper::header::ALLOW).map(|v| v.to_str().unwrap()),
+        r.headers
+            .get(hyper::header::ALLOW)
+            .map(|v| v.to_str().unwrap()),
         Some("GET")
     );
 }

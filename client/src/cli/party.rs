@@ -198,7 +198,7 @@ pub fn attest(
     }
     // A daemon that cannot unseal its secrets in this platform state (docs/protocol.md) says so
     // beside the quote. The claim is unsigned, but it only ever makes the answer "no".
-    if let Some(reason) = a.answer.sealing.unavailable.as_deref() {
+    if let Some(reason) = a.answer()?.sealing.unavailable.as_deref() {
         let reason = reason.escape_debug();
         if !json {
             writeln!(

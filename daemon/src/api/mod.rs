@@ -51,7 +51,9 @@ impl ApiError {
     /// A request body the wire contract refuses: 400 with the endpoint's code.
     fn request(e: ProtoError) -> Self {
         match e {
-            ProtoError::Field { code, message } => Self::new(StatusCode::BAD_REQUEST, code, message),
+            ProtoError::Field { code, message } => {
+                Self::new(StatusCode::BAD_REQUEST, code, message)
+            }
             other => Self::new(StatusCode::BAD_REQUEST, "malformed_json", other.to_string()),
         }
     }

@@ -114,9 +114,7 @@ fn contract(route: Route) -> Contract {
             ..on_instance(of::<ResultView>)
         },
         Route::Usage => on_instance(of::<Usage>),
-        Route::Destroy | Route::DestructionCertificate => {
-            on_instance(of::<DestructionCertificate>)
-        }
+        Route::Destroy | Route::DestructionCertificate => on_instance(of::<DestructionCertificate>),
         Route::EpochReset => plain(of::<EpochReset>),
     }
 }
@@ -129,10 +127,7 @@ fn operation(e: &Endpoint, g: &mut SchemaGenerator) -> Value {
     let c = contract(e.route);
     let mut parameters = Vec::new();
     for segment in e.path.split('/') {
-        let Some(name) = segment
-            .strip_prefix('{')
-            .and_then(|s| s.strip_suffix('}'))
-        else {
+        let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
             continue;
         };
         let schema = match (name, c.id) {
@@ -143,10 +138,13 @@ fn operation(e: &Endpoint, g: &mut SchemaGenerator) -> Value {
         parameters.push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
     }
     for (name, required, schema) in c.query {
-        parameters.push(json!({"name": name, "in": "query", "required": required, "schema": schema}));
+        parameters
+            .push(json!({"name": name, "in": "query", "required": required, "schema": schema}));
     }
     let success = match c.answer {
-        Some(answer) => json!({"description": "success", "content": json_content(answer(g).to_value())}),
+        Some(answer) => {
+            json!({"description": "success", "content": json_content(answer(g).to_value())})
+        }
         None => json!({"description": "Prometheus text exposition (version 0.0.4)",
                        "content": {"text/plain": {"schema": {"type": "string"}}}}),
     };
@@ -171,7 +169,8 @@ fn operation(e: &Endpoint, g: &mut SchemaGenerator) -> Value {
         "responses": responses,
     });
     if let Some(request) = c.request {
-        op["requestBody"] = json!({"required": true, "content": json_content(request(g).to_value())});
+        op["requestBody"] =
+            json!({"required": true, "content": json_content(request(g).to_value())});
     }
     op
 }
@@ -234,25 +233,49 @@ mod tests {
         for e in endpoints() {
             let op = &doc["paths"][e.path][super::super::method_name(&e.method)];
             let ok = &op["responses"][e.status.to_string()]["content"];
-            assert!(ok.is_object(), "{} {} has no success content", e.method, e.path);
-            assert_eq!(op["requestBody"].is_object(), e.body, "{} {}", e.method, e.path);
-            assert!(op["responses"]["default"]["content"]["application/json"]["schema"].is_object());
+            assert!(
+                ok.is_object(),
+                "{} {} has no success content",
+                e.method,
+                e.path
+            );
+            assert_eq!(
+                op["requestBody"].is_object(),
+                e.body,
+                "{} {}",
+                e.method,
+                e.path
+            );
+            assert!(
+                op["responses"]["default"]["content"]["application/json"]["schema"].is_object()
+            );
         }
     }
 
     #[test]
     fn the_answers_schemathesis_found_wrong_are_right() {
         let doc = document();
-        let list = &doc["paths"]["/v1/functions"]["get"]["responses"]["200"]["content"]
-            ["application/json"]["schema"];
+        let list = &doc["paths"]["/v1/functions"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"];
         assert_eq!(list["type"], "array", "{list}");
-        assert!(doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]["text/plain"].is_object());
+        assert!(
+            doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]["text/plain"]
+                .is_object()
+        );
         let params = doc["paths"]["/v1/attestation"]["get"]["parameters"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        assert!(params.iter().any(|p| p["name"] == "nonce" && p["required"] == true));
-        assert!(params.iter().any(|p| p["name"] == "instance" && p["in"] == "query"));
+        assert!(
+            params
+                .iter()
+                .any(|p| p["name"] == "nonce" && p["required"] == true)
+        );
+        assert!(
+            params
+                .iter()
+                .any(|p| p["name"] == "instance" && p["in"] == "query")
+        );
         let id = &doc["paths"]["/v1/instances/{id}"]["get"]["parameters"][0]["schema"];
         let id = doc
             .pointer(id["$ref"].as_str().unwrap_or("").trim_start_matches('#'))

@@ -287,11 +287,7 @@ impl Engine {
         };
         let secret = self
             .tpm
-            .activate_credential(
-                alg,
-                request.credential_blob.0,
-                request.encrypted_secret.0,
-            )
+            .activate_credential(alg, request.credential_blob.0, request.encrypted_secret.0)
             .await
             .map_err(|e| {
                 EngineError::bad(

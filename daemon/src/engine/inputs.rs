@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 
 use arbiter_policy::hpke::{self, InputContext};
 use arbiter_policy::manifest::{Approval, Manifest, Provide, Resubmission, Slot};
-use base64::Engine as _;
 use arbiter_proto::api::{InputReceipt, SubmitInput, Withdrawal};
+use base64::Engine as _;
 use zeroize::Zeroizing;
 
 use super::{Engine, EngineError, now};

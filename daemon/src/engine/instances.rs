@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use arbiter_policy::hpke;
 use arbiter_policy::manifest::{Manifest, ManifestProblem, ReaderRole};
+use arbiter_proto::InstanceState;
 use arbiter_proto::api::{
     Approval, CreateInstance, CreatedInstance, InstanceDescription, ReportedState, SlotStatus,
     Usage, Window,
 };
-use arbiter_proto::InstanceState;
 
 use super::{Engine, EngineError, is_id, new_id, now, stored};
 use crate::keys::InstanceSecret;
@@ -327,8 +327,7 @@ impl Engine {
             .unwrap_or_default();
         let evaluations = evaluation.remove("evaluations").unwrap_or(0);
         let operator = self.config().is_operator(caller);
-        let sees_evaluation =
-            operator || manifest.reader_role(caller) == Some(ReaderRole::Result);
+        let sees_evaluation = operator || manifest.reader_role(caller) == Some(ReaderRole::Result);
         Ok(Usage {
             evaluation: sees_evaluation.then_some(evaluation),
             evaluations,

@@ -22,11 +22,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Semaphore, broadcast};
 
-pub use error::{EngineError, StartError};
 pub use arbiter_proto::api::{
     CreateInstance, CreatedInstance, FunctionDetail, FunctionSummary, InputReceipt,
     InstanceDescription, RegisterFunction, ResultView, SlotStatus, SubmitInput,
 };
+pub use error::{EngineError, StartError};
 #[cfg(feature = "failpoints")]
 pub use hooks::Pause;
 

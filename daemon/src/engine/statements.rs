@@ -118,8 +118,7 @@ pub(crate) fn input_refs(inputs: &[crate::store::queries::InputRow]) -> Vec<Inpu
 
 /// A statement's payload, decoded for convenience (null if it does not decode).
 pub(crate) fn statement_payload(jws: &str) -> Value {
-    jws
-        .split('.')
+    jws.split('.')
         .nth(1)
         .and_then(|p| {
             use base64::Engine as _;

@@ -15,7 +15,7 @@ pub mod schema;
 
 pub use attestation::{
     ActivateCredential, Attestation, Binding, BindingLeaf, EkAlgorithm, EndorsementKey, Quote,
-    QuotedPcrs, Secret, Sealing, StatementKey, TpmInfo, TpmKey,
+    QuotedPcrs, Sealing, Secret, StatementKey, TpmInfo, TpmKey,
 };
 pub use destruction::{DestructionCertificate, EpochReset, InputInclusion, InputLeaf};
 pub use error::{ErrorBody, ErrorDetail, Problem};
