@@ -50,8 +50,10 @@ fn contract(route: Route) -> Contract {
     match route {
         Route::Healthz => plain(of::<Health>),
         Route::Metrics => Contract {
+            request: None,
             answer: None,
-            ..plain(of::<Health>)
+            query: Vec::new(),
+            id: None,
         },
         Route::OpenApi => plain(|_| Schema::from(true)),
         Route::Attestation => Contract {
