@@ -15,6 +15,7 @@ use arbiter_policy::appraisal::{AppraisalPolicy, Expectations, Verdict, appraise
 use arbiter_policy::evidence::Evidence;
 use arbiter_policy::jws::{Statement, verify_statement};
 use arbiter_policy::manifest::{Manifest, manifest_sha256};
+use arbiter_proto::api::{DestructionCertificate, ResultView, TpmInfo};
 use serde_json::{Value, json};
 
 use crate::ClientError;
@@ -36,19 +37,19 @@ pub async fn collect(
     instance: &str,
 ) -> Result<(Value, crate::verify::Attestation), ClientError> {
     let description = crate::party::show_instance(s, instance).await?;
-    let function_id = description["function"]["id"]
-        .as_str()
-        .ok_or_else(|| ClientError::Protocol("the instance names no function id".into()))?
-        .to_owned();
-    let function = crate::party::show_function(s, &function_id).await?;
-    let tpm = s.get("/v1/tpm").await?.json;
+    let function = crate::party::show_function(s, description.function.id.as_str()).await?;
+    let tpm: TpmInfo = s.get("/v1/tpm").await?.answer("GET /v1/tpm")?;
     let attestation = attest(s, policy, None).await?;
     attestation.require_trusted()?;
+    // Not readable (a status reader, a destroyed instance): none. Readable but malformed:
+    // an error.
     let result = s
         .get(&format!("/v1/instances/{instance}/result"))
         .await
         .ok()
-        .and_then(|r| r.json["jws"].as_str().map(str::to_owned))
+        .map(|r| r.answer::<ResultView>("GET /v1/instances/{id}/result"))
+        .transpose()?
+        .and_then(|v| v.jws)
         .or(
             // After destruction the daemon serves no result; the one verified earlier
             // (`arbiter result`) was saved.
@@ -60,7 +61,11 @@ pub async fn collect(
         .get(&format!("/v1/instances/{instance}/destruction-certificate"))
         .await
         .ok()
-        .and_then(|r| r.json["jws"].as_str().map(str::to_owned));
+        .map(|r| {
+            r.answer::<DestructionCertificate>("GET /v1/instances/{id}/destruction-certificate")
+        })
+        .transpose()?
+        .map(|c| c.jws);
     // When the certificate's log generation is gone, the attestation saved with it holds
     // the instance_destroyed record.
     let saved = s
@@ -71,14 +76,14 @@ pub async fn collect(
         "format": FORMAT,
         "server": s.settings.server,
         "instance_id": instance,
-        "tpm": {"eks": tpm["eks"], "ak": tpm["ak"], "statement_key": tpm["statement_key"]},
+        "tpm": {"eks": tpm.eks, "ak": tpm.ak, "statement_key": tpm.statement_key},
         "evidence": attestation.evidence,
         "instance": {
-            "manifest": description["manifest"],
-            "manifest_sha256": description["manifest_sha256"],
-            "public_key": description["public_key"],
+            "manifest": description.manifest,
+            "manifest_sha256": description.manifest_sha256,
+            "public_key": description.public_key,
         },
-        "function": {"id": function["id"], "name": function["name"], "sha256": function["sha256"], "source": function["source"]},
+        "function": {"id": function.id, "name": function.name, "sha256": function.sha256, "source": function.source},
         "result": result,
         "destruction": destruction,
         "destruction_evidence": saved,

@@ -27,9 +27,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arbiter_policy::Public;
 use arbiter_policy::evidence::require_ak;
 use arbiter_policy::tpm::{self, PublicKey, TPM_ALG_SHA384, TPM_ECC_NIST_P384};
+use arbiter_proto::api::{EkAlgorithm, EndorsementKey, Secret, TpmInfo};
 use aws_lc_rs::{agreement, rand as lc_rand, rsa, signature};
 use base64::Engine as _;
-use serde_json::{Value, json};
+use serde_json::json;
 use x509_cert::Certificate;
 use x509_cert::der::{Decode as _, Encode as _};
 
@@ -262,25 +263,24 @@ pub struct Enrolled {
     pub eks: Vec<(String, Result<Vec<String>, String>)>,
 }
 
-fn b64d(v: &Value, what: &str) -> Result<Vec<u8>, ClientError> {
-    base64::engine::general_purpose::STANDARD
-        .decode(
-            v.as_str()
-                .ok_or_else(|| ClientError::Protocol(format!("no {what}")))?,
-        )
-        .map_err(|e| ClientError::Protocol(format!("{what}: {e}")))
+/// The EK's certificate (DER), which `GET /v1/tpm` gives as null when the TPM has none.
+fn ek_cert(ek: &EndorsementKey) -> Result<Vec<u8>, ClientError> {
+    ek.cert_der
+        .as_ref()
+        .map(|c| c.0.clone())
+        .ok_or_else(|| ClientError::Protocol("no EK certificate".into()))
 }
 
 /// Checks one EK (chain, key, template) and activates a credential for the AK with it.
 async fn enroll_with(
     s: &Session,
-    ek: &Value,
+    ek: &EndorsementKey,
     cas: &[Certificate],
     ak_name: &[u8],
 ) -> Result<Vec<String>, ClientError> {
-    let alg = ek["alg"].as_str().unwrap_or("");
-    let cert = b64d(&ek["cert_der"], "EK certificate")?;
-    let public = Public::from_tpm2b(&b64d(&ek["tpm2b_public"], "EK public area")?)
+    let alg = ek.alg.as_str();
+    let cert = ek_cert(ek)?;
+    let public = Public::from_tpm2b(&ek.tpm2b_public.0)
         .map_err(|e| err(format!("EK {alg} public area: {e}")))?;
     let path = verify_ek_chain(&cert, cas)?;
     check_cert_matches_ek(&cert, &public)?;
@@ -301,7 +301,8 @@ async fn enroll_with(
             &json!({"ek_alg": alg, "credential_blob": b64.encode(&blob), "encrypted_secret": b64.encode(&enc)}),
         )
         .await?;
-    if b64d(&r.json["secret"], "secret")? != secret {
+    let answer: Secret = r.answer("POST /v1/tpm/activate-credential")?;
+    if answer.secret.0 != secret {
         return Err(err(format!(
             "ActivateCredential with EK {alg} returned another secret: the AK is not in that TPM"
         )));
@@ -316,49 +317,36 @@ async fn enroll_with(
 /// # Errors
 /// `Verification` listing why no EK passed; server errors.
 pub async fn enroll(s: &Session, cas: &[Certificate]) -> Result<Enrolled, ClientError> {
-    let tpm = s.get("/v1/tpm").await?.json;
-    let ak = Public::from_tpm2b(&b64d(&tpm["ak"]["tpm2b_public"], "AK")?)
+    let tpm: TpmInfo = s.get("/v1/tpm").await?.answer("GET /v1/tpm")?;
+    let ak = Public::from_tpm2b(&tpm.ak.tpm2b_public.0)
         .map_err(|e| err(format!("AK public area: {e}")))?;
     require_ak(&ak).map_err(|e| err(format!("AK: {e}")))?;
     let ak_name = ak.name();
-    if tpm["ak"]["name"].as_str() != Some(hex::encode(&ak_name).as_str()) {
+    if hex::encode(&tpm.ak.name.0) != hex::encode(&ak_name) {
         return Err(err("the AK's name is not the one its public area gives"));
     }
     let ak_pem = ak.public_key_pem().map_err(|e| err(format!("AK: {e}")))?;
-    let sk = Public::from_tpm2b(&b64d(
-        &tpm["statement_key"]["tpm2b_public"],
-        "statement key",
-    )?)
-    .map_err(|e| err(format!("statement key: {e}")))?;
+    let sk = Public::from_tpm2b(&tpm.statement_key.tpm2b_public.0)
+        .map_err(|e| err(format!("statement key: {e}")))?;
     arbiter_policy::verify_certify(
-        &b64d(&tpm["statement_key"]["attest"], "certification")?,
-        &b64d(
-            &tpm["statement_key"]["signature"],
-            "certification signature",
-        )?,
+        &tpm.statement_key.attest.0,
+        &tpm.statement_key.signature.0,
         &ak,
         &sk,
-        &b64d(&tpm["statement_key"]["qualifying_data"], "qualifying data")?,
+        &tpm.statement_key.qualifying_data.0,
     )
     .map_err(|e| err(format!("the statement key's certification by the AK: {e}")))?;
-    let mut eks: Vec<&Value> = tpm["eks"]
-        .as_array()
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    eks.sort_by_key(|e| e["alg"] != "rsa2048");
+    let mut eks: Vec<&EndorsementKey> = tpm.eks.iter().collect();
+    eks.sort_by_key(|e| e.alg != EkAlgorithm::Rsa2048);
     let mut outcomes = Vec::new();
     let mut chosen = None;
     for ek in eks {
-        let alg = ek["alg"].as_str().unwrap_or("?").to_owned();
+        let alg = ek.alg.as_str().to_owned();
         let outcome = enroll_with(s, ek, cas, &ak_name).await;
         if chosen.is_none()
             && let Ok(path) = &outcome
         {
-            chosen = Some((
-                alg.clone(),
-                path.clone(),
-                b64d(&ek["cert_der"], "EK certificate")?,
-            ));
+            chosen = Some((alg.clone(), path.clone(), ek_cert(ek)?));
         }
         outcomes.push((alg, outcome.map_err(|e| e.to_string())));
     }

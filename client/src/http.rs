@@ -107,8 +107,23 @@ pub struct Response {
     pub json: serde_json::Value,
     /// The raw body.
     pub body: Bytes,
+    /// The answer's headers.
+    pub headers: hyper::HeaderMap,
     /// The SPKI SHA-256 (hex) of the certificate the server presented on this connection.
     pub server_spki_sha256: String,
+}
+
+impl Response {
+    /// Decodes the body as the answer type of `endpoint` (e.g. `GET /v1/tpm`, named in the
+    /// error): an answer that is not what the API promises is a clear error, never a
+    /// default.
+    ///
+    /// # Errors
+    /// `Protocol` naming the endpoint and what does not parse.
+    pub fn answer<T: serde::de::DeserializeOwned>(&self, endpoint: &str) -> Result<T, ClientError> {
+        arbiter_proto::api::parse_answer(endpoint, &self.body)
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
 }
 
 /// A connection factory to one daemon.
@@ -229,6 +244,7 @@ impl Connection {
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
@@ -239,6 +255,7 @@ impl Connection {
             status,
             json,
             body,
+            headers,
             server_spki_sha256: spki,
         })
     }

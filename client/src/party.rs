@@ -11,9 +11,13 @@ use arbiter_policy::appraisal::AppraisalPolicy;
 use arbiter_policy::hpke::{self, InputContext};
 use arbiter_policy::jws::{
     DestructionStatement, InputInclusion, InputLeaf, InputRef, ResultStatement, Statement,
-    verify_statement,
+    VerifyInclusion, verify_statement,
 };
 use arbiter_policy::manifest::Manifest;
+use arbiter_proto::api::{
+    Approval, CreatedInstance, DestructionCertificate, EvaluationStarted, FunctionDetail,
+    FunctionSummary, InputReceipt, InstanceDescription, ResultView,
+};
 use base64::Engine as _;
 use hyper::Method;
 use serde_json::{Value, json};
@@ -27,18 +31,8 @@ fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
-fn str_field<'a>(v: &'a Value, field: &str) -> Result<&'a str, ClientError> {
-    v[field]
-        .as_str()
-        .ok_or_else(|| ClientError::Protocol(format!("no `{field}` in {v}")))
-}
-
 fn check_id(id: &str) -> Result<(), ClientError> {
-    if id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if id.parse::<arbiter_proto::InstanceId>().is_ok() {
         Ok(())
     } else {
         Err(ClientError::Usage(format!(
@@ -48,7 +42,7 @@ fn check_id(id: &str) -> Result<(), ClientError> {
 }
 
 fn check_sha256_hex(what: &str, s: &str) -> Result<(), ClientError> {
-    if arbiter_policy::identity::is_identity(s) {
+    if s.parse::<arbiter_proto::Sha256Digest>().is_ok() {
         Ok(())
     } else {
         Err(ClientError::Usage(format!(
@@ -62,7 +56,11 @@ fn check_sha256_hex(what: &str, s: &str) -> Result<(), ClientError> {
 ///
 /// # Errors
 /// File, server and `Verification` errors.
-pub async fn register_function(s: &Session, file: &Path, name: &str) -> Result<Value, ClientError> {
+pub async fn register_function(
+    s: &Session,
+    file: &Path,
+    name: &str,
+) -> Result<FunctionSummary, ClientError> {
     let source = std::fs::read_to_string(file).map_err(|e| ClientError::file(file, e))?;
     let r = s
         .post(
@@ -70,32 +68,35 @@ pub async fn register_function(s: &Session, file: &Path, name: &str) -> Result<V
             &json!({"name": name, "language": "rhai", "source": source}),
         )
         .await?;
+    let f: FunctionSummary = r.answer("POST /v1/functions")?;
     let expected = crate::sha256_hex(source.as_bytes());
-    if str_field(&r.json, "sha256")? != expected {
+    if f.sha256.to_hex() != expected {
         return Err(ClientError::Verification(format!(
             "the daemon measured the function as {}, but sha256 of the source sent is {expected}",
-            r.json["sha256"]
+            f.sha256
         )));
     }
-    Ok(r.json)
+    Ok(f)
 }
 
 /// Fetches a function and recomputes its measurement from the source returned.
 ///
 /// # Errors
 /// Server errors; `Verification` when `sha256(source)` is not the reported measurement.
-pub async fn show_function(s: &Session, id: &str) -> Result<Value, ClientError> {
+pub async fn show_function(s: &Session, id: &str) -> Result<FunctionDetail, ClientError> {
     check_id(id)?;
-    let r = s.get(&format!("/v1/functions/{id}")).await?;
-    let source = str_field(&r.json, "source")?;
-    let actual = crate::sha256_hex(source.as_bytes());
-    if str_field(&r.json, "sha256")? != actual {
+    let f: FunctionDetail = s
+        .get(&format!("/v1/functions/{id}"))
+        .await?
+        .answer("GET /v1/functions/{id}")?;
+    let actual = crate::sha256_hex(f.source.as_bytes());
+    if f.sha256.to_hex() != actual {
         return Err(ClientError::Verification(format!(
             "function {id}: the daemon reports measurement {}, but sha256 of its source is {actual}",
-            r.json["sha256"]
+            f.sha256
         )));
     }
-    Ok(r.json)
+    Ok(f)
 }
 
 /// Reads a manifest file (JSON, or TOML when the name ends in `.toml` or the text is not
@@ -132,60 +133,62 @@ pub fn read_manifest(file: &Path) -> Result<Value, ClientError> {
 ///
 /// # Errors
 /// As [`read_manifest`]; server errors; `Verification`.
-pub async fn create_instance(s: &Session, file: &Path) -> Result<Value, ClientError> {
+pub async fn create_instance(s: &Session, file: &Path) -> Result<CreatedInstance, ClientError> {
     let manifest = read_manifest(file)?;
     let digest = hex::encode(arbiter_policy::manifest::manifest_sha256(&manifest));
     let r = s
         .post("/v1/instances", &json!({"manifest": manifest}))
         .await?;
-    if str_field(&r.json, "manifest_sha256")? != digest {
+    let created: CreatedInstance = r.answer("POST /v1/instances")?;
+    if created.manifest_sha256.to_hex() != digest {
         return Err(ClientError::Verification(format!(
             "the daemon reports manifest_sha256 {}, the manifest sent has {digest}",
-            r.json["manifest_sha256"]
+            created.manifest_sha256
         )));
     }
-    Ok(r.json)
+    Ok(created)
 }
 
 /// Describes an instance (parties and operators); checks the manifest digest locally.
 ///
 /// # Errors
 /// Server errors; `Verification` when the manifest does not hash to its digest.
-pub async fn show_instance(s: &Session, id: &str) -> Result<Value, ClientError> {
+pub async fn show_instance(s: &Session, id: &str) -> Result<InstanceDescription, ClientError> {
     check_id(id)?;
-    let r = s.get(&format!("/v1/instances/{id}")).await?;
-    let digest = hex::encode(arbiter_policy::manifest::manifest_sha256(
-        &r.json["manifest"],
-    ));
-    if str_field(&r.json, "manifest_sha256")? != digest {
+    let i: InstanceDescription = s
+        .get(&format!("/v1/instances/{id}"))
+        .await?
+        .answer("GET /v1/instances/{id}")?;
+    let digest = hex::encode(arbiter_policy::manifest::manifest_sha256(&i.manifest));
+    if i.manifest_sha256.to_hex() != digest {
         return Err(ClientError::Verification(format!(
             "instance {id}: the manifest returned hashes to {digest}, not the reported {}",
-            r.json["manifest_sha256"]
+            i.manifest_sha256
         )));
     }
-    Ok(r.json)
+    Ok(i)
 }
 
 /// Approves an instance's manifest (explicit approval).
 ///
 /// # Errors
 /// Server errors.
-pub async fn approve_instance(s: &Session, id: &str) -> Result<Value, ClientError> {
+pub async fn approve_instance(s: &Session, id: &str) -> Result<Approval, ClientError> {
     check_id(id)?;
-    Ok(s.post(&format!("/v1/instances/{id}/approve"), &json!({}))
+    s.post(&format!("/v1/instances/{id}/approve"), &json!({}))
         .await?
-        .json)
+        .answer("POST /v1/instances/{id}/approve")
 }
 
 /// Asks for an evaluation now (explicit trigger; evaluators only).
 ///
 /// # Errors
 /// Server errors.
-pub async fn evaluate_instance(s: &Session, id: &str) -> Result<Value, ClientError> {
+pub async fn evaluate_instance(s: &Session, id: &str) -> Result<EvaluationStarted, ClientError> {
     check_id(id)?;
-    Ok(s.post(&format!("/v1/instances/{id}/evaluate"), &json!({}))
+    s.post(&format!("/v1/instances/{id}/evaluate"), &json!({}))
         .await?
-        .json)
+        .answer("POST /v1/instances/{id}/evaluate")
 }
 
 /// The outcome of [`submit`].
@@ -235,8 +238,11 @@ pub async fn submit(
         .verdict
         .instance_public_key()
         .ok_or_else(|| ClientError::Verification("no attested instance key".into()))?;
-    let inst = &attestation.evidence["instance"];
-    let manifest = Manifest::from_json_value(inst["manifest"].clone())
+    let answer = attestation.answer()?;
+    let inst = answer.instance.as_ref().ok_or_else(|| {
+        ClientError::Protocol("the attestation about the instance describes no instance".into())
+    })?;
+    let manifest = Manifest::from_json_value(inst.manifest.clone())
         .map_err(|_| ClientError::Verification("the attested manifest does not validate".into()))?;
     let me = s.id()?;
     if !manifest.manifest().can_provide(&me, slot) {
@@ -244,9 +250,7 @@ pub async fn submit(
             "the manifest does not let identity {me} provide slot `{slot}`"
         )));
     }
-    let round = inst["round"]
-        .as_u64()
-        .ok_or_else(|| ClientError::Protocol("the instance description has no round".into()))?;
+    let round = inst.round;
     let ctx = InputContext {
         instance_id: instance,
         slot,
@@ -276,16 +280,17 @@ pub async fn submit(
         Some(&body),
     )
     .await?;
-    let got = str_field(&r.json, "ciphertext_sha256")?;
-    if got != expected {
+    let got: InputReceipt = r.answer("PUT /v1/instances/{id}/inputs/{slot}")?;
+    if got.ciphertext_sha256.to_hex() != expected {
         return Err(ClientError::Verification(format!(
-            "the receipt names ciphertext {got}, but sha256(enc || ciphertext) sent is {expected}"
+            "the receipt names ciphertext {}, but sha256(enc || ciphertext) sent is {expected}",
+            got.ciphertext_sha256
         )));
     }
-    if r.json["slot"] != slot || r.json["round"] != round {
+    if got.slot != slot || got.round != round {
         return Err(ClientError::Verification(format!(
-            "the receipt is for slot {} round {}, not {slot} round {round}",
-            r.json["slot"], r.json["round"]
+            "the receipt is for slot {:?} round {}, not {slot} round {round}",
+            got.slot, got.round
         )));
     }
     let receipt = Receipt {
@@ -293,10 +298,7 @@ pub async fn submit(
         round,
         ciphertext_sha256: expected,
         submitter: me,
-        accepted_at: r.json["accepted_at"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
+        accepted_at: got.accepted_at,
     };
     s.trust
         .add_receipt(&s.settings.server, instance, receipt.clone())?;
@@ -373,17 +375,21 @@ pub async fn result(
     } else {
         format!("/v1/instances/{instance}/result")
     };
-    let r = s.get(&path).await?;
-    if r.json["evaluated"] != true {
+    let view: ResultView = s
+        .get(&path)
+        .await?
+        .answer("GET /v1/instances/{id}/result")?;
+    if !view.evaluated {
         return Err(ClientError::Usage(format!(
             "instance {instance} has no result yet (state {})",
-            r.json["state"]
+            json!(view.state)
         )));
     }
-    let Some(jws) = r.json["jws"].as_str() else {
+    let Some(jws) = view.jws.as_deref() else {
         return Err(ClientError::Usage(format!(
             "instance {instance} was evaluated (succeeded: {}, error: {}), but there is no signed result for this identity",
-            r.json["succeeded"], r.json["error"]
+            json!(view.succeeded),
+            json!(view.error)
         )));
     };
     let (attestation, statement) = attested_statement(s, policy, jws, "the result").await?;
@@ -401,14 +407,14 @@ pub async fn result(
             statement.instance_id
         )));
     }
-    if r.json.get("output").is_some() && r.json["output"] != statement.output {
+    if view.output.as_ref().is_some_and(|o| *o != statement.output) {
         return Err(ClientError::Verification(
             "the output shown differs from the signed output".into(),
         ));
     }
     let own = own_inputs_listed(s, instance, &statement.inputs, Some(statement.round))?;
     if attestation.verdict.appraised.log_generation == Some(statement.log_generation) {
-        let records = attestation.records();
+        let records = attestation.records()?;
         let ok = arbiter_measured_boot::cel::find_instance_created(&records, instance).is_some_and(
             |(recnum, c)| {
                 recnum == statement.instance_created_recnum
@@ -470,11 +476,11 @@ pub async fn destroy(
     instance: &str,
 ) -> Result<VerifiedDestruction, ClientError> {
     check_id(instance)?;
-    let r = s
+    let cert: DestructionCertificate = s
         .post(&format!("/v1/instances/{instance}/destroy"), &json!({}))
-        .await?;
-    let jws = str_field(&r.json, "jws")?.to_owned();
-    check_destruction(s, policy, instance, &jws, &r.json["inputs"]).await
+        .await?
+        .answer("POST /v1/instances/{id}/destroy")?;
+    check_destruction(s, policy, instance, &cert.jws, &cert.inputs).await
 }
 
 /// Fetches and verifies an instance's certificate of destruction: the JWS against the
@@ -491,11 +497,11 @@ pub async fn verify_destruction(
     instance: &str,
 ) -> Result<VerifiedDestruction, ClientError> {
     check_id(instance)?;
-    let r = s
+    let cert: DestructionCertificate = s
         .get(&format!("/v1/instances/{instance}/destruction-certificate"))
-        .await?;
-    let jws = str_field(&r.json, "jws")?.to_owned();
-    check_destruction(s, policy, instance, &jws, &r.json["inputs"]).await
+        .await?
+        .answer("GET /v1/instances/{id}/destruction-certificate")?;
+    check_destruction(s, policy, instance, &cert.jws, &cert.inputs).await
 }
 
 /// Attests the daemon afresh (trusted verdict required) and verifies `jws` under the
@@ -525,13 +531,8 @@ fn own_inputs_covered(
     s: &Session,
     instance: &str,
     certificate: &DestructionStatement,
-    inputs: &Value,
+    inclusions: &[InputInclusion],
 ) -> Result<usize, ClientError> {
-    let inclusions: Vec<InputInclusion> = serde_json::from_value(inputs.clone()).map_err(|e| {
-        ClientError::Protocol(format!(
-            "the certificate's `inputs` are not leaves with inclusion proofs: {e}"
-        ))
-    })?;
     let receipts = s.trust.receipts(&s.settings.server, instance)?;
     let mut uncovered = Vec::new();
     for r in &receipts {
@@ -571,7 +572,7 @@ async fn check_destruction(
     policy: &AppraisalPolicy,
     instance: &str,
     jws: &str,
-    inputs: &Value,
+    inputs: &[InputInclusion],
 ) -> Result<VerifiedDestruction, ClientError> {
     let (attestation, statement) = attested_statement(s, policy, jws, "the certificate").await?;
     let statement = match statement {
@@ -593,7 +594,7 @@ async fn check_destruction(
         == Some(statement.log_generation)
     {
         check_destroyed_record(
-            &attestation.records(),
+            &attestation.records()?,
             statement.instance_destroyed_recnum,
             instance,
             statement.epoch_retired,
@@ -635,10 +636,8 @@ async fn check_destruction(
                 "the saved attestation is of another log generation than the certificate".into(),
             ));
         }
-        let records: Vec<arbiter_measured_boot::cel::Record> =
-            serde_json::from_value(saved["evidence"]["log"].clone()).unwrap_or_default();
         check_destroyed_record(
-            &records,
+            &evidence.log,
             statement.instance_destroyed_recnum,
             instance,
             statement.epoch_retired,

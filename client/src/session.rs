@@ -2,6 +2,7 @@
 //! session resumption, optional SPKI pin) and trust store, and the request helper that
 //! turns the daemon's error documents into [`ClientError::Server`].
 
+use arbiter_proto::api::ErrorBody;
 use hyper::Method;
 use serde_json::Value;
 
@@ -105,28 +106,27 @@ pub async fn call_on(
     if r.status.is_success() {
         return Ok(r);
     }
-    let e = &r.json["error"];
-    let problems = e["problems"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    format!(
-                        "{}: {}",
-                        p["pointer"].as_str().unwrap_or(""),
-                        p["reason"].as_str().unwrap_or(&p.to_string())
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Err(ClientError::Server {
-        status: r.status.as_u16(),
-        code: e["code"].as_str().unwrap_or("unknown").to_owned(),
-        message: e["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| String::from_utf8_lossy(&r.body).into_owned()),
-        problems,
-    })
+    let status = r.status.as_u16();
+    Err(
+        match arbiter_proto::api::parse_answer::<ErrorBody>("an error answer", &r.body) {
+            Ok(ErrorBody { error }) => ClientError::Server {
+                status,
+                code: error.code,
+                message: error.message,
+                problems: error
+                    .problems
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| format!("{}: {}", p.pointer, p.reason))
+                    .collect(),
+            },
+            // Not the API's error document (a proxy's page?): shown as it came.
+            Err(_) => ClientError::Server {
+                status,
+                code: "unknown".into(),
+                message: String::from_utf8_lossy(&r.body).into_owned(),
+                problems: Vec::new(),
+            },
+        },
+    )
 }

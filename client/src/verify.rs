@@ -8,6 +8,7 @@ use arbiter_measured_boot::cel::{EventContent, Record};
 use arbiter_policy::Public;
 use arbiter_policy::appraisal::{AppraisalPolicy, Check, Expectations, Reason, Verdict, appraise};
 use arbiter_policy::evidence::Evidence;
+use arbiter_proto::api::{self as wire, TpmInfo};
 use serde_json::{Value, json};
 
 use crate::ClientError;
@@ -63,9 +64,21 @@ impl Attestation {
         }
     }
 
+    /// The attestation answer as checked (the evidence without the statement key).
+    ///
+    /// # Errors
+    /// `Protocol` if the evidence is not an attestation answer (it was built from one).
+    pub fn answer(&self) -> Result<wire::Attestation, ClientError> {
+        arbiter_proto::api::answer_from_value("GET /v1/attestation", self.evidence.clone())
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
     /// The measurement log as checked.
-    pub fn records(&self) -> Vec<Record> {
-        serde_json::from_value(self.evidence["log"].clone()).unwrap_or_default()
+    ///
+    /// # Errors
+    /// As [`Attestation::answer`].
+    pub fn records(&self) -> Result<Vec<Record>, ClientError> {
+        Ok(self.answer()?.log)
     }
 
     /// The verdict for machines: `{trusted, fresh, reasons, as_of, appraised}`.
@@ -172,17 +185,22 @@ pub fn fresh_nonce() -> String {
     hex::encode(n)
 }
 
-/// Builds the evidence bundle from the `/v1/tpm` and `/v1/attestation` answers.
-pub fn evidence_of(tpm: &Value, attestation: &Value) -> Value {
-    let mut evidence = attestation.clone();
-    let sk = &tpm["statement_key"];
+/// Builds the evidence bundle from the `/v1/tpm` and `/v1/attestation` answers: the
+/// attestation with the statement key and its certification added.
+///
+/// # Errors
+/// `Protocol` if the answer does not serialize (it always does).
+pub fn evidence_of(tpm: &TpmInfo, attestation: &wire::Attestation) -> Result<Value, ClientError> {
+    let mut evidence = serde_json::to_value(attestation)
+        .map_err(|e| ClientError::Protocol(format!("attestation evidence: {e}")))?;
+    let sk = &tpm.statement_key;
     evidence["statement_key"] = json!({
-        "tpm2b_public": sk["tpm2b_public"],
-        "attest": sk["attest"],
-        "signature": sk["signature"],
-        "name": sk["name"],
+        "tpm2b_public": sk.tpm2b_public,
+        "attest": sk.attest,
+        "signature": sk.signature,
+        "name": sk.name,
     });
-    evidence
+    Ok(evidence)
 }
 
 /// One answer of the daemon and the TLS key its connection presented.
@@ -200,7 +218,7 @@ pub struct Answer<'a> {
 /// the evidence bundle checked.
 ///
 /// # Errors
-/// `Protocol` when the evidence does not parse.
+/// `Protocol` when an answer or the evidence does not parse.
 pub fn appraise_answers(
     tpm: &Answer<'_>,
     att: &Answer<'_>,
@@ -208,7 +226,31 @@ pub fn appraise_answers(
     instance: Option<&str>,
     policy: &AppraisalPolicy,
 ) -> Result<(Verdict, Value), ClientError> {
-    let evidence = evidence_of(tpm.json, att.json);
+    let protocol = |e: arbiter_proto::ProtoError| ClientError::Protocol(e.to_string());
+    let tpm_info: TpmInfo =
+        arbiter_proto::api::answer_from_value("GET /v1/tpm", tpm.json.clone()).map_err(protocol)?;
+    let answer: wire::Attestation =
+        arbiter_proto::api::answer_from_value("GET /v1/attestation", att.json.clone())
+            .map_err(protocol)?;
+    appraise_decoded(
+        (&tpm_info, tpm.tls_spki_sha256),
+        (&answer, att.tls_spki_sha256),
+        nonce,
+        instance,
+        policy,
+    )
+}
+
+/// As [`appraise_answers`], of answers already decoded, each with the TLS key its
+/// connection presented.
+fn appraise_decoded(
+    (tpm_info, tpm_tls): (&TpmInfo, &str),
+    (answer, att_tls): (&wire::Attestation, &str),
+    nonce: &str,
+    instance: Option<&str>,
+    policy: &AppraisalPolicy,
+) -> Result<(Verdict, Value), ClientError> {
+    let evidence = evidence_of(tpm_info, answer)?;
     let parsed = Evidence::from_value(evidence.clone())
         .map_err(|e| ClientError::Protocol(format!("attestation evidence: {e}")))?;
     // A firmware log, when the daemon serves one, must replay to the quoted platform
@@ -224,17 +266,16 @@ pub fn appraise_answers(
     };
     let expect = Expectations {
         nonce: Some(nonce.to_owned()),
-        tls_spki_sha256: Some(att.tls_spki_sha256.to_owned()),
+        tls_spki_sha256: Some(att_tls.to_owned()),
         instance_id: instance.map(str::to_owned),
         same_startup_as: None,
     };
     let mut verdict = appraise(&parsed, policy, &expect);
-    if tpm.tls_spki_sha256 != att.tls_spki_sha256 {
+    if tpm_tls != att_tls {
         verdict.reasons.push(Reason {
             check: Check::Binding,
             detail: format!(
-                "the daemon presented TLS key {} for the statement key and {} for the quote",
-                tpm.tls_spki_sha256, att.tls_spki_sha256
+                "the daemon presented TLS key {tpm_tls} for the statement key and {att_tls} for the quote"
             ),
         });
         verdict.trusted = false;
@@ -254,10 +295,7 @@ pub async fn attest(
     instance: Option<&str>,
 ) -> Result<Attestation, ClientError> {
     if let Some(id) = instance
-        && !(id.len() == 32
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        && id.parse::<arbiter_proto::InstanceId>().is_err()
     {
         return Err(ClientError::Usage(format!(
             "`{id}` is not an instance id (32 lowercase hex characters)"
@@ -270,15 +308,11 @@ pub async fn attest(
         path.push_str(&format!("&instance={id}"));
     }
     let att = session.get(&path).await?;
-    let (verdict, evidence) = appraise_answers(
-        &Answer {
-            json: &tpm.json,
-            tls_spki_sha256: &tpm.server_spki_sha256,
-        },
-        &Answer {
-            json: &att.json,
-            tls_spki_sha256: &att.server_spki_sha256,
-        },
+    let tpm_info: TpmInfo = tpm.answer("GET /v1/tpm")?;
+    let answer: wire::Attestation = att.answer("GET /v1/attestation")?;
+    let (verdict, evidence) = appraise_decoded(
+        (&tpm_info, &tpm.server_spki_sha256),
+        (&answer, &att.server_spki_sha256),
         &nonce,
         instance,
         policy,

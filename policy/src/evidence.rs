@@ -126,16 +126,10 @@ impl QuoteEvidence {
     }
 }
 
-/// The attestation key as published.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AkEvidence {
-    /// SubjectPublicKeyInfo PEM.
-    pub public_pem: String,
-    /// The `TPM2B_PUBLIC`.
-    pub tpm2b_public: Base64Bytes,
-    /// The TPM name the daemon reports.
-    pub name: HexBytes,
-}
+/// The attestation key as published: the wire contract's TPM key (`ak` of
+/// `GET /v1/attestation` and `GET /v1/tpm`), one definition for daemon, client and
+/// verifier.
+pub type AkEvidence = arbiter_proto::api::TpmKey;
 
 /// The statement key and its `TPM2_Certify` by the AK.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,9 +31,7 @@ pub fn identity_of(cert_der: &[u8]) -> Result<String, Error> {
 
 /// Whether `s` is a well-formed identity (64 lowercase hex characters).
 pub fn is_identity(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.parse::<arbiter_proto::IdentityId>().is_ok()
 }
 
 #[cfg(test)]

@@ -3,11 +3,9 @@
 //! object keys (which different JSON parsers resolve differently, so two parties could
 //! read the same text as two different documents).
 
-use std::fmt;
-
 use serde::Deserialize as _;
-use serde::de::{self, Deserializer as _, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde::de;
+use serde_json::Value;
 
 /// `JCS(value)` (RFC 8785) as bytes.
 pub fn to_vec(value: &Value) -> Vec<u8> {
@@ -23,15 +21,13 @@ pub fn to_string(value: &Value) -> String {
 }
 
 /// Parses one JSON document from `bytes`, refusing duplicate keys in any object and
-/// anything after the document other than whitespace.
+/// anything after the document other than whitespace (the wire contract's strict
+/// reader, shared with the daemon's request parsing).
 ///
 /// # Errors
 /// The parser's message (with line and column) for malformed JSON or a duplicate key.
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = de.deserialize_any(StrictVisitor)?;
-    de.end()?;
-    Ok(value)
+    arbiter_proto::json::parse_strict(bytes)
 }
 
 /// The kind of a JSON document's top-level value, as [`raw_kind`] finds it.
@@ -112,82 +108,6 @@ pub fn raw_depth(bytes: &[u8]) -> usize {
         }
     }
     deepest
-}
-
-/// Builds a `serde_json::Value`, refusing duplicate keys.
-struct StrictVisitor;
-
-impl<'de> de::DeserializeSeed<'de> for StrictVisitor {
-    type Value = Value;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("number out of range"))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(StrictVisitor)? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
-            }
-            let value = map.next_value_seed(StrictVisitor)?;
-            out.insert(key, value);
-        }
-        Ok(Value::Object(out))
-    }
 }
 
 #[cfg(test)]

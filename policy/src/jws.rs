@@ -222,30 +222,7 @@ pub struct DestructionStatement {
     pub instance_destroyed_recnum: u64,
 }
 
-/// One leaf of a destruction certificate's inputs tree (docs/protocol.md): an input the instance
-/// accepted, in any round, also one later superseded, withdrawn or deleted after its
-/// round. Its bytes are `JCS({"slot","submitter","round","ciphertext_sha256"})`, the
-/// same fields a party's receipt holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InputLeaf {
-    /// The slot.
-    pub slot: String,
-    /// The submitter's identity.
-    pub submitter: String,
-    /// The round the input was submitted in.
-    pub round: u64,
-    /// `sha256(enc || ciphertext)`, hex.
-    pub ciphertext_sha256: String,
-}
-
-impl InputLeaf {
-    /// The leaf's bytes: `JCS` of the object (RFC 8785).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // Four plain fields serialise into a `Value` without failing.
-        crate::jcs::to_vec(&serde_json::to_value(self).unwrap_or(Value::Null))
-    }
-}
+pub use arbiter_proto::api::{InputInclusion, InputLeaf};
 
 /// The tree head (hex) and size of a destruction certificate's inputs tree over `leaves`
 /// in acceptance order.
@@ -257,49 +234,42 @@ pub fn inputs_root(leaves: &[InputLeaf]) -> (String, u64) {
     )
 }
 
-/// One of the caller's leaves as the certificate endpoint returns it, with its index and
-/// RFC 9162 inclusion proof (hex hashes, from the leaf's sibling up).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InputInclusion {
-    /// The leaf (its bytes are `JCS(leaf)`).
-    pub leaf: InputLeaf,
-    /// Its index in acceptance order.
-    pub leaf_index: u64,
-    /// The inclusion proof, hex.
-    pub proof: Vec<String>,
+/// The inclusion of leaf `index` among `leaves` (acceptance order), as the certificate
+/// endpoint returns it.
+///
+/// # Errors
+/// `Merkle(IndexOutOfRange)` when `index` is not below the number of leaves.
+pub fn inclusion_of(leaves: &[InputLeaf], index: usize) -> Result<InputInclusion, Error> {
+    let bytes: Vec<Vec<u8>> = leaves.iter().map(InputLeaf::to_bytes).collect();
+    let proof = crate::merkle::inclusion_proof(&bytes, index)?;
+    let leaf = leaves
+        .get(index)
+        .cloned()
+        .ok_or(Error::Merkle(MerkleError::IndexOutOfRange {
+            index: index as u64,
+            tree_size: leaves.len() as u64,
+        }))?;
+    Ok(InputInclusion {
+        leaf,
+        leaf_index: index as u64,
+        proof: proof.iter().map(hex::encode).collect(),
+    })
 }
 
-impl InputInclusion {
-    /// The inclusion of leaf `index` among `leaves` (acceptance order).
-    ///
-    /// # Errors
-    /// `Merkle(IndexOutOfRange)` when `index` is not below the number of leaves.
-    pub fn of(leaves: &[InputLeaf], index: usize) -> Result<Self, Error> {
-        let bytes: Vec<Vec<u8>> = leaves.iter().map(InputLeaf::to_bytes).collect();
-        let proof = crate::merkle::inclusion_proof(&bytes, index)?;
-        let leaf =
-            leaves
-                .get(index)
-                .cloned()
-                .ok_or(Error::Merkle(MerkleError::IndexOutOfRange {
-                    index: index as u64,
-                    tree_size: leaves.len() as u64,
-                }))?;
-        Ok(Self {
-            leaf,
-            leaf_index: index as u64,
-            proof: proof.iter().map(hex::encode).collect(),
-        })
-    }
-
+/// Checking a leaf's inclusion (the wire type lives in the protocol crate; the check
+/// needs this crate's Merkle tree and statements).
+pub trait VerifyInclusion {
     /// Checks that this leaf is included under the certificate's signed `inputs_root`
     /// (tree size `inputs_count`).
     ///
     /// # Errors
     /// `Merkle(BadHash)` for a root or proof element that is not 32 bytes of hex; the
     /// errors of [`crate::merkle::verify_inclusion`].
-    pub fn verify(&self, certificate: &DestructionStatement) -> Result<(), Error> {
+    fn verify(&self, certificate: &DestructionStatement) -> Result<(), Error>;
+}
+
+impl VerifyInclusion for InputInclusion {
+    fn verify(&self, certificate: &DestructionStatement) -> Result<(), Error> {
         let hash = |text: &str| -> Result<[u8; 32], Error> {
             hex::decode(text)
                 .ok()
@@ -553,7 +523,7 @@ mod tests {
             instance_destroyed_recnum: 9,
         };
         for i in 0..leaves.len() {
-            let inclusion = InputInclusion::of(&leaves, i).unwrap();
+            let inclusion = inclusion_of(&leaves, i).unwrap();
             assert_eq!(inclusion.leaf, leaves[i]);
             inclusion.verify(&certificate).unwrap();
             // Another leaf in its place, another index, or a tampered proof fail.
@@ -573,7 +543,7 @@ mod tests {
         // A tree without the last input has another root.
         let (fewer, _) = inputs_root(&leaves[..4]);
         assert_ne!(fewer, certificate.inputs_root);
-        assert!(InputInclusion::of(&leaves, 5).is_err());
+        assert!(inclusion_of(&leaves, 5).is_err());
     }
 
     #[test]

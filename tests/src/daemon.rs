@@ -148,24 +148,32 @@ impl Party {
         self.conn = Connection::new(url, &self.identity, None).expect("connection");
     }
 
-    /// GET.
+    /// GET; the answer is checked against the API document.
     pub async fn get(&self, path: &str) -> Response {
-        self.conn.get(path).await.expect("request")
+        let r = self.conn.get(path).await.expect("request");
+        crate::contract::check("GET", path, &r);
+        r
     }
 
-    /// POST JSON.
+    /// POST JSON; the answer is checked against the API document.
     pub async fn post(&self, path: &str, body: Value) -> Response {
-        self.conn.post(path, &body).await.expect("request")
+        let r = self.conn.post(path, &body).await.expect("request");
+        crate::contract::check("POST", path, &r);
+        r
     }
 
-    /// PUT JSON.
+    /// PUT JSON; the answer is checked against the API document.
     pub async fn put(&self, path: &str, body: Value) -> Response {
-        self.conn.put(path, &body).await.expect("request")
+        let r = self.conn.put(path, &body).await.expect("request");
+        crate::contract::check("PUT", path, &r);
+        r
     }
 
-    /// DELETE.
+    /// DELETE; the answer is checked against the API document.
     pub async fn delete(&self, path: &str) -> Response {
-        self.conn.delete(path).await.expect("request")
+        let r = self.conn.delete(path).await.expect("request");
+        crate::contract::check("DELETE", path, &r);
+        r
     }
 
     /// Encrypts `value` for `slot` of an instance exactly as a party does (HPKE per

@@ -11,6 +11,7 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod cli;
+pub mod contract;
 pub mod daemon;
 pub mod process;
 pub mod state;

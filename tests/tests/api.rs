@@ -405,6 +405,30 @@ async fn bad_inputs_are_refused_with_clear_errors() {
 }
 
 #[tokio::test]
+async fn method_not_allowed_lists_the_allowed_methods() {
+    let w = world().await;
+    let r = w.alice.delete("/v1/functions").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        r.headers
+            .get(hyper::header::ALLOW)
+            .map(|v| v.to_str().unwrap()),
+        Some("GET, POST")
+    );
+    let r = w
+        .alice
+        .put(&format!("/v1/instances/{}", "0".repeat(32)), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        r.headers
+            .get(hyper::header::ALLOW)
+            .map(|v| v.to_str().unwrap()),
+        Some("GET")
+    );
+}
+
+#[tokio::test]
 async fn manifests_are_validated_with_pointers() {
     let w = world().await;
     let f = register(&w, SUM).await;

@@ -7,7 +7,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use arbiter_policy::Public;
-use arbiter_policy::jws::{InputInclusion, Statement, verify_statement};
+use arbiter_policy::jws::{InputInclusion, Statement, VerifyInclusion, verify_statement};
 use arbiter_tests::TestTpm;
 use arbiter_tests::daemon::{Party, TestDaemon, two_party_manifest};
 use base64::Engine as _;

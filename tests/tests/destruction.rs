@@ -9,7 +9,7 @@ use std::path::Path;
 
 use arbiter_client::http::PartyIdentity;
 use arbiter_policy::Public;
-use arbiter_policy::jws::{Statement, verify_statement};
+use arbiter_policy::jws::{Statement, VerifyInclusion, verify_statement};
 use arbiter_tests::TestTpm;
 use arbiter_tests::daemon::{Party, ProcessDaemon, TestDaemon, two_party_manifest};
 use arbiter_tests::state::copy_dir;

@@ -12,7 +12,7 @@ use arbiter_client::party;
 use arbiter_client::session::Session;
 use arbiter_client::trust::{write_atomic, write_new_private};
 use arbiter_client::verify::{self, Attestation, UNPINNED_PLATFORM_WARNING};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
@@ -37,8 +37,11 @@ fn warn_unpinned(unpinned: bool, err: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+/// Pretty JSON, through a `Value` so that keys print sorted, as they always have.
+fn pretty<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_default()
 }
 
 /// Prints an attestation's verdict for people.
@@ -136,7 +139,8 @@ pub fn identity_show(o: Overrides, out: &mut dyn Write) -> anyhow::Result<()> {
 pub fn health(o: Overrides, out: &mut dyn Write) -> anyhow::Result<()> {
     let s = session(o)?;
     let r = runtime()?.block_on(s.get("/healthz"))?;
-    writeln!(out, "{} answers: {}", s.settings.server, r.json)?;
+    let health: arbiter_proto::api::Health = r.answer("GET /healthz")?;
+    writeln!(out, "{} answers: {}", s.settings.server, json!(health))?;
     writeln!(out, "  its TLS key: {}", r.server_spki_sha256)?;
     match s.trust.server(&s.settings.server)?.attested_tls_spki {
         Some(k) if k == r.server_spki_sha256 => {
@@ -194,7 +198,7 @@ pub fn attest(
     }
     // A daemon that cannot unseal its secrets in this platform state (docs/protocol.md) says so
     // beside the quote. The claim is unsigned, but it only ever makes the answer "no".
-    if let Some(reason) = a.evidence["sealing"]["unavailable"].as_str() {
+    if let Some(reason) = a.answer()?.sealing.unavailable.as_deref() {
         let reason = reason.escape_debug();
         if !json {
             writeln!(
@@ -224,15 +228,11 @@ pub fn function_register(
             .unwrap_or_else(|| "function".into())
     });
     let f = runtime()?.block_on(party::register_function(&s, file, &name))?;
-    writeln!(
-        out,
-        "registered function {}",
-        f["id"].as_str().unwrap_or("")
-    )?;
+    writeln!(out, "registered function {}", f.id)?;
     writeln!(
         out,
         "  measurement (sha256 of the source, checked): {}",
-        f["sha256"].as_str().unwrap_or("")
+        f.sha256
     )?;
     Ok(())
 }
@@ -250,26 +250,20 @@ pub fn function_show(
         writeln!(out, "{}", pretty(&f))?;
         return Ok(());
     }
-    writeln!(
-        out,
-        "function {} `{}`",
-        id,
-        f["name"].as_str().unwrap_or("")
-    )?;
+    writeln!(out, "function {} `{}`", id, f.name)?;
     writeln!(
         out,
         "  sha256 {} (recomputed from the source below: matches)",
-        f["sha256"].as_str().unwrap_or("")
+        f.sha256
     )?;
     writeln!(
         out,
         "  registered by {} at {}",
-        f["registered_by"].as_str().unwrap_or(""),
-        f["registered_at"].as_str().unwrap_or("")
+        f.registered_by, f.registered_at
     )?;
     writeln!(out, "----")?;
-    write!(out, "{}", f["source"].as_str().unwrap_or(""))?;
-    if !f["source"].as_str().unwrap_or("").ends_with('\n') {
+    write!(out, "{}", f.source)?;
+    if !f.source.ends_with('\n') {
         writeln!(out)?;
     }
     Ok(())
@@ -284,22 +278,15 @@ pub fn instance_create(
 ) -> anyhow::Result<()> {
     let s = session(o)?;
     let i = runtime()?.block_on(party::create_instance(&s, manifest))?;
-    let id = i["id"].as_str().unwrap_or("");
+    let id = i.id.as_str();
     if quiet {
         writeln!(out, "{id}")?;
     } else {
         writeln!(out, "created instance {id}")?;
-        writeln!(
-            out,
-            "  manifest_sha256 {} (checked)",
-            i["manifest_sha256"].as_str().unwrap_or("")
-        )?;
-        writeln!(
-            out,
-            "  function        {}",
-            i["function_sha256"].as_str().unwrap_or("")
-        )?;
-        writeln!(out, "  state {} round {}", i["state"], i["round"])?;
+        writeln!(out, "  manifest_sha256 {} (checked)", i.manifest_sha256)?;
+        writeln!(out, "  function        {}", i.function_sha256)?;
+        // The state quoted, as JSON, as it has always printed.
+        writeln!(out, "  state {} round {}", json!(i.state), i.round)?;
     }
     Ok(())
 }
@@ -316,7 +303,7 @@ pub fn instance_show(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::Res
 pub fn instance_approve(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     let s = session(o)?;
     let r = runtime()?.block_on(party::approve_instance(&s, id))?;
-    writeln!(out, "approved instance {id}: {}", r)?;
+    writeln!(out, "approved instance {id}: {}", json!(r))?;
     Ok(())
 }
 
@@ -324,7 +311,7 @@ pub fn instance_approve(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::
 pub fn instance_evaluate(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     let s = session(o)?;
     let r = runtime()?.block_on(party::evaluate_instance(&s, id))?;
-    writeln!(out, "evaluation of instance {id} requested: {}", r)?;
+    writeln!(out, "evaluation of instance {id} requested: {}", json!(r))?;
     Ok(())
 }
 

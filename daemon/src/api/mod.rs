@@ -3,6 +3,7 @@
 //! `{"error": {"code", "message"}}` with the right status. It never touches the TPM or the
 //! database itself.
 
+mod openapi;
 pub mod routes;
 
 use std::sync::Arc;
@@ -13,6 +14,11 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use arbiter_proto::api::{
+    ActivateCredential, ErrorBody, ErrorDetail, Health, HealthStatus, Problem,
+};
+use arbiter_proto::{IdentityId, ProtoError};
 
 use crate::admission::BodyBudget;
 use crate::config::LimitsSection;
@@ -26,7 +32,9 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    details: Option<serde_json::Value>,
+    problems: Option<Vec<Problem>>,
+    /// For 405: the methods the path allows (the `Allow` header).
+    allow: Option<String>,
 }
 
 impl ApiError {
@@ -35,7 +43,18 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            details: None,
+            problems: None,
+            allow: None,
+        }
+    }
+
+    /// A request body the wire contract refuses: 400 with the endpoint's code.
+    fn request(e: ProtoError) -> Self {
+        match e {
+            ProtoError::Field { code, message } => {
+                Self::new(StatusCode::BAD_REQUEST, code, message)
+            }
+            other => Self::new(StatusCode::BAD_REQUEST, "malformed_json", other.to_string()),
         }
     }
 }
@@ -57,12 +76,16 @@ impl From<EngineError> for ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "invalid_manifest",
                 message,
-                details: Some(serde_json::json!(
+                problems: Some(
                     problems
                         .iter()
-                        .map(|p| serde_json::json!({"pointer": p.pointer, "reason": p.reason}))
-                        .collect::<Vec<_>>()
-                )),
+                        .map(|p| Problem {
+                            pointer: p.pointer.clone(),
+                            reason: p.reason.clone(),
+                        })
+                        .collect(),
+                ),
+                allow: None,
             },
             EngineError::Store(ref s) if s.is_disk_full() => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,
@@ -100,11 +123,20 @@ fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Full<By
 }
 
 fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
-    let mut error = serde_json::json!({ "code": e.code, "message": e.message });
-    if let Some(details) = &e.details {
-        error["problems"] = details.clone();
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: e.code.to_owned(),
+            message: e.message.clone(),
+            problems: e.problems.clone(),
+        },
+    };
+    let mut response = json_response(e.status, &body);
+    if let Some(allow) = &e.allow
+        && let Ok(value) = hyper::header::HeaderValue::from_str(allow)
+    {
+        response.headers_mut().insert(hyper::header::ALLOW, value);
     }
-    json_response(e.status, &serde_json::json!({ "error": error }))
+    response
 }
 
 /// What bounds request bodies: the size limit, the read deadline, and the budget shared by
@@ -179,15 +211,29 @@ pub async fn handle(
     response
 }
 
-/// Reads a JSON body of at most `limit` bytes. Call it only once the caller is known to be
-/// allowed this endpoint: a stranger's body is never read. The body's bytes are reserved
-/// from the shared budget first (its declared length, else the limit), and it must arrive
-/// within the body deadline.
+/// Reads a JSON body of at most `limit` bytes and parses it as the wire contract says
+/// (strict JSON, then the endpoint's type). Call it only once the caller is known to be
+/// allowed this endpoint: a stranger's body is never read.
 async fn body<T: DeserializeOwned>(
     limits: &ApiLimits,
     limit: usize,
     request: Request<Incoming>,
 ) -> Result<T, ApiError> {
+    let bytes = body_bytes(limits, limit, request).await?;
+    // Strictly: a duplicate key (in a manifest or anywhere else) is refused, as the policy
+    // crate's manifest parser refuses it — parsers that keep the first or the last value
+    // would otherwise read one text as two different documents.
+    arbiter_proto::api::parse_request(&bytes).map_err(ApiError::request)
+}
+
+/// Reads a body of at most `limit` bytes. Its bytes are reserved from the shared budget
+/// first (its declared length, else the limit), and it must arrive within the body
+/// deadline.
+async fn body_bytes(
+    limits: &ApiLimits,
+    limit: usize,
+    request: Request<Incoming>,
+) -> Result<Bytes, ApiError> {
     let declared = request
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
@@ -223,24 +269,7 @@ async fn body<T: DeserializeOwned>(
             ),
         )
     })?;
-    let bytes = collected.map_err(|_| too_large(limit))?.to_bytes();
-    // Strictly: a duplicate key (in a manifest or anywhere else) is refused, as the policy
-    // crate's manifest parser refuses it — parsers that keep the first or the last value
-    // would otherwise read one text as two different documents.
-    let value = arbiter_policy::jcs::parse_strict(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the request body is not valid JSON: {e}"),
-        )
-    })?;
-    serde_json::from_value(value).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the request body is not valid JSON for this endpoint: {e}"),
-        )
-    })
+    Ok(collected.map_err(|_| too_large(limit))?.to_bytes())
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -286,12 +315,16 @@ async fn dispatch(
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
     let (route, params) = routes::match_route(&method, &path).ok_or_else(|| {
-        if routes::path_exists(&path) {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("{method} is not allowed on {path}"),
-            )
+        let allowed = routes::allowed_methods(&path);
+        if !allowed.is_empty() {
+            ApiError {
+                allow: Some(allowed.join(", ")),
+                ..ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{method} is not allowed on {path}"),
+                )
+            }
         } else {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -309,15 +342,22 @@ async fn dispatch(
     match route {
         Route::Healthz => {
             let degraded = engine.degraded();
-            if degraded.is_empty() {
-                ok(&serde_json::json!({ "status": "ok", "identity": identity }))
+            let identity = identity.parse::<IdentityId>().map_err(|e| {
+                ApiError::from(EngineError::Internal(format!("the caller's identity: {e}")))
+            })?;
+            ok(&if degraded.is_empty() {
+                Health {
+                    degraded: None,
+                    identity,
+                    status: HealthStatus::Ok,
+                }
             } else {
-                ok(&serde_json::json!({
-                    "status": "degraded",
-                    "degraded": degraded,
-                    "identity": identity,
-                }))
-            }
+                Health {
+                    degraded: Some(degraded),
+                    identity,
+                    status: HealthStatus::Degraded,
+                }
+            })
         }
         Route::OpenApi => ok(&routes::openapi()),
         Route::Metrics => {
@@ -341,8 +381,8 @@ async fn dispatch(
         }
         Route::TpmInfo => ok(&engine.tpm_info().await?),
         Route::ActivateCredential => {
-            let request: serde_json::Value =
-                body(limits, MAX_CREDENTIAL_BODY.min(max_body), request).await?;
+            let bytes = body_bytes(limits, MAX_CREDENTIAL_BODY.min(max_body), request).await?;
+            let request = ActivateCredential::from_body(&bytes).map_err(ApiError::request)?;
             ok(&engine.activate_credential(request).await?)
         }
         Route::ListFunctions => ok(&engine.list_functions().await?),

@@ -2,7 +2,7 @@
 //! the OpenAPI 3 document at `GET /v1/openapi.json`, so the two cannot drift apart.
 
 use hyper::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Every endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,44 +318,31 @@ pub fn path_exists(path: &str) -> bool {
     endpoints().iter().any(|e| matches(e.path, path).is_some())
 }
 
-/// The OpenAPI 3.0 document of the table.
-pub fn openapi() -> Value {
-    let mut paths = serde_json::Map::new();
+/// The methods that serve `path`, in table order (a 405's `Allow` header); empty when
+/// none does.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = Vec::new();
     for e in endpoints() {
-        let params: Vec<Value> = split(e.path)
-            .iter()
-            .filter(|s| s.starts_with('{'))
-            .map(|s| {
-                json!({"name": s.trim_matches(|c| c == '{' || c == '}'), "in": "path", "required": true, "schema": {"type": "string"}})
-            })
-            .collect();
-        let mut op = json!({
-            "summary": e.summary,
-            "operationId": format!("{:?}", e.route),
-            "parameters": params,
-            "responses": {
-                e.status.to_string(): {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}},
-                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
-        if e.body {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+        if matches(e.path, path).is_some() && !methods.contains(&method_str(&e.method)) {
+            methods.push(method_str(&e.method));
         }
-        let entry = paths.entry(e.path.to_owned()).or_insert_with(|| json!({}));
-        entry[super::method_name(&e.method)] = op;
     }
-    json!({
-        "openapi": "3.0.3",
-        "info": {"title": "Arbiter", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Attested trusted third party for multi-party computation. Mutual TLS: the caller's identity is the SHA-256 of its certificate's SubjectPublicKeyInfo."},
-        "paths": paths,
-        "components": {"schemas": {"Error": {
-            "type": "object", "required": ["error"],
-            "properties": {"error": {"type": "object", "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                               "problems": {"type": "array", "items": {"type": "object"}}}}}
-        }}}
-    })
+    methods
+}
+
+fn method_str(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "OPTIONS",
+    }
+}
+
+/// The OpenAPI 3.0 document of the table, with the wire contract's schemas.
+pub fn openapi() -> Value {
+    super::openapi::document()
 }
 
 #[cfg(test)]

@@ -6,10 +6,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arbiter_measured_boot::cel::Record;
+use arbiter_measured_boot::cel::{Base64Bytes, HexBytes, Record};
 use arbiter_policy::merkle;
-use base64::Engine as _;
-use serde_json::{Value, json};
+use arbiter_proto::Sha256Digest;
+use arbiter_proto::api::{
+    self as wire, ActivateCredential, Binding, BindingLeaf, EndorsementKey, QuotedPcrs, Sealing,
+    Secret, StatementKey, TpmInfo, TpmKey,
+};
 use tokio::sync::oneshot;
 
 use super::{Engine, EngineError};
@@ -26,7 +29,7 @@ struct Batch {
     records: Vec<Record>,
     leaves: Vec<Vec<u8>>,
     root: [u8; 32],
-    sealing: Value,
+    sealing: Sealing,
 }
 
 type Waiter = oneshot::Sender<Result<Arc<Batch>, String>>;
@@ -51,8 +54,17 @@ impl std::fmt::Debug for Batcher {
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+fn b64(bytes: &[u8]) -> Base64Bytes {
+    Base64Bytes(bytes.to_vec())
+}
+
+/// A TPM key as the API publishes it.
+fn tpm_key(pem: String, tpm2b_public: &[u8], name: &[u8]) -> TpmKey {
+    TpmKey {
+        name: HexBytes(name.to_vec()),
+        public_pem: pem,
+        tpm2b_public: b64(tpm2b_public),
+    }
 }
 
 impl Engine {
@@ -63,7 +75,7 @@ impl Engine {
         caller: &str,
         nonce_hex: &str,
         instance: Option<&str>,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<wire::Attestation, EngineError> {
         let nonce = hex::decode(nonce_hex).map_err(|_| {
             EngineError::bad(
                 "invalid_nonce",
@@ -77,9 +89,7 @@ impl Engine {
             ));
         }
         let description = match instance {
-            Some(id) => Some(
-                serde_json::to_value(self.describe_instance(caller, id).await?).unwrap_or_default(),
-            ),
+            Some(id) => Some(self.describe_instance(caller, id).await?),
             None => None,
         };
         let leaf = merkle::binding_leaf(nonce_hex, instance, &self.tls_spki);
@@ -87,42 +97,40 @@ impl Engine {
         let proof = merkle::inclusion_proof(&batch.leaves, index)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         let ak = self.tpm.attestation_key().await?;
-        let pcrs: serde_json::Map<String, Value> = batch
+        let pcrs = batch
             .quote
             .pcrs
             .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(hex::encode(v))))
+            .map(|(k, v)| (k.to_string(), Sha256Digest(*v)))
             .collect();
+        let leaf: BindingLeaf = serde_json::from_slice(&leaf)
+            .map_err(|e| EngineError::Internal(format!("the binding leaf: {e}")))?;
         // Read at each attestation (the kernel's file can grow on some platforms); the unit's
         // fallback credential where the host has no log is no log.
         let firmware_log = std::fs::read(&self.firmware_log)
             .ok()
             .and_then(crate::config::firmware_log_content)
             .map(|b| b64(&b));
-        Ok(json!({
-            "quote": {
-                "attest": b64(&batch.quote.attest),
-                "signature": b64(&batch.quote.signature),
-                "pcrs": { "sha256": pcrs },
+        Ok(wire::Attestation {
+            ak: tpm_key(ak.public_pem()?, &ak.tpm2b_public, &ak.name),
+            binding: Binding {
+                leaf,
+                leaf_index: index as u64,
+                proof: proof.into_iter().map(Sha256Digest).collect(),
+                root: Sha256Digest(batch.root),
+                tree_size: batch.leaves.len() as u64,
             },
-            "ak": {
-                "public_pem": ak.public_pem()?,
-                "tpm2b_public": b64(&ak.tpm2b_public),
-                "name": hex::encode(&ak.name),
+            firmware_log,
+            instance: description,
+            log: batch.records.clone(),
+            log_generation: batch.generation,
+            quote: wire::Quote {
+                attest: b64(&batch.quote.attest),
+                pcrs: QuotedPcrs { sha256: pcrs },
+                signature: b64(&batch.quote.signature),
             },
-            "binding": {
-                "leaf": serde_json::from_slice::<Value>(&leaf).unwrap_or_default(),
-                "leaf_index": index,
-                "tree_size": batch.leaves.len(),
-                "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
-                "root": hex::encode(batch.root),
-            },
-            "sealing": batch.sealing,
-            "log_generation": batch.generation,
-            "log": batch.records,
-            "firmware_log": firmware_log,
-            "instance": description,
-        }))
+            sealing: batch.sealing.clone(),
+        })
     }
 
     /// Adds a leaf to the pending batch (starting one if needed) and waits for its quote.
@@ -207,17 +215,15 @@ impl Engine {
         };
         let index =
             index.ok_or_else(|| EngineError::Internal("the sealing index is gone".into()))?;
-        let mut sealing = json!({
-            "nv_public": b64(&index.tpm2b_public),
-            "name": hex::encode(&index.name),
-            "epoch": self.sealer().map_or(self.last_epoch, |s| s.epoch()),
-        });
-        if let Some(reason) = &self.sealing_unavailable {
+        let sealing = Sealing {
+            epoch: self.sealer().map_or(self.last_epoch, |s| s.epoch()),
+            name: HexBytes(index.name.clone()),
+            nv_public: b64(&index.tpm2b_public),
             // Degraded (docs/protocol.md): the index is not readable in this platform state.
-            // Unsigned,
-            // like the rest of this object beside the quote, and only ever a reason to refuse.
-            sealing["unavailable"] = json!(reason);
-        }
+            // Unsigned, like the rest of this object beside the quote, and only ever a
+            // reason to refuse.
+            unavailable: self.sealing_unavailable.clone(),
+        };
         Ok(Batch {
             quote,
             generation,
@@ -230,7 +236,7 @@ impl Engine {
 
     /// `GET /v1/tpm`: the AK, each EK with its certificate, and the statement key with its
     /// certification by the AK.
-    pub async fn tpm_info(&self) -> Result<Value, EngineError> {
+    pub async fn tpm_info(&self) -> Result<TpmInfo, EngineError> {
         let ak = self.tpm.attestation_key().await?;
         let eks = self.tpm.endorsement_keys().await?;
         let (key, cert) = if self.sealing_unavailable.is_some() {
@@ -247,51 +253,42 @@ impl Engine {
                 .await?;
             (key, cert)
         };
-        Ok(json!({
-            "ak": {
-                "public_pem": ak.public_pem()?,
-                "tpm2b_public": b64(&ak.tpm2b_public),
-                "name": hex::encode(&ak.name),
+        Ok(TpmInfo {
+            ak: tpm_key(ak.public_pem()?, &ak.tpm2b_public, &ak.name),
+            eks: eks
+                .iter()
+                .map(|ek| EndorsementKey {
+                    alg: match ek.alg {
+                        EkAlgorithm::Rsa2048 => wire::EkAlgorithm::Rsa2048,
+                        EkAlgorithm::EccNistP384 => wire::EkAlgorithm::EccNistP384,
+                    },
+                    cert_der: ek.cert_der.as_deref().map(b64),
+                    tpm2b_public: b64(&ek.tpm2b_public),
+                })
+                .collect(),
+            statement_key: StatementKey {
+                attest: b64(&cert.attest),
+                name: HexBytes(key.name.clone()),
+                public_pem: key.public_pem()?,
+                qualifying_data: b64(STATEMENT_KEY_CERTIFY_DATA),
+                signature: b64(&cert.signature),
+                tpm2b_public: b64(&key.tpm2b_public),
             },
-            "eks": eks.iter().map(|ek| json!({
-                "alg": ek.alg.as_str(),
-                "tpm2b_public": b64(&ek.tpm2b_public),
-                "cert_der": ek.cert_der.as_deref().map(b64),
-            })).collect::<Vec<_>>(),
-            "statement_key": {
-                "attest": b64(&cert.attest),
-                "signature": b64(&cert.signature),
-                "qualifying_data": b64(STATEMENT_KEY_CERTIFY_DATA),
-                "public_pem": key.public_pem()?,
-                "tpm2b_public": b64(&key.tpm2b_public),
-                "name": hex::encode(&key.name),
-            },
-        }))
+        })
     }
 
     /// `POST /v1/tpm/activate-credential`.
-    pub async fn activate_credential(&self, request: Value) -> Result<Value, EngineError> {
-        let field = |name: &str| -> Result<Vec<u8>, EngineError> {
-            let text = request.get(name).and_then(Value::as_str).ok_or_else(|| {
-                EngineError::bad("missing_field", format!("`{name}` (base64) is required"))
-            })?;
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map_err(|e| EngineError::bad("invalid_base64", format!("`{name}`: {e}")))
-        };
-        let alg = match request.get("ek_alg").and_then(Value::as_str) {
-            Some("rsa2048") => EkAlgorithm::Rsa2048,
-            Some("ecc_nist_p384") => EkAlgorithm::EccNistP384,
-            _ => {
-                return Err(EngineError::bad(
-                    "invalid_ek_alg",
-                    "`ek_alg` is `rsa2048` or `ecc_nist_p384`",
-                ));
-            }
+    pub async fn activate_credential(
+        &self,
+        request: ActivateCredential,
+    ) -> Result<Secret, EngineError> {
+        let alg = match request.ek_alg {
+            wire::EkAlgorithm::Rsa2048 => EkAlgorithm::Rsa2048,
+            wire::EkAlgorithm::EccNistP384 => EkAlgorithm::EccNistP384,
         };
         let secret = self
             .tpm
-            .activate_credential(alg, field("credential_blob")?, field("encrypted_secret")?)
+            .activate_credential(alg, request.credential_blob.0, request.encrypted_secret.0)
             .await
             .map_err(|e| {
                 EngineError::bad(
@@ -299,6 +296,8 @@ impl Engine {
                     format!("ActivateCredential refused the credential: {e}"),
                 )
             })?;
-        Ok(json!({ "secret": b64(&secret) }))
+        Ok(Secret {
+            secret: b64(&secret),
+        })
     }
 }

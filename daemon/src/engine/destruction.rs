@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use arbiter_measured_boot::cel::{self, EventContent};
-use arbiter_policy::jws::InputInclusion;
+use arbiter_policy::jws;
 use arbiter_policy::lifecycle;
 use arbiter_proto::InstanceState;
-use serde_json::Value;
+use arbiter_proto::api::{DestructionCertificate, EpochReset};
 
 use super::{Engine, EngineError, now};
 use crate::keys::Sealer;
@@ -60,7 +60,7 @@ impl Engine {
         self: &Arc<Self>,
         caller: &str,
         id: &str,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<DestructionCertificate, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
         lifecycle::destruction_request_allowed(&manifest, caller)
             .map_err(|refusal| EngineError::refused(id, &refusal))?;
@@ -223,7 +223,7 @@ impl Engine {
         &self,
         caller: &str,
         id: &str,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<DestructionCertificate, EngineError> {
         let (_, manifest) = self.load_instance(id).await?;
         self.require_party(caller, id, &manifest)?;
         let key = id.to_owned();
@@ -239,10 +239,10 @@ impl Engine {
         let jws = jws.ok_or_else(|| {
             EngineError::conflict("not_destroyed", format!("instance {id} is not destroyed"))
         })?;
-        let mut view = super::statements::statement_view(&jws);
+        let payload = super::statements::statement_payload(&jws);
         // The tree is the one signed: its first `inputs_count` leaves (the record is
         // append-only and a destroyed instance accepts nothing, so that is all of it).
-        let count = view["payload"]["inputs_count"]
+        let count = payload["inputs_count"]
             .as_u64()
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| {
@@ -257,14 +257,16 @@ impl Engine {
         let mut own = Vec::new();
         for (index, leaf) in leaves.iter().enumerate() {
             if leaf.submitter == caller {
-                let inclusion = InputInclusion::of(leaves, index)
+                let inclusion = jws::inclusion_of(leaves, index)
                     .map_err(|e| EngineError::Internal(format!("inclusion proof: {e}")))?;
                 own.push(inclusion);
             }
         }
-        view["inputs"] = serde_json::to_value(own)
-            .map_err(|e| EngineError::Internal(format!("inclusion proofs: {e}")))?;
-        Ok(view)
+        Ok(DestructionCertificate {
+            inputs: own,
+            jws,
+            payload,
+        })
     }
 
     /// Applies the automatic destruction policies that are due for `id`.
@@ -401,7 +403,7 @@ impl Engine {
     /// `POST /v1/admin/epoch-reset` (operators): gives up the unrecoverable instances,
     /// rotates the sealing key and measures `epoch_reset`, so new instances are accepted
     /// again.
-    pub async fn epoch_reset(&self, caller: &str) -> Result<Value, EngineError> {
+    pub async fn epoch_reset(&self, caller: &str) -> Result<EpochReset, EngineError> {
         if !self.config().is_operator(caller) {
             return Err(EngineError::Forbidden(format!(
                 "identity {caller} is not an operator"
@@ -450,6 +452,12 @@ impl Engine {
             gave_up = lost.len(),
             "epoch reset: unrecoverable instances given up"
         );
-        Ok(serde_json::json!({ "epoch": new_epoch, "unrecoverable": lost }))
+        Ok(EpochReset {
+            epoch: new_epoch,
+            unrecoverable: lost
+                .iter()
+                .map(|id| super::stored(id))
+                .collect::<Result<_, _>>()?,
+        })
     }
 }

@@ -88,7 +88,7 @@ impl Engine {
         self: &Arc<Self>,
         caller: &str,
         id: &str,
-    ) -> Result<serde_json::Value, EngineError> {
+    ) -> Result<arbiter_proto::api::EvaluationStarted, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
         let operator = self.config().is_operator(caller);
         lifecycle::evaluation_request_allowed(&manifest, caller, operator, row.state)
@@ -101,11 +101,11 @@ impl Engine {
         lifecycle::missing_slots(&manifest, &filled_slots(&inputs))
             .map_err(|refusal| EngineError::refused(id, &refusal))?;
         self.spawn_evaluation(id.to_owned(), row.round);
-        Ok(serde_json::json!({
-            "instance_id": id,
-            "round": row.round,
-            "state": InstanceState::Evaluating,
-        }))
+        Ok(arbiter_proto::api::EvaluationStarted {
+            instance_id: super::stored(id)?,
+            round: row.round,
+            state: InstanceState::Evaluating,
+        })
     }
 
     /// Runs the evaluation of `round` in the background.

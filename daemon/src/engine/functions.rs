@@ -2,69 +2,34 @@
 //! them back. Any authenticated client may read functions: parties review the source
 //! before they agree to a manifest naming its measurement.
 
-use serde::{Deserialize, Serialize};
+use arbiter_proto::api::{FunctionDetail, FunctionSummary, RegisterFunction};
 use sha2::{Digest, Sha256};
 
-use super::{Engine, EngineError, is_id, new_id, now};
+use super::{Engine, EngineError, is_id, new_id, now, stored};
 use crate::eval::Evaluator;
 use crate::store::queries::{self, FunctionRow};
 
-/// `POST /v1/functions` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegisterFunction {
-    /// A name for people (1–128 printable characters).
-    pub name: String,
-    /// `rhai`.
-    pub language: String,
-    /// The script; its measurement is the SHA-256 of these bytes exactly.
-    pub source: String,
+/// A stored function as the API answers it.
+pub(crate) fn detail(f: FunctionRow) -> Result<FunctionDetail, EngineError> {
+    Ok(FunctionDetail {
+        id: stored(&f.id)?,
+        name: f.name,
+        language: f.language,
+        sha256: stored(&f.sha256)?,
+        source: f.source,
+        registered_by: stored(&f.registered_by)?,
+        registered_at: f.registered_at,
+    })
 }
 
-/// A function in a listing.
-#[derive(Debug, Serialize)]
-pub struct FunctionSummary {
-    /// Its id.
-    pub id: String,
-    /// Its name.
-    pub name: String,
-    /// Its measurement.
-    pub sha256: String,
-    /// When it was registered.
-    pub registered_at: String,
-}
-
-/// A function with its source.
-#[derive(Debug, Serialize)]
-pub struct FunctionDetail {
-    /// Its id.
-    pub id: String,
-    /// Its name.
-    pub name: String,
-    /// Its language.
-    pub language: String,
-    /// Its measurement: `sha256(source)`.
-    pub sha256: String,
-    /// The source exactly as registered.
-    pub source: String,
-    /// Who registered it.
-    pub registered_by: String,
-    /// When.
-    pub registered_at: String,
-}
-
-impl From<FunctionRow> for FunctionDetail {
-    fn from(f: FunctionRow) -> Self {
-        Self {
-            id: f.id,
-            name: f.name,
-            language: f.language,
-            sha256: f.sha256,
-            source: f.source,
-            registered_by: f.registered_by,
-            registered_at: f.registered_at,
-        }
-    }
+/// A stored function in the list.
+fn summary(f: &FunctionRow) -> Result<FunctionSummary, EngineError> {
+    Ok(FunctionSummary {
+        id: stored(&f.id)?,
+        name: f.name.clone(),
+        sha256: stored(&f.sha256)?,
+        registered_at: f.registered_at.clone(),
+    })
 }
 
 impl Engine {
@@ -125,12 +90,7 @@ impl Engine {
             registered_by: caller.to_owned(),
             registered_at: now(),
         };
-        let summary = FunctionSummary {
-            id: row.id.clone(),
-            name: row.name.clone(),
-            sha256: row.sha256.clone(),
-            registered_at: row.registered_at.clone(),
-        };
+        let summary = summary(&row)?;
         // Measured first (write-ahead log, then PCR), stored second: a crash in between
         // leaves a measured function that was never registered, which misleads nobody.
         self.measurer
@@ -151,15 +111,7 @@ impl Engine {
     /// Every registered function (without sources).
     pub async fn list_functions(&self) -> Result<Vec<FunctionSummary>, EngineError> {
         let rows = self.store.read(queries::list_functions).await?;
-        Ok(rows
-            .into_iter()
-            .map(|f| FunctionSummary {
-                id: f.id,
-                name: f.name,
-                sha256: f.sha256,
-                registered_at: f.registered_at,
-            })
-            .collect())
+        rows.iter().map(summary).collect()
     }
 
     /// One function with its source.
@@ -174,7 +126,7 @@ impl Engine {
         self.store
             .read(move |c| queries::get_function(c, &key))
             .await?
-            .map(FunctionDetail::from)
-            .ok_or_else(|| EngineError::NotFound(format!("no function {id}")))
+            .map(detail)
+            .ok_or_else(|| EngineError::NotFound(format!("no function {id}")))?
     }
 }

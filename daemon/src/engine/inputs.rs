@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use arbiter_policy::hpke::{self, InputContext};
 use arbiter_policy::lifecycle::{self, ResubmissionOutcome};
 use arbiter_policy::manifest::{Manifest, Provide, Slot};
+use arbiter_proto::api::{InputReceipt, SubmitInput, Withdrawal};
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{Engine, EngineError, now};
@@ -19,35 +19,6 @@ use crate::store::queries::{self, InputRow, InstanceRow};
 /// The deepest nesting accepted in an input (what `serde_json` parses by default); the
 /// evaluator takes less (`eval`'s limit), and reports deeper inputs as a size failure.
 const MAX_INPUT_DEPTH: usize = 128;
-
-/// `PUT /v1/instances/{id}/inputs/{slot}` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitInput {
-    /// HPKE encapsulated key, base64.
-    pub enc: String,
-    /// HPKE ciphertext, base64.
-    pub ciphertext: String,
-    /// Use this input only with this function measurement.
-    #[serde(default)]
-    pub expect_function_sha256: Option<String>,
-}
-
-/// The receipt of an accepted input.
-#[derive(Debug, Serialize)]
-pub struct InputReceipt {
-    /// The slot.
-    pub slot: String,
-    /// The round the input counts for.
-    pub round: u64,
-    /// `sha256(enc || ciphertext)` of the input kept in the slot.
-    pub ciphertext_sha256: String,
-    /// When the kept input was accepted.
-    pub accepted_at: String,
-    /// With resubmission `first`: this submission was discarded and the first one kept.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub kept_first: bool,
-}
 
 impl Engine {
     /// Why inputs are not accepted now, or `None` if they are (the lifecycle rule on the
@@ -179,7 +150,7 @@ impl Engine {
                         return Ok(InputReceipt {
                             slot: existing.slot,
                             round: existing.round,
-                            ciphertext_sha256: existing.ciphertext_sha256,
+                            ciphertext_sha256: super::stored(&existing.ciphertext_sha256)?,
                             accepted_at: existing.accepted_at,
                             kept_first: true,
                         });
@@ -204,7 +175,7 @@ impl Engine {
                 Ok(InputReceipt {
                     slot: input.slot,
                     round: input.round,
-                    ciphertext_sha256: input.ciphertext_sha256,
+                    ciphertext_sha256: super::stored(&input.ciphertext_sha256)?,
                     accepted_at: input.accepted_at,
                     kept_first: false,
                 })
@@ -293,7 +264,7 @@ impl Engine {
         caller: &str,
         id: &str,
         slot: &str,
-    ) -> Result<serde_json::Value, EngineError> {
+    ) -> Result<Withdrawal, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
         lifecycle::withdrawal_allowed(&manifest, caller, slot, row.state)
             .map_err(|refusal| EngineError::refused(id, &refusal))?;
@@ -317,7 +288,11 @@ impl Engine {
                 Ok(queries::delete_input(c, &key, &s)?)
             })
             .await?;
-        Ok(serde_json::json!({ "instance_id": id, "slot": slot, "withdrawn": true }))
+        Ok(Withdrawal {
+            instance_id: super::stored(id)?,
+            slot: slot.to_owned(),
+            withdrawn: true,
+        })
     }
 
     /// Starts an evaluation when an automatic trigger is met.

@@ -8,94 +8,14 @@ use arbiter_policy::hpke;
 use arbiter_policy::lifecycle;
 use arbiter_policy::manifest::{Manifest, ManifestProblem, ReaderRole};
 use arbiter_proto::InstanceState;
-use serde::{Deserialize, Serialize};
+use arbiter_proto::api::{
+    Approval, CreateInstance, CreatedInstance, InstanceDescription, ReportedState, SlotStatus,
+    Usage, Window,
+};
 
-use super::{Engine, EngineError, is_id, new_id, now};
+use super::{Engine, EngineError, is_id, new_id, now, stored};
 use crate::keys::InstanceSecret;
 use crate::store::queries::{self, InstanceRow};
-
-/// `POST /v1/instances` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateInstance {
-    /// The manifest (docs/manifest.md), as JSON.
-    pub manifest: serde_json::Value,
-}
-
-/// The answer to instance creation.
-#[derive(Debug, Serialize)]
-pub struct CreatedInstance {
-    /// The instance id.
-    pub id: String,
-    /// HPKE public key, hex SEC1 uncompressed.
-    pub public_key: String,
-    /// The HPKE suite.
-    pub hpke_suite: &'static str,
-    /// `sha256(JCS(manifest))`.
-    pub manifest_sha256: String,
-    /// The function's measurement.
-    pub function_sha256: String,
-    /// The lifecycle state.
-    pub state: String,
-    /// The current round.
-    pub round: u64,
-}
-
-/// One slot's status: filled or not, by whom and when — never the value.
-#[derive(Debug, Serialize)]
-pub struct SlotStatus {
-    /// The slot.
-    pub slot: String,
-    /// Whether an input is in it.
-    pub filled: bool,
-    /// Who filled it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub submitter: Option<String>,
-    /// When.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub accepted_at: Option<String>,
-    /// The round it was submitted in.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub round: Option<u64>,
-    /// Its `ciphertext_sha256`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ciphertext_sha256: Option<String>,
-}
-
-/// `GET /v1/instances/{id}`.
-#[derive(Debug, Serialize)]
-pub struct InstanceDescription {
-    /// The id.
-    pub id: String,
-    /// The manifest exactly as submitted.
-    pub manifest: serde_json::Value,
-    /// Its digest.
-    pub manifest_sha256: String,
-    /// The function: id, measurement and source.
-    pub function: super::FunctionDetail,
-    /// The lifecycle state.
-    pub state: String,
-    /// The current round.
-    pub round: u64,
-    /// Evaluations so far.
-    pub evaluations: u64,
-    /// The input window.
-    pub window: serde_json::Value,
-    /// Whether inputs are accepted now (approval, window, state).
-    pub accepting_inputs: bool,
-    /// Slot statuses.
-    pub slots: Vec<SlotStatus>,
-    /// Who approved (explicit approval), with when.
-    pub approvals: BTreeMap<String, String>,
-    /// HPKE public key, hex.
-    pub public_key: String,
-    /// The HPKE suite.
-    pub hpke_suite: &'static str,
-    /// Who created it and when.
-    pub created_by: String,
-    /// When.
-    pub created_at: String,
-}
 
 impl Engine {
     /// Loads an instance and its manifest, refusing malformed and unknown ids.
@@ -264,12 +184,12 @@ impl Engine {
             "instance created"
         );
         Ok(CreatedInstance {
-            id,
+            id: stored(&id)?,
             public_key: hex::encode(public_key),
-            hpke_suite: hpke::SUITE,
-            manifest_sha256,
-            function_sha256: function.sha256,
-            state: InstanceState::Open.to_string(),
+            hpke_suite: hpke::SUITE.to_owned(),
+            manifest_sha256: stored(&manifest_sha256)?,
+            function_sha256: stored(&function.sha256)?,
+            state: InstanceState::Open,
             round: 1,
         })
     }
@@ -302,45 +222,51 @@ impl Engine {
             .keys()
             .map(|slot| {
                 let input = inputs.iter().find(|i| i.slot == slot.as_str());
-                SlotStatus {
+                Ok(SlotStatus {
                     slot: slot.as_str().to_owned(),
                     filled: input.is_some(),
-                    submitter: input.map(|i| i.submitter.clone()),
+                    submitter: input.map(|i| stored(&i.submitter)).transpose()?,
                     accepted_at: input.map(|i| i.accepted_at.clone()),
                     round: input.map(|i| i.round),
-                    ciphertext_sha256: input.map(|i| i.ciphertext_sha256.clone()),
-                }
+                    ciphertext_sha256: input.map(|i| stored(&i.ciphertext_sha256)).transpose()?,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, EngineError>>()?;
         let approvals: BTreeMap<String, String> = approvals.into_iter().collect();
         let lost = self.unrecoverable().contains(&row.id);
         let accepting_inputs = !lost && self.inputs_refusal(&row, &manifest, &approvals).is_none();
+        let window: Window = serde_json::to_value(manifest.window)
+            .and_then(serde_json::from_value)
+            .map_err(|e| EngineError::Internal(format!("the window of instance {id}: {e}")))?;
         Ok(InstanceDescription {
-            id: row.id,
+            id: stored(&row.id)?,
             manifest: serde_json::from_str(&row.manifest_json)
                 .map_err(|e| EngineError::Internal(e.to_string()))?,
-            manifest_sha256: row.manifest_sha256,
-            function: function.into(),
+            manifest_sha256: stored(&row.manifest_sha256)?,
+            function: super::functions::detail(function)?,
             state: if lost {
-                "unrecoverable".into()
+                ReportedState::Unrecoverable
             } else {
-                row.state.to_string()
+                row.state.into()
             },
             round: row.round,
             evaluations: row.evaluations,
-            window: serde_json::to_value(manifest.window).unwrap_or_default(),
+            window,
             accepting_inputs,
             slots,
-            approvals,
+            approvals: approvals
+                .into_iter()
+                .map(|(who, at)| Ok((stored(&who)?, at)))
+                .collect::<Result<_, EngineError>>()?,
             public_key: hex::encode(&row.public_key),
-            hpke_suite: hpke::SUITE,
-            created_by: row.created_by,
+            hpke_suite: hpke::SUITE.to_owned(),
+            created_by: stored(&row.created_by)?,
             created_at: row.created_at,
         })
     }
 
     /// Records a party's approval of the manifest.
-    pub async fn approve(&self, caller: &str, id: &str) -> Result<serde_json::Value, EngineError> {
+    pub async fn approve(&self, caller: &str, id: &str) -> Result<Approval, EngineError> {
         let (row, manifest) = self.load_instance(id).await?;
         lifecycle::approval_accepted(&manifest, caller, row.state)
             .map_err(|refusal| EngineError::refused(id, &refusal))?;
@@ -363,11 +289,14 @@ impl Engine {
         let approved: Vec<&String> = approvals.iter().map(|(i, _)| i).collect();
         let complete =
             lifecycle::approvals_complete(&manifest, approved.iter().map(|a| a.as_str()));
-        Ok(serde_json::json!({
-            "instance_id": id,
-            "approved": approved,
-            "complete": complete,
-        }))
+        Ok(Approval {
+            approved: approved
+                .into_iter()
+                .map(|who| stored(who))
+                .collect::<Result<_, _>>()?,
+            complete,
+            instance_id: stored(id)?,
+        })
     }
 
     /// Usage of an instance (docs/api.md, usage), shown to its manifest's parties and operators
@@ -382,7 +311,7 @@ impl Engine {
     ///   summed over the rounds) go to operators and to parties that are result readers
     ///   (`evaluation`): for a yes/no function the output's size is the answer, so a
     ///   status-only reader must not see it.
-    pub async fn usage(&self, caller: &str, id: &str) -> Result<serde_json::Value, EngineError> {
+    pub async fn usage(&self, caller: &str, id: &str) -> Result<Usage, EngineError> {
         let (_, manifest) = self.load_instance(id).await?;
         self.require_party(caller, id, &manifest)?;
         let key = id.to_owned();
@@ -402,19 +331,17 @@ impl Engine {
             .unwrap_or_default();
         let evaluations = evaluation.remove("evaluations").unwrap_or(0);
         let operator = self.config().is_operator(caller);
-        let mut out = serde_json::json!({ "instance_id": id, "evaluations": evaluations });
-        if operator || manifest.reader_role(caller) == Some(ReaderRole::Result) {
-            out["evaluation"] = serde_json::json!(evaluation);
-        }
-        if manifest.is_party(caller) {
-            let own = per_identity.get(caller).cloned().unwrap_or_default();
-            out["own"] = serde_json::json!(own);
-        }
-        if operator {
-            out["totals"] = serde_json::json!(totals);
-            out["per_identity"] = serde_json::json!(per_identity);
-        }
-        Ok(out)
+        let sees_evaluation = operator || manifest.reader_role(caller) == Some(ReaderRole::Result);
+        Ok(Usage {
+            evaluation: sees_evaluation.then_some(evaluation),
+            evaluations,
+            instance_id: stored(id)?,
+            own: manifest
+                .is_party(caller)
+                .then(|| per_identity.get(caller).cloned().unwrap_or_default()),
+            per_identity: operator.then_some(per_identity),
+            totals: operator.then_some(totals),
+        })
     }
 }
 

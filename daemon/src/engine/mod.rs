@@ -21,13 +21,13 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Semaphore, broadcast};
 
+pub use arbiter_proto::api::{
+    CreateInstance, CreatedInstance, FunctionDetail, FunctionSummary, InputReceipt,
+    InstanceDescription, RegisterFunction, ResultView, SlotStatus, SubmitInput,
+};
 pub use error::{EngineError, StartError};
-pub use functions::{FunctionDetail, FunctionSummary, RegisterFunction};
 #[cfg(feature = "failpoints")]
 pub use hooks::Pause;
-pub use inputs::{InputReceipt, SubmitInput};
-pub use instances::{CreateInstance, CreatedInstance, InstanceDescription, SlotStatus};
-pub use results::ResultView;
 
 use crate::config::Config;
 use crate::eval::Evaluator;
@@ -114,11 +114,19 @@ pub(crate) fn new_id() -> String {
     hex::encode(b)
 }
 
+/// A value read from the store (or made by the engine) as its wire type: one that does not
+/// parse is the engine's fault, never the caller's.
+pub(crate) fn stored<T>(text: &str) -> Result<T, EngineError>
+where
+    T: std::str::FromStr<Err = arbiter_proto::ProtoError>,
+{
+    text.parse()
+        .map_err(|e| EngineError::Internal(format!("a stored value: {e}")))
+}
+
 /// Whether `s` looks like an id (so malformed ids are refused before any lookup).
 pub(crate) fn is_id(s: &str) -> bool {
-    s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.parse::<arbiter_proto::InstanceId>().is_ok()
 }
 
 impl Engine {

@@ -8,53 +8,12 @@ use arbiter_policy::hpke;
 use arbiter_policy::lifecycle::Refusal;
 use arbiter_policy::manifest::ReaderRole;
 use arbiter_proto::InstanceState;
-use serde::Serialize;
+use arbiter_proto::api::{EvaluationError, ResultView, UsedInput};
 
 use super::evaluation::result_context;
-use super::{Engine, EngineError, now};
+use super::{Engine, EngineError, now, stored};
 use crate::keys::open_at_rest;
 use crate::store::queries;
-
-/// `GET /v1/instances/{id}/result`.
-#[derive(Debug, Default, Serialize)]
-pub struct ResultView {
-    /// The instance.
-    pub instance_id: String,
-    /// Whether a result exists.
-    pub evaluated: bool,
-    /// The round of the result shown.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub round: Option<u64>,
-    /// When it was evaluated.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub evaluated_at: Option<String>,
-    /// Whether evaluation succeeded (result readers only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub succeeded: Option<bool>,
-    /// The function's output (result readers only, on success).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<serde_json::Value>,
-    /// Why evaluation failed (result readers only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<serde_json::Value>,
-    /// The inputs used (result readers only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inputs: Option<serde_json::Value>,
-    /// The function's measurement (result readers only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub function_sha256: Option<String>,
-    /// The manifest's digest (result readers only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub manifest_sha256: Option<String>,
-    /// The signed result statement (compact JWS; result readers only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jws: Option<String>,
-    /// The statement's payload, decoded for convenience (result readers only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<serde_json::Value>,
-    /// The instance's state.
-    pub state: String,
-}
 
 impl Engine {
     /// The latest (or `round`'s) result for a reader, waiting up to `wait` for one.
@@ -77,11 +36,11 @@ impl Engine {
         loop {
             let (row, _) = self.load_instance(id).await?;
             let key = id.to_owned();
-            let stored = self
+            let found = self
                 .store
                 .read(move |c| queries::get_result(c, &key, round))
                 .await?;
-            if let Some(result) = stored {
+            if let Some(result) = found {
                 return self.view(caller, role, row, result).await;
             }
             if row.state == InstanceState::Destroyed {
@@ -89,11 +48,7 @@ impl Engine {
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                return Ok(ResultView {
-                    instance_id: id.to_owned(),
-                    state: row.state.to_string(),
-                    ..ResultView::default()
-                });
+                return Ok(ResultView::pending(stored(id)?, row.state));
             }
             // Wake on any evaluation event (or the deadline), then look again.
             let _ = tokio::time::timeout(deadline - now, events.recv()).await;
@@ -108,12 +63,10 @@ impl Engine {
         result: queries::ResultRow,
     ) -> Result<ResultView, EngineError> {
         let mut view = ResultView {
-            instance_id: row.id.clone(),
             evaluated: true,
             round: Some(result.round),
             evaluated_at: Some(result.evaluated_at.clone()),
-            state: row.state.to_string(),
-            ..ResultView::default()
+            ..ResultView::pending(stored(&row.id)?, row.state)
         };
         if role == ReaderRole::Status {
             return Ok(view);
@@ -137,15 +90,20 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("stored result: {e}")))?;
         view.succeeded = Some(result.succeeded);
         view.output = body.get("output").cloned();
-        view.error = body.get("error").cloned().filter(|e| !e.is_null());
+        view.error = body
+            .get("error")
+            .filter(|e| !e.is_null())
+            .cloned()
+            .map(serde_json::from_value::<EvaluationError>)
+            .transpose()
+            .map_err(|e| EngineError::Internal(format!("stored result's error: {e}")))?;
         if let Some(jws) = body.get("jws").and_then(serde_json::Value::as_str) {
-            let statement = super::statements::statement_view(jws);
-            view.payload = statement.get("payload").cloned();
+            view.payload = Some(super::statements::statement_payload(jws));
             view.jws = Some(jws.to_owned());
         }
-        view.inputs = serde_json::from_str(&result.inputs_json).ok();
-        view.function_sha256 = Some(row.function_sha256.clone());
-        view.manifest_sha256 = Some(row.manifest_sha256.clone());
+        view.inputs = serde_json::from_str::<Vec<UsedInput>>(&result.inputs_json).ok();
+        view.function_sha256 = Some(stored(&row.function_sha256)?);
+        view.manifest_sha256 = Some(stored(&row.manifest_sha256)?);
         let id = row.id.clone();
         let at = now();
         let first = self

@@ -116,10 +116,9 @@ pub(crate) fn input_refs(inputs: &[crate::store::queries::InputRow]) -> Vec<Inpu
         .collect()
 }
 
-/// The JSON answer for a statement: the compact JWS and its decoded payload.
-pub(crate) fn statement_view(jws: &str) -> Value {
-    let payload = jws
-        .split('.')
+/// A statement's payload, decoded for convenience (null if it does not decode).
+pub(crate) fn statement_payload(jws: &str) -> Value {
+    jws.split('.')
         .nth(1)
         .and_then(|p| {
             use base64::Engine as _;
@@ -128,6 +127,5 @@ pub(crate) fn statement_view(jws: &str) -> Value {
                 .ok()
         })
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .unwrap_or(Value::Null);
-    serde_json::json!({ "jws": jws, "payload": payload })
+        .unwrap_or(Value::Null)
 }
