@@ -17,6 +17,9 @@ use prometheus_client::registry::{Registry, Unit};
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The media type of [`CONTENT_TYPE`], as the OpenAPI document names it.
+pub const MEDIA_TYPE: &str = "application/openmetrics-text";
+
 /// A histogram family whose members are made by a plain function.
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 

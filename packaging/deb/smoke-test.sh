@@ -224,8 +224,10 @@ base = {"MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "SYSLOG_FACILITY", "SYSLOG_P
 own = sorted({k for e in ours for k in e if not k.startswith("_") and k not in base})
 print(f"  {len(ours)} entries from arbiterd (of {len(entries)} for the unit)")
 print(f"  first: {ours[0]['MESSAGE'][:110]!r}")
-print("  structured fields beyond MESSAGE/PRIORITY:", ", ".join(own) if own else
-      "none yet (plain lines on stderr)")
+print("  structured fields beyond MESSAGE/PRIORITY:", ", ".join(own))
+# tracing-journald writes the daemon's own fields upper-cased with the prefix F_.
+events = {e.get("F_EVENT") for e in ours} - {None}
+assert "serving" in events, f"no entry with F_EVENT=serving; events seen: {sorted(events)}"
 EOF
 rm -f "/tmp/$c-journal.json"
 ok "the journal has the daemon's entries"

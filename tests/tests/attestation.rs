@@ -191,6 +191,72 @@ async fn concurrent_requests_share_quotes_and_each_proof_verifies() {
     daemon.stop().await;
 }
 
+/// Runs `client/tools/tpm2-check-attestation.sh`, the README's recipe for an outside
+/// verifier with tpm2-tools, on one answer; returns whether it passed, and its stderr.
+fn check_with_tpm2_tools(tpm: &TestTpm, answer: &Value, nonce: &str, spki: &str) -> (bool, String) {
+    let dir = tpm.path(&format!("tpm2-check-{}", &nonce[..8]));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("answer.json");
+    std::fs::write(&file, serde_json::to_vec(answer).unwrap()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../client/tools/tpm2-check-attestation.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg(&file)
+        .arg(nonce)
+        .arg(dir.join("files"))
+        .arg(spki)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_readme_tpm2_tools_recipe_verifies_every_answer_of_a_batch_and_refuses_forgeries() {
+    let tpm = TestTpm::start();
+    // Five requests in one quote: proofs of every shape an odd tree has.
+    let (daemon, op) = start(&tpm, |c| c.attestation.batch_min_leaves = 5).await;
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let conn = op.conn.clone();
+        tasks.push(tokio::spawn(async move {
+            let n = nonce();
+            let r = conn
+                .get(&format!("/v1/attestation?nonce={n}"))
+                .await
+                .unwrap();
+            (n, r)
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        let (n, r) = t.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(r.json["binding"]["tree_size"], 5);
+        let (ok, log) = check_with_tpm2_tools(&tpm, &r.json, &n, &r.server_spki_sha256);
+        assert!(ok, "the recipe refused a genuine answer: {log}");
+        assert!(log.contains("tpm2_checkquote verified"), "{log}");
+        answers.push((n, r));
+    }
+    let (n, r) = &answers[0];
+    // Another verifier's nonce, another TLS key, a changed PCR value, a forged root.
+    let (ok, log) = check_with_tpm2_tools(&tpm, &r.json, &nonce(), &r.server_spki_sha256);
+    assert!(!ok && log.contains("not ours"), "{log}");
+    let (ok, log) = check_with_tpm2_tools(&tpm, &r.json, n, &"ab".repeat(32));
+    assert!(!ok && log.contains("TLS key"), "{log}");
+    let mut changed = r.json.clone();
+    changed["quote"]["pcrs"]["sha256"]["23"] = json!("00".repeat(32));
+    assert!(!check_with_tpm2_tools(&tpm, &changed, n, &r.server_spki_sha256).0);
+    let mut forged = r.json.clone();
+    forged["binding"]["root"] = json!("11".repeat(32));
+    let (ok, log) = check_with_tpm2_tools(&tpm, &forged, n, &r.server_spki_sha256);
+    assert!(!ok && log.contains("not included"), "{log}");
+    daemon.stop().await;
+}
+
 #[tokio::test]
 async fn tpm_info_certification_and_credential_activation() {
     let tpm = TestTpm::start();

@@ -147,8 +147,8 @@ fn operation(e: &Endpoint, g: &mut SchemaGenerator) -> Value {
         Some(answer) => {
             json!({"description": "success", "content": json_content(answer(g).to_value())})
         }
-        None => json!({"description": "Prometheus text exposition (version 0.0.4)",
-                       "content": {"text/plain": {"schema": {"type": "string"}}}}),
+        None => json!({"description": "Prometheus metrics in the OpenMetrics text format",
+                       "content": {crate::metrics::MEDIA_TYPE: {"schema": {"type": "string"}}}}),
     };
     let error = of::<ErrorBody>(g).to_value();
     let mut responses = Map::new();
@@ -261,7 +261,8 @@ mod tests {
             ["schema"];
         assert_eq!(list["type"], "array", "{list}");
         assert!(
-            doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]["text/plain"]
+            doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+                [crate::metrics::MEDIA_TYPE]
                 .is_object()
         );
         let params = doc["paths"]["/v1/attestation"]["get"]["parameters"]
