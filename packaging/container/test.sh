@@ -106,7 +106,7 @@ wait_healthy() {
 wait_healthy
 cx operator arbiter health
 daemon_log() { "${compose[@]}" logs --no-color daemon; }
-grep -q "memory locked: true" <<< "$(daemon_log)" \
+grep -q "memory_locked=true" <<< "$(daemon_log)" \
   || fail "arbiterd did not lock its memory (the image's CAP_IPC_LOCK file capability)"
 ok "arbiterd answers the parties at https://daemon:8443, its memory locked"
 
