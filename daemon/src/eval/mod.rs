@@ -221,7 +221,8 @@ pub enum EvalFailure {
     Timeout,
     /// The child died otherwise (forbidden system call, signal, protocol violation).
     Crashed,
-    /// The result is not JSON-serialisable (or too large).
+    /// The result is not JSON-serialisable, too large, or holds an integer the signed
+    /// (JCS) form would round.
     BadOutput,
 }
 
