@@ -39,14 +39,20 @@
 //!   size limit (the output is checked again, and `RLIMIT_AS` bounds memory), and each
 //!   `push` re-measures the whole array, so filling a 100 000-element array costs
 //!   seconds of CPU for few operations; the wall-clock deadline bounds both.
+//! - A successful output is served in the form the signed result carries it (JCS numbers:
+//!   `2.0` is `2`, `-0.0` is `0`); integers beyond ±(2^53 − 1), which JCS would round,
+//!   are [`EvalFailure::BadOutput`] (the `canonical` module; docs/sandbox.md).
 //! - Under systemd, the unit's `SystemCallFilter` must allow `seccomp` (it is not in
 //!   `@system-service`), or every child dies installing its own filter.
 
+mod canonical;
 mod child;
 mod helpers;
 mod protocol;
 mod sandbox;
 mod script;
+#[cfg(test)]
+mod surface;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -215,7 +221,8 @@ pub enum EvalFailure {
     Timeout,
     /// The child died otherwise (forbidden system call, signal, protocol violation).
     Crashed,
-    /// The result is not JSON-serialisable (or too large).
+    /// The result is not JSON-serialisable, too large, or holds an integer the signed
+    /// (JCS) form would round.
     BadOutput,
 }
 
@@ -620,8 +627,18 @@ fn from_response(response: WireResponse, mut usage: Usage) -> EvalOutcome {
             usage: wire,
         } => {
             apply(&mut usage, wire);
-            usage.output_bytes = serde_json::to_vec(&output).map_or(0, |b| b.len() as u64);
-            EvalOutcome::Success { output, usage }
+            // Served exactly as signed (JCS numbers), or refused if signing would round it.
+            match canonical::signable(output) {
+                Ok(output) => {
+                    usage.output_bytes = serde_json::to_vec(&output).map_or(0, |b| b.len() as u64);
+                    EvalOutcome::Success { output, usage }
+                }
+                Err(message) => EvalOutcome::Failed {
+                    reason: EvalFailure::BadOutput,
+                    message,
+                    usage,
+                },
+            }
         }
         WireResponse::Failed {
             reason,
