@@ -24,7 +24,10 @@ pub struct EvaluationStarted {
 pub struct EvaluationError {
     /// What happened, for people.
     pub message: String,
-    /// The reason's code (`operations`, `memory`, `wall_time`, `sandbox`, `unsigned`, ...).
+    /// The reason's code: `compile`, `no_compute_function`, `runtime`, `operation_limit`,
+    /// `memory_limit`, `call_depth_limit`, `size_limit`, `timeout`, `crashed`, `bad_output`,
+    /// or, outside the sandbox, `sandbox`, `function_tampered` and `unsigned`
+    /// (docs/sandbox.md).
     pub reason: String,
 }
 
