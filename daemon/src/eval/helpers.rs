@@ -6,7 +6,8 @@
 //! and blobs are checked against the evaluation's size limits before and after each call)
 //! and reports bad arguments as a script runtime error, never a panic. Byte strings cross
 //! the script boundary as lowercase hex strings (docs/protocol.md, encodings) or as Rhai blobs; the
-//! conventions of each helper are in [`register`].
+//! conventions of each helper are in [`register`], and for script authors in
+//! docs/scripting.md.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
