@@ -485,7 +485,9 @@ fn register_aead(engine: &mut Engine) {
 
 /// Registers `sorted`, `distinct`, `is_member` and `numeric_values`.
 fn register_collections(engine: &mut Engine) {
-    engine.register_fn("sorted", |a: Array| sorted(&a));
+    // `&mut`: Rhai passes a variable in place instead of copying the whole array (or map)
+    // for every call; none of these helpers modifies its argument.
+    engine.register_fn("sorted", |a: &mut Array| sorted(a));
     engine.register_fn("distinct", |a: Array| -> HelperResult<Array> {
         let mut seen = HashSet::with_capacity(a.len());
         let mut out = Array::new();
@@ -496,16 +498,25 @@ fn register_collections(engine: &mut Engine) {
         }
         Ok(out)
     });
-    engine.register_fn("is_member", |a: Array, v: Dynamic| -> HelperResult<bool> {
-        let wanted = Atom::of("is_member", &v)?;
-        for value in &a {
-            if Atom::of("is_member", value)? == wanted {
-                return Ok(true);
+    engine.register_fn(
+        "is_member",
+        |a: &mut Array, v: Dynamic| -> HelperResult<bool> {
+            let wanted = Atom::of("is_member", &v)?;
+            for value in a.iter() {
+                // Strings, the common case, compare in place; every other element goes
+                // through `Atom` (which also refuses elements that cannot be compared).
+                if let Some(text) = value.read_lock::<ImmutableString>() {
+                    if matches!(&wanted, Atom::Str(w) if *w == *text) {
+                        return Ok(true);
+                    }
+                } else if Atom::of("is_member", value)? == wanted {
+                    return Ok(true);
+                }
             }
-        }
-        Ok(false)
-    });
-    engine.register_fn("numeric_values", |m: Map| numeric_values(&m));
+            Ok(false)
+        },
+    );
+    engine.register_fn("numeric_values", |m: &mut Map| numeric_values(m));
     engine.register_fn("deep_equal", |x: Dynamic, y: Dynamic| deep_equal(&x, &y, 0));
 }
 
