@@ -561,3 +561,76 @@ async fn keyed_messages_encrypt_round_after_round() {
         "same key and message, same ciphertext"
     );
 }
+
+/// Every library function's metadata (`<name>.json`): a description and an input schema
+/// that compiles as JSON Schema 2020-12, accepts inputs of the shapes the tests above
+/// submit and refuses the bad shapes the scripts refuse.
+#[test]
+fn metadata_describes_the_inputs() {
+    let metadata = |name: &str| -> Value {
+        let text = match name {
+            "mean" => include_str!("../../daemon/functions/mean.json"),
+            "median" => include_str!("../../daemon/functions/median.json"),
+            "mode" => include_str!("../../daemon/functions/mode.json"),
+            "stddev" => include_str!("../../daemon/functions/stddev.json"),
+            "equal" => include_str!("../../daemon/functions/equal.json"),
+            "psi" => include_str!("../../daemon/functions/psi.json"),
+            "tally" => include_str!("../../daemon/functions/tally.json"),
+            "credential-check" => include_str!("../../daemon/functions/credential-check.json"),
+            "shamir-encrypt" => include_str!("../../daemon/functions/shamir-encrypt.json"),
+            "keyed-messages" => include_str!("../../daemon/functions/keyed-messages.json"),
+            other => panic!("no library function {other}"),
+        };
+        serde_json::from_str(text).unwrap()
+    };
+    let digest = sha256_hex("x");
+    let share = "01".repeat(33);
+    let cases: [(&str, Value, Value); 10] = [
+        ("mean", json!({"a": [1, 2.5], "b": 3}), json!({"a": "3"})),
+        ("median", json!({"a": [1], "b": 3}), json!({"a": [[1]]})),
+        ("mode", json!({"a": 1.5}), json!({"a": null})),
+        ("stddev", json!({"a": [1, 2]}), json!({"a": {"x": 1}})),
+        ("equal", json!({"a": {"k": [1]}, "b": "x"}), json!({"a": 1})),
+        (
+            "psi",
+            json!({"a": ["x"], "b": []}),
+            json!({"a": ["x", 1], "b": []}),
+        ),
+        (
+            "tally",
+            json!({"v0": "yes", "v1": ["no", "maybe"]}),
+            json!({"v0": ["a", "a"]}),
+        ),
+        (
+            "credential-check",
+            json!({"credential": "x", "list": [digest]}),
+            json!({"credential": "x", "list": ["x"]}),
+        ),
+        (
+            "shamir-encrypt",
+            json!({"share_1": share, "share_2": share, "plaintext": "p"}),
+            json!({"share_1": "01ab", "share_2": share, "plaintext": "p"}),
+        ),
+        (
+            "keyed-messages",
+            json!({"key": "ab".repeat(32), "message": "m"}),
+            json!({"key": "ab", "message": "m"}),
+        ),
+    ];
+    for (name, good, bad) in cases {
+        let m = metadata(name);
+        let fields: Vec<&String> = m.as_object().unwrap().keys().collect();
+        assert_eq!(fields, ["description", "input_schema"], "{name}");
+        let description = m["description"].as_str().unwrap();
+        assert!(
+            !description.is_empty() && description.len() < 300,
+            "{name}: {description}"
+        );
+        let schema = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&m["input_schema"])
+            .unwrap_or_else(|e| panic!("{name}: the input schema does not compile: {e}"));
+        assert!(schema.is_valid(&good), "{name} refuses {good}");
+        assert!(!schema.is_valid(&bad), "{name} accepts {bad}");
+    }
+}
