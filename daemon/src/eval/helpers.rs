@@ -396,6 +396,10 @@ fn gcm_nonce(helper: &str, nonce_hex: &str) -> HelperResult<[u8; 12]> {
 }
 
 /// AES-GCM encryption with empty associated data; hex of `ciphertext ‖ tag`.
+///
+/// The caller must never use a nonce twice under one key (a repeat reveals the XOR of
+/// the plaintexts and the authentication key). Scripts have no randomness to draw nonces
+/// from, so the library's functions use [`aead_seal`] instead.
 fn aes_gcm_encrypt(key_hex: &str, nonce_hex: &str, plaintext: &[u8]) -> HelperResult<String> {
     const HELPER: &str = "aes_gcm_encrypt";
     let cipher = GcmCipher::new(HELPER, key_hex)?;
