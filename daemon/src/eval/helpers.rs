@@ -1,18 +1,23 @@
 //! Native helpers that scripts call where speed matters: SHA-256, set intersection,
-//! statistics, Shamir combination, AES-GCM, hex conversion and the seeded RNG.
+//! statistics, Shamir combination, AES-GCM and AES-256-GCM-SIV with a synthetic nonce,
+//! hex and base64 conversion, sorting and membership, and the seeded RNG.
 //!
 //! Every helper is pure Rust, works on values the engine already bounds (strings, arrays
 //! and blobs are checked against the evaluation's size limits before and after each call)
 //! and reports bad arguments as a script runtime error, never a panic. Byte strings cross
 //! the script boundary as lowercase hex strings (docs/protocol.md, encodings) or as Rhai blobs; the
-//! conventions of each helper are in [`register`].
+//! conventions of each helper are in [`register`], and for script authors in
+//! docs/scripting.md.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
-use rhai::{Array, Blob, Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableString};
+use aes_gcm_siv::Aes256GcmSiv;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use rhai::{Array, Blob, Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableString, Map};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -35,12 +40,21 @@ fn fail<T>(helper: &str, message: impl std::fmt::Display) -> HelperResult<T> {
 /// | `mean(a)`, `median(a)`, `stddev(a)` | non-empty array of integers and floats | float (`stddev` is the population standard deviation) |
 /// | `mode(a)` | the same | the most frequent element, the smallest one on a tie, as given (integer or float) |
 /// | `shamir_combine(shares)` | array of hex strings or blobs, each `x ‖ y…` | hex of the secret |
-/// | `aes_gcm_encrypt(key, nonce, plaintext)` | hex key (16 or 32 bytes), hex nonce (12 bytes), string or blob | hex of `ciphertext ‖ tag` |
+/// | `aes_gcm_encrypt(key, nonce, plaintext)` | hex key (16 or 32 bytes), hex nonce (12 bytes), string or blob | hex of `ciphertext ‖ tag` (the caller must never reuse a nonce under a key; library functions use `aead_seal`) |
 /// | `aes_gcm_decrypt(key, nonce, ciphertext)` | hex, hex, hex | the plaintext as a string (must be UTF-8) |
 /// | `aes_gcm_decrypt_blob(key, nonce, ciphertext)` | hex, hex, hex | the plaintext as a blob |
+/// | `aead_seal(key, plaintext, aad)` | hex key (32 bytes), string or blob, string | hex of `nonce(12) ‖ ciphertext ‖ tag(16)`, AES-256-GCM-SIV with a synthetic nonce ([`synthetic_nonce`]) |
+/// | `aead_open(key, sealed, aad)` / `aead_open_blob(…)` | hex key, hex from `aead_seal`, string | the plaintext as a string (must be UTF-8) / as a blob |
+/// | `to_base64(x)` / `from_base64(s)` | string (its UTF-8 bytes) or blob / padded standard base64 | string / blob |
+/// | `blob_to_string(b)` | blob | the string it encodes (must be UTF-8) |
+/// | `sorted(a)` | array of strings, or of integers and floats | a sorted copy (bytewise for strings, numeric for numbers) |
+/// | `distinct(a)` | array of strings, integers, floats, booleans, characters, `()` | the first occurrence of each element, in order |
+/// | `is_member(a, v)` | array as for `distinct`, a value | whether `v` is an element of `a` (no type coercion) |
+/// | `numeric_values(m)` | map whose values are numbers or arrays of numbers | every number, slots in key order, as one array |
+/// | `deep_equal(x, y)` | any two values | structural equality: numbers by value (`1 == 1.0`), arrays in order, maps by keys and values, no other coercion |
 /// | `random_int(lo, hi)`, `random_float()` | only with a seeded RNG ([`Rng`]) | uniform in `[lo, hi]` / `[0, 1)` |
 ///
-/// Sorting is Rhai's own `sort()` on arrays of one primitive type.
+/// Rhai's own `sort()` sorts an array of one primitive type in place.
 pub(crate) fn register(engine: &mut Engine, rng: Option<Rng>) {
     engine.register_fn("sha256", |s: ImmutableString| {
         hex::encode(Sha256::digest(s.as_bytes()))
@@ -111,6 +125,9 @@ pub(crate) fn register(engine: &mut Engine, rng: Option<Rng>) {
             aes_gcm_decrypt("aes_gcm_decrypt_blob", &key, &nonce, &ciphertext)
         },
     );
+
+    register_aead(engine);
+    register_collections(engine);
 
     match rng {
         Some(rng) => {
@@ -379,6 +396,10 @@ fn gcm_nonce(helper: &str, nonce_hex: &str) -> HelperResult<[u8; 12]> {
 }
 
 /// AES-GCM encryption with empty associated data; hex of `ciphertext ‖ tag`.
+///
+/// The caller must never use a nonce twice under one key (a repeat reveals the XOR of
+/// the plaintexts and the authentication key). Scripts have no randomness to draw nonces
+/// from, so the library's functions use [`aead_seal`] instead.
 fn aes_gcm_encrypt(key_hex: &str, nonce_hex: &str, plaintext: &[u8]) -> HelperResult<String> {
     const HELPER: &str = "aes_gcm_encrypt";
     let cipher = GcmCipher::new(HELPER, key_hex)?;
@@ -413,6 +434,418 @@ fn aes_gcm_decrypt(
             "authentication failed (wrong key, nonce or ciphertext)",
         )
     })
+}
+
+/// Registers `aead_seal`, `aead_open`, `aead_open_blob`, the base64 helpers and
+/// `blob_to_string`.
+fn register_aead(engine: &mut Engine) {
+    engine.register_fn(
+        "aead_seal",
+        |key: ImmutableString, plaintext: ImmutableString, aad: ImmutableString| {
+            aead_seal(&key, plaintext.as_bytes(), aad.as_bytes())
+        },
+    );
+    engine.register_fn(
+        "aead_seal",
+        |key: ImmutableString, plaintext: Blob, aad: ImmutableString| {
+            let plaintext = Zeroizing::new(plaintext);
+            aead_seal(&key, &plaintext, aad.as_bytes())
+        },
+    );
+    engine.register_fn(
+        "aead_open",
+        |key: ImmutableString, sealed: ImmutableString, aad: ImmutableString| {
+            let plaintext = aead_open("aead_open", &key, &sealed, aad.as_bytes())?;
+            utf8("aead_open", plaintext, "use aead_open_blob")
+        },
+    );
+    engine.register_fn(
+        "aead_open_blob",
+        |key: ImmutableString, sealed: ImmutableString, aad: ImmutableString| {
+            aead_open("aead_open_blob", &key, &sealed, aad.as_bytes())
+        },
+    );
+
+    engine.register_fn("to_base64", |s: ImmutableString| {
+        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+    });
+    engine.register_fn("to_base64", |b: Blob| {
+        base64::engine::general_purpose::STANDARD.encode(&b)
+    });
+    engine.register_fn("from_base64", |s: ImmutableString| -> HelperResult<Blob> {
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .or_else(|e| {
+                fail(
+                    "from_base64",
+                    format_args!("not padded standard base64: {e}"),
+                )
+            })
+    });
+    engine.register_fn("blob_to_string", |b: Blob| {
+        utf8("blob_to_string", b, "keep it as a blob")
+    });
+}
+
+/// Registers `sorted`, `distinct`, `is_member` and `numeric_values`.
+fn register_collections(engine: &mut Engine) {
+    // `&mut`: Rhai passes a variable in place instead of copying the whole array (or map)
+    // for every call; none of these helpers modifies its argument.
+    engine.register_fn("sorted", |a: &mut Array| sorted(a));
+    engine.register_fn("distinct", |a: Array| -> HelperResult<Array> {
+        let mut seen = HashSet::with_capacity(a.len());
+        let mut out = Array::new();
+        for value in a {
+            if seen.insert(Atom::of("distinct", &value)?) {
+                out.push(value);
+            }
+        }
+        Ok(out)
+    });
+    engine.register_fn(
+        "is_member",
+        |a: &mut Array, v: Dynamic| -> HelperResult<bool> {
+            let wanted = Atom::of("is_member", &v)?;
+            for value in a.iter() {
+                // Strings, the common case, compare in place; every other element goes
+                // through `Atom` (which also refuses elements that cannot be compared).
+                if let Some(text) = value.read_lock::<ImmutableString>() {
+                    if matches!(&wanted, Atom::Str(w) if *w == *text) {
+                        return Ok(true);
+                    }
+                } else if Atom::of("is_member", value)? == wanted {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        },
+    );
+    engine.register_fn("numeric_values", |m: &mut Map| numeric_values(m));
+    engine.register_fn("deep_equal", |x: Dynamic, y: Dynamic| deep_equal(&x, &y, 0));
+}
+
+/// How deep [`deep_equal`] descends (inputs are at most 100 levels deep).
+const MAX_EQUAL_DEPTH: usize = 128;
+
+/// Structural equality: integers and floats compare by value (an integer equals a float
+/// only if the float is exactly that integer), strings, booleans, characters, `()` and
+/// blobs by type and content, arrays element by element in order, maps by their key sets
+/// and the values under each key. Values of different kinds are unequal, never an error.
+fn deep_equal(x: &Dynamic, y: &Dynamic, depth: usize) -> HelperResult<bool> {
+    const HELPER: &str = "deep_equal";
+    if depth > MAX_EQUAL_DEPTH {
+        return fail(
+            HELPER,
+            format_args!("the values are nested deeper than {MAX_EQUAL_DEPTH} levels"),
+        );
+    }
+    if let (Ok(a), Ok(b)) = (x.as_int(), y.as_int()) {
+        return Ok(a == b);
+    }
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    let int_float = |i: INT, f: FLOAT| {
+        f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63) && f as INT == i
+    };
+    match (x.as_int(), x.as_float(), y.as_int(), y.as_float()) {
+        (_, Ok(a), _, Ok(b)) => return Ok(a == b),
+        (Ok(i), _, _, Ok(f)) | (_, Ok(f), Ok(i), _) => return Ok(int_float(i, f)),
+        _ => {}
+    }
+    if x.type_id() != y.type_id() {
+        return Ok(false);
+    }
+    if x.is_unit() {
+        return Ok(true);
+    }
+    if let (Ok(a), Ok(b)) = (x.as_bool(), y.as_bool()) {
+        return Ok(a == b);
+    }
+    if let (Ok(a), Ok(b)) = (x.as_char(), y.as_char()) {
+        return Ok(a == b);
+    }
+    if let (Some(a), Some(b)) = (
+        x.read_lock::<ImmutableString>(),
+        y.read_lock::<ImmutableString>(),
+    ) {
+        return Ok(*a == *b);
+    }
+    if let (Some(a), Some(b)) = (x.read_lock::<Blob>(), y.read_lock::<Blob>()) {
+        return Ok(*a == *b);
+    }
+    if let (Some(a), Some(b)) = (x.read_lock::<Array>(), y.read_lock::<Array>()) {
+        if a.len() != b.len() {
+            return Ok(false);
+        }
+        for (l, r) in a.iter().zip(b.iter()) {
+            if !deep_equal(l, r, depth + 1)? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
+    if let (Some(a), Some(b)) = (x.read_lock::<Map>(), y.read_lock::<Map>()) {
+        if a.len() != b.len() {
+            return Ok(false);
+        }
+        for (key, l) in a.iter() {
+            let Some(r) = b.get(key) else {
+                return Ok(false);
+            };
+            if !deep_equal(l, r, depth + 1)? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
+    fail(
+        HELPER,
+        format_args!("values of type {} cannot be compared", x.type_name()),
+    )
+}
+
+/// A string from bytes that must be UTF-8; the bytes are wiped if they are not.
+fn utf8(helper: &str, bytes: Vec<u8>, hint: &str) -> HelperResult<String> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            fail(helper, format_args!("the bytes are not UTF-8 ({hint})"))
+        }
+    }
+}
+
+/// The domain-separation prefix of [`synthetic_nonce`].
+const AEAD_NONCE_LABEL: &[u8] = b"arbiter/v1/aead-nonce\0";
+
+/// The synthetic nonce of `aead_seal`: the first 12 bytes of
+/// `HMAC-SHA256(key, "arbiter/v1/aead-nonce\0" ‖ len(aad) as u64 big-endian ‖ aad ‖ plaintext)`.
+///
+/// The length prefix keeps `(aad, plaintext)` pairs apart that concatenate to the same
+/// bytes. Same key, aad and plaintext give the same nonce (and ciphertext); different
+/// plaintexts give different nonces except with probability about 2^-96 per pair.
+fn synthetic_nonce(key: &[u8], aad: &[u8], plaintext: &[u8]) -> HelperResult<[u8; 12]> {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return fail("aead_seal", "bad key");
+    };
+    mac.update(AEAD_NONCE_LABEL);
+    mac.update(&(aad.len() as u64).to_be_bytes());
+    mac.update(aad);
+    mac.update(plaintext);
+    let tag = Zeroizing::new(mac.finalize().into_bytes());
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&tag[..12]);
+    Ok(nonce)
+}
+
+/// Decodes a 32-byte AES-256-GCM-SIV key into a wiped buffer.
+fn siv_key(helper: &str, key_hex: &str) -> HelperResult<Zeroizing<Vec<u8>>> {
+    let key = Zeroizing::new(decode_hex(helper, key_hex)?);
+    if key.len() != 32 {
+        return fail(
+            helper,
+            format_args!(
+                "the key must be 32 bytes (AES-256-GCM-SIV), not {}",
+                key.len()
+            ),
+        );
+    }
+    Ok(key)
+}
+
+/// AES-256-GCM-SIV (RFC 8452) with the synthetic nonce of [`synthetic_nonce`]; lowercase
+/// hex of `nonce ‖ ciphertext ‖ tag`.
+fn aead_seal(key_hex: &str, plaintext: &[u8], aad: &[u8]) -> HelperResult<String> {
+    const HELPER: &str = "aead_seal";
+    let key = siv_key(HELPER, key_hex)?;
+    let nonce = synthetic_nonce(&key, aad, plaintext)?;
+    let ciphertext = siv_encrypt(HELPER, &key, nonce, plaintext, aad)?;
+    let mut sealed = Vec::with_capacity(nonce.len() + ciphertext.len());
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(&ciphertext);
+    Ok(hex::encode(sealed))
+}
+
+/// AES-256-GCM-SIV encryption with an explicit nonce: `ciphertext ‖ tag`.
+fn siv_encrypt(
+    helper: &str,
+    key: &[u8],
+    nonce: [u8; 12],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> HelperResult<Vec<u8>> {
+    let Ok(cipher) = Aes256GcmSiv::new_from_slice(key) else {
+        return fail(helper, "bad key");
+    };
+    cipher
+        .encrypt(
+            &nonce.into(),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .or_else(|_| fail(helper, "encryption failed (the plaintext is too long)"))
+}
+
+/// Opens the output of [`aead_seal`] under `key_hex` and `aad`.
+fn aead_open(helper: &str, key_hex: &str, sealed_hex: &str, aad: &[u8]) -> HelperResult<Vec<u8>> {
+    let key = siv_key(helper, key_hex)?;
+    let sealed = decode_hex(helper, sealed_hex)?;
+    if sealed.len() < 12 + 16 {
+        return fail(
+            helper,
+            format_args!(
+                "the sealed value is {} bytes, shorter than a nonce (12) and a tag (16)",
+                sealed.len()
+            ),
+        );
+    }
+    let (nonce, ciphertext) = sealed.split_at(12);
+    let Ok(nonce) = <[u8; 12]>::try_from(nonce) else {
+        return fail(helper, "bad nonce");
+    };
+    let Ok(cipher) = Aes256GcmSiv::new_from_slice(&key) else {
+        return fail(helper, "bad key");
+    };
+    cipher
+        .decrypt(
+            &nonce.into(),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .or_else(|_| {
+            fail(
+                helper,
+                "authentication failed (wrong key, associated data or ciphertext)",
+            )
+        })
+}
+
+/// An element that `distinct` and `is_member` compare: strings, integers, floats (by
+/// value, `-0.0` equal to `0.0`), booleans, characters and `()`. An integer never equals
+/// a float or a string.
+#[derive(PartialEq, Eq, Hash)]
+enum Atom {
+    Unit,
+    Bool(bool),
+    Int(INT),
+    Float(u64),
+    Char(char),
+    Str(ImmutableString),
+}
+
+impl Atom {
+    fn of(helper: &str, value: &Dynamic) -> HelperResult<Self> {
+        if value.is_unit() {
+            Ok(Self::Unit)
+        } else if let Ok(b) = value.as_bool() {
+            Ok(Self::Bool(b))
+        } else if let Ok(i) = value.as_int() {
+            Ok(Self::Int(i))
+        } else if let Ok(f) = value.as_float() {
+            if f.is_nan() {
+                return fail(helper, "NaN cannot be compared");
+            }
+            // -0.0 == 0.0: one representation for both.
+            Ok(Self::Float(if f == 0.0 { 0 } else { f.to_bits() }))
+        } else if let Ok(c) = value.as_char() {
+            Ok(Self::Char(c))
+        } else if let Some(s) = value.read_lock::<ImmutableString>() {
+            Ok(Self::Str(s.clone()))
+        } else {
+            fail(
+                helper,
+                format_args!(
+                    "elements must be strings, numbers, booleans, characters or (), not {}",
+                    value.type_name()
+                ),
+            )
+        }
+    }
+}
+
+/// A sorted copy of an array of strings (bytewise) or of numbers (numerically, integers
+/// and floats together; NaN refused). The sort is stable.
+fn sorted(a: &Array) -> HelperResult<Array> {
+    const HELPER: &str = "sorted";
+    let Some(first) = a.first() else {
+        return Ok(Array::new());
+    };
+    if first.is_string() {
+        let mut keyed = Vec::with_capacity(a.len());
+        for v in a {
+            let Some(s) = v.read_lock::<ImmutableString>().map(|s| s.clone()) else {
+                return fail(
+                    HELPER,
+                    format_args!(
+                        "elements must be all strings or all numbers; found a string and a {}",
+                        v.type_name()
+                    ),
+                );
+            };
+            keyed.push(s);
+        }
+        keyed.sort();
+        return Ok(keyed.into_iter().map(Dynamic::from).collect());
+    }
+    let mut keyed: Vec<(f64, &Dynamic)> = Vec::with_capacity(a.len());
+    for v in a {
+        #[allow(clippy::cast_precision_loss)] // ordering only; the values are returned as given
+        let x = if let Ok(i) = v.as_int() {
+            i as f64
+        } else if let Ok(f) = v.as_float() {
+            if f.is_nan() {
+                return fail(HELPER, "NaN cannot be sorted");
+            }
+            f
+        } else {
+            return fail(
+                HELPER,
+                format_args!(
+                    "elements must be all strings or all numbers, not {}",
+                    v.type_name()
+                ),
+            );
+        };
+        keyed.push((x, v));
+    }
+    keyed.sort_by(|l, r| l.0.total_cmp(&r.0));
+    Ok(keyed.into_iter().map(|(_, v)| v.clone()).collect())
+}
+
+/// Every number in `m`: each value is an integer, a float, or an array of them; the
+/// slots are visited in key order and arrays flattened, elements kept as given.
+fn numeric_values(m: &Map) -> HelperResult<Array> {
+    const HELPER: &str = "numeric_values";
+    let is_number = |v: &Dynamic| v.is_int() || v.is_float();
+    let mut out = Array::new();
+    for (slot, value) in m {
+        if is_number(value) {
+            out.push(value.clone());
+        } else if let Some(items) = value.read_lock::<Array>() {
+            if let Some(bad) = items.iter().find(|v| !is_number(v)) {
+                return fail(
+                    HELPER,
+                    format_args!(
+                        "slot `{slot}` holds an array with a {}; only numbers are allowed",
+                        bad.type_name()
+                    ),
+                );
+            }
+            out.extend(items.iter().cloned());
+        } else {
+            return fail(
+                HELPER,
+                format_args!(
+                    "slot `{slot}` holds a {}; a number or an array of numbers is expected",
+                    value.type_name()
+                ),
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// The seeded RNG granted by a manifest: SHA-256 in counter mode,
@@ -587,5 +1020,396 @@ mod tests {
         assert!(a.int_in(INT::MIN, INT::MAX).is_some());
         let f = a.float();
         assert!((0.0..1.0).contains(&f));
+    }
+
+    #[test]
+    fn aead_siv_known_answers() {
+        // RFC 8452, appendix C.2 (AEAD_AES_256_GCM_SIV), through the helpers' own cipher
+        // path and, with the nonce in front, through `aead_open`.
+        let key = format!("01{}", "00".repeat(31));
+        let key_bytes = hex::decode(&key).unwrap();
+        let nonce: [u8; 12] = hex::decode("030000000000000000000000")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let vectors: [(&[u8], &[u8], &str); 3] = [
+            (b"", b"", "07f5f4169bbf55a8400cd47ea6fd400f"),
+            (
+                b"",
+                &[1, 0, 0, 0, 0, 0, 0, 0],
+                "c2ef328e5c71c83b843122130f7364b761e0b97427e3df28",
+            ),
+            (
+                &[1],
+                &[2, 0, 0, 0, 0, 0, 0, 0],
+                "1de22967237a813291213f267e3b452f02d01ae33e4ec854",
+            ),
+        ];
+        for (aad, plaintext, want) in vectors {
+            let ct = siv_encrypt("t", &key_bytes, nonce, plaintext, aad).unwrap();
+            assert_eq!(hex::encode(&ct), want);
+            let sealed = format!("{}{want}", hex::encode(nonce));
+            assert_eq!(aead_open("t", &key, &sealed, aad).unwrap(), plaintext);
+        }
+        // The synthetic nonce and the whole sealed value, computed independently with
+        // Python's hmac and cryptography's AESGCMSIV.
+        let key = "11".repeat(32);
+        assert_eq!(
+            hex::encode(synthetic_nonce(&hex::decode(&key).unwrap(), b"ctx", b"hello").unwrap()),
+            "f3e266d3e8a9d77f46694557"
+        );
+        assert_eq!(
+            aead_seal(&key, b"hello", b"ctx").unwrap(),
+            "f3e266d3e8a9d77f46694557b1391150fd6721c56e3150fee72964df8add2882c7"
+        );
+    }
+
+    #[test]
+    fn aead_is_deterministic_and_checks_everything() {
+        let key = "22".repeat(32);
+        let a = aead_seal(&key, b"same", b"").unwrap();
+        assert_eq!(a, aead_seal(&key, b"same", b"").unwrap());
+        let b = aead_seal(&key, b"other", b"").unwrap();
+        assert_ne!(
+            a[..24],
+            b[..24],
+            "different plaintexts get different nonces"
+        );
+        // The aad is bound, and length-prefixed in the nonce.
+        assert_ne!(a, aead_seal(&key, b"same", b"x").unwrap());
+        assert_ne!(
+            synthetic_nonce(key.as_bytes(), b"ab", b"c").unwrap(),
+            synthetic_nonce(key.as_bytes(), b"a", b"bc").unwrap()
+        );
+        assert!(aead_open("t", &key, &a, b"x").is_err());
+        assert!(aead_open("t", &"33".repeat(32), &a, b"").is_err());
+        let mut tampered = hex::decode(&a).unwrap();
+        tampered[13] ^= 1;
+        assert!(aead_open("t", &key, &hex::encode(tampered), b"").is_err());
+        let short = aead_open("aead_open", &key, "00", b"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            short.contains("aead_open") && short.contains("shorter"),
+            "{short}"
+        );
+        let bad_key = aead_seal("0011", b"x", b"").unwrap_err().to_string();
+        assert!(
+            bad_key.contains("aead_seal") && bad_key.contains("32 bytes"),
+            "{bad_key}"
+        );
+        assert!(aead_seal("zz", b"x", b"").is_err());
+    }
+
+    #[test]
+    fn collections() {
+        let shown = |a: &Array| a.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let words = arr(&["pear".into(), "apple".into(), "Zed".into(), "apple".into()]);
+        assert_eq!(
+            shown(&sorted(&words).unwrap()),
+            ["Zed", "apple", "apple", "pear"]
+        );
+        let nums = arr(&[3.into(), 1.5.into(), (-2).into(), 1.into()]);
+        assert_eq!(shown(&sorted(&nums).unwrap()), ["-2", "1", "1.5", "3"]);
+        assert!(sorted(&Array::new()).unwrap().is_empty());
+        assert!(sorted(&arr(&["a".into(), 1.into()])).is_err());
+        assert!(sorted(&arr(&[1.into(), "a".into()])).is_err());
+        assert!(sorted(&arr(&[FLOAT::NAN.into()])).is_err());
+        assert!(sorted(&arr(&[Dynamic::from_array(Array::new())])).is_err());
+        let e = sorted(&arr(&[true.into()])).unwrap_err().to_string();
+        assert!(e.contains("sorted: elements must be"), "{e}");
+
+        let mixed = arr(&[
+            1.into(),
+            "1".into(),
+            1.into(),
+            1.0.into(),
+            (-0.0).into(),
+            0.0.into(),
+        ]);
+        let mut e = Engine::new_raw();
+        register(&mut e, None);
+        let d: Array = e
+            .call_fn(
+                &mut rhai::Scope::new(),
+                &e.compile("fn f(a) { distinct(a) }").unwrap(),
+                "f",
+                (mixed.clone(),),
+            )
+            .unwrap();
+        // An integer, a string and a float of one value are three elements; -0.0 and 0.0 one.
+        assert_eq!(shown(&d[..3].to_vec()), ["1", "1", "1.0"]);
+        assert!(d[1].is_string());
+        assert_eq!(d.len(), 4);
+        assert_eq!(d[3].as_float().unwrap().to_bits(), (-0.0_f64).to_bits());
+        let member = |a: &Array, v: Dynamic| -> bool {
+            e.call_fn(
+                &mut rhai::Scope::new(),
+                &e.compile("fn f(a, v) { is_member(a, v) }").unwrap(),
+                "f",
+                (a.clone(), v),
+            )
+            .unwrap()
+        };
+        assert!(member(&words, "Zed".into()));
+        assert!(!member(&words, "zed".into()));
+        assert!(member(&mixed, 1.into()));
+        assert!(!member(&arr(&["1".into()]), 1.into()), "no coercion");
+        assert!(!member(&Array::new(), 1.into()));
+    }
+
+    #[test]
+    fn base64_known_answers() {
+        let limits = super::super::Limits::default();
+        let e = super::super::script::build_engine(&limits, None, None);
+        let run = |src: &str| e.eval::<Dynamic>(src);
+        // RFC 4648, section 10.
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            let got = run(&format!("to_base64(\"{plain}\")")).unwrap();
+            assert_eq!(got.to_string(), encoded);
+            let back = run(&format!("blob_to_string(from_base64(\"{encoded}\"))")).unwrap();
+            assert_eq!(back.to_string(), plain);
+        }
+        let got = run("let b = blob(3, 0); b[1] = 255; b[2] = 16; to_base64(b)").unwrap();
+        assert_eq!(got.to_string(), "AP8Q");
+        let e1 = run("from_base64(\"Zm9v!\")").unwrap_err().to_string();
+        assert!(e1.contains("from_base64"), "{e1}");
+        let e2 = run("blob_to_string(from_base64(\"/w==\"))")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e2.contains("blob_to_string") && e2.contains("UTF-8"),
+            "{e2}"
+        );
+    }
+
+    #[test]
+    fn numeric_values_and_deep_equal() {
+        let mut m = Map::new();
+        m.insert(
+            "b".into(),
+            Dynamic::from_array(arr(&[2.into(), 2.5.into()])),
+        );
+        m.insert("a".into(), 1.into());
+        let all = numeric_values(&m).unwrap();
+        let shown: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["1", "2", "2.5"]);
+        m.insert("c".into(), "x".into());
+        let e = numeric_values(&m).unwrap_err().to_string();
+        assert!(e.contains("slot `c`") && e.contains("string"), "{e}");
+        m.insert(
+            "c".into(),
+            Dynamic::from_array(arr(&[1.into(), true.into()])),
+        );
+        let e = numeric_values(&m).unwrap_err().to_string();
+        assert!(e.contains("slot `c`") && e.contains("bool"), "{e}");
+
+        let j = |v: serde_json::Value| super::super::script::json_to_dynamic(&v);
+        use serde_json::json;
+        let eq = |a, b| deep_equal(&j(a), &j(b), 0).unwrap();
+        assert!(eq(
+            json!({"x": [1, 2.0, null], "y": "s"}),
+            json!({"y": "s", "x": [1.0, 2, null]})
+        ));
+        assert!(!eq(json!({"x": [1, 2]}), json!({"x": [2, 1]})));
+        assert!(!eq(json!({"x": 1}), json!({"x": 1, "y": 1})));
+        assert!(!eq(json!({"x": "a"}), json!({"x": ["a"]})));
+        assert!(!eq(json!(1), json!("1")));
+        assert!(!eq(json!(1), json!(1.5)));
+        assert!(!eq(json!(9007199254740993_i64), json!(9007199254740992.0)));
+        assert!(eq(json!(null), json!(null)));
+        assert!(!eq(json!(true), json!(null)));
+        let mut deep = Dynamic::from_array(Array::new());
+        for _ in 0..200 {
+            deep = Dynamic::from_array(vec![deep]);
+        }
+        let e = deep_equal(&deep, &deep.clone(), 0).unwrap_err().to_string();
+        assert!(e.contains("deep_equal"), "{e}");
+    }
+
+    /// The library's scripts (daemon/functions/), run in-process on the evaluation engine;
+    /// the end-to-end tests run them through the daemon on a TPM.
+    mod library {
+        use std::collections::BTreeMap;
+
+        use serde_json::{Value, json};
+
+        use super::super::super::Limits;
+        use super::super::super::script::{build_engine, compile, run};
+
+        fn eval(source: &str, inputs: Value) -> Result<Value, String> {
+            let limits = Limits::default();
+            let engine = build_engine(&limits, None, None);
+            let ast = compile(&engine, source).map_err(|f| f.message)?;
+            let inputs: BTreeMap<String, Value> = serde_json::from_value(inputs).unwrap();
+            run(&engine, &ast, &inputs, &limits).map_err(|f| f.message)
+        }
+
+        macro_rules! lib {
+            ($name:literal) => {
+                include_str!(concat!("../../functions/", $name, ".rhai"))
+            };
+        }
+
+        #[test]
+        fn statistics() {
+            let inputs = json!({"a": [4, 1.5], "b": 3, "c": [1, 1]});
+            assert_eq!(eval(lib!("mean"), inputs.clone()), Ok(json!(2.1)));
+            assert_eq!(eval(lib!("median"), inputs.clone()), Ok(json!(1.5)));
+            assert_eq!(eval(lib!("mode"), inputs.clone()), Ok(json!(1.0)));
+            let sd = eval(lib!("stddev"), inputs).unwrap().as_f64().unwrap();
+            let xs = [4.0, 1.5, 3.0, 1.0, 1.0];
+            let m = xs.iter().sum::<f64>() / 5.0;
+            let want = (xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / 5.0).sqrt();
+            assert!((sd - want).abs() < 1e-12, "{sd} vs {want}");
+            for name in [lib!("mean"), lib!("median"), lib!("mode"), lib!("stddev")] {
+                let e = eval(name, json!({"a": 1, "b": "2"})).unwrap_err();
+                assert!(e.contains("slot `b`"), "{e}");
+                let e = eval(name, json!({"a": [], "b": []})).unwrap_err();
+                assert!(e.contains("no numbers"), "{e}");
+            }
+        }
+
+        #[test]
+        fn equal() {
+            let e = lib!("equal");
+            assert_eq!(
+                eval(
+                    e,
+                    json!({"a": {"k": [1, "x"]}, "b": {"k": [1.0, "x"]}, "c": {"k": [1, "x"]}})
+                ),
+                Ok(json!({"equal": true}))
+            );
+            assert_eq!(
+                eval(e, json!({"a": {"k": [1, "x"]}, "b": {"k": ["x", 1]}})),
+                Ok(json!({"equal": false}))
+            );
+            assert!(
+                eval(e, json!({"a": 1}))
+                    .unwrap_err()
+                    .contains("at least two")
+            );
+        }
+
+        #[test]
+        fn psi() {
+            let p = lib!("psi");
+            assert_eq!(
+                eval(p, json!({"a": ["q", "b", "a", "b"], "b": ["b", "z", "q"]})),
+                Ok(json!({"intersection": ["b", "q"], "size": 2}))
+            );
+            assert_eq!(
+                eval(p, json!({"a": [], "b": ["z"]})),
+                Ok(json!({"intersection": [], "size": 0}))
+            );
+            for bad in [
+                json!({"a": ["x", 1], "b": []}),
+                json!({"a": [1], "b": []}),
+                json!({"a": "x", "b": []}),
+            ] {
+                let e = eval(p, bad).unwrap_err();
+                assert!(e.contains("slot \"a\""), "{e}");
+            }
+        }
+
+        #[test]
+        fn tally() {
+            let t = lib!("tally");
+            assert_eq!(
+                eval(
+                    t,
+                    json!({"v1": "yes", "v2": ["no", "maybe"], "v3": "yes", "v4": []})
+                ),
+                Ok(json!({"counts": {"maybe": 1, "no": 1, "yes": 2}, "ballots": 4}))
+            );
+            for (bad, why) in [
+                (json!({"v1": 3}), "must be a string"),
+                (json!({"v1": ["a", "a"]}), "more than once"),
+                (json!({"v1": ["a", 1]}), "not a non-empty string"),
+                (json!({"v1": ""}), "not a non-empty string"),
+            ] {
+                let e = eval(t, bad).unwrap_err();
+                assert!(e.contains(why) && e.contains("slot \"v1\""), "{e}");
+            }
+        }
+
+        #[test]
+        fn credential_check() {
+            let c = lib!("credential-check");
+            let digest = |s: &str| {
+                use sha2::Digest as _;
+                hex::encode(sha2::Sha256::digest(s.as_bytes()))
+            };
+            let list = json!([digest("alice-pass"), digest("bob-pass")]);
+            assert_eq!(
+                eval(c, json!({"credential": "bob-pass", "list": list})),
+                Ok(json!(true))
+            );
+            assert_eq!(
+                eval(c, json!({"credential": "eve", "list": list})),
+                Ok(json!(false))
+            );
+            let e = eval(c, json!({"credential": "x", "list": ["bob-pass"]})).unwrap_err();
+            assert!(e.contains("sha256 digests"), "{e}");
+            let e = eval(
+                c,
+                json!({"credential": "x", "list": [digest("x").to_uppercase()]}),
+            )
+            .unwrap_err();
+            assert!(e.contains("lowercase"), "{e}");
+            let e = eval(c, json!({"credential": 5, "list": []})).unwrap_err();
+            assert!(e.contains("`credential`"), "{e}");
+        }
+
+        #[test]
+        fn encryption() {
+            use aes_gcm_siv::Aes256GcmSiv;
+            use aes_gcm_siv::aead::{Aead, KeyInit};
+            use rand::SeedableRng;
+            let open = |key: &[u8], sealed: &Value| -> String {
+                let bytes = hex::decode(sealed["ciphertext"].as_str().unwrap()).unwrap();
+                let (nonce, ct) = bytes.split_at(12);
+                let nonce: [u8; 12] = nonce.try_into().unwrap();
+                let cipher = Aes256GcmSiv::new_from_slice(key).unwrap();
+                String::from_utf8(cipher.decrypt(&nonce.into(), ct).unwrap()).unwrap()
+            };
+            let key = [0x5a_u8; 32];
+            let mut rng = rand::rngs::StdRng::from_seed([3; 32]);
+            let shares = vsss_rs::Gf256::split_bytes(2, 3, key, &mut rng).unwrap();
+            let out = eval(
+                lib!("shamir-encrypt"),
+                json!({"share_1": hex::encode(&shares[0]), "share_3": hex::encode(&shares[2]),
+                       "plaintext": "the launch code"}),
+            )
+            .unwrap();
+            assert_eq!(open(&key, &out), "the launch code");
+            let e = eval(
+                lib!("shamir-encrypt"),
+                json!({"share_1": "00", "plaintext": "x"}),
+            )
+            .unwrap_err();
+            assert!(e.contains("share_1"), "{e}");
+
+            let k = json!(hex::encode(key));
+            let km = lib!("keyed-messages");
+            let one = eval(km, json!({"key": k, "message": "one"})).unwrap();
+            let two = eval(km, json!({"key": k, "message": "two"})).unwrap();
+            assert_ne!(
+                one["ciphertext"].as_str().unwrap()[..24],
+                two["ciphertext"].as_str().unwrap()[..24]
+            );
+            assert_eq!(
+                (open(&key, &one), open(&key, &two)),
+                ("one".into(), "two".into())
+            );
+            let e = eval(km, json!({"key": "00", "message": "x"})).unwrap_err();
+            assert!(e.contains("slot `key`"), "{e}");
+        }
     }
 }
