@@ -493,6 +493,7 @@ async fn put_input(
     if let Some(len) = declared
         && len > limit
     {
+        spool::linger(request.into_body());
         return Err(over(len));
     }
     let submission: arbiter_proto::api::SubmitInput = match declared {
@@ -500,7 +501,13 @@ async fn put_input(
             body(limits, usize::try_from(len).unwrap_or(usize::MAX), request).await?
         }
         _ => {
-            let reserved = limits.spool.reserve(declared.unwrap_or(limit))?;
+            let reserved = match limits.spool.reserve(declared.unwrap_or(limit)) {
+                Ok(reserved) => reserved,
+                Err(busy) => {
+                    spool::linger(request.into_body());
+                    return Err(busy);
+                }
+            };
             let spooled = limits
                 .spool
                 .receive(request.into_body(), limit, reserved, over)

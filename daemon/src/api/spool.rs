@@ -29,6 +29,34 @@ const WRITE_BUFFER: usize = 256 << 10;
 /// Seconds a client refused for the spool budget is asked to wait (`Retry-After`).
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
+/// The most bytes of a refused body read and discarded after the refusal is sent.
+const LINGER_BYTES: u64 = 256 << 20;
+/// The longest a refused body is read and discarded after the refusal is sent.
+const LINGER_TIME: Duration = Duration::from_secs(30);
+/// The longest pause of a refused body being discarded.
+const LINGER_STALL: Duration = Duration::from_secs(2);
+
+/// Reads and discards the rest of a refused body (at most [`LINGER_BYTES`], for at most
+/// [`LINGER_TIME`], stopping at a pause of [`LINGER_STALL`]) while its refusal is sent, so
+/// a client still uploading reads the refusal instead of losing it to a reset connection
+/// (HTTP/1.1 clients send the body before they read the answer). Nothing is kept.
+pub fn linger(mut body: Incoming) {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut discarded = 0u64;
+        while discarded < LINGER_BYTES && started.elapsed() < LINGER_TIME {
+            match tokio::time::timeout(LINGER_STALL, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        discarded += data.len() as u64;
+                    }
+                }
+                _ => break,
+            }
+        }
+    });
+}
+
 /// The spool of input bodies.
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -205,6 +233,7 @@ impl Spool {
             if let Ok(data) = frame.into_data() {
                 received += data.len() as u64;
                 if received > limit {
+                    linger(body);
                     return Err(over(received));
                 }
                 out.write_all(&data).await.map_err(internal)?;
