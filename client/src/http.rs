@@ -3,10 +3,12 @@
 //! server's certificate, whose SPKI hash the quotes bind), and an optional pin of that
 //! hash. Each request uses a fresh connection and reports the server key it saw.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Bytes, Frame, SizeHint};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -21,6 +23,51 @@ use crate::ClientError;
 
 /// Largest response body read.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// Bytes handed to the connection at a time when a body is sent (the unit of progress).
+const UPLOAD_CHUNK: usize = 256 << 10;
+
+/// Called as a request body is sent: `(bytes sent so far, total bytes)`.
+pub type Progress = dyn Fn(u64, u64) + Send + Sync;
+
+/// A request body sent as a stream of chunks of one buffer (no copy: each chunk is a
+/// slice of it), reporting progress as the connection takes each chunk — it polls for the
+/// next only once it has room to write, so the count follows the upload.
+struct ChunkedBody {
+    data: Bytes,
+    sent: usize,
+    progress: Option<Arc<Progress>>,
+}
+
+impl Body for ChunkedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let total = self.data.len();
+        if self.sent >= total {
+            return Poll::Ready(None);
+        }
+        let end = total.min(self.sent + UPLOAD_CHUNK);
+        let piece = self.data.slice(self.sent..end);
+        self.sent = end;
+        if let Some(progress) = &self.progress {
+            progress(end as u64, total as u64);
+        }
+        Poll::Ready(Some(Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sent >= self.data.len()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact((self.data.len() - self.sent) as u64)
+    }
+}
 
 /// A party's TLS identity: a self-signed certificate and its PKCS#8 key.
 pub struct PartyIdentity {
@@ -212,6 +259,19 @@ impl Connection {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response, ClientError> {
+        self.request_with_progress(method, path, body.map(Bytes::from), None)
+            .await
+    }
+
+    /// Sends one request on a new connection, its body as a stream of chunks, calling
+    /// `progress` as each is taken by the connection.
+    pub async fn request_with_progress(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        progress: Option<Arc<Progress>>,
+    ) -> Result<Response, ClientError> {
         let tls = self.connect_tls().await?;
         let spki = tls
             .get_ref()
@@ -237,7 +297,11 @@ impl Connection {
             builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         let request = builder
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(ChunkedBody {
+                data: body.unwrap_or_default(),
+                sent: 0,
+                progress,
+            })
             .map_err(|e| ClientError::Http(e.to_string()))?;
         let response = sender
             .send_request(request)

@@ -23,7 +23,7 @@ use hyper::Method;
 use serde_json::{Value, json};
 
 use crate::ClientError;
-use crate::session::{Session, call_on};
+use crate::session::Session;
 use crate::trust::Receipt;
 use crate::verify::{Attestation, attest, check_destroyed_record};
 
@@ -216,13 +216,32 @@ pub async fn submit(
     value_json: &[u8],
     expect_function: &str,
 ) -> Result<Submitted, ClientError> {
+    submit_with_progress(s, policy, instance, slot, value_json, expect_function, None).await
+}
+
+/// [`submit`], calling `progress` with `(bytes sent, total)` as the request body (the
+/// ciphertext, base64 in JSON) is uploaded in chunks.
+///
+/// The input is checked to be JSON without building a value from it and sealed as given
+/// (its own whitespace kept), so a large input exists in memory as the text read, its
+/// padded copy and its ciphertext only.
+pub async fn submit_with_progress(
+    s: &Session,
+    policy: &AppraisalPolicy,
+    instance: &str,
+    slot: &str,
+    value_json: &[u8],
+    expect_function: &str,
+    progress: Option<std::sync::Arc<crate::http::Progress>>,
+) -> Result<Submitted, ClientError> {
     check_id(instance)?;
     check_sha256_hex("--expect-function", expect_function)?;
     if !arbiter_policy::manifest::is_slot_name(slot) {
         return Err(ClientError::Usage(format!("`{slot}` is not a slot name")));
     }
-    let value: Value = serde_json::from_slice(value_json)
+    serde_json::from_slice::<serde::de::IgnoredAny>(value_json)
         .map_err(|e| ClientError::Usage(format!("the input is not JSON: {e}")))?;
+    let value_json = value_json.trim_ascii();
     let attestation = attest(s, policy, Some(instance)).await?;
     attestation.require_trusted()?;
     let appraised = &attestation.verdict.appraised;
@@ -258,28 +277,24 @@ pub async fn submit(
         function_sha256: &function,
         submitter: &me,
     };
-    let plaintext = zeroize::Zeroizing::new(hpke::pad_json(
-        value.to_string().as_bytes(),
-        hpke::DEFAULT_PAD_BLOCK,
-    ));
+    let plaintext = zeroize::Zeroizing::new(hpke::pad_json(value_json, hpke::DEFAULT_PAD_BLOCK));
     let (enc, ct) = hpke::seal(public_key, &ctx, &plaintext)
         .map_err(|e| ClientError::Verification(format!("HPKE: {e}")))?;
     let expected = hex::encode(hpke::ciphertext_sha256(&enc, &ct));
     // Only to the TLS key that was attested: a different key fails the handshake before
     // the ciphertext leaves.
     let conn = s.pinned_to(&attestation.tls_spki_sha256)?;
-    let body = json!({
-        "enc": b64().encode(&enc),
-        "ciphertext": b64().encode(&ct),
-        "expect_function_sha256": function,
-    });
-    let r = call_on(
-        &conn,
-        Method::PUT,
-        &format!("/v1/instances/{instance}/inputs/{slot}"),
-        Some(&body),
-    )
-    .await?;
+    let body = input_body(&enc, &ct, &function);
+    drop(ct);
+    let r = crate::session::success_or_error(
+        conn.request_with_progress(
+            Method::PUT,
+            &format!("/v1/instances/{instance}/inputs/{slot}"),
+            Some(body.into()),
+            progress,
+        )
+        .await?,
+    )?;
     let got: InputReceipt = r.answer("PUT /v1/instances/{id}/inputs/{slot}")?;
     if got.ciphertext_sha256.to_hex() != expected {
         return Err(ClientError::Verification(format!(
@@ -306,6 +321,20 @@ pub async fn submit(
         attestation,
         receipt,
     })
+}
+
+/// The JSON body of an input, written directly (the ciphertext base64-encoded once into
+/// it): `{"enc": ..., "ciphertext": ..., "expect_function_sha256": ...}`.
+fn input_body(enc: &[u8], ciphertext: &[u8], function: &str) -> Vec<u8> {
+    let mut body = String::with_capacity(ciphertext.len().div_ceil(3) * 4 + 256);
+    body.push_str("{\"enc\":\"");
+    b64().encode_string(enc, &mut body);
+    body.push_str("\",\"ciphertext\":\"");
+    b64().encode_string(ciphertext, &mut body);
+    body.push_str("\",\"expect_function_sha256\":\"");
+    body.push_str(function);
+    body.push_str("\"}");
+    body.into_bytes()
 }
 
 /// Checks that every input this party submitted (per its saved receipts) is listed.

@@ -103,6 +103,14 @@ pub async fn call_on(
     let r = conn
         .request(method, path, body.map(|b| b.to_string().into_bytes()))
         .await?;
+    success_or_error(r)
+}
+
+/// The answer when it is a success; an error document becomes [`ClientError::Server`].
+///
+/// # Errors
+/// `Server` for an error answer.
+pub fn success_or_error(r: Response) -> Result<Response, ClientError> {
     if r.status.is_success() {
         return Ok(r);
     }

@@ -144,11 +144,28 @@ pub struct LimitsSection {
     pub handshake_timeout_seconds: u64,
     /// Seconds a connection may sit idle, or take to send a request's headers.
     pub idle_timeout_seconds: u64,
-    /// Seconds a client has to send a request body once its headers are in.
+    /// Seconds a client has to send a request body once its headers are in; for an input
+    /// body (`PUT .../inputs/{slot}`), the longest silence allowed while it arrives (with
+    /// `min_body_bytes_per_second`), whatever its size.
     pub body_timeout_seconds: u64,
     /// Request-body bytes buffered at once over all connections; a request that would
     /// exceed it is refused with 503 before its body is read.
     pub max_bodies_in_flight_bytes: usize,
+    /// Ceiling on the input of one slot (its HPKE ciphertext as stored, in bytes); a
+    /// manifest may ask less, never more. At most 512 MiB.
+    pub max_input_bytes: u64,
+    /// Ceiling on the inputs of one round of an instance, all slots together; a manifest
+    /// may ask less, never more. At least `max_input_bytes`, at most 1 GiB.
+    pub max_instance_input_bytes: u64,
+    /// Disk bytes of input bodies being received at once (spooled to `STATE/spool/`); a
+    /// submission that would exceed it is refused with 503 `busy` and `Retry-After`.
+    pub max_spooled_bytes: u64,
+    /// Slowest average rate, in bytes per second, at which an input body may arrive once
+    /// `body_timeout_seconds` have passed; a slower body is cut off with 408.
+    pub min_body_bytes_per_second: u64,
+    /// Spooled input bodies decoded, decrypted and stored at once (each holds its input in
+    /// memory a few times over while it is checked); more wait their turn.
+    pub max_inputs_processing: usize,
 }
 
 impl Default for LimitsSection {
@@ -164,8 +181,27 @@ impl Default for LimitsSection {
             idle_timeout_seconds: 30,
             body_timeout_seconds: 30,
             max_bodies_in_flight_bytes: 64 << 20,
+            max_input_bytes: 64 << 20,
+            max_instance_input_bytes: 256 << 20,
+            max_spooled_bytes: 1 << 30,
+            min_body_bytes_per_second: 64 << 10,
+            max_inputs_processing: 2,
         }
     }
+}
+
+/// Bytes of JSON around an input's two base64 strings: the keys, quotes and punctuation,
+/// `expect_function_sha256` (64 hex) and generous room for whitespace.
+pub const INPUT_BODY_OVERHEAD: u64 = 4096;
+
+/// The largest body of `PUT /v1/instances/{id}/inputs/{slot}` carrying a ciphertext of
+/// `ciphertext_bytes`: its base64 (4 characters per 3 bytes, padded), the base64 of the
+/// 65-byte `enc`, and [`INPUT_BODY_OVERHEAD`].
+pub fn input_body_limit(ciphertext_bytes: u64) -> u64 {
+    ciphertext_bytes
+        .div_ceil(3)
+        .saturating_mul(4)
+        .saturating_add(INPUT_BODY_OVERHEAD)
 }
 
 /// `[attestation]`
@@ -404,7 +440,7 @@ impl Config {
                 reason: "give both tls.cert and tls.key, or neither".into(),
             });
         }
-        let at_least_one: [(&'static str, u64); 7] = [
+        let at_least_one: [(&'static str, u64); 12] = [
             (
                 "limits.max_concurrent_evaluations",
                 self.limits.max_concurrent_evaluations as u64,
@@ -427,6 +463,20 @@ impl Config {
                 self.limits.body_timeout_seconds,
             ),
             ("limits.max_body_bytes", self.limits.max_body_bytes as u64),
+            ("limits.max_input_bytes", self.limits.max_input_bytes),
+            (
+                "limits.max_instance_input_bytes",
+                self.limits.max_instance_input_bytes,
+            ),
+            ("limits.max_spooled_bytes", self.limits.max_spooled_bytes),
+            (
+                "limits.min_body_bytes_per_second",
+                self.limits.min_body_bytes_per_second,
+            ),
+            (
+                "limits.max_inputs_processing",
+                self.limits.max_inputs_processing as u64,
+            ),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -436,6 +486,7 @@ impl Config {
                 });
             }
         }
+        self.validate_input_limits()?;
         if self.limits.max_bodies_in_flight_bytes < self.limits.max_body_bytes {
             return Err(ConfigError::Invalid {
                 key: "limits.max_bodies_in_flight_bytes",
@@ -443,6 +494,53 @@ impl Config {
                     "must be at least limits.max_body_bytes ({}), or no largest body could ever \
                      be read",
                     self.limits.max_body_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The input ceilings: within what one SQLite blob and the spool can hold, the slot's
+    /// within the instance's.
+    fn validate_input_limits(&self) -> Result<(), ConfigError> {
+        use arbiter_policy::manifest::Limits;
+        let l = &self.limits;
+        if l.max_input_bytes > Limits::MAX_MAX_INPUT_BYTES {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_input_bytes",
+                reason: format!(
+                    "must be at most {} (512 MiB: an input is one SQLite blob)",
+                    Limits::MAX_MAX_INPUT_BYTES
+                ),
+            });
+        }
+        if l.max_instance_input_bytes > Limits::MAX_MAX_INSTANCE_INPUT_BYTES {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_instance_input_bytes",
+                reason: format!(
+                    "must be at most {} (1 GiB)",
+                    Limits::MAX_MAX_INSTANCE_INPUT_BYTES
+                ),
+            });
+        }
+        if l.max_instance_input_bytes < l.max_input_bytes {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_instance_input_bytes",
+                reason: format!(
+                    "must be at least limits.max_input_bytes ({}), or no slot could take its \
+                     largest input",
+                    l.max_input_bytes
+                ),
+            });
+        }
+        let largest_body = input_body_limit(l.max_input_bytes);
+        if l.max_spooled_bytes < largest_body {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_spooled_bytes",
+                reason: format!(
+                    "must be at least {largest_body} (the body of an input of \
+                     limits.max_input_bytes, base64 in JSON), or no largest input could ever \
+                     be received"
                 ),
             });
         }
@@ -591,6 +689,45 @@ mod tests {
         let c = Config::from_toml("", &[]).unwrap();
         assert!(c.listen.ip().is_loopback());
         assert_eq!(c.tpm.platform_pcrs, vec![0, 2, 4, 7, 9]);
+    }
+
+    #[test]
+    fn input_ceilings_are_bounded_and_consistent() {
+        let c = Config::from_toml("", &[]).unwrap();
+        assert_eq!(c.limits.max_input_bytes, 64 << 20);
+        assert_eq!(c.limits.max_instance_input_bytes, 256 << 20);
+        assert_eq!(c.limits.max_spooled_bytes, 1 << 30);
+        for (overrides, key) in [
+            (
+                "limits.max_input_bytes=1073741824",
+                "limits.max_input_bytes",
+            ),
+            (
+                "limits.max_instance_input_bytes=2147483648",
+                "limits.max_instance_input_bytes",
+            ),
+            (
+                "limits.max_instance_input_bytes=1048576",
+                "limits.max_instance_input_bytes",
+            ),
+            (
+                "limits.max_spooled_bytes=1048576",
+                "limits.max_spooled_bytes",
+            ),
+            (
+                "limits.min_body_bytes_per_second=0",
+                "limits.min_body_bytes_per_second",
+            ),
+        ] {
+            let e = Config::from_toml("", &[overrides.into()]).unwrap_err();
+            assert!(e.to_string().contains(key), "{overrides}: {e}");
+        }
+        // A 40 MB ciphertext's body: base64 plus the JSON around it.
+        assert_eq!(input_body_limit(3), 4 + INPUT_BODY_OVERHEAD);
+        assert_eq!(
+            input_body_limit(40_000_000),
+            53_333_336 + INPUT_BODY_OVERHEAD
+        );
     }
 
     #[test]

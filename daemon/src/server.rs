@@ -266,7 +266,13 @@ async fn serve(
         "serving at most {capacity} connections ({} per address)",
         limits.max_connections_per_ip
     );
-    let api_limits = api::ApiLimits::new(&limits);
+    let api_limits = api::ApiLimits::new(&limits, &engine.config().state_dir).map_err(|e| {
+        StartError::Other(format!(
+            "the input spool ({}/{}): {e}",
+            engine.config().state_dir.display(),
+            api::spool::SPOOL_DIR
+        ))
+    })?;
     let handshake_timeout = Duration::from_secs(limits.handshake_timeout_seconds);
     let idle_timeout = Duration::from_secs(limits.idle_timeout_seconds);
     engine.spawn_background();

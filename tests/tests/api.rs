@@ -268,7 +268,13 @@ async fn unauthorised_identities_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn bad_inputs_are_refused_with_clear_errors() {
-    let w = world_with(|c| c.limits.max_body_bytes = 64 << 10).await;
+    // Input bodies are bounded by the input limits (here the configured slot ceiling),
+    // not by max_body_bytes (tests/tests/large_inputs.rs covers them in full).
+    let w = world_with(|c| {
+        c.limits.max_body_bytes = 64 << 10;
+        c.limits.max_input_bytes = 48 << 10;
+    })
+    .await;
     let inst = two_party_instance(&w, SUM).await;
     let id = inst["id"].as_str().unwrap();
     let path = input_path(&inst, "a");
@@ -355,7 +361,7 @@ async fn bad_inputs_are_refused_with_clear_errors() {
     assert_error(
         &a.put(&path, huge).await,
         StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        "input_too_large",
     );
     // A mismatching function condition: refused and not stored.
     let mut cond = a.encrypt_input(&inst, "a", 1, &json!(5));

@@ -113,13 +113,16 @@ enum Command {
             required_unless_present = "file"
         )]
         value: Option<String>,
-        /// A file holding the input as JSON.
+        /// A file holding the input as JSON (read once, never parsed into a copy).
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
         /// The function measurement you reviewed; the input is refused (here and by the
         /// daemon) for any other.
         #[arg(long, value_name = "SHA256")]
         expect_function: String,
+        /// No upload progress on stderr.
+        #[arg(long)]
+        quiet: bool,
         /// The appraisal policy [env ARBITER_POLICY].
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
@@ -377,14 +380,18 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             value,
             file,
             expect_function,
+            quiet,
             policy,
         } => party::submit(
             g.overrides(policy),
-            &instance,
-            &slot,
-            value,
-            file,
-            &expect_function,
+            party::SubmitArgs {
+                instance: &instance,
+                slot: &slot,
+                value,
+                file,
+                expect_function: &expect_function,
+                quiet,
+            },
             out,
         ),
         Command::Bundle {

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use arbiter_client::config::{Overrides, Settings};
@@ -315,16 +316,57 @@ pub fn instance_evaluate(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow:
     Ok(())
 }
 
+/// The arguments of `arbiter submit`.
+pub struct SubmitArgs<'a> {
+    /// The instance.
+    pub instance: &'a str,
+    /// The slot.
+    pub slot: &'a str,
+    /// The input as JSON text.
+    pub value: Option<String>,
+    /// A file holding the input.
+    pub file: Option<PathBuf>,
+    /// The reviewed function measurement.
+    pub expect_function: &'a str,
+    /// No progress.
+    pub quiet: bool,
+}
+
+/// Shows upload progress on stderr: one line redrawn on a terminal, otherwise a line at
+/// each quarter.
+fn progress_reporter() -> Arc<arbiter_client::http::Progress> {
+    use std::io::IsTerminal as _;
+    let terminal = std::io::stderr().is_terminal();
+    let shown = Mutex::new(None::<u64>);
+    Arc::new(move |sent: u64, total: u64| {
+        let percent = (sent.saturating_mul(100)).checked_div(total).unwrap_or(100);
+        let step = if terminal { percent } else { percent / 25 * 25 };
+        let mut last = shown.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == Some(step) || (!terminal && step == 0 && last.is_some()) {
+            return;
+        }
+        *last = Some(step);
+        let mut err = std::io::stderr().lock();
+        let line = format!("uploading: {sent} / {total} bytes ({percent}%)");
+        let _ = if terminal {
+            write!(err, "\r{line}{}", if sent >= total { "\n" } else { "" })
+        } else {
+            writeln!(err, "{line}")
+        };
+        let _ = err.flush();
+    })
+}
+
 /// `arbiter submit`.
-pub fn submit(
-    o: Overrides,
-    instance: &str,
-    slot: &str,
-    value: Option<String>,
-    file: Option<PathBuf>,
-    expect_function: &str,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
+pub fn submit(o: Overrides, a: SubmitArgs<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
+    let SubmitArgs {
+        instance,
+        slot,
+        value,
+        file,
+        expect_function,
+        quiet,
+    } = a;
     let bytes = match (value, file) {
         (Some(v), _) => zeroize::Zeroizing::new(v.into_bytes()),
         (None, Some(f)) => {
@@ -334,14 +376,31 @@ pub fn submit(
     };
     let s = session(o)?;
     let policy = policy_of(&s)?;
-    let r = runtime()?.block_on(party::submit(
-        &s,
-        &policy,
-        instance,
-        slot,
-        &bytes,
-        expect_function,
-    ))?;
+    let progress = (!quiet).then(progress_reporter);
+    let r = runtime()?
+        .block_on(party::submit_with_progress(
+            &s,
+            &policy,
+            instance,
+            slot,
+            &bytes,
+            expect_function,
+            progress,
+        ))
+        .map_err(|e| match e {
+            arbiter_client::ClientError::Server { status: 413, .. } => anyhow::Error::new(e)
+                .context(format!(
+                    "the input ({} bytes of JSON) is larger than the instance allows; nothing \
+                     was stored",
+                    bytes.len()
+                )),
+            arbiter_client::ClientError::Server { status: 503, .. } => anyhow::Error::new(e)
+                .context(
+                    "the daemon is busy receiving other inputs; nothing was stored, retry \
+                          in a few seconds",
+                ),
+            other => anyhow::Error::new(other),
+        })?;
     writeln!(
         out,
         "attested: trusted (nonce {}, TLS key {})",

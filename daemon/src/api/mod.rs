@@ -5,6 +5,7 @@
 
 mod openapi;
 pub mod routes;
+pub mod spool;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ pub struct ApiError {
     problems: Option<Vec<Problem>>,
     /// For 405: the methods the path allows (the `Allow` header).
     allow: Option<String>,
+    /// For 503 `busy`: seconds to wait before retrying (the `Retry-After` header).
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -45,6 +48,15 @@ impl ApiError {
             message: message.into(),
             problems: None,
             allow: None,
+            retry_after: None,
+        }
+    }
+
+    /// 503 `busy` with `Retry-After`: a shared budget is spent for now.
+    fn busy(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(spool::RETRY_AFTER_SECONDS),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
         }
     }
 
@@ -69,6 +81,9 @@ impl From<EngineError> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, code, message)
             }
             EngineError::Conflict { code, .. } => Self::new(StatusCode::CONFLICT, code, message),
+            EngineError::TooLarge { code, .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
+            }
             EngineError::Quota(_) => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
             }
@@ -86,6 +101,7 @@ impl From<EngineError> for ApiError {
                         .collect(),
                 ),
                 allow: None,
+                retry_after: None,
             },
             EngineError::Store(ref s) if s.is_disk_full() => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,
@@ -136,6 +152,11 @@ fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
     {
         response.headers_mut().insert(hyper::header::ALLOW, value);
     }
+    if let Some(seconds) = e.retry_after {
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, seconds.into());
+    }
     response
 }
 
@@ -146,6 +167,7 @@ pub struct ApiLimits {
     max_body_bytes: usize,
     body_timeout: Duration,
     budget: BodyBudget,
+    spool: spool::Spool,
 }
 
 /// The largest body of `POST /v1/tpm/activate-credential` (a credential blob and an
@@ -153,13 +175,15 @@ pub struct ApiLimits {
 const MAX_CREDENTIAL_BODY: usize = 16 << 10;
 
 impl ApiLimits {
-    /// From the configuration's `[limits]`.
-    pub fn new(limits: &LimitsSection) -> Self {
-        Self {
+    /// From the configuration's `[limits]`, with the input spool in `state_dir` (emptied
+    /// of what a previous run left).
+    pub fn new(limits: &LimitsSection, state_dir: &std::path::Path) -> std::io::Result<Self> {
+        Ok(Self {
             max_body_bytes: limits.max_body_bytes,
             body_timeout: Duration::from_secs(limits.body_timeout_seconds),
             budget: BodyBudget::new(limits.max_bodies_in_flight_bytes),
-        }
+            spool: spool::Spool::open(state_dir, limits)?,
+        })
     }
 }
 
@@ -248,11 +272,7 @@ async fn body_bytes(
         .budget
         .try_reserve(declared.unwrap_or(limit))
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "too many request bodies are being received at once; retry shortly",
-            )
+            ApiError::busy("too many request bodies are being received at once; retry shortly")
         })?;
     let collected = tokio::time::timeout(
         limits.body_timeout,
@@ -404,11 +424,7 @@ async fn dispatch(
             ))
         }
         Route::GetInstance => ok(&engine.describe_instance(identity, p(0)).await?),
-        Route::PutInput => {
-            engine.authorize_submission(identity, p(0), p(1)).await?;
-            let request = body(limits, max_body, request).await?;
-            ok(&engine.submit_input(identity, p(0), p(1), request).await?)
-        }
+        Route::PutInput => put_input(engine, limits, identity, p(0), p(1), request).await,
         Route::DeleteInput => ok(&engine.withdraw_input(identity, p(0), p(1)).await?),
         Route::Approve => ok(&engine.approve(identity, p(0)).await?),
         Route::Evaluate => Ok(json_response(
@@ -447,6 +463,64 @@ async fn dispatch(
         }
         Route::EpochReset => ok(&engine.epoch_reset(identity).await?),
     }
+}
+
+/// Bodies up to this size (declared by `Content-Length`) are read into memory; larger
+/// ones, and those of undeclared length, are spooled to disk as they arrive.
+const IN_MEMORY_INPUT_BODY: u64 = 1 << 20;
+
+/// `PUT /v1/instances/{id}/inputs/{slot}`: the caller is checked and the input limits
+/// looked up before any byte of the body is read; a body larger than any input within
+/// them is refused (413, naming the limit) on its declared length or as soon as that many
+/// bytes have arrived; a large body is spooled to disk, then processed when its turn
+/// comes (at most `max_inputs_processing` at once).
+async fn put_input(
+    engine: &Arc<Engine>,
+    limits: &ApiLimits,
+    identity: &str,
+    id: &str,
+    slot: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (input_limits, others) = engine.input_admission(identity, id, slot).await?;
+    let (limit, refusal) = input_limits.body_limit(slot, others);
+    let over = |bytes: u64| ApiError::from(refusal.error(bytes));
+    let declared = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared
+        && len > limit
+    {
+        spool::linger(request.into_body());
+        return Err(over(len));
+    }
+    let submission: arbiter_proto::api::SubmitInput = match declared {
+        Some(len) if len <= IN_MEMORY_INPUT_BODY => {
+            body(limits, usize::try_from(len).unwrap_or(usize::MAX), request).await?
+        }
+        _ => {
+            let reserved = match limits.spool.reserve(declared.unwrap_or(limit)) {
+                Ok(reserved) => reserved,
+                Err(busy) => {
+                    spool::linger(request.into_body());
+                    return Err(busy);
+                }
+            };
+            let spooled = limits
+                .spool
+                .receive(request.into_body(), limit, reserved, over)
+                .await?;
+            let _turn = limits.spool.turn().await?;
+            let bytes = spooled.read().await?;
+            let parsed = arbiter_proto::api::parse_request(&bytes).map_err(ApiError::request);
+            drop(bytes);
+            let submission = parsed?;
+            return ok(&engine.submit_input(identity, id, slot, submission).await?);
+        }
+    };
+    ok(&engine.submit_input(identity, id, slot, submission).await?)
 }
 
 /// The OpenMetrics text of every metric, the instance counts read from the store now.

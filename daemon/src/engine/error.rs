@@ -38,6 +38,15 @@ pub enum EngineError {
     /// The manifest is invalid; every problem is listed.
     #[error("invalid manifest: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidManifest(Vec<ManifestProblem>),
+    /// An input is larger than a limit allows (code and message name which); nothing was
+    /// stored.
+    #[error("{message}")]
+    TooLarge {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Human-readable explanation naming the limit and its value.
+        message: String,
+    },
     /// A quota is exhausted.
     #[error("{0}")]
     Quota(String),

@@ -12,6 +12,7 @@ use arbiter_proto::api::{InputReceipt, SubmitInput, Withdrawal};
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
+use super::input_limits::InputLimits;
 use super::{Engine, EngineError, now};
 use crate::logging::clip;
 use crate::store::queries::{self, InputRow, InstanceRow};
@@ -67,54 +68,38 @@ impl Engine {
             &row.function_sha256,
         )
         .map_err(|refusal| EngineError::refused(id, &refusal))?;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let enc = b64
-            .decode(&request.enc)
-            .map_err(|e| EngineError::bad("invalid_base64", format!("`enc` is not base64: {e}")))?;
-        let ciphertext = b64.decode(&request.ciphertext).map_err(|e| {
-            EngineError::bad("invalid_base64", format!("`ciphertext` is not base64: {e}"))
-        })?;
-        if enc.len() != hpke::ENC_LEN {
-            return Err(EngineError::bad(
-                "invalid_enc",
-                format!(
-                    "`enc` is {} bytes; DHKEM(P-256) encapsulations are {}",
-                    enc.len(),
-                    hpke::ENC_LEN
-                ),
-            ));
-        }
-        // Open it now: a ciphertext for another instance, slot, round or submitter, or a
-        // tampered one, is refused before anything is stored.
+        let limits = InputLimits::of(&manifest.limits, &self.config().limits);
+        let SubmitInput {
+            enc,
+            ciphertext,
+            expect_function_sha256,
+        } = request;
         let private = self.instance_key(&row.id).await?;
-        let plaintext =
-            Self::open_input(&row, &private, slot, row.round, caller, &enc, &ciphertext)?;
-        drop(private);
-        // Checked on the bytes: no `Value` tree (whose strings would outlive the zeroized
-        // plaintext) is built from a decrypted input in the daemon.
-        let kind = arbiter_policy::jcs::raw_kind(&plaintext).map_err(|e| {
-            EngineError::bad(
-                "invalid_plaintext",
-                format!("the decrypted input is not JSON: {e}"),
-            )
-        })?;
-        if arbiter_policy::jcs::raw_depth(&plaintext) > MAX_INPUT_DEPTH {
-            return Err(EngineError::bad(
-                "invalid_plaintext",
-                format!("the decrypted input is nested deeper than {MAX_INPUT_DEPTH} levels"),
-            ));
-        }
-        let type_ok = slot_spec.value_type.accepts_kind(kind);
-        drop(plaintext);
-        if !type_ok {
-            return Err(EngineError::bad(
-                "wrong_type",
-                format!(
-                    "slot `{slot}` takes a value of type {:?}",
-                    slot_spec.value_type
-                ),
-            ));
-        }
+        let (slot_owned, caller_owned) = (slot.to_owned(), caller.to_owned());
+        let row_for_check = row.clone();
+        let value_type = slot_spec.value_type;
+        let (enc, ciphertext) = tokio::task::spawn_blocking(move || {
+            // Decoding, opening and checking a large input take a while: off the runtime's
+            // threads. The base64 text is dropped as soon as it is decoded.
+            let (enc, ciphertext) = decode_input(&enc, ciphertext)?;
+            limits.check(&slot_owned, ciphertext.len() as u64, 0)?;
+            // Open it now: a ciphertext for another instance, slot, round or submitter, or
+            // a tampered one, is refused before anything is stored.
+            let plaintext = Self::open_input(
+                &row_for_check,
+                &private,
+                &slot_owned,
+                row_for_check.round,
+                &caller_owned,
+                &enc,
+                &ciphertext,
+            )?;
+            drop(private);
+            check_plaintext(&plaintext, &slot_owned, value_type)?;
+            Ok::<_, EngineError>((enc, ciphertext))
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("checking an input: {e}")))??;
         let ciphertext_sha256 = hex::encode(hpke::ciphertext_sha256(&enc, &ciphertext));
         let input = InputRow {
             instance_id: id.to_owned(),
@@ -124,7 +109,7 @@ impl Engine {
             enc,
             ciphertext,
             ciphertext_sha256,
-            expect_function_sha256: request.expect_function_sha256,
+            expect_function_sha256,
             accepted_at: now(),
         };
         let resubmission = manifest.window.resubmission;
@@ -139,6 +124,10 @@ impl Engine {
                 })?;
                 lifecycle::submission_still_current(current.state, current.round, round)
                     .map_err(|refusal| EngineError::refused(&current.id, &refusal))?;
+                // The instance's total, inside the write: two slots filled at once cannot
+                // both fit in what is left for one.
+                let others = queries::input_bytes_except(c, &input.instance_id, &input.slot)?;
+                limits.check(&input.slot, input.ciphertext.len() as u64, others)?;
                 if let Some(existing) = queries::get_input(c, &input.instance_id, &input.slot)? {
                     let outcome = lifecycle::resubmission(
                         resubmission,
@@ -317,6 +306,58 @@ impl Engine {
     }
 }
 
+/// Decodes an input's base64 `enc` and `ciphertext` (consuming the text, so it is freed
+/// as soon as the bytes exist) and checks the encapsulation's length.
+fn decode_input(enc: &str, ciphertext: String) -> Result<(Vec<u8>, Vec<u8>), EngineError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let enc = b64
+        .decode(enc)
+        .map_err(|e| EngineError::bad("invalid_base64", format!("`enc` is not base64: {e}")))?;
+    if enc.len() != hpke::ENC_LEN {
+        return Err(EngineError::bad(
+            "invalid_enc",
+            format!(
+                "`enc` is {} bytes; DHKEM(P-256) encapsulations are {}",
+                enc.len(),
+                hpke::ENC_LEN
+            ),
+        ));
+    }
+    let decoded = b64.decode(&ciphertext).map_err(|e| {
+        EngineError::bad("invalid_base64", format!("`ciphertext` is not base64: {e}"))
+    })?;
+    drop(ciphertext);
+    Ok((enc, decoded))
+}
+
+/// Checks a decrypted input is JSON of the slot's type, on the bytes: no `Value` tree
+/// (whose strings would outlive the zeroized plaintext) is built from it in the daemon.
+fn check_plaintext(
+    plaintext: &Zeroizing<Vec<u8>>,
+    slot: &str,
+    value_type: arbiter_policy::manifest::ValueType,
+) -> Result<(), EngineError> {
+    let kind = arbiter_policy::jcs::raw_kind(plaintext).map_err(|e| {
+        EngineError::bad(
+            "invalid_plaintext",
+            format!("the decrypted input is not JSON: {e}"),
+        )
+    })?;
+    if arbiter_policy::jcs::raw_depth(plaintext) > MAX_INPUT_DEPTH {
+        return Err(EngineError::bad(
+            "invalid_plaintext",
+            format!("the decrypted input is nested deeper than {MAX_INPUT_DEPTH} levels"),
+        ));
+    }
+    if !value_type.accepts_kind(kind) {
+        return Err(EngineError::bad(
+            "wrong_type",
+            format!("slot `{slot}` takes a value of type {value_type:?}"),
+        ));
+    }
+    Ok(())
+}
+
 /// The refusal of anything that needs the secret of an instance found unrecoverable.
 pub(crate) fn unrecoverable(id: &str) -> EngineError {
     EngineError::conflict(
@@ -347,6 +388,26 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let (_, manifest) = self.load_instance(id).await?;
         Self::submitter_allowed(caller, id, slot, &manifest, &self.config()).map(|_| ())
+    }
+
+    /// What bounds an input body for `slot` of instance `id` before it is read: the
+    /// effective limits and the bytes the other slots hold now (the body limit follows
+    /// from both). Checks the caller as [`Engine::authorize_submission`] does.
+    pub async fn input_admission(
+        &self,
+        caller: &str,
+        id: &str,
+        slot: &str,
+    ) -> Result<(InputLimits, u64), EngineError> {
+        let (_, manifest) = self.load_instance(id).await?;
+        Self::submitter_allowed(caller, id, slot, &manifest, &self.config())?;
+        let limits = InputLimits::of(&manifest.limits, &self.config().limits);
+        let (key, s) = (id.to_owned(), slot.to_owned());
+        let others = self
+            .store
+            .read(move |c| queries::input_bytes_except(c, &key, &s))
+            .await?;
+        Ok((limits, others))
     }
 
     fn submitter_allowed<'m>(

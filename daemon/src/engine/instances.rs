@@ -108,6 +108,13 @@ impl Engine {
         if !problems.is_empty() {
             return Err(EngineError::InvalidManifest(problems));
         }
+        let problems = super::input_limits::ceiling_problems(
+            &validated.manifest().limits,
+            &self.config().limits,
+        );
+        if !problems.is_empty() {
+            return Err(EngineError::InvalidManifest(problems));
+        }
         let function_sha256 = validated.manifest().function.sha256.as_str().to_owned();
         let lookup = function_sha256.clone();
         let function = self

@@ -8,6 +8,7 @@ mod error;
 mod evaluation;
 mod functions;
 mod hooks;
+pub mod input_limits;
 mod inputs;
 mod instances;
 mod results;

@@ -344,6 +344,18 @@ pub fn list_inputs(c: &Connection, instance: &str) -> Result<Vec<InputRow>, Stor
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Bytes of ciphertext (as stored, without `enc`) in the instance's slots other than
+/// `slot`: what counts against the instance's input limit beside a new input of `slot`.
+pub fn input_bytes_except(c: &Connection, instance: &str, slot: &str) -> Result<u64, StoreError> {
+    let bytes: i64 = c.query_row(
+        "SELECT COALESCE(SUM(LENGTH(ciphertext)), 0) FROM inputs
+         WHERE instance_id = ?1 AND slot != ?2",
+        [instance, slot],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(bytes).unwrap_or(0))
+}
+
 /// Deletes the input in a slot.
 pub fn delete_input(c: &Connection, instance: &str, slot: &str) -> Result<(), StoreError> {
     c.execute(

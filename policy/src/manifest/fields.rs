@@ -265,6 +265,14 @@ pub struct Limits {
     pub max_map_len: u64,
     /// Deepest function-call nesting (default 64; 1..=1,024).
     pub max_call_depth: u64,
+    /// Largest input of one slot: bytes of its HPKE ciphertext as stored (optional;
+    /// 1..=512 MiB; absent means the daemon's configured ceiling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_input_bytes: Option<u64>,
+    /// Largest total of the inputs of one round, all slots together, counted as
+    /// `max_input_bytes` is (optional; 1..=1 GiB; absent means the daemon's ceiling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instance_input_bytes: Option<u64>,
 }
 
 impl Limits {
@@ -294,6 +302,11 @@ impl Limits {
     pub const DEFAULT_MAX_CALL_DEPTH: u64 = 64;
     /// Largest `max_call_depth`.
     pub const MAX_MAX_CALL_DEPTH: u64 = 1_024;
+    /// Largest `max_input_bytes` (512 MiB): an input is one SQLite blob, whose length
+    /// SQLite caps at 1,000,000,000 bytes.
+    pub const MAX_MAX_INPUT_BYTES: u64 = 512 << 20;
+    /// Largest `max_instance_input_bytes` (1 GiB).
+    pub const MAX_MAX_INSTANCE_INPUT_BYTES: u64 = 1 << 30;
 }
 
 impl Default for Limits {
@@ -306,6 +319,8 @@ impl Default for Limits {
             max_array_len: Self::DEFAULT_MAX_COLLECTION_LEN,
             max_map_len: Self::DEFAULT_MAX_COLLECTION_LEN,
             max_call_depth: Self::DEFAULT_MAX_CALL_DEPTH,
+            max_input_bytes: None,
+            max_instance_input_bytes: None,
         }
     }
 }

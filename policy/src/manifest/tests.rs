@@ -971,3 +971,48 @@ fn slot_types_judge_json_text_as_they_judge_parsed_values() {
         }
     }
 }
+
+#[test]
+fn input_size_limits_are_optional_bounded_and_consistent() {
+    // Absent: none asked (the daemon's ceilings apply), and the raw JSON keeps no default.
+    let v = Manifest::from_json_value(full()).unwrap();
+    assert_eq!(v.manifest().limits.max_input_bytes, None);
+    assert_eq!(v.manifest().limits.max_instance_input_bytes, None);
+    let asked = with(
+        with(full(), "/limits/max_input_bytes", json!(50_000_000)),
+        "/limits/max_instance_input_bytes",
+        json!(100_000_000),
+    );
+    let v = Manifest::from_json_value(asked).unwrap();
+    assert_eq!(v.manifest().limits.max_input_bytes, Some(50_000_000));
+    assert_eq!(
+        v.manifest().limits.max_instance_input_bytes,
+        Some(100_000_000)
+    );
+    refused(
+        with(full(), "/limits/max_input_bytes", json!(0)),
+        &[("/limits/max_input_bytes", "out of range 1..=536870912")],
+    );
+    refused(
+        with(
+            full(),
+            "/limits/max_instance_input_bytes",
+            json!(2u64 << 30),
+        ),
+        &[(
+            "/limits/max_instance_input_bytes",
+            "out of range 1..=1073741824",
+        )],
+    );
+    refused(
+        with(
+            with(full(), "/limits/max_input_bytes", json!(2_000)),
+            "/limits/max_instance_input_bytes",
+            json!(1_000),
+        ),
+        &[(
+            "/limits/max_input_bytes",
+            "more than max_instance_input_bytes (1000)",
+        )],
+    );
+}

@@ -3,7 +3,7 @@
 //! of stopping at the first, so a party fixing a manifest sees everything at once. Typed
 //! parsing runs only after this walk found nothing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -657,15 +657,37 @@ impl Checker {
             ("max_array_len", 1, Limits::MAX_MAX_COLLECTION_LEN),
             ("max_map_len", 1, Limits::MAX_MAX_COLLECTION_LEN),
             ("max_call_depth", 1, Limits::MAX_MAX_CALL_DEPTH),
+            ("max_input_bytes", 1, Limits::MAX_MAX_INPUT_BYTES),
+            (
+                "max_instance_input_bytes",
+                1,
+                Limits::MAX_MAX_INSTANCE_INPUT_BYTES,
+            ),
         ];
         let names: Vec<&str> = FIELDS.iter().map(|(n, _, _)| *n).collect();
         let Some(map) = self.object("/limits", v, &names) else {
             return;
         };
+        let mut bounded = BTreeMap::new();
         for (name, min, max) in FIELDS {
-            if let Some(n) = map.get(*name) {
-                self.bounded(&pointer("/limits", name), n, *min, *max);
+            if let Some(n) = map.get(*name)
+                && let Some(n) = self.bounded(&pointer("/limits", name), n, *min, *max)
+            {
+                bounded.insert(*name, n);
             }
+        }
+        if let (Some(slot), Some(instance)) = (
+            bounded.get("max_input_bytes"),
+            bounded.get("max_instance_input_bytes"),
+        ) && slot > instance
+        {
+            self.problem(
+                "/limits/max_input_bytes",
+                format!(
+                    "{slot} is more than max_instance_input_bytes ({instance}): one slot's input \
+                     could never fill it"
+                ),
+            );
         }
     }
 }
