@@ -36,8 +36,8 @@ const LINGER_TIME: Duration = Duration::from_secs(30);
 /// The longest pause of a refused body being discarded.
 const LINGER_STALL: Duration = Duration::from_secs(2);
 
-/// Reads and discards the rest of a refused body (at most [`LINGER_BYTES`], for at most
-/// [`LINGER_TIME`], stopping at a pause of [`LINGER_STALL`]) while its refusal is sent, so
+/// Reads and discards the rest of a refused body (at most 256 MiB, for at most 30 s,
+/// stopping at a pause of 2 s) while its refusal is sent, so
 /// a client still uploading reads the refusal instead of losing it to a reset connection
 /// (HTTP/1.1 clients send the body before they read the answer). Nothing is kept.
 pub fn linger(mut body: Incoming) {
