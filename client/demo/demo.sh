@@ -12,7 +12,7 @@ bin="${1:-$root/target/debug}"
 ARBITER="$bin/arbiter"
 ARBITERD="$bin/arbiterd"
 work="$root/target/demo"
-expected_output="579c08ee78ce5bce40f273f7c35dfdf2f0615e026991c840ea1e16b367fc0f63"
+library_file="$root/daemon/functions/psi-count.rhai"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 ok() { printf '\033[32mOK\033[0m %s\n' "$*"; }
@@ -56,13 +56,18 @@ done
 as operator health || { cat "$work/daemon.log"; fail "arbiterd does not answer"; }
 ok "arbiterd serves $server (log: $work/daemon.log)"
 
-step "The operator registers the function both parties reviewed"
-fn_sha="$(sha256sum "$here/concat_sha256.rhai" | cut -d' ' -f1)"
-out="$(as operator function register "$here/concat_sha256.rhai" --name concat_sha256)"
-echo "$out"
-fn_id="$(echo "$out" | awk '/registered function/ {print $3}')"
-as alice function show "$fn_id" | head -3
-ok "the measurement the parties will require is sha256sum of the source: $fn_sha"
+step "The parties find the library function psi-count in the daemon's list and check it"
+as alice functions
+fn_json="$(as alice functions --json)"
+read -r fn_id fn_listed < <(echo "$fn_json" | python3 -c '
+import json, sys
+f = [f for f in json.load(sys.stdin) if f["name"] == "psi-count" and f["library"]]
+assert len(f) == 1, "psi-count is not listed as a library function"
+print(f[0]["id"], f[0]["sha256"])')
+fn_sha="$(sha256sum "$library_file" | cut -d' ' -f1)"
+[ "$fn_listed" = "$fn_sha" ] || fail "the listed measurement $fn_listed is not sha256sum of $library_file ($fn_sha)"
+as bob function show "$fn_id"
+ok "psi-count ($fn_id): its measurement is sha256sum of daemon/functions/psi-count.rhai: $fn_sha"
 
 step "Alice and Bob enrol the appliance: EK chain to the swtpm CA, credential activation, AK pinned"
 cas=("$work/daemon/swtpm/ca/swtpm-localca-rootca-cert.pem" "$work/daemon/swtpm/ca/issuercert.pem")
@@ -101,7 +106,7 @@ ok "Alice's attestation is trusted (unpinned platform: swtpm has no firmware)"
 step "The operator creates a two-party instance"
 cat > "$work/manifest.json" <<JSON
 {
-  "name": "demo: sha256 of Alice's and Bob's strings",
+  "name": "demo: how many customers Alice and Bob have in common",
   "function": { "sha256": "$fn_sha" },
   "parties": [ { "name": "alice", "identity": "$alice_id" }, { "name": "bob", "identity": "$bob_id" } ],
   "slots": {
@@ -125,17 +130,36 @@ fi
 cat "$work/refused.txt"
 ok "refused"
 
-step "Alice and Bob submit their inputs, HPKE-encrypted to the attested instance key"
-as alice submit --instance "$inst" --slot a --value '"Now is the time"' --expect-function "$fn_sha"
-as bob submit --instance "$inst" --slot b --value '"for all good men"' --expect-function "$fn_sha"
+step "Alice and Bob each generate a customer list: 10,000 e-mail addresses, a known overlap"
+# Deterministic: the same lists on every run. Customers 0..9999 are Alice's; Bob's are
+# 7,655..17,654, so 2,345 are shared; each list is shuffled with a fixed seed.
+overlap="$(python3 - "$work" <<'PY'
+import json, random, sys
+work = sys.argv[1]
+def customers(lo, hi, seed):
+    people = [f"customer{i:05d}@example.com" for i in range(lo, hi)]
+    random.Random(seed).shuffle(people)
+    return people
+alice, bob = customers(0, 10000, 1), customers(7655, 17655, 2)
+json.dump(alice, open(f"{work}/alice/customers.json", "w"))
+json.dump(bob, open(f"{work}/bob/customers.json", "w"))
+print(len(set(alice) & set(bob)))
+PY
+)"
+echo "alice: $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$work/alice/customers.json") addresses; bob: $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$work/bob/customers.json") addresses; shared (known to the script only): $overlap"
+
+step "Alice and Bob submit their lists, HPKE-encrypted to the attested instance key"
+as alice submit --instance "$inst" --slot a --file "$work/alice/customers.json" --expect-function "$fn_sha"
+as bob submit --instance "$inst" --slot b --file "$work/bob/customers.json" --expect-function "$fn_sha"
 ok "both receipts checked"
 
 step "Both read the signed result and verify it"
 as alice result "$inst" --wait
 out="$(as bob result "$inst" --wait --json)"
-echo "$out" | head -5
-echo "$out" | grep -q "\"output\": \"$expected_output\"" || fail "the output is not sha256(\"Now is the timefor all good men\")"
-ok "the output is $expected_output, the shipped library's published test vector"
+echo "$out" | head -8
+got="$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["statement"]["output"]["intersection_size"])')"
+[ "$got" = "$overlap" ] || fail "the signed intersection size is $got, not the known overlap $overlap"
+ok "the signed result says $got customers in common: the known overlap, and nothing about which"
 
 step "Alice destroys the instance; Bob verifies the certificate of destruction"
 as alice destroy "$inst"

@@ -79,6 +79,15 @@ pub async fn register_function(
     Ok(f)
 }
 
+/// Every function the daemon offers: its shipped library (`library: true`) and the
+/// registered ones, oldest first.
+///
+/// # Errors
+/// Server errors.
+pub async fn list_functions(s: &Session) -> Result<Vec<FunctionSummary>, ClientError> {
+    s.get("/v1/functions").await?.answer("GET /v1/functions")
+}
+
 /// Fetches a function and recomputes its measurement from the source returned.
 ///
 /// # Errors

@@ -67,6 +67,17 @@ pub struct Config {
     pub danger: DangerSection,
     /// Where log lines go and in which form (`[log]`).
     pub log: LogSection,
+    /// The shipped function library (`[library]`, docs/functions.md).
+    pub library: LibrarySection,
+}
+
+/// `[library]`: which shipped library functions (docs/functions.md) the daemon registers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LibrarySection {
+    /// Library functions by name (e.g. `"psi"`) that are not registered, listed nor usable
+    /// by new instances. A name the library does not have is refused at start.
+    pub disabled: Vec<String>,
 }
 
 impl Default for Config {
@@ -82,6 +93,7 @@ impl Default for Config {
             evaluator: None,
             danger: DangerSection::default(),
             log: LogSection::default(),
+            library: LibrarySection::default(),
         }
     }
 }
@@ -487,6 +499,21 @@ impl Config {
             }
         }
         self.validate_input_limits()?;
+        let unknown = crate::library::unknown_names(&self.library.disabled);
+        if !unknown.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "library.disabled",
+                reason: format!(
+                    "no library function is named {}; the library has: {}",
+                    unknown
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    crate::library::names().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
         if self.limits.max_bodies_in_flight_bytes < self.limits.max_body_bytes {
             return Err(ConfigError::Invalid {
                 key: "limits.max_bodies_in_flight_bytes",
@@ -763,5 +790,25 @@ mod tests {
         assert!(e.to_string().contains("bob"), "{e}");
         let e = Config::from_toml("", &["nonsense".into()]).unwrap_err();
         assert!(e.to_string().contains("KEY=VALUE"), "{e}");
+    }
+
+    #[test]
+    fn library_disabled_names_must_exist() {
+        let c = Config::from_toml("[library]\ndisabled = [\"psi-count\"]\n", &[]).unwrap();
+        assert_eq!(c.library.disabled, ["psi-count"]);
+        let e = Config::from_toml(
+            "[library]\ndisabled = [\"psi-count\", \"nope\", \"zap\"]",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("library.disabled"), "{e}");
+        assert!(e.contains("`nope`, `zap`"), "{e}");
+        assert!(!e.contains("`psi-count`"), "{e}");
+        // Taken at start only: a reload that changes it is refused (a restart applies it).
+        let mut other = c.clone();
+        other.library.disabled.clear();
+        assert_eq!(c.changed_keys(&other), ["library.disabled"]);
+        assert!(!Config::reloadable("library.disabled"));
     }
 }

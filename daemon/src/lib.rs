@@ -6,6 +6,7 @@
 //! - [`swtpm`]: a private software TPM for development mode, demos and tests;
 //! - [`selftest`]: the end-to-end TPM check behind `arbiterd tpm-selftest`;
 //! - [`eval`]: the evaluation sandbox (a child process per run, seccomp, Rhai limits).
+//! - [`library`]: the shipped function library (`daemon/functions/`), embedded at build time;
 //! - [`logging`]: the `tracing` subscriber (journald, human or JSON lines) and bounded fields;
 //! - [`server`]: from a configuration to serving, for `arbiterd run` and the tests alike.
 
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod eval;
 pub(crate) mod hardening;
 pub mod keys;
+pub mod library;
 pub mod lock;
 pub mod logging;
 pub mod measure;

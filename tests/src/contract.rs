@@ -162,6 +162,9 @@ mod tests {
     #[test]
     fn a_matching_answer_passes() {
         let f = json!([{"id": "0".repeat(32), "name": "f", "sha256": "a".repeat(64),
+                        "library": false, "registered_at": "2026-01-01T00:00:00Z"},
+                       {"id": "1".repeat(32), "name": "g", "sha256": "b".repeat(64),
+                        "library": true, "description": "d", "input_schema": {"type": "object"},
                         "registered_at": "2026-01-01T00:00:00Z"}]);
         check("GET", "/v1/functions", &answer(200, f));
         let mut refused = answer(
@@ -189,7 +192,7 @@ mod tests {
     #[should_panic(expected = "does not match the API document")]
     fn a_malformed_id_fails() {
         let f = json!([{"id": "XYZ", "name": "f", "sha256": "a".repeat(64),
-                        "registered_at": "2026-01-01T00:00:00Z"}]);
+                        "library": false, "registered_at": "2026-01-01T00:00:00Z"}]);
         check("GET", "/v1/functions", &answer(200, f));
     }
 

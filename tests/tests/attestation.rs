@@ -91,7 +91,7 @@ async fn a_quote_verifies_in_software_and_with_tpm2_checkquote() {
     assert_eq!(r.server_spki_sha256, daemon.engine.tls_spki_sha256());
     // The function's measurement is in the log as sha256 of its source.
     let loaded = records.iter().find_map(|rec| match &rec.content {
-        EventContent::FunctionLoaded(f) => Some((rec.digest.0, f.sha256.0)),
+        EventContent::FunctionLoaded(f) if f.name == "one" => Some((rec.digest.0, f.sha256.0)),
         _ => None,
     });
     let digest = arbiter_tests::sha256(&[source.as_bytes()]);

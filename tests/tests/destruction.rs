@@ -331,7 +331,14 @@ async fn a_backup_taken_before_destruction_recovers_nothing() {
     );
     // New instances wait for an operator's epoch reset.
     let f = op.get("/v1/functions").await;
-    let sha = f.json[0]["sha256"].as_str().unwrap();
+    let registered = f
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["library"] == false)
+        .unwrap();
+    let sha = registered["sha256"].as_str().unwrap();
     let m = two_party_manifest(sha, &alice, &bob);
     let r = op
         .post("/v1/instances", json!({ "manifest": m.clone() }))

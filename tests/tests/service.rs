@@ -174,6 +174,7 @@ fn the_start_reports_its_steps_as_status_lines_and_a_degraded_start_says_why() {
         [
             format!("opening the TPM ({})", tpm.tcti()),
             "checking the measurement log against PCR 23".into(),
+            "registering the function library".into(),
             serving.clone(),
         ]
     );

@@ -90,9 +90,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Functions: register one, or show one with its source (measurement checked).
+    /// Functions: list them, register one, or show one with its source (measurement
+    /// checked).
     #[command(subcommand)]
     Function(FunctionCommand),
+    /// List the functions the daemon offers (as `arbiter function list`): the shipped
+    /// library and the registered ones, with their measurements.
+    Functions {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Instances: create from a manifest, show, approve, evaluate.
     #[command(subcommand)]
     Instance(InstanceCommand),
@@ -248,6 +256,12 @@ enum IdentityCommand {
 
 #[derive(Debug, Subcommand)]
 enum FunctionCommand {
+    /// List the functions the daemon offers: name, sha256, id, library or registered.
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Register a Rhai function (operators and function registrars); checks that the
     /// measurement is sha256 of the file.
     Register {
@@ -356,6 +370,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             policy,
             json,
         } => party::attest(g.overrides(policy), instance.as_deref(), json, out, err),
+        Command::Function(FunctionCommand::List { json }) | Command::Functions { json } => {
+            party::function_list(g.overrides(None), json, out)
+        }
         Command::Function(FunctionCommand::Register { file, name }) => {
             party::function_register(g.overrides(None), &file, name, out)
         }

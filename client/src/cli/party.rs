@@ -238,6 +238,24 @@ pub fn function_register(
     Ok(())
 }
 
+/// `arbiter function list` (and `arbiter functions`).
+pub fn function_list(o: Overrides, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let list = runtime()?.block_on(party::list_functions(&s))?;
+    if json {
+        writeln!(out, "{}", pretty(&list))?;
+        return Ok(());
+    }
+    for f in &list {
+        let kind = if f.library { "library" } else { "registered" };
+        writeln!(out, "{}  {}  {}  {kind}", f.name, f.sha256, f.id)?;
+        if let Some(d) = &f.description {
+            writeln!(out, "    {d}")?;
+        }
+    }
+    Ok(())
+}
+
 /// `arbiter function show`.
 pub fn function_show(
     o: Overrides,
@@ -257,11 +275,22 @@ pub fn function_show(
         "  sha256 {} (recomputed from the source below: matches)",
         f.sha256
     )?;
-    writeln!(
-        out,
-        "  registered by {} at {}",
-        f.registered_by, f.registered_at
-    )?;
+    if f.library {
+        writeln!(
+            out,
+            "  shipped library function, registered at start at {}",
+            f.registered_at
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  registered by {} at {}",
+            f.registered_by, f.registered_at
+        )?;
+    }
+    if let Some(d) = &f.description {
+        writeln!(out, "  {d}")?;
+    }
     writeln!(out, "----")?;
     write!(out, "{}", f.source)?;
     if !f.source.ends_with('\n') {

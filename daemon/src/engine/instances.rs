@@ -116,15 +116,13 @@ impl Engine {
             return Err(EngineError::InvalidManifest(problems));
         }
         let function_sha256 = validated.manifest().function.sha256.as_str().to_owned();
-        let lookup = function_sha256.clone();
         let function = self
-            .store
-            .read(move |c| queries::function_by_sha256(c, &lookup))
+            .offered_function(&function_sha256)
             .await?
-            .ok_or_else(|| {
+            .map_err(|reason| {
                 EngineError::InvalidManifest(vec![ManifestProblem {
                     pointer: "/function/sha256".into(),
-                    reason: format!("no registered function has measurement {function_sha256}"),
+                    reason,
                 }])
             })?;
         // No rotation may run between wrapping the secret and committing it.

@@ -86,6 +86,9 @@ pub struct Engine {
     spawn_retries: std::sync::Mutex<evaluation::SpawnRetries>,
     /// Wakes the retry task when an evaluation is queued for a retry.
     retry_wake: tokio::sync::Notify,
+    /// The ids of the library functions this build ships and `[library]` enables: the
+    /// library functions listed and offered to new instances (docs/functions.md).
+    library: Vec<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -196,12 +199,15 @@ impl Engine {
             statement_key_name: statement_key.name.clone(),
             executable_sha256: crate::measure::executable_sha256()?,
         };
+        let library =
+            crate::library::enabled(&config.library.disabled).map_err(StartError::Other)?;
+        let library_ids: Vec<String> = library.iter().map(|f| f.id.clone()).collect();
         status_line("checking the measurement log against PCR 23");
         let (measurer, _) = Measurer::open(
             &config.state_dir.join("measurements"),
             tpm.clone(),
             facts,
-            live_source(&store),
+            live_source(&store, library_ids),
         )
         .await?;
         // The log check passed: only now may a new TLS key be stored (and, replacing one,
@@ -224,6 +230,18 @@ impl Engine {
                 }
             }
         }
+        // The shipped library, before serving (and so before READY): what is not yet stored
+        // is measured and stored; what is was measured in this generation already.
+        status_line("registering the function library");
+        let registered = functions::register_library(&store, &measurer, &library).await?;
+        tracing::info!(
+            event = "library_registered",
+            enabled = library.len(),
+            newly_registered = registered,
+            disabled = %clip(&config.library.disabled.join(", ")),
+            "function library: {} enabled, {registered} newly registered and measured",
+            library.len()
+        );
         let engine = Self::assemble(
             config,
             lock,
@@ -271,11 +289,16 @@ impl Engine {
             "DEGRADED: serving only /healthz, attestation and the TPM's public parts"
         );
         let statement_key_name = facts.statement_key_name.clone();
+        let library_ids = crate::library::enabled(&config.library.disabled)
+            .map_err(StartError::Other)?
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
         let measurer = Measurer::open_read_only(
             &config.state_dir.join("measurements"),
             tpm.clone(),
             facts,
-            live_source(&store),
+            live_source(&store, library_ids),
         )
         .await?;
         let tls = match (&config.tls.cert, &config.tls.key) {
@@ -326,7 +349,13 @@ impl Engine {
             .attestation
             .firmware_log_source(credentials.as_deref());
         let metrics = Metrics::new(tpm.metrics(), store.metrics());
+        let library = crate::library::enabled(&config.library.disabled)
+            .map_err(StartError::Other)?
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
         Ok(Self {
+            library,
             evaluations: Arc::new(Semaphore::new(config.limits.max_concurrent_evaluations)),
             config: RwLock::new(Arc::new(config)),
             store,
@@ -528,21 +557,25 @@ pub(crate) fn cel_id(id: &str) -> cel::Id {
 }
 
 /// What is live, to re-measure when a new log generation starts: every registered
-/// function, then every instance not destroyed, in creation order.
+/// function offered (of the library's, those `library` — the enabled ids — names) or used
+/// by a live instance, then every instance not destroyed, in creation order.
 pub(crate) async fn live_measurements(
     store: &Store,
+    library: &[String],
 ) -> Result<Vec<EventContent>, crate::store::StoreError> {
+    let library = library.to_vec();
     store
-        .read(|c| -> Result<_, crate::store::StoreError> {
+        .read(move |c| -> Result<_, crate::store::StoreError> {
+            let instances = queries::instances_in_states(c, &InstanceState::LIVE)?;
             let mut out = Vec::new();
             for f in queries::list_functions(c)? {
-                out.push(EventContent::FunctionLoaded(cel::FunctionLoaded {
-                    function_id: cel_id(&f.id),
-                    name: f.name,
-                    sha256: cel::Sha256Digest(hex_array(&f.sha256)),
-                }));
+                if functions::offered(&f, &library)
+                    || instances.iter().any(|i| i.function_id == f.id)
+                {
+                    out.push(functions::loaded(&f.id, &f.name, &f.sha256));
+                }
             }
-            for i in queries::instances_in_states(c, &InstanceState::LIVE)? {
+            for i in &instances {
                 out.push(instance_created(&i.id, &i.manifest_sha256, &i.public_key));
             }
             Ok(out)
@@ -551,11 +584,17 @@ pub(crate) async fn live_measurements(
 }
 
 /// [`live_measurements`] as the measurer asks for it whenever it starts a new generation.
-fn live_source(store: &Store) -> LiveSource {
+fn live_source(store: &Store, library: Vec<String>) -> LiveSource {
     let store = store.clone();
+    let library = Arc::new(library);
     Box::new(move || {
         let store = store.clone();
-        Box::pin(async move { live_measurements(&store).await.map_err(|e| e.to_string()) })
+        let library = Arc::clone(&library);
+        Box::pin(async move {
+            live_measurements(&store, &library)
+                .await
+                .map_err(|e| e.to_string())
+        })
     })
 }
 

@@ -24,6 +24,12 @@ pub struct FunctionRow {
     pub registered_by: String,
     /// When (RFC 3339).
     pub registered_at: String,
+    /// What it computes, when given.
+    pub description: Option<String>,
+    /// The JSON Schema of its inputs (JSON text), when given.
+    pub input_schema: Option<String>,
+    /// Whether it is a shipped library function (registered at start).
+    pub library: bool,
 }
 
 fn function_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FunctionRow> {
@@ -36,16 +42,21 @@ fn function_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FunctionRow> {
         sha256: r.get(4)?,
         registered_by: r.get(5)?,
         registered_at: r.get(6)?,
+        description: r.get(7)?,
+        input_schema: r.get(8)?,
+        library: r.get(9)?,
     })
 }
 
-const FUNCTION_COLUMNS: &str = "id, name, language, source, sha256, registered_by, registered_at";
+const FUNCTION_COLUMNS: &str = "id, name, language, source, sha256, registered_by, registered_at, \
+                                description, input_schema, library";
 
 /// Stores a function.
 pub fn insert_function(c: &Connection, f: &FunctionRow) -> Result<(), StoreError> {
     c.execute(
-        "INSERT INTO functions (id, name, language, source, sha256, registered_by, registered_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO functions (id, name, language, source, sha256, registered_by, registered_at,
+                                description, input_schema, library)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             f.id,
             f.name,
@@ -53,7 +64,10 @@ pub fn insert_function(c: &Connection, f: &FunctionRow) -> Result<(), StoreError
             f.source.as_bytes(),
             f.sha256,
             f.registered_by,
-            f.registered_at
+            f.registered_at,
+            f.description,
+            f.input_schema,
+            f.library
         ],
     )?;
     Ok(())
@@ -78,17 +92,13 @@ pub fn get_function(c: &Connection, id: &str) -> Result<Option<FunctionRow>, Sto
     .optional()?)
 }
 
-/// The first function registered with this measurement.
-pub fn function_by_sha256(c: &Connection, sha256: &str) -> Result<Option<FunctionRow>, StoreError> {
-    Ok(c.query_row(
-        &format!(
-            "SELECT {FUNCTION_COLUMNS} FROM functions WHERE sha256 = ?1
-             ORDER BY registered_at, id LIMIT 1"
-        ),
-        [sha256],
-        function_row,
-    )
-    .optional()?)
+/// Every function registered with this measurement, oldest first.
+pub fn functions_by_sha256(c: &Connection, sha256: &str) -> Result<Vec<FunctionRow>, StoreError> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {FUNCTION_COLUMNS} FROM functions WHERE sha256 = ?1 ORDER BY registered_at, id"
+    ))?;
+    let rows = stmt.query_map([sha256], function_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// An instance.

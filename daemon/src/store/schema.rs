@@ -120,6 +120,13 @@ const MIGRATIONS: &[&str] = &[
                slot, submitter, round, ciphertext_sha256
         FROM inputs;
     ",
+    // 3: what a function computes and the schema of its inputs (both optional), and whether
+    // it is one of the shipped library's (registered at start, docs/functions.md).
+    "
+    ALTER TABLE functions ADD COLUMN description TEXT;
+    ALTER TABLE functions ADD COLUMN input_schema TEXT;
+    ALTER TABLE functions ADD COLUMN library INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -190,6 +197,30 @@ mod tests {
         assert_eq!(i2[0].ciphertext_sha256, "c3");
     }
 
+    /// A function stored before migration 3 reads back without description or schema and
+    /// as not a library function.
+    #[test]
+    fn migration_3_keeps_functions_registered_before_it() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO functions VALUES ('f', 'n', 'rhai', x'00', 'ff', 'me', 't');",
+        )
+        .unwrap();
+        migrate(&mut conn, Path::new(":memory:")).unwrap();
+        let f = super::super::queries::get_function(&conn, "f")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (f.description, f.input_schema, f.library),
+            (None, None, false)
+        );
+        assert_eq!(f.registered_by, "me");
+    }
+
     /// Instance states are stored by name and read back as the enum; a name this build
     /// does not know is a corrupt store, reported with the instance, not a default state.
     #[test]
@@ -200,7 +231,8 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn, Path::new(":memory:")).unwrap();
         conn.execute_batch(
-            "INSERT INTO functions VALUES ('f', 'n', 'rhai', x'00', 'ff', 'me', 't');
+            "INSERT INTO functions (id, name, language, source, sha256, registered_by,
+                 registered_at) VALUES ('f', 'n', 'rhai', x'00', 'ff', 'me', 't');
              INSERT INTO instances (id, manifest_json, manifest_sha256, function_id,
                  function_sha256, public_key, created_by, created_at, state, round)
              VALUES ('i1', '{}', 'm', 'f', 'ff', x'04', 'me', 't', 'open', 1);",

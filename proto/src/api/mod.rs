@@ -19,7 +19,7 @@ pub use attestation::{
 };
 pub use destruction::{DestructionCertificate, EpochReset, InputInclusion, InputLeaf};
 pub use error::{ErrorBody, ErrorDetail, Problem};
-pub use functions::{FunctionDetail, FunctionSummary, RegisterFunction};
+pub use functions::{FunctionDetail, FunctionSummary, LIBRARY_REGISTRAR, RegisterFunction};
 pub use health::{Health, HealthStatus};
 pub use inputs::{InputReceipt, SubmitInput, Withdrawal};
 pub use instances::{
