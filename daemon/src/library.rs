@@ -106,6 +106,13 @@ mod tests {
 
     /// How a JSON Schema's type reads in the table: `string`, `array of strings`, ...
     fn type_words(schema: &serde_json::Value) -> String {
+        if let Some(choices) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
+            return choices
+                .iter()
+                .map(type_words)
+                .collect::<Vec<_>>()
+                .join(" or ");
+        }
         match schema["type"].as_str() {
             Some("array") => format!("array of {}s", type_words(&schema["items"])),
             Some(t) => t.to_owned(),
@@ -113,14 +120,25 @@ mod tests {
         }
     }
 
-    /// The `Output:` line of a script's comment block (its first line).
+    /// The `Output:` paragraph of a script's comment block: its line and the indented
+    /// lines continuing it.
     fn output_words(source: &str) -> String {
-        source
-            .lines()
-            .take_while(|l| l.starts_with("//"))
-            .find_map(|l| l.trim_start_matches('/').trim().strip_prefix("Output:"))
-            .map(|o| o.trim().to_owned())
-            .unwrap_or_else(|| "see the script's comment".to_owned())
+        let mut words: Vec<&str> = Vec::new();
+        for line in source.lines().take_while(|l| l.starts_with("//")) {
+            let text = line.trim_start_matches('/');
+            if let Some(first) = text.trim().strip_prefix("Output:") {
+                words.push(first.trim());
+            } else if !words.is_empty() && text.starts_with("   ") && !text.trim().is_empty() {
+                words.push(text.trim());
+            } else if !words.is_empty() {
+                break;
+            }
+        }
+        if words.is_empty() {
+            "see the script's comment".to_owned()
+        } else {
+            words.join(" ")
+        }
     }
 
     /// The library table of docs/functions.md as the files of `daemon/functions/` say it.
@@ -131,14 +149,24 @@ mod tests {
              |---|---|---|---|---|---|\n",
         );
         for f in all {
-            let props = f.input_schema["properties"].as_object();
-            let inputs: Vec<String> = props
-                .map(|p| {
-                    p.iter()
-                        .map(|(slot, s)| format!("`{slot}`: {}", type_words(s)))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let schema = &f.input_schema;
+            let mut inputs: Vec<String> = Vec::new();
+            for key in ["properties", "patternProperties"] {
+                if let Some(p) = schema[key].as_object() {
+                    inputs.extend(
+                        p.iter()
+                            .map(|(slot, s)| format!("`{slot}`: {}", type_words(s))),
+                    );
+                }
+            }
+            if inputs.is_empty() && schema["additionalProperties"].is_object() {
+                inputs.push(format!(
+                    "any slots, each: {}",
+                    type_words(&schema["additionalProperties"])
+                ));
+            } else if inputs.is_empty() {
+                inputs.push("any slots, any values".to_owned());
+            }
             out.push_str(&format!(
                 "| `{}` | {} | {} | {} | `{}` | `{}` |\n",
                 f.name,
