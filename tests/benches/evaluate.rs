@@ -396,7 +396,7 @@ async fn main() {
         let (base, expected) = baseline(|| {
             let a: String = serde_json::from_str(&a).unwrap();
             let b: String = serde_json::from_str(&b).unwrap();
-            hex::encode(Sha256::digest((a + &b).as_bytes()))
+            hex::encode(Sha256::digest((a + b.as_str()).as_bytes()))
         });
         let sha = w
             .function("fn compute(inputs) { sha256(inputs.a + inputs.b) }")
