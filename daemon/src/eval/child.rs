@@ -4,11 +4,8 @@
 //! Order of events:
 //! 1. a panic hook that prints only the panic's location (never a payload that could hold
 //!    script data), and Rhai's fixed hashing seed (no `getrandom` later);
-//! 2. [`sandbox::harden`]: not dumpable, no core files, memory locked where permitted
-//!    (a child started ahead of its evaluation, see the parent's module, gets this far
-//!    and waits);
-//! 3. the request is read from stdin (bounded) and decoded, the inputs straight into
-//!    Rhai values; the raw bytes are zeroized;
+//! 2. the request is read from stdin (bounded) and decoded; the raw bytes are zeroized;
+//! 3. [`sandbox::harden`]: not dumpable, no core files, memory locked where permitted;
 //! 4. a worker thread with a large stack (deep but legal recursion must not overflow
 //!    before Rhai's own call-depth limit triggers) builds the engine, sets `RLIMIT_AS`,
 //!    installs the seccomp filter on every thread, compiles and runs the script, writes
@@ -88,16 +85,6 @@ pub fn child_main() -> ExitCode {
     // Only fails if already set, which cannot happen in a fresh child.
     let _ = rhai::config::hashing::set_hashing_seed(Some(HASHING_SEED));
 
-    // Hardened before the request arrives: its plaintext lands in locked memory of a
-    // process nobody can attach to. (A warm child waits here for its request.)
-    let hardening = match sandbox::harden() {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("arbiterd evaluator: cannot harden the process: {e}");
-            return ExitCode::from(EXIT_HARDENING);
-        }
-    };
-    let hardened = cpu_us();
     let request = match read_request() {
         Ok(r) => r,
         Err(e) => {
@@ -105,11 +92,17 @@ pub fn child_main() -> ExitCode {
             return ExitCode::from(EXIT_NO_REQUEST);
         }
     };
+    let hardening = match sandbox::harden() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("arbiterd evaluator: cannot harden the process: {e}");
+            return ExitCode::from(EXIT_HARDENING);
+        }
+    };
     let memory_locked = hardening.memory_locked;
     let marks = Marks {
         start: started,
-        setup: hardened.saturating_sub(started),
-        read: cpu_us().saturating_sub(hardened),
+        read: cpu_us().saturating_sub(started),
         ..Marks::default()
     };
     let stack = request
@@ -260,7 +253,7 @@ fn evaluate(
             format!("the evaluator could not sandbox itself: {e}"),
         ));
     }
-    marks.setup += marks.since();
+    marks.setup = marks.since();
 
     if selftest == Some(SelfTest::Seccomp) {
         let opened = std::fs::File::open("/etc/hostname");

@@ -8,16 +8,7 @@
 //! the `sandbox` module explains (not dumpable, no core files, locked memory where
 //! permitted, `RLIMIT_AS`, a seccomp allowlist of a dozen system calls) and Rhai's own
 //! limits apply inside it. The parent kills the child (`SIGKILL`) at the wall-clock
-//! deadline, counted from handing it the request.
-//!
-//! The child of the next evaluation is started as soon as one ends ([`Evaluator`], a
-//! *warm* child): it execs, links, hardens itself (not dumpable, memory locked) and
-//! blocks reading its request, so the next evaluation does not wait for that. Everything
-//! that depends on the request — the engine with the request's limits, the worker stack,
-//! `RLIMIT_AS`, the seccomp filter — still happens after the request arrives, before the
-//! script runs; every child serves exactly one evaluation and exits. A warm child runs
-//! the binary as it was when the child started (after an upgrade, the first evaluation
-//! may still run the previous build).
+//! deadline, counted from the spawn.
 //!
 //! Every script problem — compile error, missing `compute`, runtime error, any limit,
 //! a crash, a kill, an output that is not JSON — is an [`EvalOutcome::Failed`] with an
@@ -61,12 +52,11 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use zeroize::Zeroizing;
 
 pub use child::{SelfTest, child_main};
@@ -317,17 +307,10 @@ pub enum EvalError {
 }
 
 /// Runs evaluations in child processes of `program` (the `arbiterd` binary).
-///
-/// After each evaluation the evaluator starts the next child ahead of time (a *warm*
-/// child): it loads, links and hardens itself, then blocks reading its request. The next
-/// evaluation hands its request to that child instead of paying for `execve` on its
-/// critical path. A warm child is used once and never reused; if it has died meanwhile,
-/// the evaluation starts a fresh one.
 #[derive(Clone, Debug)]
 pub struct Evaluator {
     program: PathBuf,
     selftest: Option<SelfTest>,
-    warm: Arc<Mutex<Option<Child>>>,
 }
 
 /// What the parent saw of the child.
@@ -345,7 +328,6 @@ impl Evaluator {
         Self {
             program,
             selftest: None,
-            warm: Arc::default(),
         }
     }
 
@@ -355,58 +337,6 @@ impl Evaluator {
         Self {
             program,
             selftest: Some(selftest),
-            warm: Arc::default(),
-        }
-    }
-
-    /// Starts a child of `program` (it hardens itself and waits for its request).
-    fn spawn(&self) -> Result<Child, EvalError> {
-        let mut command = Command::new(&self.program);
-        command.arg(CHILD_SUBCOMMAND);
-        if let Some(selftest) = self.selftest {
-            command.args(["--selftest", selftest.as_arg()]);
-        }
-        command
-            .env_clear()
-            // One malloc arena: every thread allocates from the main heap (brk and mmap).
-            // glibc's per-thread arenas open /proc/sys/vm/overcommit_memory when they
-            // shrink, which the seccomp filter forbids.
-            .env("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        command.spawn().map_err(|source| EvalError::Spawn {
-            program: self.program.clone(),
-            source,
-        })
-    }
-
-    /// The warm child, if one is waiting and still alive; otherwise a fresh one.
-    fn take_child(&self) -> Result<Child, EvalError> {
-        let warm = self
-            .warm
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(mut child) = warm
-            && matches!(child.try_wait(), Ok(None))
-        {
-            return Ok(child);
-        }
-        self.spawn()
-    }
-
-    /// Starts the next evaluation's child now, off the critical path of the one that
-    /// just ended. A failure is left to that next evaluation, which spawns afresh and
-    /// reports it.
-    fn prepare_next(&self) {
-        let mut warm = self
-            .warm
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if warm.is_none() {
-            *warm = self.spawn().ok();
         }
     }
 
@@ -486,10 +416,6 @@ impl Evaluator {
         drop(frame);
         usage.wall_time = started.elapsed();
         usage.phases.child = usage.wall_time;
-        if !matches!(report, Err(EvalError::Spawn { .. })) {
-            let next = self.clone();
-            tokio::spawn(async move { next.prepare_next() });
-        }
         let report = match report? {
             Some(report) => report,
             None => {
@@ -514,8 +440,26 @@ impl Evaluator {
         deadline: Duration,
         spawn_time: &mut Duration,
     ) -> Result<Option<ChildReport>, EvalError> {
+        let mut command = Command::new(&self.program);
+        command.arg(CHILD_SUBCOMMAND);
+        if let Some(selftest) = self.selftest {
+            command.args(["--selftest", selftest.as_arg()]);
+        }
+        command
+            .env_clear()
+            // One malloc arena: every thread allocates from the main heap (brk and mmap).
+            // glibc's per-thread arenas open /proc/sys/vm/overcommit_memory when they
+            // shrink, which the seccomp filter forbids.
+            .env("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         let spawning = Instant::now();
-        let mut child = self.take_child()?;
+        let mut child = command.spawn().map_err(|source| EvalError::Spawn {
+            program: self.program.clone(),
+            source,
+        })?;
         *spawn_time = spawning.elapsed();
         let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
