@@ -448,7 +448,12 @@ async fn main() {
 
     println!(
         "evaluation: last input acknowledged -> signed result read (HTTPS long-poll), \
-         release daemon on swtpm"
+         daemon on swtpm, {} build",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
     println!(
         "{:<30} {:>11} {:>11} {:>8}  baseline",
