@@ -47,10 +47,11 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 ## TPM operations per second on swtpm, against tpm2_quote as a process; input submissions
-## per second, one at a time against 32 in flight (group commit).
+## per second, one at a time against 32 in flight (group commit); evaluations against
+## the same computation in plain Rust (docs/performance.md).
 bench: deps
 	$(CARGO) build --release --locked -p arbiter-daemon
-	$(CARGO) bench --locked -p arbiter-tests --bench tpm --bench submit
+	$(CARGO) bench --locked -p arbiter-tests --bench tpm --bench submit --bench evaluate
 
 ## The main job between containers (packaging/container): an swtpm on an internal network,
 ## arbiterd, and parties holding only the `arbiter` CLI, over the compose network; then a

@@ -241,6 +241,8 @@ impl Engine {
             EngineError::Internal(format!("the function of instance {id} is gone"))
         })?;
         let secret = self.instance_secret(id).await?;
+        let loaded = began.elapsed();
+        let mut decrypt_time = Duration::ZERO;
         let used: Vec<serde_json::Value> = inputs
             .iter()
             .map(|input| {
@@ -255,7 +257,9 @@ impl Engine {
         // parties attested): a source altered at rest is never run.
         let source_sha256 = hex::encode(Sha256::digest(function.source.as_bytes()));
         let (mut succeeded, output, mut error, usage) = if source_sha256 == row.function_sha256 {
+            let decrypting = Instant::now();
             let values = Self::open_inputs(&row, &secret, &inputs)?;
+            decrypt_time = decrypting.elapsed();
             let rng_seed = manifest.seeded_rng.then(|| {
                 let mut seed = [0u8; 32];
                 let info = [b"arbiter/v1/rng\0".as_slice(), &round.to_be_bytes()].concat();
@@ -324,6 +328,7 @@ impl Engine {
             )
         };
         let evaluated_at = now();
+        let signing = Instant::now();
         let refs = super::statements::input_refs(&inputs);
         let signed = self
             .sign_result(
@@ -348,6 +353,7 @@ impl Engine {
                 serde_json::json!({ "output": null, "error": error })
             }
         };
+        let sign_time = signing.elapsed();
         let took = began.elapsed();
         self.metrics.evaluation(succeeded, took);
         tracing::info!(
@@ -358,6 +364,7 @@ impl Engine {
             duration_ms = took.as_secs_f64() * 1e3,
             "evaluation finished"
         );
+        let storing = Instant::now();
         let result_key = hpke::result_at_rest_key(secret.expose());
         drop(secret);
         let plaintext = zeroize::Zeroizing::new(body.to_string().into_bytes());
@@ -380,6 +387,7 @@ impl Engine {
             .collect();
         let (state, next) = lifecycle::after_evaluation(&manifest, round);
         let key = id.to_owned();
+        let logged_usage = usage.clone();
         self.store
             .write(move |c| -> Result<(), EngineError> {
                 // A destruction requested meanwhile wins: its result is never stored.
@@ -404,6 +412,17 @@ impl Engine {
             })
             .await?;
         let _ = self.events.send(id.to_owned());
+        if let Some(u) = &logged_usage {
+            log_phases(
+                id,
+                round,
+                loaded,
+                decrypt_time,
+                u,
+                sign_time,
+                storing.elapsed(),
+            );
+        }
         self.destroy_if_due(id, false).await?;
         Ok(Ran::Completed)
     }
@@ -570,6 +589,44 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The `evaluation_phases` debug event: where the time of one evaluation went, in
+/// milliseconds (durations only: no input, output or key material). Off at the default
+/// `info` level.
+fn log_phases(
+    id: &str,
+    round: u64,
+    load: Duration,
+    decrypt: Duration,
+    usage: &crate::eval::Usage,
+    sign: Duration,
+    store: Duration,
+) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let p = &usage.phases;
+    tracing::debug!(
+        event = "evaluation_phases",
+        instance = id,
+        round,
+        input_bytes = usage.input_bytes,
+        load_ms = ms(load),
+        decrypt_ms = ms(decrypt),
+        check_ms = ms(p.check),
+        frame_ms = ms(p.frame),
+        spawn_ms = ms(p.spawn),
+        child_ms = ms(p.child),
+        child_start_cpu_ms = ms(p.child_start),
+        child_read_cpu_ms = ms(p.child_read),
+        child_setup_cpu_ms = ms(p.child_setup),
+        child_compile_cpu_ms = ms(p.child_compile),
+        child_compute_cpu_ms = ms(p.child_compute),
+        child_output_cpu_ms = ms(p.child_output),
+        response_ms = ms(p.response),
+        sign_ms = ms(sign),
+        store_ms = ms(store),
+        "where the evaluation's time went"
+    );
 }
 
 /// The slots that hold an input.

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use zeroize::Zeroizing;
 
 use super::helpers::Rng;
-use super::protocol::{self, WireRequest, WireResponse, WireUsage};
+use super::protocol::{self, WireCpu, WireRequest, WireResponse, WireUsage};
 use super::script::{self, ScriptFailure};
 use super::{EvalFailure, Limits, sandbox};
 
@@ -74,6 +74,7 @@ impl SelfTest {
 
 /// Runs the child and returns its exit code (see the module documentation).
 pub fn child_main() -> ExitCode {
+    let started = cpu_us();
     let selftest = parse_args();
     std::panic::set_hook(Box::new(|info| {
         let location = info
@@ -99,6 +100,11 @@ pub fn child_main() -> ExitCode {
         }
     };
     let memory_locked = hardening.memory_locked;
+    let marks = Marks {
+        start: started,
+        read: cpu_us().saturating_sub(started),
+        ..Marks::default()
+    };
     let stack = request
         .limits
         .max_call_depth
@@ -108,7 +114,7 @@ pub fn child_main() -> ExitCode {
     let worker = std::thread::Builder::new()
         .name("evaluate".into())
         .stack_size(stack)
-        .spawn(move || worker(request, memory_locked, selftest));
+        .spawn(move || worker(request, memory_locked, selftest, marks));
     match worker {
         // The worker exits the process itself; getting here means it panicked.
         Ok(handle) => {
@@ -141,18 +147,67 @@ fn read_request() -> Result<WireRequest, String> {
     serde_json::from_slice::<WireRequest>(&body).map_err(|e| format!("bad request: {e}"))
 }
 
+/// CPU time of the process so far (user plus system), in microseconds; 0 if unknown.
+fn cpu_us() -> u64 {
+    let Ok(usage) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) else {
+        return 0;
+    };
+    let us = |t: nix::sys::time::TimeVal| {
+        u64::try_from(t.tv_sec())
+            .unwrap_or(0)
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::try_from(t.tv_usec()).unwrap_or(0))
+    };
+    us(usage.user_time()).saturating_add(us(usage.system_time()))
+}
+
+/// CPU time per phase as the child goes ([`WireCpu`]); `last` is the process's CPU time
+/// at the end of the previous phase.
+#[derive(Default, Clone, Copy)]
+struct Marks {
+    start: u64,
+    read: u64,
+    setup: u64,
+    compile: u64,
+    compute: u64,
+    output: u64,
+}
+
+impl Marks {
+    /// The CPU time since the end of the phases recorded so far.
+    fn since(&self) -> u64 {
+        let spent = self.start + self.read + self.setup + self.compile + self.compute + self.output;
+        cpu_us().saturating_sub(spent)
+    }
+
+    fn wire(&self) -> WireCpu {
+        WireCpu {
+            start: self.start,
+            read: self.read,
+            setup: self.setup,
+            compile: self.compile,
+            compute: self.compute,
+            output: self.output,
+        }
+    }
+}
+
 /// The worker thread: everything from building the engine to exiting the process.
-fn worker(request: WireRequest, memory_locked: bool, selftest: Option<SelfTest>) {
+fn worker(
+    mut request: WireRequest,
+    memory_locked: bool,
+    selftest: Option<SelfTest>,
+    mut marks: Marks,
+) {
     let operations = Arc::new(AtomicU64::new(0));
-    let response = match evaluate(&request, &operations, selftest) {
-        Ok(output) => WireResponse::Ok {
-            output,
-            usage: usage(&operations, memory_locked),
-        },
+    let outcome = evaluate(&mut request, &operations, selftest, &mut marks);
+    let usage = usage(&operations, memory_locked, &marks);
+    let response = match outcome {
+        Ok(output) => WireResponse::Ok { output, usage },
         Err(failure) => WireResponse::Failed {
             reason: failure.reason,
             message: failure.message,
-            usage: usage(&operations, memory_locked),
+            usage,
         },
     };
     drop(request);
@@ -167,11 +222,13 @@ fn worker(request: WireRequest, memory_locked: bool, selftest: Option<SelfTest>)
     std::process::exit(code);
 }
 
-/// Builds the engine, sandboxes the process and runs the script.
+/// Builds the engine, sandboxes the process and runs the script, recording the CPU time
+/// of each phase in `marks`. The inputs move out of `request` into the script.
 fn evaluate(
-    request: &WireRequest,
+    request: &mut WireRequest,
     operations: &Arc<AtomicU64>,
     selftest: Option<SelfTest>,
+    marks: &mut Marks,
 ) -> Result<serde_json::Value, ScriptFailure> {
     let limits = Limits::from_wire(&request.limits);
     let rng = match request.rng_seed.as_deref().map(decode_seed).transpose() {
@@ -196,6 +253,7 @@ fn evaluate(
             format!("the evaluator could not sandbox itself: {e}"),
         ));
     }
+    marks.setup = marks.since();
 
     if selftest == Some(SelfTest::Seccomp) {
         let opened = std::fs::File::open("/etc/hostname");
@@ -206,7 +264,13 @@ fn evaluate(
     }
 
     let ast = script::compile(&engine, &request.source)?;
-    script::run(&engine, &ast, &request.inputs, &limits)
+    marks.compile = marks.since();
+    let inputs = std::mem::take(&mut request.inputs);
+    let value = script::call_compute(&engine, &ast, inputs, &limits);
+    marks.compute = marks.since();
+    let output = script::dynamic_to_json(&value?, 0, &limits);
+    marks.output = marks.since();
+    output
 }
 
 /// Decodes the hex RNG seed.
@@ -216,7 +280,7 @@ fn decode_seed(text: &str) -> Result<[u8; 32], String> {
 }
 
 /// The usage figures known inside the child.
-fn usage(operations: &AtomicU64, memory_locked: bool) -> WireUsage {
+fn usage(operations: &AtomicU64, memory_locked: bool, marks: &Marks) -> WireUsage {
     let peak_rss_bytes = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
         .ok()
         .and_then(|u| u64::try_from(u.max_rss()).ok())
@@ -225,6 +289,7 @@ fn usage(operations: &AtomicU64, memory_locked: bool) -> WireUsage {
         operations: operations.load(Ordering::Relaxed),
         peak_rss_bytes,
         memory_locked,
+        cpu_us: Some(marks.wire()),
     }
 }
 

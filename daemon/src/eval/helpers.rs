@@ -63,30 +63,33 @@ pub(crate) fn register(engine: &mut Engine, rng: Option<Rng>) {
     engine.register_fn("to_hex", |b: Blob| hex::encode(b));
     engine.register_fn("from_hex", |s: ImmutableString| decode_hex("from_hex", &s));
 
+    // The bulk arguments are taken by reference where Rhai allows it (`&mut` first
+    // parameter: a variable is passed without a copy) and never copied element by
+    // element inside the helpers.
     engine.register_fn(
         "intersection",
-        |a: Array, b: Array| -> HelperResult<Array> { intersection("intersection", &a, &b) },
+        |a: &mut Array, b: Array| -> HelperResult<Array> { intersection("intersection", a, &b) },
     );
     engine.register_fn(
         "intersection_size",
-        |a: Array, b: Array| -> HelperResult<INT> {
-            let common = intersection("intersection_size", &a, &b)?;
-            Ok(INT::try_from(common.len()).unwrap_or(INT::MAX))
+        |a: &mut Array, b: Array| -> HelperResult<INT> {
+            let size = intersection_size("intersection_size", a, &b)?;
+            Ok(INT::try_from(size).unwrap_or(INT::MAX))
         },
     );
 
-    engine.register_fn("mean", |a: Array| -> HelperResult<FLOAT> {
-        Ok(mean(&numbers("mean", &a)?))
+    engine.register_fn("mean", |a: &mut Array| -> HelperResult<FLOAT> {
+        Ok(mean(&numbers("mean", a)?))
     });
-    engine.register_fn("median", |a: Array| -> HelperResult<FLOAT> {
-        Ok(median(numbers("median", &a)?))
+    engine.register_fn("median", |a: &mut Array| -> HelperResult<FLOAT> {
+        Ok(median(numbers("median", a)?))
     });
-    engine.register_fn("stddev", |a: Array| -> HelperResult<FLOAT> {
-        Ok(stddev(&numbers("stddev", &a)?))
+    engine.register_fn("stddev", |a: &mut Array| -> HelperResult<FLOAT> {
+        Ok(stddev(&numbers("stddev", a)?))
     });
-    engine.register_fn("mode", |a: Array| -> HelperResult<Dynamic> {
-        numbers("mode", &a)?;
-        Ok(mode(&a))
+    engine.register_fn("mode", |a: &mut Array| -> HelperResult<Dynamic> {
+        numbers("mode", a)?;
+        Ok(mode(a))
     });
 
     engine.register_fn("shamir_combine", |shares: Array| shamir_combine(&shares));
@@ -200,23 +203,40 @@ impl SetKey {
     }
 }
 
+/// The set of `b`'s elements, for [`intersection`] and [`intersection_size`].
+fn key_set(helper: &str, b: &Array) -> HelperResult<HashSet<SetKey>> {
+    let mut set = HashSet::with_capacity(b.len());
+    for value in b {
+        set.insert(SetKey::of(helper, value)?);
+    }
+    Ok(set)
+}
+
 /// The distinct elements of `a` that are also in `b`, in the order of their first
-/// appearance in `a`.
+/// appearance in `a`. Each match is taken out of `b`'s set, so a repeated element of
+/// `a` counts once without a second set.
 fn intersection(helper: &str, a: &Array, b: &Array) -> HelperResult<Array> {
-    let other = b
-        .iter()
-        .map(|v| SetKey::of(helper, v))
-        .collect::<HelperResult<HashSet<_>>>()?;
-    let mut seen = HashSet::with_capacity(a.len().min(other.len()));
+    let mut other = key_set(helper, b)?;
     let mut common = Array::new();
     for value in a {
-        let key = SetKey::of(helper, value)?;
-        if other.contains(&key) && !seen.contains(&key) {
-            seen.insert(key);
+        if other.remove(&SetKey::of(helper, value)?) {
             common.push(value.clone());
         }
     }
     Ok(common)
+}
+
+/// The number of distinct elements of `a` that are also in `b` (the length of
+/// [`intersection`], without building it).
+fn intersection_size(helper: &str, a: &Array, b: &Array) -> HelperResult<usize> {
+    let mut other = key_set(helper, b)?;
+    let mut count = 0;
+    for value in a {
+        if other.remove(&SetKey::of(helper, value)?) {
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 /// The elements of `a` as floats; integers and finite floats only, at least one.
@@ -947,7 +967,9 @@ mod tests {
         let common = intersection("t", &a, &b).unwrap();
         let shown: Vec<String> = common.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["x", "y", "3"]);
+        assert_eq!(intersection_size("t", &a, &b).unwrap(), 3);
         assert!(intersection("t", &arr(&[1.5.into()]), &b).is_err());
+        assert!(intersection_size("t", &a, &arr(&[1.5.into()])).is_err());
         // An integer never equals a string of the same digits.
         assert!(
             intersection("t", &arr(&["3".into()]), &b)

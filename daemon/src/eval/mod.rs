@@ -66,7 +66,7 @@ use tokio::process::Command;
 use zeroize::Zeroizing;
 
 pub use child::{SelfTest, child_main};
-use protocol::{WireLimits, WireResponse, WireUsage};
+use protocol::{WireCpu, WireLimits, WireResponse, WireUsage};
 
 /// The name of the hidden subcommand that runs [`child_main`].
 pub const CHILD_SUBCOMMAND: &str = "__evaluate";
@@ -166,6 +166,37 @@ pub struct Usage {
     pub peak_rss_bytes: Option<u64>,
     /// Whether the child's memory was locked (`mlockall`); `false` also when unknown.
     pub memory_locked: bool,
+    /// Where the time went (for the `evaluation_phases` debug event and benchmarks).
+    pub phases: Phases,
+}
+
+/// Where the time of one evaluation went: the parent's wall-clock phases and the CPU
+/// time the child reports per phase (zero when the child did not report it: a crash, a
+/// kill). Diagnostics only: never part of a result or a statement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Checking the inputs' JSON text (kind, depth) in the parent.
+    pub check: Duration,
+    /// Building the request frame.
+    pub frame: Duration,
+    /// `fork` + `execve` of the child, until `spawn` returned.
+    pub spawn: Duration,
+    /// From the spawn to the child reaped, the request and response included.
+    pub child: Duration,
+    /// Child CPU: from `execve` to its `main` (loader, dynamic linking, runtime start).
+    pub child_start: Duration,
+    /// Child CPU: reading the request and decoding the inputs into Rhai values.
+    pub child_read: Duration,
+    /// Child CPU: hardening, worker thread, engine, `RLIMIT_AS`, seccomp.
+    pub child_setup: Duration,
+    /// Child CPU: compiling the script.
+    pub child_compile: Duration,
+    /// Child CPU: running `compute(inputs)`.
+    pub child_compute: Duration,
+    /// Child CPU: converting the result to JSON.
+    pub child_output: Duration,
+    /// Decoding the child's response in the parent.
+    pub response: Duration,
 }
 
 /// The result of one evaluation.
@@ -330,6 +361,7 @@ impl Evaluator {
     pub async fn evaluate(&self, request: EvalRequest) -> Result<EvalOutcome, EvalError> {
         let limits = request.limits.clone();
         let mut usage = Usage::default();
+        let checking = Instant::now();
         let EvalRequest {
             source,
             inputs,
@@ -355,12 +387,15 @@ impl Evaluator {
             }
         }
         usage.input_bytes = inputs.values().map(|p| p.trim_ascii().len() as u64).sum();
+        usage.phases.check = checking.elapsed();
+        let framing = Instant::now();
         let seed = rng_seed.map(|s| Zeroizing::new(hex::encode(Zeroizing::new(s).as_slice())));
         let frame = match protocol::encode_request(
             &source,
             &inputs,
             &limits.to_wire(),
             seed.as_ref().map(|s| s.as_str()),
+            protocol::MAX_REQUEST_BYTES,
         )
         .map_err(EvalError::Encode)?
         {
@@ -379,11 +414,15 @@ impl Evaluator {
         };
         drop(inputs);
         drop(seed);
+        usage.phases.frame = framing.elapsed();
 
         let started = Instant::now();
-        let report = self.run_child(&frame, limits.wall_time).await;
+        let report = self
+            .run_child(&frame, limits.wall_time, &mut usage.phases.spawn)
+            .await;
         drop(frame);
         usage.wall_time = started.elapsed();
+        usage.phases.child = usage.wall_time;
         let report = match report? {
             Some(report) => report,
             None => {
@@ -406,6 +445,7 @@ impl Evaluator {
         &self,
         frame: &[u8],
         deadline: Duration,
+        spawn_time: &mut Duration,
     ) -> Result<Option<ChildReport>, EvalError> {
         let mut command = Command::new(&self.program);
         command.arg(CHILD_SUBCOMMAND);
@@ -422,10 +462,12 @@ impl Evaluator {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        let spawning = Instant::now();
         let mut child = command.spawn().map_err(|source| EvalError::Spawn {
             program: self.program.clone(),
             source,
         })?;
+        *spawn_time = spawning.elapsed();
         let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -535,8 +577,12 @@ fn classify(
     let first_line = stderr.lines().next().unwrap_or("").trim().to_owned();
 
     if let (true, Some(body)) = (report.status.success(), &report.response) {
+        let decoding = Instant::now();
         return Ok(match serde_json::from_slice::<WireResponse>(body) {
-            Ok(response) => from_response(response, usage),
+            Ok(response) => {
+                usage.phases.response = decoding.elapsed();
+                from_response(response, usage)
+            }
             Err(e) => failed(
                 EvalFailure::Crashed,
                 format!("the evaluator's answer is malformed: {e}"),
@@ -620,6 +666,22 @@ fn from_response(response: WireResponse, mut usage: Usage) -> EvalOutcome {
         usage.operations = wire.operations;
         usage.peak_rss_bytes = wire.peak_rss_bytes;
         usage.memory_locked = wire.memory_locked;
+        let cpu = wire.cpu_us.unwrap_or_default();
+        let us = Duration::from_micros;
+        let WireCpu {
+            start,
+            read,
+            setup,
+            compile,
+            compute,
+            output,
+        } = cpu;
+        usage.phases.child_start = us(start);
+        usage.phases.child_read = us(read);
+        usage.phases.child_setup = us(setup);
+        usage.phases.child_compile = us(compile);
+        usage.phases.child_compute = us(compute);
+        usage.phases.child_output = us(output);
     };
     match response {
         WireResponse::Ok {

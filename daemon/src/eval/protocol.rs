@@ -4,28 +4,40 @@
 //!
 //! The request carries the script, the inputs, the limits and the RNG seed; the
 //! response carries the output or the failure, plus the usage figures that only the
-//! child can measure. Both directions are size-limited before anything is allocated.
+//! child can measure. Both directions are size-limited before anything is allocated, and
+//! each frame is allocated once at its exact size.
+//!
+//! The child decodes the inputs straight from the frame's JSON text into Rhai values
+//! ([`Dynamic`] implements `Deserialize`), without an intermediate `serde_json::Value`:
+//! one pass, one copy of each string.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
+use rhai::Dynamic;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::EvalFailure;
 
-/// The largest request the parent sends and the child accepts (script plus inputs).
-pub(crate) const MAX_REQUEST_BYTES: usize = 64 << 20;
+/// The largest request the parent sends and the child accepts (script plus inputs): 1 GiB,
+/// the largest per-instance input allowance; the frame's 4-byte prefix holds up to 4 GiB.
+pub(crate) const MAX_REQUEST_BYTES: usize = 1 << 30;
 /// The largest response the child sends and the parent accepts.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
 /// What the child reads (the parent writes it with [`encode_request`], splicing in the
-/// inputs' JSON text as it is).
+/// inputs' JSON text as it is). The inputs decode directly into Rhai values: integers that
+/// fit `i64` stay integers, other numbers are floats, `null` is `()`, objects are maps.
+///
+/// The frame's bytes are zeroized once decoded; the Rhai values are handed to the script
+/// (which owns them from then on) and die with the child, which exits after its one run
+/// with its memory locked and not dumpable.
 #[derive(Deserialize)]
 pub(crate) struct WireRequest {
     pub(crate) source: String,
-    pub(crate) inputs: BTreeMap<String, Value>,
+    pub(crate) inputs: BTreeMap<String, Dynamic>,
     pub(crate) limits: WireLimits,
     /// Hex of the 32-byte seed, if the manifest grants a seeded RNG.
     pub(crate) rng_seed: Option<String>,
@@ -33,7 +45,6 @@ pub(crate) struct WireRequest {
 
 impl Drop for WireRequest {
     fn drop(&mut self) {
-        zeroize_inputs(&mut self.inputs);
         if let Some(seed) = &mut self.rng_seed {
             seed.zeroize();
         }
@@ -52,7 +63,7 @@ struct WireHead<'a> {
 pub(crate) enum Encoded {
     /// The length prefix and the body, in zeroized memory.
     Frame(Zeroizing<Vec<u8>>),
-    /// The body would be this many bytes, more than [`MAX_REQUEST_BYTES`].
+    /// The body would be this many bytes, more than allowed.
     TooLarge(usize),
 }
 
@@ -60,12 +71,14 @@ pub(crate) enum Encoded {
 /// where each input is its plaintext JSON text copied verbatim (the caller has checked
 /// that it is one JSON document), so no `Value` of an input is built in the daemon. The
 /// frame is allocated once at its exact size (no reallocation leaves stray copies) in
-/// zeroized memory.
+/// zeroized memory. A body over `max_body` bytes (in the daemon [`MAX_REQUEST_BYTES`]) is
+/// not built.
 pub(crate) fn encode_request(
     source: &str,
     inputs: &BTreeMap<String, Zeroizing<Vec<u8>>>,
     limits: &WireLimits,
     rng_seed: Option<&str>,
+    max_body: usize,
 ) -> Result<Encoded, serde_json::Error> {
     let head = Zeroizing::new(serde_json::to_vec(&WireHead {
         source,
@@ -86,12 +99,14 @@ pub(crate) fn encode_request(
         .sum::<usize>()
         + inputs.len().saturating_sub(1);
     let body_len = members.len() + INPUTS_KEY.len() + inputs_len + 2;
-    if body_len > MAX_REQUEST_BYTES {
+    let Ok(prefix) = u32::try_from(body_len) else {
+        return Ok(Encoded::TooLarge(body_len));
+    };
+    if body_len > max_body {
         return Ok(Encoded::TooLarge(body_len));
     }
     let mut frame = Zeroizing::new(Vec::with_capacity(body_len + 4));
-    // `body_len` is at most MAX_REQUEST_BYTES, which fits a u32.
-    frame.extend_from_slice(&u32::try_from(body_len).unwrap_or(u32::MAX).to_be_bytes());
+    frame.extend_from_slice(&prefix.to_be_bytes());
     frame.extend_from_slice(members);
     frame.extend_from_slice(INPUTS_KEY);
     for (i, (key, value)) in keys.iter().zip(inputs.values()).enumerate() {
@@ -143,20 +158,29 @@ pub(crate) struct WireUsage {
     pub(crate) operations: u64,
     pub(crate) peak_rss_bytes: Option<u64>,
     pub(crate) memory_locked: bool,
+    /// Where the child's CPU time went, when it could measure it.
+    #[serde(default)]
+    pub(crate) cpu_us: Option<WireCpu>,
 }
 
-/// Overwrites every string in the inputs (keys are slot names, not secrets). Numbers
-/// cannot be overwritten in place; they are dropped with the rest.
-pub(crate) fn zeroize_inputs(inputs: &mut BTreeMap<String, Value>) {
-    fn wipe(value: &mut Value) {
-        match value {
-            Value::String(s) => s.zeroize(),
-            Value::Array(items) => items.iter_mut().for_each(wipe),
-            Value::Object(fields) => fields.values_mut().for_each(wipe),
-            _ => {}
-        }
-    }
-    inputs.values_mut().for_each(wipe);
+/// The child's CPU time (user plus system, `getrusage(RUSAGE_SELF)`, the one clock the
+/// seccomp filter leaves it) per phase, in microseconds. The child is single-threaded
+/// while it works, so CPU time is close to elapsed time except while it waits for the
+/// request to arrive.
+#[derive(Serialize, Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WireCpu {
+    /// From `execve` to `child_main`: loading and linking the binary, runtime start.
+    pub(crate) start: u64,
+    /// Reading the request frame and decoding it (the inputs into Rhai values).
+    pub(crate) read: u64,
+    /// Hardening, the worker thread, the engine, `RLIMIT_AS` and the seccomp filter.
+    pub(crate) setup: u64,
+    /// Compiling the script.
+    pub(crate) compile: u64,
+    /// Running `compute(inputs)`.
+    pub(crate) compute: u64,
+    /// Converting the result to JSON.
+    pub(crate) output: u64,
 }
 
 /// Writes one frame (blocking; the child's side).
@@ -215,7 +239,7 @@ mod tests {
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(
             text,
-            r#"{"status":"failed","reason":"operation_limit","message":"m","operations":0,"peak_rss_bytes":null,"memory_locked":false}"#
+            r#"{"status":"failed","reason":"operation_limit","message":"m","operations":0,"peak_rss_bytes":null,"memory_locked":false,"cpu_us":null}"#
         );
         let back: WireResponse = serde_json::from_str(&text).unwrap();
         assert!(matches!(
@@ -237,7 +261,7 @@ mod tests {
         );
         inputs.insert("b".to_owned(), Zeroizing::new(b"\"x\\\"}\"".to_vec()));
         let Encoded::Frame(frame) =
-            encode_request("fn compute(i) { i }", &inputs, &limits, Some("ab")).unwrap()
+            encode_request("fn compute(i) { i }", &inputs, &limits, Some("ab"), 1 << 20).unwrap()
         else {
             panic!("too large")
         };
@@ -254,30 +278,29 @@ mod tests {
         assert_eq!(request.source, "fn compute(i) { i }");
         assert_eq!(request.rng_seed.as_deref(), Some("ab"));
         assert_eq!(request.limits.operations, limits.operations);
+        let eval_limits = super::super::Limits::default();
+        let json = |v: &Dynamic| super::super::script::dynamic_to_json(v, 0, &eval_limits).unwrap();
         assert_eq!(
-            request.inputs["a"],
+            json(&request.inputs["a"]),
             serde_json::json!({"k": ["secret", 1.5]})
         );
-        assert_eq!(request.inputs["b"], serde_json::json!("x\"}"));
+        assert_eq!(json(&request.inputs["b"]), serde_json::json!("x\"}"));
         // No inputs at all, and a body over the limit.
-        let Encoded::Frame(empty) = encode_request("s", &BTreeMap::new(), &limits, None).unwrap()
+        let Encoded::Frame(empty) =
+            encode_request("s", &BTreeMap::new(), &limits, None, MAX_REQUEST_BYTES).unwrap()
         else {
             panic!("too large")
         };
         let request: WireRequest = serde_json::from_slice(&empty[4..]).unwrap();
         assert!(request.inputs.is_empty() && request.rng_seed.is_none());
-        let huge = "x".repeat(MAX_REQUEST_BYTES);
+        let huge = "x".repeat(4096);
         assert!(matches!(
-            encode_request(&huge, &BTreeMap::new(), &limits, None).unwrap(),
-            Encoded::TooLarge(n) if n > MAX_REQUEST_BYTES
+            encode_request(&huge, &BTreeMap::new(), &limits, None, 4096).unwrap(),
+            Encoded::TooLarge(n) if n > 4096
         ));
-    }
-
-    #[test]
-    fn inputs_are_wiped() {
-        let mut inputs = BTreeMap::new();
-        inputs.insert("a".to_owned(), serde_json::json!({"k": ["secret"]}));
-        zeroize_inputs(&mut inputs);
-        assert_eq!(inputs["a"], serde_json::json!({"k": [""]}));
+        assert!(matches!(
+            encode_request(&huge, &inputs, &limits, None, 8192).unwrap(),
+            Encoded::Frame(f) if f.len() < 8192
+        ));
     }
 }
