@@ -1232,7 +1232,8 @@ mod tests {
         let e = numeric_values(&m).unwrap_err().to_string();
         assert!(e.contains("slot `c`") && e.contains("bool"), "{e}");
 
-        let j = |v: serde_json::Value| super::super::script::json_to_dynamic(&v);
+        // As the child decodes inputs: from JSON text straight into Rhai values.
+        let j = |v: serde_json::Value| serde_json::from_str::<Dynamic>(&v.to_string()).unwrap();
         use serde_json::json;
         let eq = |a, b| deep_equal(&j(a), &j(b), 0).unwrap();
         assert!(eq(
@@ -1269,8 +1270,9 @@ mod tests {
             let limits = Limits::default();
             let engine = build_engine(&limits, None, None);
             let ast = compile(&engine, source).map_err(|f| f.message)?;
-            let inputs: BTreeMap<String, Value> = serde_json::from_value(inputs).unwrap();
-            run(&engine, &ast, &inputs, &limits).map_err(|f| f.message)
+            let inputs: BTreeMap<String, rhai::Dynamic> =
+                serde_json::from_str(&inputs.to_string()).unwrap();
+            run(&engine, &ast, inputs, &limits).map_err(|f| f.message)
         }
 
         macro_rules! lib {

@@ -87,7 +87,7 @@ fn run(source: &str) -> Result<serde_json::Value, ScriptFailure> {
     let limits = Limits::default();
     let engine = script::build_engine(&limits, None, None);
     let ast = script::compile(&engine, source)?;
-    script::run(&engine, &ast, &Default::default(), &limits)
+    script::run(&engine, &ast, Default::default(), &limits)
 }
 
 #[test]
