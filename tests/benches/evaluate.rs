@@ -5,12 +5,12 @@
 //! the time of each evaluation went (the daemon's `evaluation_phases` debug event).
 //!
 //! Cases (default sizes are the goals; `ARBITER_BENCH_N` shrinks them, e.g. `100000`):
-//! - `psi-count`: `intersection_size(inputs.a, inputs.b)` on two lists of N distinct
+//! - `psi-count` (the shipped library function, daemon/functions/): two lists of N distinct
 //!   40-byte strings with 10% overlap. Baseline: `serde_json` parses both lists into
 //!   `Vec<String>`, a `HashSet<&str>` of `b`, count of distinct `a` in it.
-//! - `mean`: `mean(inputs.x)` over N numbers. Baseline: `serde_json` parses them into
+//! - `mean` (library): over N numbers in one slot. Baseline: `serde_json` parses them into
 //!   `Vec<f64>`, then sum / len.
-//! - `sha256-concat`: `sha256(inputs.a + inputs.b)` on two strings of 16·N bytes.
+//! - `sha256-concat` (library): on two strings of 16·N bytes.
 //!   Baseline: `serde_json` parses both strings, concatenates them, SHA-256, hex.
 //! - `fixed`: `inputs.a` on two tiny inputs, the median of `ARBITER_BENCH_RUNS` (default
 //!   31) runs; compared with the 5 ms goal (there is no computation to compare with).
@@ -102,6 +102,20 @@ fn limits() -> Value {
 }
 
 impl World {
+    /// The sha256 of the shipped library function `name`, as `GET /v1/functions` lists it.
+    async fn library(&self, name: &str) -> String {
+        let r = self.op.get("/v1/functions").await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.json);
+        let f = r
+            .json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name && f["library"] == true)
+            .unwrap_or_else(|| panic!("no library function {name}: {}", r.json));
+        f["sha256"].as_str().unwrap().to_owned()
+    }
+
     async fn function(&self, source: &str) -> String {
         let f = self
             .op
@@ -342,11 +356,7 @@ async fn main() {
                 .count()
         });
         assert_eq!(expected, overlap);
-        let sha = w
-            .function(
-                "fn compute(inputs) { #{intersection_size: intersection_size(inputs.a, inputs.b)} }",
-            )
-            .await;
+        let sha = w.library("psi-count").await;
         let (took, output, phases) = w.run(&sha, &[("a", &w.alice, &a), ("b", &w.bob, &b)]).await;
         assert_eq!(output, json!({"intersection_size": expected}));
         rows.push((
@@ -368,7 +378,7 @@ async fn main() {
             let x: Vec<f64> = serde_json::from_str(&x).unwrap();
             x.iter().sum::<f64>() / x.len() as f64
         });
-        let sha = w.function("fn compute(inputs) { mean(inputs.x) }").await;
+        let sha = w.library("mean").await;
         let (took, output, phases) = w.run(&sha, &[("x", &w.alice, &x)]).await;
         let got = output.as_f64().unwrap();
         assert!(
@@ -398,9 +408,7 @@ async fn main() {
             let b: String = serde_json::from_str(&b).unwrap();
             hex::encode(Sha256::digest((a + b.as_str()).as_bytes()))
         });
-        let sha = w
-            .function("fn compute(inputs) { sha256(inputs.a + inputs.b) }")
-            .await;
+        let sha = w.library("sha256-concat").await;
         let (took, output, phases) = w.run(&sha, &[("a", &w.alice, &a), ("b", &w.bob, &b)]).await;
         assert_eq!(output, json!(expected));
         rows.push((
