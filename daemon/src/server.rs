@@ -46,6 +46,8 @@ pub async fn run(
 pub struct Daemon {
     engine: Arc<Engine>,
     listener: TcpListener,
+    /// Body limits and the input spool, whose leftovers are cleared before readiness.
+    api_limits: api::ApiLimits,
 }
 
 impl Daemon {
@@ -62,7 +64,20 @@ impl Daemon {
         listener: TcpListener,
     ) -> Result<Self, StartError> {
         let engine = Arc::new(Engine::start_locked(config, lock).await?);
-        Ok(Self { engine, listener })
+        // The spool's leftovers go now, before the daemon says it is ready.
+        let api_limits = api::ApiLimits::new(&engine.config().limits, &engine.config().state_dir)
+            .map_err(|e| {
+            StartError::Other(format!(
+                "the input spool ({}/{}): {e}",
+                engine.config().state_dir.display(),
+                api::spool::SPOOL_DIR
+            ))
+        })?;
+        Ok(Self {
+            engine,
+            listener,
+            api_limits,
+        })
     }
 
     /// The started engine.
@@ -77,7 +92,7 @@ impl Daemon {
 
     /// Serves until `shutdown` completes, then drains connections and stops the engine.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-        serve(self.engine, self.listener, shutdown).await
+        serve(self.engine, self.listener, self.api_limits, shutdown).await
     }
 }
 
@@ -253,6 +268,7 @@ fn shutdown_signal() -> impl Future<Output = ()> {
 async fn serve(
     engine: Arc<Engine>,
     listener: TcpListener,
+    api_limits: api::ApiLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let limits = engine.config().limits.clone();
@@ -266,13 +282,6 @@ async fn serve(
         "serving at most {capacity} connections ({} per address)",
         limits.max_connections_per_ip
     );
-    let api_limits = api::ApiLimits::new(&limits, &engine.config().state_dir).map_err(|e| {
-        StartError::Other(format!(
-            "the input spool ({}/{}): {e}",
-            engine.config().state_dir.display(),
-            api::spool::SPOOL_DIR
-        ))
-    })?;
     let handshake_timeout = Duration::from_secs(limits.handshake_timeout_seconds);
     let idle_timeout = Duration::from_secs(limits.idle_timeout_seconds);
     engine.spawn_background();
