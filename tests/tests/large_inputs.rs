@@ -99,16 +99,22 @@ fn spool_entries(state: &Path) -> Vec<String> {
         .collect()
 }
 
-fn operator_party(identity: &PartyIdentity, d: &TestDaemon) -> Party {
-    Party::with_identity(
-        "operator",
-        PartyIdentity::from_pem(
-            identity.cert_pem().as_bytes(),
-            identity.key_pem().as_bytes(),
-        )
-        .unwrap(),
-        &d.url,
-    )
+/// A daemon on `tpm` whose one operator is a fresh identity, configured further by
+/// `configure`, and that operator's client.
+async fn daemon_with_operator(
+    tpm: &TestTpm,
+    state: &Path,
+    configure: impl FnOnce(&mut arbiter_daemon::config::Config),
+) -> (TestDaemon, Party) {
+    let operator = PartyIdentity::generate("operator").unwrap();
+    let op_id = operator.identity().unwrap();
+    let d = TestDaemon::start(tpm, state, |c| {
+        c.access.operators = vec![op_id];
+        configure(c);
+    })
+    .await;
+    let op = Party::with_identity("operator", operator, &d.url);
+    (d, op)
 }
 
 async fn register(op: &Party, source: &str) -> String {
@@ -193,16 +199,12 @@ async fn read_answer(stream: &mut (impl AsyncReadExt + Unpin)) -> Option<String>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_lists_of_a_million_strings_are_spooled_stored_and_intersected() {
     let tpm = TestTpm::start();
-    let operator = PartyIdentity::generate("operator").unwrap();
-    let op_id = operator.identity().unwrap();
     let state = tpm.path("daemon");
-    let d = TestDaemon::start(&tpm, &state, |c| {
-        c.access.operators = vec![op_id.clone()];
+    let (d, op) = daemon_with_operator(&tpm, &state, |c| {
         // A debug build's evaluator takes minutes over two lists of a million strings.
         c.limits.max_wait_seconds = 1_200;
     })
     .await;
-    let op = operator_party(&operator, &d);
     let alice = Party::new("alice", &d);
     let bob = Party::new("bob", &d);
     let f = register(&op, INTERSECT).await;
@@ -268,16 +270,12 @@ async fn two_lists_of_a_million_strings_are_spooled_stored_and_intersected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slot_instance_and_config_limits_refuse_with_413_and_store_nothing() {
     let tpm = TestTpm::start();
-    let operator = PartyIdentity::generate("operator").unwrap();
-    let op_id = operator.identity().unwrap();
     let state = tpm.path("daemon");
-    let d = TestDaemon::start(&tpm, &state, |c| {
-        c.access.operators = vec![op_id.clone()];
+    let (d, op) = daemon_with_operator(&tpm, &state, |c| {
         c.limits.max_input_bytes = 2_000_000;
         c.limits.max_instance_input_bytes = 3_000_000;
     })
     .await;
-    let op = operator_party(&operator, &d);
     let alice = Party::new("alice", &d);
     let bob = Party::new("bob", &d);
     let f = register(&op, INTERSECT).await;
@@ -407,14 +405,11 @@ async fn slot_instance_and_config_limits_refuse_with_413_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_bodies_are_cut_off_the_spool_budget_answers_503_and_leftovers_go() {
     let tpm = TestTpm::start();
-    let operator = PartyIdentity::generate("operator").unwrap();
-    let op_id = operator.identity().unwrap();
     let state = tpm.path("daemon");
     // A previous run's leftovers: removed at start.
     std::fs::create_dir_all(state.join("spool")).unwrap();
     std::fs::write(state.join("spool/input-left.body"), b"{\"enc\":").unwrap();
-    let d = TestDaemon::start(&tpm, &state, |c| {
-        c.access.operators = vec![op_id.clone()];
+    let (d, op) = daemon_with_operator(&tpm, &state, |c| {
         c.limits.body_timeout_seconds = 2;
         c.limits.max_input_bytes = 2_000_000;
         c.limits.max_instance_input_bytes = 4_000_000;
@@ -433,7 +428,6 @@ async fn stalled_bodies_are_cut_off_the_spool_budget_answers_503_and_leftovers_g
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o700);
-    let op = operator_party(&operator, &d);
     let alice = Party::new("alice", &d);
     let bob = Party::new("bob", &d);
     let f = register(&op, INTERSECT).await;
@@ -513,11 +507,8 @@ fn write_policy(party: &CliParty, function_sha: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_uploads_a_forty_megabyte_file_with_progress() {
     let tpm = TestTpm::start();
-    let operator = PartyIdentity::generate("operator").unwrap();
-    let op_id = operator.identity().unwrap();
     let state = tpm.path("daemon");
-    let d = TestDaemon::start(&tpm, &state, |c| c.access.operators = vec![op_id.clone()]).await;
-    let op = operator_party(&operator, &d);
+    let (d, op) = daemon_with_operator(&tpm, &state, |_| {}).await;
     let f = register(&op, INTERSECT).await;
     let dir = tpm.path("parties");
     let url = d.url.clone();
