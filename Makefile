@@ -11,7 +11,7 @@ CARGO ?= cargo
 # ESYS prints every TPM error response to stderr; the daemon reports them itself.
 export TSS2_LOG ?= all+NONE
 
-.PHONY: demo test deps lint bench container-test deb package-test
+.PHONY: demo test deps lint bench container-test deb package-test fleet-test
 
 ## Install the system packages Arbiter needs (Debian/Ubuntu); dpkg-dev: dpkg-shlibdeps for
 ## the .deb's library dependencies.
@@ -40,6 +40,15 @@ demo: deps
 ## Every test of the workspace, each TPM test on its own private swtpm.
 test: deps
 	$(CARGO) test --workspace --locked
+
+## The fleet test (docs/fleet.md): stock Keylime 7.14.3 from PyPI (tests/fleet/install-keylime.sh
+## installs it once into ~/.cache/arbiter-keylime) continuously attesting three arbiterd on
+## three swtpms; a platform PCR extended on one: the verifier flags that one only and its
+## daemon degrades; the others stay attested while functions are registered on them.
+fleet-test: deps
+	$(CARGO) build --locked -q -p arbiter-daemon -p arbiter-client
+	keylime_bin="$$(tests/fleet/install-keylime.sh)" && \
+	  ARBITER_KEYLIME_BIN="$$keylime_bin" $(CARGO) test --locked -p arbiter-tests --test fleet -- --ignored --nocapture
 
 ## Formatting and lints, as CI runs them.
 lint:

@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod contract;
 pub mod daemon;
+pub mod keylime;
 pub mod library;
 pub mod process;
 pub mod state;
