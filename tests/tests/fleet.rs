@@ -154,6 +154,23 @@ impl Drop for Fleet {
     }
 }
 
+/// The AK name a CLI party pinned at enrolment (its trust store, `trust.json`).
+fn pinned_ak_name(party: &CliParty) -> String {
+    let trust: Value =
+        serde_json::from_slice(&std::fs::read(party.state.join("trust.json")).unwrap()).unwrap();
+    fn find(v: &Value) -> Option<String> {
+        match v {
+            Value::Object(m) => m
+                .get("ak_name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| m.values().find_map(find)),
+            _ => None,
+        }
+    }
+    find(&trust).unwrap_or_else(|| panic!("no pinned AK in {trust}"))
+}
+
 fn pcr4_policy(pcr4: &str) -> String {
     serde_json::json!({ "4": [pcr4] }).to_string()
 }
@@ -288,6 +305,25 @@ fn three_appliances_attested_by_keylime_one_flagged_after_a_platform_change() {
         "fleet: three appliances registered after {:?}",
         started.elapsed()
     );
+
+    // The check the registrar does not make (docs/fleet.md): the registered AK is a
+    // restricted signing key, and it is the AK the party enrolled and pinned with its own
+    // client (EK certificate, credential activation, template).
+    for a in &fleet.appliances {
+        let reg = fleet
+            .keylime()
+            .registrar_get(&format!("/v2.6/agents/{}", a.uuid));
+        let aik = arbiter_tests::b64d(&reg["results"]["aik_tpm"]);
+        let ak = arbiter_policy::Public::from_tpm2b(&aik).expect("the registered AK parses");
+        arbiter_policy::evidence::require_ak(&ak)
+            .unwrap_or_else(|e| panic!("{}'s registered AK: {e}", a.name));
+        assert_eq!(
+            hex::encode(ak.name()),
+            pinned_ak_name(&a.party),
+            "{}: the registrar holds the AK the party pinned",
+            a.name
+        );
+    }
 
     // Enrolment with the tenant: the registrar's AK, the agent's identity quote, then the
     // verifier with a TPM policy on platform PCR 4 (its value now).
