@@ -47,6 +47,10 @@ pub enum Route {
     DestructionCertificate,
     /// `POST /v1/admin/epoch-reset`
     EpochReset,
+    /// `GET /v1/fleet/revocation`
+    FleetRevocation,
+    /// `DELETE /v1/fleet/revocation`
+    ClearFleetRevocation,
 }
 
 /// One row of the table.
@@ -249,6 +253,25 @@ pub fn endpoints() -> Vec<Endpoint> {
             200,
             false,
         ),
+        e(
+            FleetRevocation,
+            Method::GET,
+            "/v1/fleet/revocation",
+            "The fleet revocation in force (Keylime's verifier said this appliance failed), \
+             or null. Operators.",
+            200,
+            false,
+        ),
+        e(
+            ClearFleetRevocation,
+            Method::DELETE,
+            "/v1/fleet/revocation",
+            "Clear the fleet revocation once the appliance was checked: inputs and \
+             evaluations are accepted again. Returns the revocation cleared (or null). \
+             Operators.",
+            200,
+            false,
+        ),
     ]
 }
 
@@ -302,7 +325,9 @@ pub fn serves_when_degraded(route: Route) -> bool {
         | Route::Usage
         | Route::Destroy
         | Route::DestructionCertificate
-        | Route::EpochReset => false,
+        | Route::EpochReset
+        | Route::FleetRevocation
+        | Route::ClearFleetRevocation => false,
     }
 }
 /// The route for a method and path, with its parameters in order.
