@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arbiter_client::http::PartyIdentity;
+use arbiter_tests::cli::CliParty;
 use arbiter_tests::daemon::{Party, TestDaemon};
 use arbiter_tests::{TestTpm, sha256};
 use base64::Engine as _;
@@ -263,21 +263,37 @@ struct Setup {
     tpm: TestTpm,
     ca: KeylimeCa,
     state: TempDir,
-    operator: PartyIdentity,
+    /// The operator, a CLI user.
+    operator: CliParty,
 }
 
 impl Setup {
     fn new() -> Self {
+        let tpm = TestTpm::start();
+        let operator = CliParty::new(&tpm.path("parties"), "operator", "https://127.0.0.1:1");
         Self {
-            tpm: TestTpm::start(),
+            tpm,
             ca: KeylimeCa::new(),
             state: tempfile::tempdir().unwrap(),
-            operator: PartyIdentity::generate("operator").unwrap(),
+            operator,
         }
     }
 
+    /// Points the operator's CLI at `d`.
+    fn cli_for(&self, d: &TestDaemon) -> &CliParty {
+        std::fs::write(
+            self.operator.state.join("config.toml"),
+            format!(
+                "server = \"{}\"\ncert = \"identity/cert.pem\"\nkey = \"identity/key.pem\"\n",
+                d.url
+            ),
+        )
+        .unwrap();
+        &self.operator
+    }
+
     async fn daemon(&self, registrar: SocketAddr, firmware_log: Option<&Path>) -> TestDaemon {
-        let op = self.operator.identity().unwrap();
+        let op = self.operator.id.clone();
         let ca = self.ca.path("cacert.crt");
         let log = firmware_log.map(Path::to_owned);
         TestDaemon::start(&self.tpm, self.state.path(), move |c| {
@@ -294,12 +310,7 @@ impl Setup {
     }
 
     fn operator_party(&self, d: &TestDaemon) -> Party {
-        let id = PartyIdentity::from_pem(
-            self.operator.cert_pem().as_bytes(),
-            self.operator.key_pem().as_bytes(),
-        )
-        .unwrap();
-        Party::with_identity("operator", id, &d.url)
+        Party::with_identity("operator", self.operator.identity(), &d.url)
     }
 
     fn agent_cert(&self) -> PathBuf {
@@ -621,6 +632,26 @@ async fn revocation_degrades_until_an_operator_clears_it() {
     let att = op.get("/v1/attestation?nonce=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff").await;
     assert_eq!(att.status, StatusCode::OK, "{}", att.json);
     assert_eq!(att.json["fleet_revoked"]["source"], "webhook");
+    // A party's CLI says NOT USABLE, with the reason.
+    let cli = s.cli_for(&d);
+    let ak_name = op.get("/v1/tpm").await.json["ak"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        cli.state.join("appraisal.toml"),
+        format!("ak_name = \"{ak_name}\"\nallow_unpinned_platform = true\n"),
+    )
+    .unwrap();
+    let out = cli.fails(&[
+        "attest",
+        "--policy",
+        &cli.state.join("appraisal.toml").display().to_string(),
+    ]);
+    assert!(
+        out.contains("NOT USABLE: revoked by the fleet verifier") && out.contains("invalid_pcr_4"),
+        "{out}"
+    );
     // Keylime can still quote a revoked appliance (the verifier keeps watching it).
     assert_eq!(
         s.client(&d, "/v2.5/quotes/identity?nonce=still", None).0,
@@ -648,9 +679,16 @@ async fn revocation_degrades_until_an_operator_clears_it() {
         alice.delete("/v1/fleet/revocation").await.status,
         StatusCode::FORBIDDEN
     );
-    let cleared = op.delete("/v1/fleet/revocation").await;
-    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.json);
-    assert_eq!(cleared.json["revoked"]["source"], "webhook");
+    let cli = s.cli_for(&d);
+    assert!(
+        cli.ok(&["fleet", "status"])
+            .contains("REVOKED by the fleet verifier")
+    );
+    let out = cli.ok(&["fleet", "clear-revocation"]);
+    assert!(
+        out.contains("cleared the revocation") && out.contains("webhook"),
+        "{out}"
+    );
     assert!(op.get("/healthz").await.json.get("degraded").is_none());
     assert_eq!(op.get("/v1/functions").await.status, StatusCode::OK);
     assert!(op.get("/v1/fleet/revocation").await.json["revoked"].is_null());
