@@ -412,7 +412,16 @@ fn three_appliances_attested_by_keylime_one_flagged_after_a_platform_change() {
     let out = flagged.party.fails(&["attest"]);
     assert!(out.contains("NOT USABLE"), "{out}");
     assert!(out.contains("revoked by the fleet verifier"), "{out}");
-    eprintln!("fleet: appliance1 degraded: {reason}");
+    let how = flagged
+        .daemon
+        .log()
+        .lines()
+        .find(|l| l.contains("event=\"keylime_revoked\""))
+        .and_then(|l| l.split("source=").nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or("?")
+        .to_owned();
+    eprintln!("fleet: appliance1 degraded (learnt by {how}): {reason}");
 
     // The others: a function registered on each (PCR 23 changes), and they stay attested
     // for several more rounds; their daemons stay healthy.
