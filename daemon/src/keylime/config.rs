@@ -280,3 +280,106 @@ impl KeylimeSection {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn invalid_key(text: &str) -> String {
+        match Config::from_toml(text, &[]) {
+            Err(ConfigError::Invalid { key, .. }) => key.to_owned(),
+            other => panic!("expected an invalid value, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn off_by_default_and_checked_when_enabled() {
+        assert!(!Config::from_toml("", &[]).unwrap().keylime.enabled);
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        let base = format!(
+            "[keylime]\nenabled = true\nca_certificate = \"{}\"\n",
+            ca.display()
+        );
+        assert_eq!(
+            invalid_key("[keylime]\nenabled = true\n"),
+            "keylime.ca_certificate"
+        );
+        assert_eq!(invalid_key(&base), "keylime.registrar");
+        let ok = format!("{base}registrar = \"http://127.0.0.1:8890\"\n");
+        Config::from_toml(&ok, &[]).unwrap();
+        assert_eq!(
+            invalid_key(&format!("{base}registrar = \"127.0.0.1:8890\"\n")),
+            "keylime.registrar"
+        );
+        assert_eq!(
+            invalid_key(&format!("{base}registrar = \"https://127.0.0.1:8890\"\n")),
+            "keylime.registrar_ca"
+        );
+        assert_eq!(
+            invalid_key(&format!("{ok}ek = \"ecc-p256\"\n")),
+            "keylime.ek"
+        );
+        assert_eq!(
+            invalid_key(&format!("{ok}uuid = \"a/b\"\n")),
+            "keylime.uuid"
+        );
+        assert_eq!(
+            invalid_key(&format!("{ok}verifier = \"http://127.0.0.1:8881\"\n")),
+            "keylime.verifier"
+        );
+        assert_eq!(
+            invalid_key(&format!("{ok}verifier = \"https://127.0.0.1:8881\"\n")),
+            "keylime.client_certificate"
+        );
+        assert_eq!(
+            invalid_key(&format!("{ok}listen = \"0.0.0.0:9002\"\n")),
+            "keylime.contact_ip"
+        );
+        Config::from_toml(
+            &format!("{ok}listen = \"0.0.0.0:9002\"\ncontact_ip = \"192.0.2.1\"\n"),
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(
+            Config::from_toml(&format!("{ok}registar = \"x\"\n"), &[]),
+            Err(ConfigError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn the_shipped_example_names_real_keys() {
+        let text = include_str!("../../../packaging/arbiterd.toml");
+        let start = text
+            .find("# [keylime]")
+            .expect("the example has a [keylime] section");
+        let section: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| {
+                if l.starts_with("enabled") {
+                    "enabled = false"
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed: Config = toml::from_str(&section).expect("the example parses");
+        assert_eq!(parsed.keylime.poll_interval_seconds, 2);
+        assert_eq!(parsed.keylime.ek_algorithm().unwrap(), EkAlgorithm::Rsa2048);
+    }
+
+    #[test]
+    fn endpoints() {
+        let e = Endpoint::parse("https://[::1]:8881/").unwrap();
+        assert!(e.https);
+        assert_eq!(e.authority(), "[::1]:8881");
+        assert!(Endpoint::parse("http://h:0").is_err());
+        assert!(Endpoint::parse("http://h:1/path").is_err());
+        assert!(Endpoint::parse("ftp://h:1").is_err());
+    }
+}
