@@ -3,8 +3,8 @@
 //! (`tests/fleet/keylime/*.conf`) from a private run directory (`KEYLIME_DIR`: databases,
 //! the CA and certificates the verifier generates), on free loopback ports given to Keylime
 //! as `KEYLIME_*` environment overrides. Each service runs in its own process group (the
-//! verifier and registrar fork workers) and the whole group is stopped on drop; every
-//! service writes its log into the run directory.
+//! verifier and registrar fork workers), killed as a whole on drop or when the test dies;
+//! every service writes its log into the run directory.
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -130,9 +130,18 @@ impl Keylime {
             .current_dir(&self.run_dir);
     }
 
+    /// Starts a service as its own process group, led by a small shell that kills the whole
+    /// group (the service and its forked workers) with SIGKILL when it gets SIGTERM: from
+    /// [`Drop`], or from the kernel when the thread that started it dies in any way
+    /// (`setpriv --pdeathsig`), so an interrupted or killed test leaves nothing running.
+    /// Keylime's programs themselves ignore SIGTERM for many seconds.
     fn spawn(&mut self, name: &'static str, program: &str) {
         let log = std::fs::File::create(self.log_path(name)).expect("creating a Keylime log");
-        let mut cmd = Command::new(self.bin.join(program));
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--pdeathsig", "TERM", "--", "bash", "-c"])
+            .arg("trap 'kill -KILL 0' TERM; \"$@\" & wait")
+            .arg(format!("keylime-{name}"))
+            .arg(self.bin.join(program));
         self.env(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
@@ -283,15 +292,15 @@ impl Keylime {
 
 impl Drop for Keylime {
     fn drop(&mut self) {
-        // SIGTERM to each process group (the service and its workers), then SIGKILL for
-        // whatever has not exited within five seconds.
+        // SIGTERM to each group's leading shell, which kills its whole group; SIGKILL to the
+        // group as well for whatever is left after two seconds.
         for s in &self.services {
             let _ = killpg(Pid::from_raw(s.child.id() as i32), Signal::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(2);
         for s in &mut self.services {
             while Instant::now() < deadline && matches!(s.child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(20));
             }
             let _ = killpg(Pid::from_raw(s.child.id() as i32), Signal::SIGKILL);
             let _ = s.child.wait();

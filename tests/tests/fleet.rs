@@ -210,7 +210,8 @@ fn three_appliances_attested_by_keylime_one_flagged_after_a_platform_change() {
         )
         .unwrap();
         std::fs::copy(&state.ca_root_pem, store.join(format!("tpm{i}-root.pem"))).unwrap();
-        let tpm = Swtpm::start(&state.state_dir).unwrap_or_else(|e| panic!("swtpm {i}: {e}"));
+        // Tied: killed by the kernel too if this test dies without unwinding.
+        let tpm = Swtpm::start_tied(&state.state_dir).unwrap_or_else(|e| panic!("swtpm {i}: {e}"));
         tpms.push((tpm, state));
     }
 
