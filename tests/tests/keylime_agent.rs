@@ -60,6 +60,18 @@ impl KeylimeCa {
             client_key.serialize_pem(),
         )
         .unwrap();
+        // The verifier's server certificate, for 127.0.0.1.
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&server_key, &issuer)
+            .unwrap();
+        std::fs::write(dir.path().join("server-cert.crt"), server.pem()).unwrap();
+        std::fs::write(
+            dir.path().join("server-key.pem"),
+            server_key.serialize_pem(),
+        )
+        .unwrap();
         let rogue_key = rcgen::KeyPair::generate().unwrap();
         let rogue = rcgen::CertificateParams::new(vec!["client".to_owned()])
             .unwrap()
@@ -514,6 +526,25 @@ async fn registers_and_serves_quotes_keylime_checks() {
         assert_eq!(status, 200);
     }
     eprintln!("quotes/integrity through curl (new process and TLS handshake each): {times:.1?} ms");
+    // The TPM's share: the owner thread's job (PCR 16 check, PCR read, quote, check).
+    let metrics = op.get("/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    let of = |suffix: &str| -> f64 {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "arbiter_tpm_command_duration_seconds_{suffix}{{command=\"quote_bound\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no quote_bound {suffix} in the metrics"))
+    };
+    eprintln!(
+        "quote_bound TPM job: {} runs, mean {:.2} ms",
+        of("count"),
+        of("sum") / of("count") * 1e3
+    );
 
     // A TPM restart resets PCR 16; the next quote binds it again.
     s.tpm.swtpm.restart().unwrap();
@@ -692,5 +723,144 @@ async fn revocation_degrades_until_an_operator_clears_it() {
     assert!(op.get("/healthz").await.json.get("degraded").is_none());
     assert_eq!(op.get("/v1/functions").await.status, StatusCode::OK);
     assert!(op.get("/v1/fleet/revocation").await.json["revoked"].is_null());
+    d.stop().await;
+}
+
+/// A stand-in for the verifier's status endpoint: `openssl s_server -WWW` serving files
+/// (`version`, `v2.6/agents/UUID`) over mutual TLS with the Keylime CA, killed on drop.
+struct StatusServer {
+    child: std::process::Child,
+    root: TempDir,
+    port: u16,
+}
+
+impl StatusServer {
+    fn start(ca: &KeylimeCa) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("version"),
+            json!({"code": 200, "status": "Success", "results": {"current_version": "2.6", "supported_versions": ["2.0", "2.6", "3.0"]}}).to_string(),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-WWW", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(ca.path("server-cert.crt"))
+            .arg("-key")
+            .arg(ca.path("server-key.pem"))
+            .arg("-CAfile")
+            .arg(ca.path("cacert.crt"))
+            .args(["-Verify", "2"])
+            .current_dir(root.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        Self { child, root, port }
+    }
+
+    /// Sets the agent's operational state as the verifier reports it.
+    fn set_state(&self, uuid: &str, state: u32, event: &str) {
+        let dir = self.root.path().join("v2.6").join("agents");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(uuid),
+            json!({"code": 200, "status": "Success", "results": {"operational_state": state, "last_event_id": event}}).to_string(),
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for StatusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_the_verifier_revokes_on_a_failed_state() {
+    let s = Setup::new();
+    let registrar = Registrar::start().await;
+    let status = StatusServer::start(&s.ca);
+    let (ca, verifier) = (
+        s.ca.path("cacert.crt"),
+        format!("https://127.0.0.1:{}", status.port),
+    );
+    let (cert, key) = (s.ca.path("client-cert.crt"), s.ca.path("client-key.pem"));
+    let op_id = s.operator.id.clone();
+    let d = TestDaemon::start(&s.tpm, s.state.path(), move |c| {
+        c.access.operators = vec![op_id];
+        c.keylime.enabled = true;
+        c.keylime.listen = "127.0.0.1:0".parse().unwrap();
+        c.keylime.ca_certificate = Some(ca);
+        c.keylime.registrar = Some(format!("http://{}", registrar.addr));
+        // The ECC P-384 EK this time.
+        c.keylime.ek = "ecc-p384".into();
+        c.keylime.verifier = Some(verifier);
+        c.keylime.client_certificate = Some(cert);
+        c.keylime.client_key = Some(key);
+        c.keylime.poll_interval_seconds = 1;
+    })
+    .await;
+    registrar.wait_activated().await;
+    let registered = registrar
+        .registry
+        .lock()
+        .unwrap()
+        .registered
+        .clone()
+        .unwrap();
+    let op = s.operator_party(&d);
+    assert_eq!(
+        registered["ek_tpm"],
+        op.get("/v1/tpm").await.json["eks"][1]["tpm2b_public"]
+    );
+    let (_, v) = s.client(&d, "/v2.5/quotes/identity?nonce=ecc", None);
+    assert_eq!(v["results"]["enc_alg"], "ecc384");
+
+    let uuid = d.keylime.clone().unwrap().1;
+    // Attested: polls change nothing.
+    status.set_state(&uuid, 3, "");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(op.get("/healthz").await.json.get("degraded").is_none());
+    // Invalid Quote: revoked within a few polls, naming the state and the event.
+    status.set_state(&uuid, 9, "pcr_validation.invalid_pcr_4");
+    let started = Instant::now();
+    loop {
+        let h = op.get("/healthz").await.json;
+        if let Some(reasons) = h.get("degraded") {
+            let text = reasons.to_string();
+            assert!(
+                text.contains("Invalid Quote") && text.contains("invalid_pcr_4"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not revoked: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        op.get("/v1/fleet/revocation").await.json["revoked"]["source"],
+        "verifier_status"
+    );
+    // Attested again, the operator clears it and it stays cleared.
+    status.set_state(&uuid, 3, "");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        op.delete("/v1/fleet/revocation").await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(op.get("/healthz").await.json.get("degraded").is_none());
     d.stop().await;
 }

@@ -58,8 +58,12 @@ pub async fn run(agent: Arc<Agent>) {
     }
 }
 
-/// The highest 2.x version in a `/version` answer (`supported_versions`, or the older
-/// `current_version` alone).
+/// The registrar and verifier API versions this daemon speaks to: the 2.x line of
+/// Keylime 7.14 (registration and the agent status are the same across it).
+pub const SERVER_API_VERSIONS: [&str; 7] = ["2.0", "2.1", "2.2", "2.3", "2.4", "2.5", "2.6"];
+
+/// The highest version in a `/version` answer (`supported_versions`, or the older
+/// `current_version` alone) that is also in [`SERVER_API_VERSIONS`].
 pub fn highest_v2(answer: &Value) -> Option<String> {
     let results = answer.get("results")?;
     let listed: Vec<&str> = match results.get("supported_versions").and_then(Value::as_array) {
@@ -72,9 +76,10 @@ pub fn highest_v2(answer: &Value) -> Option<String> {
     };
     listed
         .into_iter()
+        .filter(|v| SERVER_API_VERSIONS.contains(v))
         .filter_map(|v| {
-            let (major, minor) = v.split_once('.')?;
-            (major == "2").then(|| minor.parse::<u32>().ok().map(|m| (m, v)))?
+            let (_, minor) = v.split_once('.')?;
+            minor.parse::<u32>().ok().map(|m| (m, v))
         })
         .max_by_key(|(m, _)| *m)
         .map(|(_, v)| v.to_owned())
@@ -121,7 +126,15 @@ async fn register(agent: &Agent) -> Result<String, String> {
     let client = Client::new(endpoint, section.registrar_ca.as_deref(), None)?;
     let (status, answer) = client.request(Method::GET, "/version", None).await?;
     let version = if status == 200 {
-        highest_v2(&answer).ok_or("the registrar offers no 2.x API version")?
+        highest_v2(&answer).ok_or_else(|| {
+            format!(
+                "the registrar offers no API version this daemon speaks ({}): {}",
+                SERVER_API_VERSIONS.join(", "),
+                answer
+                    .pointer("/results/supported_versions")
+                    .unwrap_or(&Value::Null)
+            )
+        })?
     } else {
         return Err(format!("the registrar's GET /version answered {status}"));
     };
@@ -194,7 +207,8 @@ mod tests {
     #[test]
     fn picks_the_highest_2x() {
         let a = json!({"results": {"current_version": "2.6", "supported_versions": ["1.0", "2.0", "2.6", "2.10", "3.0"]}});
-        assert_eq!(highest_v2(&a).as_deref(), Some("2.10"));
+        // 2.10 is not one this daemon knows.
+        assert_eq!(highest_v2(&a).as_deref(), Some("2.6"));
         let b = json!({"results": {"current_version": "2.1"}});
         assert_eq!(highest_v2(&b).as_deref(), Some("2.1"));
         assert_eq!(
