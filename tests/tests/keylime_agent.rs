@@ -305,6 +305,15 @@ impl Setup {
     }
 
     async fn daemon(&self, registrar: SocketAddr, firmware_log: Option<&Path>) -> TestDaemon {
+        self.daemon_with(registrar, firmware_log, |_| {}).await
+    }
+
+    async fn daemon_with(
+        &self,
+        registrar: SocketAddr,
+        firmware_log: Option<&Path>,
+        extra: impl FnOnce(&mut arbiter_daemon::config::Config),
+    ) -> TestDaemon {
         let op = self.operator.id.clone();
         let ca = self.ca.path("cacert.crt");
         let log = firmware_log.map(Path::to_owned);
@@ -317,6 +326,7 @@ impl Setup {
             if let Some(log) = log {
                 c.attestation.firmware_log = log;
             }
+            extra(c);
         })
         .await
     }
@@ -862,5 +872,36 @@ async fn polling_the_verifier_revokes_on_a_failed_state() {
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(op.get("/healthz").await.json.get("degraded").is_none());
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_bounded_and_dropped() {
+    let s = Setup::new();
+    let registrar = Registrar::start().await;
+    let d = s
+        .daemon_with(registrar.addr, None, |c| {
+            c.limits.handshake_timeout_seconds = 1
+        })
+        .await;
+    let (addr, _) = d.keylime.clone().unwrap();
+    // A client that opens connections and never speaks holds at most its address's share.
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        s.client(&d, "/version", None).0,
+        0,
+        "the ninth connection from one address is closed"
+    );
+    // The API's listener is not affected.
+    let op = s.operator_party(&d);
+    assert_eq!(op.get("/healthz").await.status, StatusCode::OK);
+    // After the handshake deadline the silent ones are gone and a real client gets in.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(s.client(&d, "/version", None).0, 200);
+    drop(silent);
     d.stop().await;
 }
