@@ -375,8 +375,9 @@ async fn dispatch(
     if engine.sealing_unavailable().is_some() && !routes::serves_when_degraded(route) {
         return Err(ApiError::from(engine.sealing_refusal()));
     }
+    // Revoked by the fleet verifier (docs/fleet.md): the same refusal, the fleet endpoints
+    // (which need no secret) still answer so an operator can clear it.
     if !routes::serves_when_degraded(route)
-        && !matches!(route, Route::FleetRevocation | Route::ClearFleetRevocation)
         && let Some(refusal) = engine.fleet_refusal()
     {
         return Err(ApiError::from(refusal));

@@ -301,7 +301,8 @@ fn matches(template: &str, path: &str) -> Option<Vec<String>> {
 
 /// Whether `route` answers while the daemon is degraded (its sealing key unavailable,
 /// docs/protocol.md): health, the API description, attestation and the TPM's public parts
-/// (including credential activation, which enrolling verifiers need). Every other route
+/// (including credential activation, which enrolling verifiers need), and the fleet
+/// revocation (its file under `STATE/keylime/` is outside the store). Every other route
 /// may need a secret, or would change state that a later healthy start must find as it
 /// was, and is refused. Exhaustive, so a new route has to decide.
 pub fn serves_when_degraded(route: Route) -> bool {
@@ -310,7 +311,9 @@ pub fn serves_when_degraded(route: Route) -> bool {
         | Route::OpenApi
         | Route::Attestation
         | Route::TpmInfo
-        | Route::ActivateCredential => true,
+        | Route::ActivateCredential
+        | Route::FleetRevocation
+        | Route::ClearFleetRevocation => true,
         Route::Metrics
         | Route::ListFunctions
         | Route::RegisterFunction
@@ -325,9 +328,7 @@ pub fn serves_when_degraded(route: Route) -> bool {
         | Route::Usage
         | Route::Destroy
         | Route::DestructionCertificate
-        | Route::EpochReset
-        | Route::FleetRevocation
-        | Route::ClearFleetRevocation => false,
+        | Route::EpochReset => false,
     }
 }
 /// The route for a method and path, with its parameters in order.
