@@ -215,7 +215,7 @@ impl Engine {
         let root = merkle::root(&leaves);
         let selection = self.config().tpm_config().quote_selection()?;
         let (quote, generation, records) = self.measurer.quote(selection, root.to_vec()).await?;
-        let index = if self.sealing_unavailable.is_some() {
+        let index = if self.platform_as_is() {
             self.tpm.sealing_index_as_is().await?
         } else {
             self.tpm.sealing_index().await?
@@ -241,12 +241,20 @@ impl Engine {
         })
     }
 
+    /// Whether the sealing index and the statement key are read as they are, without their
+    /// platform policy: in a degraded start, and while the fleet verifier has revoked the
+    /// appliance (the platform may have changed under the running daemon, which is what
+    /// the verifier saw), so that the attestation still answers and says why.
+    fn platform_as_is(&self) -> bool {
+        self.sealing_unavailable.is_some() || self.fleet_revoked().is_some()
+    }
+
     /// `GET /v1/tpm`: the AK, each EK with its certificate, and the statement key with its
     /// certification by the AK.
     pub async fn tpm_info(&self) -> Result<TpmInfo, EngineError> {
         let ak = self.tpm.attestation_key().await?;
         let eks = self.tpm.endorsement_keys().await?;
-        let (key, cert) = if self.sealing_unavailable.is_some() {
+        let (key, cert) = if self.platform_as_is() {
             // Degraded: the key is bound to the sealed platform state, not this one; it is
             // published as it is (the TPM refuses its signatures here).
             self.tpm
