@@ -48,7 +48,7 @@ test: deps
 fleet-test: deps
 	$(CARGO) build --locked -q -p arbiter-daemon -p arbiter-client
 	keylime_bin="$$(tests/fleet/install-keylime.sh)" && \
-	  ARBITER_KEYLIME_BIN="$$keylime_bin" $(CARGO) test --locked -p arbiter-tests --test fleet -- --ignored --nocapture
+	  ARBITER_KEYLIME_BIN="$$keylime_bin" $(CARGO) test --locked -p arbiter-tests --test fleet -- --ignored --nocapture --test-threads=1
 
 ## Formatting and lints, as CI runs them.
 lint:

@@ -67,6 +67,7 @@ pub struct Keylime {
     /// The registrar's HTTPS port (verifier and tenant).
     pub registrar_tls_port: u16,
     services: Vec<Service>,
+    extra_env: Vec<(String, String)>,
 }
 
 impl Keylime {
@@ -74,6 +75,12 @@ impl Keylime {
     /// then the registrar (which reuses them), and waits until both accept connections.
     /// `cert_store` is the tenant's `tpm_cert_store`: the issuers of the EK certificates.
     pub fn start(run_dir: &Path, cert_store: &Path) -> Self {
+        Self::start_with(run_dir, cert_store, &[])
+    }
+
+    /// Like [`Keylime::start`], with more `KEYLIME_*` overrides for every program (for
+    /// example `KEYLIME_VERIFIER_REVOCATIONS_ENABLED_REVOCATION_NOTIFICATIONS=[]`).
+    pub fn start_with(run_dir: &Path, cert_store: &Path, extra_env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(run_dir).expect("creating the Keylime run directory");
         let mut k = Self {
             bin: bin_dir(),
@@ -83,6 +90,10 @@ impl Keylime {
             registrar_port: free_port(),
             registrar_tls_port: free_port(),
             services: Vec::new(),
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         k.spawn("verifier", "keylime_verifier");
         k.wait_port("verifier", k.verifier_port);
@@ -127,6 +138,7 @@ impl Keylime {
             .env("KEYLIME_TENANT_TPM_CERT_STORE", &self.cert_store)
             // The shared-memory manager's socket: private to this run.
             .env("XDG_RUNTIME_DIR", &self.run_dir)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.run_dir);
     }
 

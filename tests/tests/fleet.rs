@@ -180,9 +180,34 @@ fn pcr4_policy(pcr4: &str) -> String {
     serde_json::json!({ "4": [pcr4] }).to_string()
 }
 
+/// How the flagged appliance's daemon is to learn of its revocation.
+#[derive(Clone, Copy, PartialEq)]
+enum RevocationPath {
+    /// The verifier's `agent` notifier on (tests/fleet/keylime/verifier.conf) and the
+    /// daemons polling too, as docs/fleet.md recommends: the healthy agents get a
+    /// notification naming the flagged one and must ignore it; the flagged one learns it
+    /// by whichever comes first (in 7.14.3 the notifier reaches the failed agent too).
+    Notification,
+    /// No notifier: the daemon learns it only by polling the verifier for its own status.
+    Polling,
+}
+
 #[test]
 #[ignore = "needs stock Keylime (tests/fleet/install-keylime.sh): run `make fleet-test`"]
-fn three_appliances_attested_by_keylime_one_flagged_after_a_platform_change() {
+fn three_appliances_one_flagged_learns_it_from_keylimes_notification() {
+    fleet_scenario(RevocationPath::Notification);
+}
+
+#[test]
+#[ignore = "needs stock Keylime (tests/fleet/install-keylime.sh): run `make fleet-test`"]
+fn three_appliances_one_flagged_learns_it_by_polling_the_verifier() {
+    fleet_scenario(RevocationPath::Polling);
+}
+
+/// Three appliances attested by Keylime, one flagged after a platform change and degraded,
+/// the others unaffected (the module's description), with the revocation reaching the
+/// flagged daemon by `path`.
+fn fleet_scenario(path: RevocationPath) {
     let started = Instant::now();
     let dir = tempfile::Builder::new()
         .prefix("arbiter-fleet-")
@@ -215,7 +240,19 @@ fn three_appliances_attested_by_keylime_one_flagged_after_a_platform_change() {
         tpms.push((tpm, state));
     }
 
-    let keylime = Keylime::start(&run.join("keylime"), &store);
+    let no_notifier = [(
+        "KEYLIME_VERIFIER_REVOCATIONS_ENABLED_REVOCATION_NOTIFICATIONS",
+        "[]",
+    )];
+    let keylime = Keylime::start_with(
+        &run.join("keylime"),
+        &store,
+        if path == RevocationPath::Polling {
+            &no_notifier
+        } else {
+            &[]
+        },
+    );
     eprintln!(
         "fleet: Keylime registrar on {} and verifier on {} after {:?}",
         keylime.registrar_url(),
@@ -423,6 +460,28 @@ fn three_appliances_attested_by_keylime_one_flagged_after_a_platform_change() {
         .unwrap_or("?")
         .to_owned();
     eprintln!("fleet: appliance1 degraded (learnt by {how}): {reason}");
+    match path {
+        RevocationPath::Polling => assert_eq!(how, "\"verifier_status\"", "no notifier: polled"),
+        RevocationPath::Notification => {
+            // The verifier told the others too; they logged it as another agent's.
+            for a in &fleet.appliances[1..] {
+                fleet.wait_for(
+                    &format!("{} to ignore the notification naming appliance1", a.name),
+                    Duration::from_secs(30),
+                    || {
+                        a.daemon
+                            .log()
+                            .lines()
+                            .any(|l| {
+                                l.contains("keylime_revocation_other_agent")
+                                    && l.contains(&flagged.uuid)
+                            })
+                            .then_some(())
+                    },
+                );
+            }
+        }
+    }
 
     // The others: a function registered on each (PCR 23 changes), and they stay attested
     // for several more rounds; their daemons stay healthy.
