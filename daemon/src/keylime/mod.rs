@@ -7,10 +7,11 @@
 //! - [`config`]: the `[keylime]` section;
 //! - [`identity`]: the agent UUID and the listener's certificate, kept in the state dir;
 //! - [`quote`]: Keylime's quote, PCR-values and mask formats, the PCR 16 binding;
-//! - [`listener`]: the mTLS listener and its routes;
-//! - [`registration`]: registering with the registrar and activating;
-//! - [`http`]: the small HTTP(S) client used towards the registrar and the verifier;
-//! - [`revocation`]: the persisted revocation state, messages and the verifier watcher.
+//! - `listener`: the mTLS listener and its routes;
+//! - `registration`: registering with the registrar and activating;
+//! - `http`: the small HTTP(S) client used towards the registrar and the verifier;
+//! - [`revocation`]: the persisted revocation state and messages; `revocation_watch`: the
+//!   verifier-status poll.
 
 pub mod config;
 pub(crate) mod http;

@@ -54,7 +54,7 @@ pub fn bound_value(pubkey: &str) -> [u8; 32] {
 }
 
 /// The PCR values file of `tpm2_quote -o` (SHA-256 bank): a `TPML_PCR_SELECTION` (count,
-/// then 16 `TPMS_PCR_SELECTION` slots of hash, sizeofSelect, pcrSelect[4] and one byte of
+/// then 16 `TPMS_PCR_SELECTION` slots of hash, sizeofSelect, `pcrSelect[4]` and one byte of
 /// padding), then the number of `TPML_DIGEST`s and each of them (count, then 8
 /// `TPM2B_DIGEST` slots of size and a 64-byte buffer), all little-endian as in memory.
 pub fn pcr_blob(values: &PcrValues) -> Vec<u8> {
