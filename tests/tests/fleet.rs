@@ -259,6 +259,15 @@ fn fleet_scenario(path: RevocationPath) {
         keylime.verifier_url(),
         started.elapsed()
     );
+    let (ca, registrar, verifier, cert, key) = (
+        keylime.ca_certificate(),
+        keylime.registrar_url(),
+        keylime.verifier_url(),
+        keylime.client_certificate(),
+        keylime.client_key(),
+    );
+    // From here on a failure prints Keylime's logs too.
+    fleet.keylime = Some(keylime);
 
     // Three daemons, their Keylime agent interfaces pointing at the registrar, trusting
     // Keylime's CA, polling the verifier for their own status.
@@ -276,11 +285,9 @@ fn fleet_scenario(path: RevocationPath) {
              poll_interval_seconds = 1\n",
             op = operator.id,
             port = free_port(),
-            ca = keylime.ca_certificate().display(),
-            registrar = keylime.registrar_url(),
-            verifier = keylime.verifier_url(),
-            cert = keylime.client_certificate().display(),
-            key = keylime.client_key().display(),
+            ca = ca.display(),
+            cert = cert.display(),
+            key = key.display(),
         );
         let daemon = DaemonProcess::start(DaemonSpec {
             state_dir: run.join(format!("{name}-state")),
@@ -307,7 +314,6 @@ fn fleet_scenario(path: RevocationPath) {
             party,
         });
     }
-    fleet.keylime = Some(keylime);
     let scratch = run.join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
 
