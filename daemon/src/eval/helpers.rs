@@ -1017,8 +1017,12 @@ mod tests {
         // Duplicates in either list count once; a large list matches element for element.
         let dup = arr(&["y".into(), "y".into(), "x".into(), "y".into()]);
         assert_eq!(intersection_size("t", &dup, &dup).unwrap(), 2);
-        let many: Array = (0..10_000).map(|i| Dynamic::from(format!("e{i}"))).collect();
-        let half: Array = (5_000..15_000).map(|i| Dynamic::from(format!("e{i}"))).collect();
+        let many: Array = (0..10_000)
+            .map(|i| Dynamic::from(format!("e{i}")))
+            .collect();
+        let half: Array = (5_000..15_000)
+            .map(|i| Dynamic::from(format!("e{i}")))
+            .collect();
         assert_eq!(intersection_size("t", &many, &half).unwrap(), 5_000);
         // An integer never equals a string of the same digits.
         assert!(

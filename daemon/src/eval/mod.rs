@@ -138,8 +138,8 @@ impl Limits {
 /// One evaluation: the script, the inputs by slot, the limits and the optional RNG seed.
 ///
 /// The inputs stay the decrypted JSON text, zeroized when the request is consumed: the
-/// daemon checks them on their bytes and copies them into the (zeroized) request frame;
-/// only the child parses them.
+/// daemon checks them on their bytes and writes them from their buffers into the child's
+/// pipe; only the child parses them.
 pub struct EvalRequest {
     /// The function's source, exactly as registered.
     pub source: String,
@@ -177,7 +177,7 @@ pub struct Usage {
 pub struct Phases {
     /// Checking the inputs' JSON text (kind, depth) in the parent.
     pub check: Duration,
-    /// Building the request frame.
+    /// Encoding the request frame's head (the inputs are not copied into it).
     pub frame: Duration,
     /// `fork` + `execve` of the child, until `spawn` returned.
     pub spawn: Duration,
@@ -472,7 +472,6 @@ impl Evaluator {
                 ));
             }
         };
-        drop(inputs);
         drop(seed);
         usage.phases.frame = framing.elapsed();
 
@@ -481,6 +480,7 @@ impl Evaluator {
             .run_child(&frame, limits.wall_time, &mut usage.phases.spawn)
             .await;
         drop(frame);
+        drop(inputs);
         usage.wall_time = started.elapsed();
         usage.phases.child = usage.wall_time;
         let report = match report? {
@@ -503,7 +503,7 @@ impl Evaluator {
     /// (the child is then killed and reaped).
     async fn run_child(
         &self,
-        frame: &[u8],
+        frame: &protocol::RequestFrame<'_>,
         deadline: Duration,
         spawn_time: &mut Duration,
     ) -> Result<Option<ChildReport>, EvalError> {
@@ -540,7 +540,13 @@ impl Evaluator {
 
         let exchange = async {
             let write = async {
-                let result = stdin.write_all(frame).await;
+                let mut result = Ok(());
+                for piece in frame.pieces() {
+                    result = stdin.write_all(piece).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
                 drop(stdin);
                 result.err()
             };
