@@ -178,6 +178,31 @@ pub async fn show_instance(s: &Session, id: &str) -> Result<InstanceDescription,
     Ok(i)
 }
 
+/// The fleet revocation in force on the daemon (operators; docs/fleet.md).
+///
+/// # Errors
+/// Server errors.
+pub async fn fleet_revocation(
+    s: &Session,
+) -> Result<arbiter_proto::api::FleetRevocation, ClientError> {
+    s.get("/v1/fleet/revocation")
+        .await?
+        .answer("GET /v1/fleet/revocation")
+}
+
+/// Clears the fleet revocation (operators, once the appliance was checked); returns the
+/// revocation cleared, if there was one.
+///
+/// # Errors
+/// Server errors.
+pub async fn clear_fleet_revocation(
+    s: &Session,
+) -> Result<arbiter_proto::api::FleetRevocation, ClientError> {
+    s.call(Method::DELETE, "/v1/fleet/revocation", None)
+        .await?
+        .answer("DELETE /v1/fleet/revocation")
+}
+
 /// Approves an instance's manifest (explicit approval).
 ///
 /// # Errors

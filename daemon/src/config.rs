@@ -69,6 +69,8 @@ pub struct Config {
     pub log: LogSection,
     /// The shipped function library (`[library]`, docs/functions.md).
     pub library: LibrarySection,
+    /// Keylime's agent interface (`[keylime]`, docs/fleet.md); off by default.
+    pub keylime: crate::keylime::config::KeylimeSection,
 }
 
 /// `[library]`: which shipped library functions (docs/functions.md) the daemon registers.
@@ -94,6 +96,7 @@ impl Default for Config {
             danger: DangerSection::default(),
             log: LogSection::default(),
             library: LibrarySection::default(),
+            keylime: crate::keylime::config::KeylimeSection::default(),
         }
     }
 }
@@ -501,6 +504,7 @@ impl Config {
             }
         }
         self.validate_input_limits()?;
+        self.keylime.validate(self.listen)?;
         let unknown = crate::library::unknown_names(&self.library.disabled);
         if !unknown.is_empty() {
             return Err(ConfigError::Invalid {

@@ -8,6 +8,7 @@
 //! - [`eval`]: the evaluation sandbox (a child process per run, seccomp, Rhai limits).
 //! - [`library`]: the shipped function library (`daemon/functions/`), embedded at build time;
 //! - [`logging`]: the `tracing` subscriber (journald, human or JSON lines) and bounded fields;
+//! - [`keylime`]: Keylime's agent interface (registration, quotes, fleet revocation);
 //! - [`server`]: from a configuration to serving, for `arbiterd run` and the tests alike.
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ pub mod config;
 pub mod engine;
 pub mod eval;
 pub(crate) mod hardening;
+pub mod keylime;
 pub mod keys;
 pub mod library;
 pub mod lock;

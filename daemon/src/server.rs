@@ -48,6 +48,8 @@ pub struct Daemon {
     listener: TcpListener,
     /// Body limits and the input spool, whose leftovers are cleared before readiness.
     api_limits: api::ApiLimits,
+    /// Keylime's agent interface and its bound listener, when `[keylime]` enables it.
+    keylime: Option<(Arc<crate::keylime::Agent>, TcpListener)>,
 }
 
 impl Daemon {
@@ -73,10 +75,20 @@ impl Daemon {
                 api::spool::SPOOL_DIR
             ))
         })?;
+        let keylime = if engine.config().keylime.enabled {
+            Some(
+                crate::keylime::Agent::prepare(Arc::clone(&engine))
+                    .await
+                    .map_err(|e| StartError::Other(format!("Keylime agent interface: {e}")))?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             engine,
             listener,
             api_limits,
+            keylime,
         })
     }
 
@@ -90,8 +102,18 @@ impl Daemon {
         self.listener.local_addr()
     }
 
+    /// The Keylime agent interface, when enabled.
+    pub fn keylime(&self) -> Option<&Arc<crate::keylime::Agent>> {
+        self.keylime.as_ref().map(|(agent, _)| agent)
+    }
+
     /// Serves until `shutdown` completes, then drains connections and stops the engine.
+    /// The Keylime agent interface (when enabled) serves and registers in the background
+    /// until then.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        if let Some((agent, listener)) = self.keylime {
+            agent.spawn(listener).map_err(StartError::Other)?;
+        }
         serve(self.engine, self.listener, self.api_limits, shutdown).await
     }
 }

@@ -46,6 +46,8 @@ pub struct TestDaemon {
     pub engine: Arc<Engine>,
     /// Its state directory.
     pub state_dir: PathBuf,
+    /// The Keylime agent listener's address and agent UUID, when `[keylime]` is enabled.
+    pub keylime: Option<(std::net::SocketAddr, String)>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -83,6 +85,9 @@ impl TestDaemon {
         let url = format!("https://{}", listener.local_addr().expect("bound address"));
         let daemon = arbiter_daemon::server::Daemon::start(config, listener).await?;
         let engine = Arc::clone(daemon.engine());
+        let keylime = daemon
+            .keylime()
+            .map(|a| (a.local_addr(), a.uuid().to_owned()));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             daemon
@@ -96,6 +101,7 @@ impl TestDaemon {
             url,
             engine,
             state_dir: state_dir.to_owned(),
+            keylime,
             stop: Some(stop),
             task: Some(task),
         })

@@ -36,6 +36,42 @@ async fn extend_gives_sha256_of_old_value_and_digest() {
 }
 
 #[tokio::test]
+async fn pcr_reset_and_the_keylime_binding() {
+    let sw = TestTpm::start();
+    let tpm = open(&sw);
+    let sel = PcrSelection::new([16]).unwrap();
+    tpm.pcr_extend(16, sha256(&[b"someone else"]))
+        .await
+        .unwrap();
+    tpm.pcr_reset(16).await.unwrap();
+    assert_eq!(tpm.pcr_read(sel.clone()).await.unwrap()[&16], [0u8; 32]);
+    // PCR 0 cannot be reset from locality 0: the TPM refuses, the value stays.
+    let pcr0 = PcrSelection::new([0]).unwrap();
+    tpm.pcr_extend(0, sha256(&[b"firmware"])).await.unwrap();
+    let before = tpm.pcr_read(pcr0.clone()).await.unwrap();
+    assert!(tpm.pcr_reset(0).await.is_err());
+    assert_eq!(tpm.pcr_read(pcr0).await.unwrap(), before);
+    // The quote with a bound PCR: set once (reset + extend), then left as is.
+    let digest = sha256(&[b"-----BEGIN PUBLIC KEY-----\n"]);
+    let bound = sha256(&[&[0u8; 32], &digest]);
+    tpm.pcr_extend(16, sha256(&[b"drift"])).await.unwrap();
+    let (quote, rebound) = tpm
+        .quote_bound(sel.clone(), b"nonce".to_vec(), 16, digest)
+        .await
+        .unwrap();
+    assert!(rebound);
+    assert_eq!(quote.pcrs[&16], bound);
+    let (quote, rebound) = tpm
+        .quote_bound(sel, b"nonce2".to_vec(), 16, digest)
+        .await
+        .unwrap();
+    assert!(!rebound);
+    assert_eq!(quote.pcrs[&16], bound);
+    let out = sw.tool_ok("tpm2_pcrread", &["sha256:16"]);
+    assert!(out.to_lowercase().contains(&hex::encode(bound)), "{out}");
+}
+
+#[tokio::test]
 async fn reads_more_than_eight_pcrs_at_once() {
     let sw = TestTpm::start();
     let tpm = open(&sw);

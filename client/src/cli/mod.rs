@@ -198,6 +198,10 @@ enum Command {
     /// daemon's measurement log (CEL-JSON, as JSON Lines or a JSON array).
     #[command(subcommand)]
     Eventlog(EventlogCommand),
+    /// The fleet revocation (operators; docs/fleet.md): show it, or clear it once the
+    /// appliance was checked.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Reference values: capture a policy from the appliance, explain what it pins,
     /// compare it with values built from the image (docs/appraisal.md).
     #[command(subcommand)]
@@ -236,6 +240,14 @@ enum PolicyCommand {
         #[arg(long, value_name = "REF.toml")]
         reference: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// Show whether Keylime's verifier revoked the appliance, why and since when.
+    Status,
+    /// Clear the revocation: the appliance accepts inputs and evaluations again.
+    ClearRevocation,
 }
 
 #[derive(Debug, Subcommand)]
@@ -364,6 +376,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
         }
         Command::Identity(IdentityCommand::Show) => party::identity_show(g.overrides(None), out),
         Command::Health => party::health(g.overrides(None), out),
+        Command::Fleet(FleetCommand::Status) => party::fleet(g.overrides(None), false, out),
+        Command::Fleet(FleetCommand::ClearRevocation) => party::fleet(g.overrides(None), true, out),
         Command::Enroll { ek_ca } => party::enroll(g.overrides(None), &ek_ca, out),
         Command::Attest {
             instance,

@@ -156,6 +156,35 @@ pub fn health(o: Overrides, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `arbiter fleet status` and `arbiter fleet clear-revocation`.
+pub fn fleet(o: Overrides, clear: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let r = if clear {
+        runtime()?.block_on(party::clear_fleet_revocation(&s))?
+    } else {
+        runtime()?.block_on(party::fleet_revocation(&s))?
+    };
+    match (r.revoked, clear) {
+        (None, false) => writeln!(out, "not revoked by the fleet verifier")?,
+        (None, true) => writeln!(out, "nothing to clear: not revoked by the fleet verifier")?,
+        (Some(v), false) => writeln!(
+            out,
+            "REVOKED by the fleet verifier since {} ({}): {}",
+            v.since.escape_debug(),
+            v.source.escape_debug(),
+            v.reason.escape_debug()
+        )?,
+        (Some(v), true) => writeln!(
+            out,
+            "cleared the revocation of {} ({}): {}",
+            v.since.escape_debug(),
+            v.source.escape_debug(),
+            v.reason.escape_debug()
+        )?,
+    }
+    Ok(())
+}
+
 /// `arbiter enroll`.
 pub fn enroll(o: Overrides, cas: &[PathBuf], out: &mut dyn Write) -> anyhow::Result<()> {
     let s = session(o)?;
@@ -208,6 +237,20 @@ pub fn attest(
             )?;
         }
         bail!("the appliance is not usable: {reason}");
+    }
+    // Keylime's verifier found the platform failing (docs/fleet.md): the daemon refuses
+    // inputs and evaluations until an operator clears it. Unsigned too; it only says "no".
+    if let Some(r) = a.answer()?.fleet_revoked.as_ref() {
+        let reason = r.reason.escape_debug();
+        if !json {
+            writeln!(
+                out,
+                "NOT USABLE: revoked by the fleet verifier: {reason} (since {}); the appliance \
+                 refuses inputs and evaluations until its operator clears it",
+                r.since.escape_debug()
+            )?;
+        }
+        bail!("the appliance is not usable: revoked by the fleet verifier: {reason}");
     }
     if !a.verdict.trusted {
         bail!("not trusted");

@@ -113,6 +113,9 @@ impl From<EngineError> for ApiError {
                 "sealing_unavailable",
                 message,
             ),
+            EngineError::FleetRevoked(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "fleet_revoked", message)
+            }
             EngineError::Unavailable(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "attestation_unavailable",
@@ -312,6 +315,19 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The wire form of the revocation state.
+fn fleet_revocation(
+    r: Option<crate::keylime::revocation::Revoked>,
+) -> arbiter_proto::api::FleetRevocation {
+    arbiter_proto::api::FleetRevocation {
+        revoked: r.map(|r| arbiter_proto::api::FleetRevoked {
+            reason: r.reason,
+            source: r.source,
+            since: r.since,
+        }),
+    }
+}
+
 fn require_operator(engine: &Engine, identity: &str) -> Result<(), ApiError> {
     if engine.config().is_operator(identity) {
         Ok(())
@@ -358,6 +374,13 @@ async fn dispatch(
     // everything else may need a secret and is refused before anything is read.
     if engine.sealing_unavailable().is_some() && !routes::serves_when_degraded(route) {
         return Err(ApiError::from(engine.sealing_refusal()));
+    }
+    // Revoked by the fleet verifier (docs/fleet.md): the same refusal, the fleet endpoints
+    // (which need no secret) still answer so an operator can clear it.
+    if !routes::serves_when_degraded(route)
+        && let Some(refusal) = engine.fleet_refusal()
+    {
+        return Err(ApiError::from(refusal));
     }
     match route {
         Route::Healthz => {
@@ -462,6 +485,24 @@ async fn dispatch(
             ok(&engine.destruction_certificate(identity, p(0)).await?)
         }
         Route::EpochReset => ok(&engine.epoch_reset(identity).await?),
+        Route::FleetRevocation => {
+            require_operator(engine, identity)?;
+            ok(&fleet_revocation(engine.fleet_revoked()))
+        }
+        Route::ClearFleetRevocation => {
+            require_operator(engine, identity)?;
+            let cleared = engine
+                .fleet_revocation()
+                .clear()
+                .map_err(|e| ApiError::from(EngineError::Internal(e)))?;
+            tracing::warn!(
+                event = "fleet_revocation_cleared",
+                identity,
+                was_revoked = cleared.is_some(),
+                "an operator cleared the fleet revocation"
+            );
+            ok(&fleet_revocation(cleared))
+        }
     }
 }
 

@@ -5,9 +5,9 @@
 
 use arbiter_proto::api::{
     ActivateCredential, Approval, Attestation, CreateInstance, CreatedInstance,
-    DestructionCertificate, EpochReset, ErrorBody, EvaluationStarted, FunctionDetail,
-    FunctionSummary, Health, InputReceipt, InstanceDescription, RegisterFunction, ResultView,
-    Secret, SubmitInput, TpmInfo, Usage, Withdrawal,
+    DestructionCertificate, EpochReset, ErrorBody, EvaluationStarted, FleetRevocation,
+    FunctionDetail, FunctionSummary, Health, InputReceipt, InstanceDescription, RegisterFunction,
+    ResultView, Secret, SubmitInput, TpmInfo, Usage, Withdrawal,
 };
 use arbiter_proto::{FunctionId, InstanceId};
 use schemars::generate::SchemaSettings;
@@ -118,6 +118,7 @@ fn contract(route: Route) -> Contract {
         Route::Usage => on_instance(of::<Usage>),
         Route::Destroy | Route::DestructionCertificate => on_instance(of::<DestructionCertificate>),
         Route::EpochReset => plain(of::<EpochReset>),
+        Route::FleetRevocation | Route::ClearFleetRevocation => plain(of::<FleetRevocation>),
     }
 }
 

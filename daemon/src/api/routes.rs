@@ -47,6 +47,10 @@ pub enum Route {
     DestructionCertificate,
     /// `POST /v1/admin/epoch-reset`
     EpochReset,
+    /// `GET /v1/fleet/revocation`
+    FleetRevocation,
+    /// `DELETE /v1/fleet/revocation`
+    ClearFleetRevocation,
 }
 
 /// One row of the table.
@@ -249,6 +253,25 @@ pub fn endpoints() -> Vec<Endpoint> {
             200,
             false,
         ),
+        e(
+            FleetRevocation,
+            Method::GET,
+            "/v1/fleet/revocation",
+            "The fleet revocation in force (Keylime's verifier said this appliance failed), \
+             or null. Operators.",
+            200,
+            false,
+        ),
+        e(
+            ClearFleetRevocation,
+            Method::DELETE,
+            "/v1/fleet/revocation",
+            "Clear the fleet revocation once the appliance was checked: inputs and \
+             evaluations are accepted again. Returns the revocation cleared (or null). \
+             Operators.",
+            200,
+            false,
+        ),
     ]
 }
 
@@ -278,7 +301,8 @@ fn matches(template: &str, path: &str) -> Option<Vec<String>> {
 
 /// Whether `route` answers while the daemon is degraded (its sealing key unavailable,
 /// docs/protocol.md): health, the API description, attestation and the TPM's public parts
-/// (including credential activation, which enrolling verifiers need). Every other route
+/// (including credential activation, which enrolling verifiers need), and the fleet
+/// revocation (its file under `STATE/keylime/` is outside the store). Every other route
 /// may need a secret, or would change state that a later healthy start must find as it
 /// was, and is refused. Exhaustive, so a new route has to decide.
 pub fn serves_when_degraded(route: Route) -> bool {
@@ -287,7 +311,9 @@ pub fn serves_when_degraded(route: Route) -> bool {
         | Route::OpenApi
         | Route::Attestation
         | Route::TpmInfo
-        | Route::ActivateCredential => true,
+        | Route::ActivateCredential
+        | Route::FleetRevocation
+        | Route::ClearFleetRevocation => true,
         Route::Metrics
         | Route::ListFunctions
         | Route::RegisterFunction

@@ -121,6 +121,13 @@ impl Engine {
                 tree_size: batch.leaves.len() as u64,
             },
             firmware_log,
+            fleet_revoked: self
+                .fleet_revoked()
+                .map(|r| arbiter_proto::api::FleetRevoked {
+                    reason: r.reason,
+                    source: r.source,
+                    since: r.since,
+                }),
             instance: description,
             log: batch.records.clone(),
             log_generation: batch.generation,

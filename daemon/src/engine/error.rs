@@ -67,6 +67,10 @@ pub enum EngineError {
     /// index's policy, so nothing that needs a secret is done (docs/protocol.md); the reason.
     #[error("the appliance is degraded, nothing that needs a secret is done: {0}")]
     SealingUnavailable(String),
+    /// Keylime's verifier said this appliance failed (docs/fleet.md): nothing that needs a
+    /// secret is done until an operator clears it; the reason.
+    #[error("the appliance is degraded, nothing that needs a secret is done: {0}")]
+    FleetRevoked(String),
     /// The measurement could not be taken; nothing was changed.
     #[error("measurement: {0}")]
     Measure(#[from] crate::measure::MeasureError),

@@ -140,6 +140,11 @@ impl Engine {
             .acquire_owned()
             .await
             .map_err(|_| EngineError::Internal("shutting down".into()))?;
+        // Revoked by the fleet verifier (docs/fleet.md): no evaluation starts, also not one
+        // queued before the revocation arrived.
+        if let Some(refusal) = self.fleet_refusal() {
+            return Err(refusal);
+        }
         let (_, manifest) = self.load_instance(id).await?;
         let key = id.to_owned();
         let started = self

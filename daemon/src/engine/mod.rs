@@ -89,6 +89,9 @@ pub struct Engine {
     /// The ids of the library functions this build ships and `[library]` enables: the
     /// library functions listed and offered to new instances (docs/functions.md).
     library: Vec<String>,
+    /// The fleet revocation (Keylime's verifier said this appliance failed), kept in the
+    /// state directory until an operator clears it (docs/fleet.md).
+    fleet_revocation: crate::keylime::revocation::RevocationState,
 }
 
 impl std::fmt::Debug for Engine {
@@ -349,6 +352,17 @@ impl Engine {
             .attestation
             .firmware_log_source(credentials.as_deref());
         let metrics = Metrics::new(tpm.metrics(), store.metrics());
+        let fleet_revocation = crate::keylime::revocation::RevocationState::load(&config.state_dir)
+            .map_err(StartError::Other)?;
+        if let Some(r) = fleet_revocation.current() {
+            tracing::warn!(
+                event = "keylime_revoked",
+                source = %r.source,
+                reason = %clip(&r.reason),
+                "revoked by the fleet verifier (kept from {}): degraded until an operator clears it",
+                r.since
+            );
+        }
         let library = crate::library::enabled(&config.library.disabled)
             .map_err(StartError::Other)?
             .into_iter()
@@ -356,6 +370,7 @@ impl Engine {
             .collect();
         Ok(Self {
             library,
+            fleet_revocation,
             evaluations: Arc::new(Semaphore::new(config.limits.max_concurrent_evaluations)),
             config: RwLock::new(Arc::new(config)),
             store,
@@ -521,8 +536,32 @@ impl Engine {
         self.sealing_unavailable
             .clone()
             .into_iter()
+            .chain(self.fleet_revoked().map(|r| fleet_revoked_reason(&r)))
             .chain(self.evaluator_degraded())
             .collect()
+    }
+
+    /// The fleet revocation state (docs/fleet.md).
+    pub fn fleet_revocation(&self) -> &crate::keylime::revocation::RevocationState {
+        &self.fleet_revocation
+    }
+
+    /// The fleet revocation in force, if any.
+    pub fn fleet_revoked(&self) -> Option<crate::keylime::revocation::Revoked> {
+        self.fleet_revocation.current()
+    }
+
+    /// The error refusing a request while the fleet revocation is in force.
+    pub(crate) fn fleet_refusal(&self) -> Option<EngineError> {
+        self.fleet_revoked()
+            .map(|r| EngineError::FleetRevoked(fleet_revoked_reason(&r)))
+    }
+
+    /// The firmware event log served with attestations, when there is one.
+    pub(crate) fn firmware_log(&self) -> Option<Vec<u8>> {
+        std::fs::read(&self.firmware_log)
+            .ok()
+            .and_then(crate::config::firmware_log_content)
     }
 
     /// Instances found unrecoverable at start (until an epoch reset).
@@ -621,6 +660,15 @@ impl std::ops::Deref for SealerGuard<'_> {
             .as_ref()
             .unwrap_or_else(|| unreachable!("checked by Engine::sealer"))
     }
+}
+
+/// The fleet revocation in words, as `/healthz`, refusals and attestations say it.
+pub(crate) fn fleet_revoked_reason(r: &crate::keylime::revocation::Revoked) -> String {
+    format!(
+        "revoked by the fleet verifier: {} (since {}); an operator clears it once the \
+         appliance was checked",
+        r.reason, r.since
+    )
 }
 
 /// The degraded state's reason, as `/healthz` lists it and secret endpoints refuse with it,

@@ -394,6 +394,29 @@ impl Tpm {
             .await
     }
 
+    /// Resets a PCR (`TPM2_PCR_Reset`; PCR 16 and 23 from locality 0).
+    pub async fn pcr_reset(&self, pcr: u8) -> Result<(), TpmError> {
+        self.run("pcr_reset", move |d| d.pcr_reset(pcr)).await
+    }
+
+    /// Quotes `selection` over `qualifying_data` after making `bind_pcr` hold
+    /// SHA-256(0^32 || `bind_digest`) (reset and extended if it does not, e.g. after a TPM
+    /// startup), in one job: no other command runs between the two. Returns the quote and
+    /// whether the PCR had to be set.
+    pub async fn quote_bound(
+        &self,
+        selection: PcrSelection,
+        qualifying_data: Vec<u8>,
+        bind_pcr: u8,
+        bind_digest: [u8; 32],
+    ) -> Result<(Quote, bool), TpmError> {
+        self.run("quote_bound", move |d| {
+            let rebound = d.bind_pcr(bind_pcr, &bind_digest)?;
+            Ok((d.quote(&selection, &qualifying_data)?, rebound))
+        })
+        .await
+    }
+
     /// The TPM's clock info (reset and restart counts) from a fresh quote.
     pub async fn clock(&self) -> Result<ClockInfo, TpmError> {
         self.run("clock", |d| Ok(d.clock()?.clock_info)).await

@@ -20,6 +20,11 @@ pub struct Attestation {
     pub ak: TpmKey,
     /// How the quote is bound to this request.
     pub binding: Binding,
+    /// Set while Keylime's verifier has revoked this appliance (docs/fleet.md): the
+    /// daemon then refuses inputs and evaluations, and a party must not use it. Absent
+    /// otherwise (older daemons never send it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_revoked: Option<super::fleet::FleetRevoked>,
     /// The host's firmware event log (`binary_bios_measurements`), when it exposes one.
     #[schemars(with = "Option<Base64>")]
     pub firmware_log: Option<Base64Bytes>,

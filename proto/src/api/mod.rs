@@ -6,6 +6,7 @@
 pub mod attestation;
 pub mod destruction;
 pub mod error;
+pub mod fleet;
 pub mod functions;
 pub mod health;
 pub mod inputs;
@@ -19,6 +20,7 @@ pub use attestation::{
 };
 pub use destruction::{DestructionCertificate, EpochReset, InputInclusion, InputLeaf};
 pub use error::{ErrorBody, ErrorDetail, Problem};
+pub use fleet::{FleetRevocation, FleetRevoked};
 pub use functions::{FunctionDetail, FunctionSummary, LIBRARY_REGISTRAR, RegisterFunction};
 pub use health::{Health, HealthStatus};
 pub use inputs::{InputReceipt, SubmitInput, Withdrawal};

@@ -69,6 +69,34 @@ impl Device {
             .map_err(command("PCR_Extend"))
     }
 
+    /// Resets PCR `index` (`TPM2_PCR_Reset`: all banks to zero). The TPM allows it from
+    /// locality 0 for PCR 16 (debug) and PCR 23 (application) only.
+    pub fn pcr_reset(&mut self, index: u8) -> Result<(), TpmError> {
+        let handle = PcrHandle::try_from(u32::from(index))
+            .map_err(|_| TpmError::Config(format!("PCR {index} does not exist")))?;
+        self.ctx
+            .execute_with_session(Some(AuthSession::Password), |ctx| ctx.pcr_reset(handle))
+            .map_err(command("PCR_Reset"))
+    }
+
+    /// Makes PCR `index` hold SHA-256(0^32 || `digest`) — a reset and one extend — unless
+    /// it does already (left as is then: nothing changes between quotes). Returns whether
+    /// it had to be set.
+    pub fn bind_pcr(&mut self, index: u8, digest: &[u8; 32]) -> Result<bool, TpmError> {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update([0u8; 32]);
+        h.update(digest);
+        let expected: [u8; 32] = h.finalize().into();
+        let selection = PcrSelection::new([index])?;
+        if self.pcr_read(&selection)?.get(&index) == Some(&expected) {
+            return Ok(false);
+        }
+        self.pcr_reset(index)?;
+        self.pcr_extend(index, digest)?;
+        Ok(true)
+    }
+
     /// Quotes `selection` with the attestation key over `qualifying_data` (at most 64
     /// bytes), returning the TPM's exact structures and the PCR values they cover. The PCRs
     /// are read before the quote and compared with its digest; on a difference (another
