@@ -244,6 +244,10 @@ impl Connection {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| ClientError::Connect(format!("{}:{}: {e}", self.host, self.port)))?;
+        // Requests are written as a few small TLS records: without this, Nagle's algorithm
+        // holds each behind the delayed ACK of the one before.
+        tcp.set_nodelay(true)
+            .map_err(|e| ClientError::Connect(format!("{}:{}: {e}", self.host, self.port)))?;
         let name = ServerName::try_from(self.host.clone())
             .map_err(|e| ClientError::Usage(format!("server name `{}`: {e}", self.host)))?;
         TlsConnector::from(Arc::clone(&self.config))

@@ -382,6 +382,8 @@ impl Config {
             || key.starts_with("access.")
             || key == "limits.max_function_bytes"
             || key == "limits.max_wait_seconds"
+            || key == "limits.max_input_bytes"
+            || key == "limits.max_instance_input_bytes"
     }
 
     /// The dotted keys (`limits.max_wait_seconds`, `access.operators`) whose values differ
@@ -814,5 +816,27 @@ mod tests {
         other.library.disabled.clear();
         assert_eq!(c.changed_keys(&other), ["library.disabled"]);
         assert!(!Config::reloadable("library.disabled"));
+    }
+
+    #[test]
+    fn input_size_ceilings_reload_and_the_spool_budget_does_not() {
+        let c = Config::default();
+        let mut other = c.clone();
+        other.limits.max_input_bytes /= 2;
+        other.limits.max_instance_input_bytes /= 2;
+        other.limits.max_spooled_bytes /= 2;
+        let changed = c.changed_keys(&other);
+        let reloadable: Vec<(&str, bool)> = changed
+            .iter()
+            .map(|k| (k.as_str(), Config::reloadable(k)))
+            .collect();
+        assert_eq!(
+            reloadable,
+            [
+                ("limits.max_input_bytes", true),
+                ("limits.max_instance_input_bytes", true),
+                ("limits.max_spooled_bytes", false),
+            ]
+        );
     }
 }

@@ -344,6 +344,11 @@ async fn serve(
                 }
             }
         };
+        // Answers are small TLS records written as they are ready: with Nagle's algorithm a
+        // record waits for the ACK of the previous one, which the peer delays (~40 ms).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(event = "nodelay_failed", error = %e, "cannot set TCP_NODELAY");
+        }
         let Some(admitted) = admission.admit(slot, peer.ip()) else {
             // This address holds its share already: close at once, holding nothing.
             engine.note_rejected_connection(&peer.to_string());

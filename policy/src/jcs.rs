@@ -85,20 +85,25 @@ pub fn raw_kind(bytes: &[u8]) -> Result<RawKind, serde_json::Error> {
 /// (check it with [`raw_kind`]).
 pub fn raw_depth(bytes: &[u8]) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                // Skip the string: jump from quote or backslash to the next one (a
+                // backslash escapes the byte after it), which memchr finds many bytes at a
+                // time; lists of long strings are most of a large input.
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', bytes.get(i..).unwrap_or_default()) {
+                        Some(at) if bytes.get(i + at) == Some(&b'\\') => i += at + 2,
+                        Some(at) => {
+                            i += at;
+                            break;
+                        }
+                        None => return deepest,
+                    }
+                }
+            }
             b'[' | b'{' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -106,6 +111,7 @@ pub fn raw_depth(bytes: &[u8]) -> usize {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     deepest
 }
@@ -160,6 +166,8 @@ mod tests {
             "-1.5E-3",
             r#""a\"[{""#,
             r#""""#,
+            r#"["\\", "[\\\"[", {"\\\\": ["\\\\\"]"]}]"#,
+            r#"[["\u005b"], "\\"]"#,
             "[]",
             r#"[1, "]", {"a": [[]]}]"#,
             r#"{"k": "}}}", "l": {"m": [1, {"n": null}]}}"#,

@@ -38,16 +38,24 @@ async fn instance(op: &Party, party: &Party, slots: usize, sha: &str) -> Value {
     r.json
 }
 
-/// One encrypted input per slot, with the path it is submitted to.
-fn encrypted_inputs(party: &Party, inst: &Value, n: usize) -> Vec<(String, Value)> {
-    (0..n)
-        .map(|i| {
+/// The most slots a manifest may have.
+const SLOTS_PER_INSTANCE: usize = 64;
+
+/// `n` encrypted inputs, one per slot of as many instances as they need, each with the
+/// path it is submitted to.
+async fn encrypted_inputs(op: &Party, party: &Party, n: usize, sha: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let slots = (n - out.len()).min(SLOTS_PER_INSTANCE);
+        let inst = instance(op, party, slots, sha).await;
+        let id = inst["id"].as_str().unwrap();
+        for i in 0..slots {
             let slot = format!("s{i}");
-            let body = party.encrypt_input(inst, &slot, 1, &json!(i));
-            let id = inst["id"].as_str().unwrap();
-            (format!("/v1/instances/{id}/inputs/{slot}"), body)
-        })
-        .collect()
+            let body = party.encrypt_input(&inst, &slot, 1, &json!(i));
+            out.push((format!("/v1/instances/{id}/inputs/{slot}"), body));
+        }
+    }
+    out
 }
 
 #[tokio::main]
@@ -74,8 +82,7 @@ async fn main() {
     let sha = f.json["sha256"].as_str().unwrap().to_owned();
 
     // Baseline: one submission at a time.
-    let inst = instance(&op, &party, n, &sha).await;
-    let bodies = encrypted_inputs(&party, &inst, n);
+    let bodies = encrypted_inputs(&op, &party, n, &sha).await;
     let start = Instant::now();
     for (path, body) in &bodies {
         let r = party.conn.put(path, body).await.unwrap();
@@ -84,8 +91,7 @@ async fn main() {
     let sequential = n as f64 / start.elapsed().as_secs_f64();
 
     // 32 in flight at once.
-    let inst = instance(&op, &party, n, &sha).await;
-    let bodies = encrypted_inputs(&party, &inst, n);
+    let bodies = encrypted_inputs(&op, &party, n, &sha).await;
     let start = Instant::now();
     let mut rest = bodies;
     while !rest.is_empty() {

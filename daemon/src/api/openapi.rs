@@ -160,6 +160,21 @@ fn operation(e: &Endpoint, g: &mut SchemaGenerator) -> Value {
                "headers": {"Allow": {"schema": {"type": "string"}}},
                "content": json_content(error.clone())}),
     );
+    if c.request.is_some() {
+        responses.insert(
+            "413".into(),
+            json!({"description": "the body is over a size limit; `error.message` names the limit and its value",
+                   "content": json_content(error.clone())}),
+        );
+    }
+    responses.insert(
+        "503".into(),
+        json!({"description": "not now: `busy` (a shared budget is spent; retry after `Retry-After` seconds), \
+                              `tpm_unavailable`, or `sealing_unavailable` (the daemon is degraded)",
+               "headers": {"Retry-After": {"description": "seconds to wait, sent with `busy`",
+                                           "schema": {"type": "integer", "minimum": 0}}},
+               "content": json_content(error.clone())}),
+    );
     responses.insert(
         "default".into(),
         json!({"description": "a refusal or failure: `error.code` says which",
@@ -253,6 +268,23 @@ mod tests {
                 op["responses"]["default"]["content"]["application/json"]["schema"].is_object()
             );
         }
+    }
+
+    #[test]
+    fn size_limits_and_overload_are_documented_where_they_happen() {
+        let doc = document();
+        let put = &doc["paths"]["/v1/instances/{id}/inputs/{slot}"]["put"]["responses"];
+        assert!(
+            put["413"]["content"]["application/json"].is_object(),
+            "{put}"
+        );
+        assert_eq!(
+            put["503"]["headers"]["Retry-After"]["schema"]["type"], "integer",
+            "{put}"
+        );
+        // A body-less request cannot be too large.
+        let get = &doc["paths"]["/v1/functions"]["get"]["responses"];
+        assert!(get.get("413").is_none(), "{get}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! docs/scripting.md.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -178,48 +179,91 @@ fn decode_hex(helper: &str, text: &str) -> HelperResult<Blob> {
     }
 }
 
-/// An element that [`intersection`] can compare.
-#[derive(PartialEq, Eq, Hash)]
-enum SetKey {
-    Int(INT),
-    Str(ImmutableString),
+/// The hash of an element that [`intersection`] can compare: an integer, or a string
+/// read in place (no copy, no reference count touched: with a million strings, those
+/// writes are much of the time).
+fn key_hash(helper: &str, state: &RandomState, value: &Dynamic) -> HelperResult<u64> {
+    if let Ok(i) = value.as_int() {
+        Ok(state.hash_one((0u8, i)))
+    } else if let Some(s) = value.read_lock::<ImmutableString>() {
+        Ok(state.hash_one((1u8, s.as_str())))
+    } else {
+        fail(
+            helper,
+            format_args!(
+                "elements must be strings or integers, not {}",
+                value.type_name()
+            ),
+        )
+    }
 }
 
-impl SetKey {
-    fn of(helper: &str, value: &Dynamic) -> HelperResult<Self> {
-        if let Ok(i) = value.as_int() {
-            Ok(Self::Int(i))
-        } else if let Some(s) = value.read_lock::<ImmutableString>() {
-            Ok(Self::Str(s.clone()))
-        } else {
-            fail(
-                helper,
-                format_args!(
-                    "elements must be strings or integers, not {}",
-                    value.type_name()
-                ),
-            )
+/// Whether two elements are the same integer or the same string (no coercion).
+fn same_key(x: &Dynamic, y: &Dynamic) -> bool {
+    if let (Ok(a), Ok(b)) = (x.as_int(), y.as_int()) {
+        return a == b;
+    }
+    match (
+        x.read_lock::<ImmutableString>(),
+        y.read_lock::<ImmutableString>(),
+    ) {
+        (Some(a), Some(b)) => a.as_str() == b.as_str(),
+        _ => false,
+    }
+}
+
+/// `b`'s distinct elements as indices into `b`, hashed with a per-process random key (a
+/// party cannot pick strings that collide), for [`intersection`] and
+/// [`intersection_size`].
+struct KeySet<'b> {
+    b: &'b Array,
+    state: RandomState,
+    table: hashbrown::HashTable<usize>,
+}
+
+impl<'b> KeySet<'b> {
+    fn of(helper: &str, b: &'b Array) -> HelperResult<Self> {
+        let state = RandomState::new();
+        let mut table = hashbrown::HashTable::with_capacity(b.len());
+        for (index, value) in b.iter().enumerate() {
+            let hash = key_hash(helper, &state, value)?;
+            if let hashbrown::hash_table::Entry::Vacant(slot) = table.entry(
+                hash,
+                |&j| b.get(j).is_some_and(|k| same_key(k, value)),
+                // Every element in the table was hashed once already.
+                |&j| b.get(j).map_or(0, |k| key_hash("", &state, k).unwrap_or(0)),
+            ) {
+                slot.insert(index);
+            }
+        }
+        Ok(Self { b, state, table })
+    }
+
+    /// Whether `value` is in the set; a found element is taken out, so a repeated
+    /// element of `a` matches once.
+    fn take(&mut self, helper: &str, value: &Dynamic) -> HelperResult<bool> {
+        let hash = key_hash(helper, &self.state, value)?;
+        let b = self.b;
+        match self
+            .table
+            .find_entry(hash, |&j| b.get(j).is_some_and(|k| same_key(k, value)))
+        {
+            Ok(found) => {
+                found.remove();
+                Ok(true)
+            }
+            Err(_) => Ok(false),
         }
     }
 }
 
-/// The set of `b`'s elements, for [`intersection`] and [`intersection_size`].
-fn key_set(helper: &str, b: &Array) -> HelperResult<HashSet<SetKey>> {
-    let mut set = HashSet::with_capacity(b.len());
-    for value in b {
-        set.insert(SetKey::of(helper, value)?);
-    }
-    Ok(set)
-}
-
 /// The distinct elements of `a` that are also in `b`, in the order of their first
-/// appearance in `a`. Each match is taken out of `b`'s set, so a repeated element of
-/// `a` counts once without a second set.
+/// appearance in `a`.
 fn intersection(helper: &str, a: &Array, b: &Array) -> HelperResult<Array> {
-    let mut other = key_set(helper, b)?;
+    let mut other = KeySet::of(helper, b)?;
     let mut common = Array::new();
     for value in a {
-        if other.remove(&SetKey::of(helper, value)?) {
+        if other.take(helper, value)? {
             common.push(value.clone());
         }
     }
@@ -229,10 +273,10 @@ fn intersection(helper: &str, a: &Array, b: &Array) -> HelperResult<Array> {
 /// The number of distinct elements of `a` that are also in `b` (the length of
 /// [`intersection`], without building it).
 fn intersection_size(helper: &str, a: &Array, b: &Array) -> HelperResult<usize> {
-    let mut other = key_set(helper, b)?;
+    let mut other = KeySet::of(helper, b)?;
     let mut count = 0;
     for value in a {
-        if other.remove(&SetKey::of(helper, value)?) {
+        if other.take(helper, value)? {
             count += 1;
         }
     }
@@ -970,6 +1014,16 @@ mod tests {
         assert_eq!(intersection_size("t", &a, &b).unwrap(), 3);
         assert!(intersection("t", &arr(&[1.5.into()]), &b).is_err());
         assert!(intersection_size("t", &a, &arr(&[1.5.into()])).is_err());
+        // Duplicates in either list count once; a large list matches element for element.
+        let dup = arr(&["y".into(), "y".into(), "x".into(), "y".into()]);
+        assert_eq!(intersection_size("t", &dup, &dup).unwrap(), 2);
+        let many: Array = (0..10_000)
+            .map(|i| Dynamic::from(format!("e{i}")))
+            .collect();
+        let half: Array = (5_000..15_000)
+            .map(|i| Dynamic::from(format!("e{i}")))
+            .collect();
+        assert_eq!(intersection_size("t", &many, &half).unwrap(), 5_000);
         // An integer never equals a string of the same digits.
         assert!(
             intersection("t", &arr(&["3".into()]), &b)

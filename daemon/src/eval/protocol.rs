@@ -60,65 +60,90 @@ struct WireHead<'a> {
 }
 
 /// An encoded request frame, or the size of a body too large to send.
-pub(crate) enum Encoded {
-    /// The length prefix and the body, in zeroized memory.
-    Frame(Zeroizing<Vec<u8>>),
+pub(crate) enum Encoded<'a> {
+    /// The frame, ready to be written.
+    Frame(RequestFrame<'a>),
     /// The body would be this many bytes, more than allowed.
     TooLarge(usize),
 }
 
+/// A request frame as the pieces written one after another: the length prefix with the
+/// request's other members, then each input's key and its plaintext — borrowed, never
+/// copied: a 40 MB input goes from its decrypted buffer straight into the pipe — then the
+/// closing braces. The framing pieces (they hold the RNG seed) are zeroized memory.
+pub(crate) struct RequestFrame<'a> {
+    head: Zeroizing<Vec<u8>>,
+    inputs: Vec<(Zeroizing<Vec<u8>>, &'a [u8])>,
+}
+
+impl RequestFrame<'_> {
+    const TAIL: &'static [u8] = b"}}";
+
+    /// The pieces in the order they are written.
+    pub(crate) fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.head.as_slice())
+            .chain(
+                self.inputs
+                    .iter()
+                    .flat_map(|(glue, value)| [glue.as_slice(), value]),
+            )
+            .chain(std::iter::once(Self::TAIL))
+    }
+
+    /// The whole frame in one buffer (tests).
+    #[cfg(test)]
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        self.pieces().flatten().copied().collect()
+    }
+}
+
 /// Encodes a request frame: `{"source", "limits", "rng_seed", "inputs": {slot: input}}`
-/// where each input is its plaintext JSON text copied verbatim (the caller has checked
-/// that it is one JSON document), so no `Value` of an input is built in the daemon. The
-/// frame is allocated once at its exact size (no reallocation leaves stray copies) in
-/// zeroized memory. A body over `max_body` bytes (in the daemon [`MAX_REQUEST_BYTES`]) is
-/// not built.
-pub(crate) fn encode_request(
+/// where each input is its plaintext JSON text verbatim (the caller has checked that it
+/// is one JSON document), so no `Value` of an input is built in the daemon. A body over
+/// `max_body` bytes (in the daemon [`MAX_REQUEST_BYTES`]) is not built.
+pub(crate) fn encode_request<'a>(
     source: &str,
-    inputs: &BTreeMap<String, Zeroizing<Vec<u8>>>,
+    inputs: &'a BTreeMap<String, Zeroizing<Vec<u8>>>,
     limits: &WireLimits,
     rng_seed: Option<&str>,
     max_body: usize,
-) -> Result<Encoded, serde_json::Error> {
-    let head = Zeroizing::new(serde_json::to_vec(&WireHead {
+) -> Result<Encoded<'a>, serde_json::Error> {
+    let members = Zeroizing::new(serde_json::to_vec(&WireHead {
         source,
         limits,
         rng_seed,
     })?);
-    // `head` is a JSON object: its members without the closing brace come first.
-    let members = head.get(..head.len().saturating_sub(1)).unwrap_or_default();
+    // `members` is a JSON object: its members without the closing brace come first.
+    let members = members
+        .get(..members.len().saturating_sub(1))
+        .unwrap_or_default();
     const INPUTS_KEY: &[u8] = b",\"inputs\":{";
-    let keys = inputs
-        .keys()
-        .map(serde_json::to_vec)
-        .collect::<Result<Vec<_>, _>>()?;
-    let inputs_len: usize = keys
-        .iter()
-        .zip(inputs.values())
-        .map(|(k, v)| k.len() + 1 + v.len())
-        .sum::<usize>()
-        + inputs.len().saturating_sub(1);
-    let body_len = members.len() + INPUTS_KEY.len() + inputs_len + 2;
+    let mut pieces = Vec::with_capacity(inputs.len());
+    for (i, (key, value)) in inputs.iter().enumerate() {
+        let mut glue = Zeroizing::new(Vec::with_capacity(key.len() + 4));
+        if i > 0 {
+            glue.push(b',');
+        }
+        serde_json::to_writer(&mut *glue, key)?;
+        glue.push(b':');
+        pieces.push((glue, value.as_slice()));
+    }
+    let inputs_len: usize = pieces.iter().map(|(g, v)| g.len() + v.len()).sum();
+    let body_len = members.len() + INPUTS_KEY.len() + inputs_len + RequestFrame::TAIL.len();
     let Ok(prefix) = u32::try_from(body_len) else {
         return Ok(Encoded::TooLarge(body_len));
     };
     if body_len > max_body {
         return Ok(Encoded::TooLarge(body_len));
     }
-    let mut frame = Zeroizing::new(Vec::with_capacity(body_len + 4));
-    frame.extend_from_slice(&prefix.to_be_bytes());
-    frame.extend_from_slice(members);
-    frame.extend_from_slice(INPUTS_KEY);
-    for (i, (key, value)) in keys.iter().zip(inputs.values()).enumerate() {
-        if i > 0 {
-            frame.push(b',');
-        }
-        frame.extend_from_slice(key);
-        frame.push(b':');
-        frame.extend_from_slice(value);
-    }
-    frame.extend_from_slice(b"}}");
-    Ok(Encoded::Frame(frame))
+    let mut head = Zeroizing::new(Vec::with_capacity(4 + members.len() + INPUTS_KEY.len()));
+    head.extend_from_slice(&prefix.to_be_bytes());
+    head.extend_from_slice(members);
+    head.extend_from_slice(INPUTS_KEY);
+    Ok(Encoded::Frame(RequestFrame {
+        head,
+        inputs: pieces,
+    }))
 }
 
 /// [`super::Limits`] on the wire (durations in milliseconds).
@@ -265,7 +290,13 @@ mod tests {
         else {
             panic!("too large")
         };
-        assert_eq!(frame.capacity(), frame.len(), "sized exactly");
+        // The plaintexts are written from their own buffers, not copied.
+        assert!(
+            frame
+                .pieces()
+                .any(|p| std::ptr::eq(p.as_ptr(), inputs["a"].as_ptr()))
+        );
+        let frame = frame.to_vec();
         let body = read_frame(&mut frame.as_slice(), MAX_REQUEST_BYTES).unwrap();
         assert_eq!(body.len() + 4, frame.len());
         // The plaintexts are in the frame byte for byte.
@@ -286,11 +317,13 @@ mod tests {
         );
         assert_eq!(json(&request.inputs["b"]), serde_json::json!("x\"}"));
         // No inputs at all, and a body over the limit.
+        let no_inputs = BTreeMap::new();
         let Encoded::Frame(empty) =
-            encode_request("s", &BTreeMap::new(), &limits, None, MAX_REQUEST_BYTES).unwrap()
+            encode_request("s", &no_inputs, &limits, None, MAX_REQUEST_BYTES).unwrap()
         else {
             panic!("too large")
         };
+        let empty = empty.to_vec();
         let request: WireRequest = serde_json::from_slice(&empty[4..]).unwrap();
         assert!(request.inputs.is_empty() && request.rng_seed.is_none());
         let huge = "x".repeat(4096);
@@ -300,7 +333,7 @@ mod tests {
         ));
         assert!(matches!(
             encode_request(&huge, &inputs, &limits, None, 8192).unwrap(),
-            Encoded::Frame(f) if f.len() < 8192
+            Encoded::Frame(f) if f.to_vec().len() < 8192
         ));
     }
 }

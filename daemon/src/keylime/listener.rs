@@ -121,6 +121,8 @@ pub async fn serve(agent: Arc<Agent>, listener: TcpListener, config: Arc<ServerC
                 continue;
             }
         };
+        // Small answers, written as they are ready (see the API listener).
+        let _ = tcp.set_nodelay(true);
         let Some(admitted) = admission.admit(slot, peer.ip()) else {
             engine.note_rejected_connection(&peer.to_string());
             continue;
