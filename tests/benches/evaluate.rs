@@ -248,7 +248,7 @@ const PHASES: [(&str, &str); 15] = [
     ("child_compile_cpu_ms", " child: compile [cpu]"),
     ("child_compute_cpu_ms", " child: compute [cpu]"),
     ("child_output_cpu_ms", " child: result to JSON [cpu]"),
-    ("child_ms", "child total (spawn to reaped) [wall]"),
+    ("child_ms", "child total (spawn to answer) [wall]"),
     ("response_ms", "decode the response"),
     ("sign_ms", "sign (TPM, JWS)"),
     ("store_ms", "seal + store the result"),

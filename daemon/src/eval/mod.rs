@@ -181,7 +181,8 @@ pub struct Phases {
     pub frame: Duration,
     /// `fork` + `execve` of the child, until `spawn` returned.
     pub spawn: Duration,
-    /// From the spawn to the child reaped, the request and response included.
+    /// From the spawn to the child's whole answer read (the child is reaped after, off the
+    /// path), the request and response included.
     pub child: Duration,
     /// Child CPU: from `execve` to its `main` (loader, dynamic linking, runtime start).
     pub child_start: Duration,
@@ -550,35 +551,78 @@ impl Evaluator {
                 drop(stdin);
                 result.err()
             };
-            let (write_error, response, stderr_bytes) = tokio::join!(
-                write,
-                read_response(&mut stdout),
-                read_bounded(&mut stderr, STDERR_KEPT_BYTES),
-            );
-            (write_error, response, stderr_bytes)
+            // stderr is drained while the child works (it must never block on a full
+            // pipe) until the answer is in; it is only read to its end when there is none.
+            let mut kept = Vec::new();
+            let read = async {
+                let response = read_response(&mut stdout);
+                tokio::pin!(response);
+                let mut buf = [0u8; 4096];
+                let mut stderr_open = true;
+                loop {
+                    tokio::select! {
+                        r = &mut response => break r,
+                        n = stderr.read(&mut buf), if stderr_open => match n {
+                            Ok(0) | Err(_) => stderr_open = false,
+                            Ok(n) => keep(&mut kept, buf.get(..n).unwrap_or_default()),
+                        },
+                    }
+                }
+            };
+            let (write_error, response) = tokio::join!(write, read);
+            (write_error, response, kept)
         };
-        let exchanged = tokio::time::timeout(deadline, async {
-            let (write_error, response, stderr) = exchange.await;
-            if response.is_err() {
+        let until = tokio::time::Instant::now() + deadline;
+        let Ok((write_error, response, mut stderr_bytes)) =
+            tokio::time::timeout_at(until, exchange).await
+        else {
+            let _ = child.start_kill();
+            child.wait().await.map_err(EvalError::Wait)?;
+            return Ok(None);
+        };
+        let (response, response_error) = match response {
+            Ok(Some(answer)) => {
+                // A whole answer: the child writes it last and then exits with 0 without
+                // unwinding (child.rs). Tearing down its address space — hundreds of
+                // megabytes of locked memory after a large input — takes a while and
+                // changes nothing, so it is reaped in the background, off the result's
+                // path.
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                    drop(stderr);
+                });
+                return Ok(Some(ChildReport {
+                    status: ExitStatus::from_raw(0),
+                    response: Some(answer),
+                    response_error: None,
+                    stderr: stderr_bytes,
+                    write_error,
+                }));
+            }
+            Ok(None) => (None, None),
+            Err(e) => {
                 // An oversized or garbled answer: stop the child rather than wait for it.
                 let _ = child.start_kill();
+                (None, Some(e))
             }
-            let status = child.wait().await;
-            (write_error, response, stderr, status)
+        };
+        let finished = tokio::time::timeout_at(until, async {
+            let rest = read_bounded(
+                &mut stderr,
+                STDERR_KEPT_BYTES.saturating_sub(stderr_bytes.len()),
+            )
+            .await;
+            (rest, child.wait().await)
         })
         .await;
-        match exchanged {
-            Ok((write_error, response, stderr, status)) => {
-                let status = status.map_err(EvalError::Wait)?;
-                let (response, response_error) = match response {
-                    Ok(r) => (r, None),
-                    Err(e) => (None, Some(e)),
-                };
+        match finished {
+            Ok((rest, status)) => {
+                stderr_bytes.extend_from_slice(&rest);
                 Ok(Some(ChildReport {
-                    status,
+                    status: status.map_err(EvalError::Wait)?,
                     response,
                     response_error,
-                    stderr,
+                    stderr: stderr_bytes,
                     write_error,
                 }))
             }
@@ -610,6 +654,12 @@ async fn read_response(stdout: &mut (impl AsyncRead + Unpin)) -> Result<Option<V
 }
 
 /// Reads `pipe` to its end, keeping the first `keep` bytes.
+/// Appends what still fits of `bytes` to the kept stderr ([`STDERR_KEPT_BYTES`]).
+fn keep(kept: &mut Vec<u8>, bytes: &[u8]) {
+    let room = STDERR_KEPT_BYTES.saturating_sub(kept.len());
+    kept.extend_from_slice(bytes.get(..bytes.len().min(room)).unwrap_or_default());
+}
+
 async fn read_bounded(pipe: &mut (impl AsyncRead + Unpin), keep: usize) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut buf = [0u8; 4096];
