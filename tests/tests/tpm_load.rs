@@ -190,6 +190,11 @@ async fn a_flood_of_tpm_info_and_activations_is_refused_cleanly_beside_attestati
         }
     }
     assert!(!cold.is_empty(), "no client got /v1/tpm in the cold burst");
+    eprintln!(
+        "cold burst of {CLIENTS}: {} answered 200, {} refused 503 busy",
+        cold.len(),
+        CLIENTS - cold.len()
+    );
     let after_burst = metrics(&op).await;
     let certify = "arbiter_tpm_command_duration_seconds_count{command=\"certify_statement_key\"}";
     assert_eq!(
@@ -329,7 +334,7 @@ async fn a_flood_of_tpm_info_and_activations_is_refused_cleanly_beside_attestati
         quiet.as_secs_f64() * 1e3,
     );
     assert!(
-        attest_took.len() >= 10,
+        attest_took.len() >= 5,
         "only {} attestations",
         attest_took.len()
     );
