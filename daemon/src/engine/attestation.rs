@@ -314,13 +314,15 @@ impl Engine {
         if let Some(info) = self.tpm_info_cache.get(&key) {
             return Ok(info);
         }
-        let _permit = self.tpm.admit_request()?;
-        // One computation at a time: the requests that waited for it find it cached.
+        // One computation at a time. A request that finds one under way waits for it
+        // without taking a place for TPM work (it causes none) and is then answered from
+        // memory; only the request that computes takes a place.
         let _filling = self.tpm_info_cache.filling.lock().await;
         let key = self.tpm_info_key();
         if let Some(info) = self.tpm_info_cache.get(&key) {
             return Ok(info);
         }
+        let _permit = self.tpm.admit_request()?;
         let info = self.compute_tpm_info().await?;
         // Stored under the key read before the TPM commands: if it changed meanwhile, the
         // next request computes again.
