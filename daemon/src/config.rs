@@ -181,6 +181,11 @@ pub struct LimitsSection {
     /// Spooled input bodies decoded, decrypted and stored at once (each holds its input in
     /// memory a few times over while it is checked); more wait their turn.
     pub max_inputs_processing: usize,
+    /// Client requests whose TPM work (a `GET /v1/tpm` not yet answered from memory, a
+    /// credential activation, a Keylime quote) may wait for or use the TPM at once; one
+    /// more is refused with 503 `busy` and `Retry-After`. The daemon's own TPM work never
+    /// waits behind more than this many.
+    pub max_tpm_requests_queued: usize,
 }
 
 impl Default for LimitsSection {
@@ -201,6 +206,7 @@ impl Default for LimitsSection {
             max_spooled_bytes: 1 << 30,
             min_body_bytes_per_second: 64 << 10,
             max_inputs_processing: 2,
+            max_tpm_requests_queued: crate::tpm::DEFAULT_MAX_TPM_REQUESTS,
         }
     }
 }
@@ -457,7 +463,7 @@ impl Config {
                 reason: "give both tls.cert and tls.key, or neither".into(),
             });
         }
-        let at_least_one: [(&'static str, u64); 12] = [
+        let at_least_one: [(&'static str, u64); 13] = [
             (
                 "limits.max_concurrent_evaluations",
                 self.limits.max_concurrent_evaluations as u64,
@@ -493,6 +499,10 @@ impl Config {
             (
                 "limits.max_inputs_processing",
                 self.limits.max_inputs_processing as u64,
+            ),
+            (
+                "limits.max_tpm_requests_queued",
+                self.limits.max_tpm_requests_queued as u64,
             ),
         ];
         for (key, value) in at_least_one {

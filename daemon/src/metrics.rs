@@ -68,6 +68,7 @@ pub struct OutcomeLabels {
 pub struct TpmMetrics {
     command_duration: HistogramFamily<CommandLabels>,
     queue_depth: Gauge,
+    requests_refused: Counter,
 }
 
 impl Default for TpmMetrics {
@@ -75,6 +76,7 @@ impl Default for TpmMetrics {
         Self {
             command_duration: Family::new_with_constructor(latency_histogram),
             queue_depth: Gauge::default(),
+            requests_refused: Counter::default(),
         }
     }
 }
@@ -88,6 +90,11 @@ impl TpmMetrics {
     /// A queued command left the queue (it runs now, or was dropped).
     pub fn dequeued(&self) {
         self.queue_depth.dec();
+    }
+
+    /// A client request was refused because too many already wait for or use the TPM.
+    pub fn refused(&self) {
+        self.requests_refused.inc();
     }
 
     /// A command ran for `took`.
@@ -224,6 +231,12 @@ impl Metrics {
             "tpm_queue_depth",
             "TPM commands queued for the owner thread, not yet running.",
             tpm.queue_depth.clone(),
+        );
+        registry.register(
+            "tpm_requests_refused",
+            "Client requests refused with 503 busy because `[limits] max_tpm_requests_queued` \
+             requests already waited for or used the TPM.",
+            tpm.requests_refused.clone(),
         );
         registry.register(
             "quote_batch_size",

@@ -345,11 +345,39 @@ async fn a_tpm_restart_under_the_daemon_starts_a_new_generation() {
     let before = op.get(&format!("/v1/attestation?nonce={n}")).await;
     let (_, records) = verify(&before.json, &n, &before.server_spki_sha256);
     let generation = before.json["log_generation"].as_u64().unwrap();
+    // `/v1/tpm` is answered from memory: the second call certifies nothing.
+    let certified = async || {
+        let m = op.get("/metrics").await;
+        String::from_utf8_lossy(&m.body)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "arbiter_tpm_command_duration_seconds_count{command=\"certify_statement_key\"} ",
+                )
+                .map(|v| v.parse::<u64>().unwrap())
+            })
+            .unwrap_or(0)
+    };
+    let info = op.get("/v1/tpm").await;
+    assert_eq!(info.status, StatusCode::OK, "{}", info.json);
+    assert_eq!(op.get("/v1/tpm").await.json, info.json);
+    assert_eq!(certified().await, 1);
 
     tpm.swtpm.restart().unwrap();
     let n = nonce();
     let after = op.get(&format!("/v1/attestation?nonce={n}")).await;
     assert_eq!(after.status, StatusCode::OK, "{}", after.json);
+    // The TPM startup (a new generation) makes `/v1/tpm` certify again, once: the same
+    // keys, a fresh certification.
+    let again = op.get("/v1/tpm").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.json);
+    assert_eq!(again.json["ak"], info.json["ak"]);
+    assert_eq!(
+        again.json["statement_key"]["name"],
+        info.json["statement_key"]["name"]
+    );
+    op.get("/v1/tpm").await;
+    assert_eq!(certified().await, 2);
     let (_, fresh) = verify(&after.json, &n, &after.server_spki_sha256);
     assert_eq!(
         after.json["log_generation"].as_u64().unwrap(),

@@ -414,7 +414,15 @@ async fn an_interrupted_evaluation_resumes_after_ready_not_inside_start() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     }
-    let state = alice.get(&format!("/v1/instances/{id}")).await;
+    // The second input's acknowledgement comes before the trigger starts the evaluation.
+    let mut state = alice.get(&format!("/v1/instances/{id}")).await;
+    for _ in 0..100 {
+        if state.json["state"] != "open" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        state = alice.get(&format!("/v1/instances/{id}")).await;
+    }
     assert_eq!(state.json["state"], "evaluating", "{}", state.json);
 
     // A crash mid-evaluation; the restart is READY while the evaluation runs again.

@@ -71,6 +71,10 @@ impl ApiError {
     }
 }
 
+/// Seconds a client refused because too many requests wait for the TPM is asked to wait
+/// (`Retry-After`): a TPM job takes milliseconds, so the queue drains fast.
+pub const TPM_BUSY_RETRY_AFTER_SECONDS: u32 = 1;
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let message = e.to_string();
@@ -121,6 +125,10 @@ impl From<EngineError> for ApiError {
                 "attestation_unavailable",
                 message,
             ),
+            EngineError::Tpm(crate::tpm::TpmError::Busy { .. }) => Self {
+                retry_after: Some(TPM_BUSY_RETRY_AFTER_SECONDS),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+            },
             EngineError::Tpm(_) | EngineError::Measure(_) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "tpm_unavailable", message)
             }

@@ -169,7 +169,8 @@ fn operation(e: &Endpoint, g: &mut SchemaGenerator) -> Value {
     }
     responses.insert(
         "503".into(),
-        json!({"description": "not now: `busy` (a shared budget is spent; retry after `Retry-After` seconds), \
+        json!({"description": "not now: `busy` (a shared budget is spent: request bodies, the spool, or the places for \
+                              client requests waiting for the TPM; retry after `Retry-After` seconds), \
                               `tpm_unavailable`, or `sealing_unavailable` (the daemon is degraded)",
                "headers": {"Retry-After": {"description": "seconds to wait, sent with `busy`",
                                            "schema": {"type": "integer", "minimum": 0}}},

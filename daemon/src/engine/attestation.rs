@@ -16,11 +16,57 @@ use arbiter_proto::api::{
 use tokio::sync::oneshot;
 
 use super::{Engine, EngineError};
-use crate::tpm::{EkAlgorithm, Quote};
+use crate::tpm::{EkAlgorithm, Quote, TpmError};
 
 /// The statement key certification's qualifying data: a fixed label (the key is fixedTPM;
 /// the certification's freshness does not matter, its binding to the AK does).
 pub const STATEMENT_KEY_CERTIFY_DATA: &[u8] = b"arbiter/v1/statement-key";
+
+/// What a `GET /v1/tpm` answer depends on that can change while the daemon runs. The AK,
+/// the EKs and the statement key are persistent or derived from the TPM's seeds, and the
+/// certification's qualifying data is a fixed label, so an answer stays true until one of
+/// these changes:
+/// - `tpm_epoch`: the TPM layer reconnected (the TPM went away, perhaps started up) or
+///   created the statement key;
+/// - `generation`: the measurement log noticed a TPM startup;
+/// - `as_is`: the statement key is published as it is (degraded start, fleet revocation)
+///   or checked against the platform state.
+///
+/// A certification made before a TPM restart still certifies the same key by the same AK
+/// (its clock info is older, which verifiers do not use), so this is caution, not need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TpmInfoKey {
+    tpm_epoch: u64,
+    generation: u64,
+    as_is: bool,
+}
+
+/// The `GET /v1/tpm` answer computed last, under its [`TpmInfoKey`].
+#[derive(Default)]
+pub struct TpmInfoCache {
+    current: Mutex<Option<(TpmInfoKey, TpmInfo)>>,
+    filling: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for TpmInfoCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TpmInfoCache").finish_non_exhaustive()
+    }
+}
+
+impl TpmInfoCache {
+    fn get(&self, key: &TpmInfoKey) -> Option<TpmInfo> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .filter(|(k, _)| k == key)
+            .map(|(_, info)| info.clone())
+    }
+
+    fn put(&self, key: TpmInfoKey, info: TpmInfo) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, info));
+    }
+}
 
 /// One quote and everything it covers, shared by the requests of a batch.
 struct Batch {
@@ -249,9 +295,42 @@ impl Engine {
         self.sealing_unavailable.is_some() || self.fleet_revoked().is_some()
     }
 
+    /// What a cached `GET /v1/tpm` answer depends on besides the persistent keys: see
+    /// [`TpmInfoCache`].
+    fn tpm_info_key(&self) -> TpmInfoKey {
+        TpmInfoKey {
+            tpm_epoch: self.tpm.epoch(),
+            generation: self.measurer.generation(),
+            as_is: self.platform_as_is(),
+        }
+    }
+
     /// `GET /v1/tpm`: the AK, each EK with its certificate, and the statement key with its
-    /// certification by the AK.
+    /// certification by the AK. Computed once and served from memory while its
+    /// [`TpmInfoKey`] holds; computing it is client-driven TPM work, refused with
+    /// [`crate::tpm::TpmError::Busy`] when too many such requests wait.
     pub async fn tpm_info(&self) -> Result<TpmInfo, EngineError> {
+        let key = self.tpm_info_key();
+        if let Some(info) = self.tpm_info_cache.get(&key) {
+            return Ok(info);
+        }
+        // One computation at a time. A request that finds one under way waits for it
+        // without taking a place for TPM work (it causes none) and is then answered from
+        // memory; only the request that computes takes a place.
+        let _filling = self.tpm_info_cache.filling.lock().await;
+        let key = self.tpm_info_key();
+        if let Some(info) = self.tpm_info_cache.get(&key) {
+            return Ok(info);
+        }
+        let _permit = self.tpm.admit_request()?;
+        let info = self.compute_tpm_info().await?;
+        // Stored under the key read before the TPM commands: if it changed meanwhile, the
+        // next request computes again.
+        self.tpm_info_cache.put(key, info.clone());
+        Ok(info)
+    }
+
+    async fn compute_tpm_info(&self) -> Result<TpmInfo, EngineError> {
         let ak = self.tpm.attestation_key().await?;
         let eks = self.tpm.endorsement_keys().await?;
         let (key, cert) = if self.platform_as_is() {
@@ -301,15 +380,19 @@ impl Engine {
             wire::EkAlgorithm::Rsa2048 => EkAlgorithm::Rsa2048,
             wire::EkAlgorithm::EccNistP384 => EkAlgorithm::EccNistP384,
         };
+        let _permit = self.tpm.admit_request()?;
         let secret = self
             .tpm
             .activate_credential(alg, request.credential_blob.0, request.encrypted_secret.0)
             .await
-            .map_err(|e| {
-                EngineError::bad(
+            .map_err(|e| match e {
+                // The TPM refused the credential (or its encoding): the client's fault.
+                e @ TpmError::Command { .. } => EngineError::bad(
                     "activation_failed",
                     format!("ActivateCredential refused the credential: {e}"),
-                )
+                ),
+                // The TPM gone or the daemon stopping is not the credential's fault: 503.
+                other => EngineError::Tpm(other),
             })?;
         Ok(Secret {
             secret: b64(&secret),

@@ -67,6 +67,8 @@ pub struct Engine {
     evaluator: Evaluator,
     measurer: Measurer,
     batcher: attestation::Batcher,
+    /// The `GET /v1/tpm` answer, kept while what it describes holds.
+    tpm_info_cache: attestation::TpmInfoCache,
     /// Held shared while a new wrapping is written, exclusively during a key rotation.
     rotation: tokio::sync::RwLock<()>,
     /// One destruction (or epoch reset) at a time.
@@ -158,6 +160,7 @@ impl Engine {
         let tpm = tokio::task::spawn_blocking(move || Tpm::open(tpm_config))
             .await
             .map_err(|e| StartError::Other(format!("opening the TPM: {e}")))??;
+        tpm.set_request_limit(config.limits.max_tpm_requests_queued);
         // Both are bound to the sealed platform state: in another one the statement key is
         // refused here, and the sealing index below decides whether the start is degraded.
         let statement_key = tpm.ensure_statement_key().await;
@@ -386,6 +389,7 @@ impl Engine {
             evaluator: Evaluator::new(program),
             measurer,
             batcher: attestation::Batcher::default(),
+            tpm_info_cache: attestation::TpmInfoCache::default(),
             rotation: tokio::sync::RwLock::new(()),
             destroy_lock: tokio::sync::Mutex::new(()),
             unrecoverable: std::sync::Mutex::new(Vec::new()),

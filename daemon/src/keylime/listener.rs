@@ -268,6 +268,16 @@ async fn quote_reply(
         Ok(s) => s,
         Err(e) => return bad_request(&e),
     };
+    // A quote per request is client-driven TPM work: bounded with the API's
+    // (`[limits] max_tpm_requests_queued`), so the daemon's own TPM work never waits behind
+    // a flood of them.
+    let Ok(_permit) = agent.engine.tpm().admit_request() else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the TPM is busy; try again",
+            json!({}),
+        );
+    };
     let Ok(_turn) = tokio::time::timeout(QUOTE_QUEUE_WAIT, agent.quoting.acquire()).await else {
         return reply(
             StatusCode::SERVICE_UNAVAILABLE,

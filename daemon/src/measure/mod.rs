@@ -153,6 +153,8 @@ pub struct Measurer {
     live: LiveSource,
     /// Opened by [`Measurer::open_read_only`]: never appends, extends or writes a file.
     read_only: bool,
+    /// The current generation, readable without the log's lock ([`Measurer::generation`]).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Measurer {
@@ -298,6 +300,7 @@ impl Measurer {
                 dir: dir.to_owned(),
                 facts: facts.clone(),
                 live,
+                generation: std::sync::atomic::AtomicU64::new(generation),
                 read_only,
             })
         };
@@ -599,6 +602,12 @@ impl Measurer {
         Ok((quote, state.generation, state.records.clone()))
     }
 
+    /// The current generation, without waiting for the log: it changes when the measurer
+    /// notices a TPM startup (before an extend or a quote, or in the background check).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Checks the TPM's counts now and starts a new generation if it started up since;
     /// settles a record whose extend was left unconfirmed.
     pub async fn check_startup(&self) -> Result<bool, MeasureError> {
@@ -627,6 +636,8 @@ impl Measurer {
             ));
         }
         let generation = state.generation + 1;
+        self.generation
+            .store(generation, std::sync::atomic::Ordering::Release);
         let path = generation_path(&self.dir, generation);
         if self.read_only {
             // A degraded daemon measures nothing: the new generation is empty, in memory,

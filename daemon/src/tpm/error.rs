@@ -44,6 +44,15 @@ pub enum TpmError {
         /// The TSS's error.
         detail: String,
     },
+    /// Too many client requests already wait for or use the TPM
+    /// (`[limits] max_tpm_requests_queued`): this one was refused before reaching it.
+    #[error(
+        "the TPM is busy: {limit} client requests already wait for it or use it; retry shortly"
+    )]
+    Busy {
+        /// The configured limit.
+        limit: usize,
+    },
     /// A TPM command failed.
     #[error("TPM command {op} failed: {detail}")]
     Command {

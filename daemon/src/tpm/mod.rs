@@ -8,12 +8,21 @@
 //! certification and signatures, the sealing NV index, random bytes and the EKs. It opens
 //! the TPM by TCTI, works with no resource manager, and reopens the connection after the
 //! TPM went away.
+//!
+//! Work a client's request causes directly (a cold `GET /v1/tpm`, a credential activation,
+//! a Keylime quote) first takes a [`RequestPermit`]: at most `[limits]
+//! max_tpm_requests_queued` such requests wait for or use the TPM at once, and one more is
+//! refused with [`TpmError::Busy`] at once, so the daemon's own work (extends, attestation
+//! quote batches, signatures, sealing), which never takes a permit, is never behind more
+//! than that many of them.
 
 mod device;
 pub mod error;
 mod owner;
 pub mod templates;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Instant;
 
@@ -297,12 +306,37 @@ pub struct EndorsementKey {
 
 type Job = Box<dyn FnOnce(&mut owner::Slot) + Send>;
 
+/// Default of `[limits] max_tpm_requests_queued`.
+pub const DEFAULT_MAX_TPM_REQUESTS: usize = 4;
+
 /// The cloneable async handle to the TPM owner thread.
 #[derive(Clone, Debug)]
 pub struct Tpm {
     jobs: mpsc::UnboundedSender<Job>,
     config: TpmConfig,
     metrics: TpmMetrics,
+    requests: Arc<Requests>,
+    epoch: Arc<AtomicU64>,
+}
+
+/// The admission of request-driven TPM work: how many requests hold a permit, and how many
+/// may.
+#[derive(Debug)]
+struct Requests {
+    admitted: AtomicUsize,
+    limit: AtomicUsize,
+}
+
+/// A client request's turn at the TPM (see [`Tpm::admit_request`]); released on drop.
+#[derive(Debug)]
+pub struct RequestPermit {
+    requests: Arc<Requests>,
+}
+
+impl Drop for RequestPermit {
+    fn drop(&mut self) {
+        self.requests.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Tpm {
@@ -311,7 +345,8 @@ impl Tpm {
     pub fn open(config: TpmConfig) -> Result<Self, TpmError> {
         let device = Device::open(&config)?;
         let (jobs, rx) = mpsc::unbounded_channel();
-        let slot = owner::Slot::new(config.clone(), device);
+        let epoch = Arc::new(AtomicU64::new(0));
+        let slot = owner::Slot::new(config.clone(), device, Arc::clone(&epoch));
         thread::Builder::new()
             .name("tpm-owner".into())
             .spawn(move || owner::run(slot, rx))
@@ -320,7 +355,47 @@ impl Tpm {
             jobs,
             config,
             metrics: TpmMetrics::default(),
+            requests: Arc::new(Requests {
+                admitted: AtomicUsize::new(0),
+                limit: AtomicUsize::new(DEFAULT_MAX_TPM_REQUESTS),
+            }),
+            epoch,
         })
+    }
+
+    /// Sets how many client requests may wait for or use the TPM at once (`[limits]
+    /// max_tpm_requests_queued`, at least 1).
+    pub fn set_request_limit(&self, limit: usize) {
+        self.requests.limit.store(limit.max(1), Ordering::Release);
+    }
+
+    /// Admits one client request's TPM work, or refuses it with [`TpmError::Busy`] (counted
+    /// in the metrics) when the limit's worth of requests already hold a permit. Hold the
+    /// permit across every TPM call the request makes.
+    pub fn admit_request(&self) -> Result<RequestPermit, TpmError> {
+        let limit = self.requests.limit.load(Ordering::Acquire);
+        let admitted =
+            self.requests
+                .admitted
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < limit).then_some(n + 1)
+                });
+        match admitted {
+            Ok(_) => Ok(RequestPermit {
+                requests: Arc::clone(&self.requests),
+            }),
+            Err(_) => {
+                self.metrics.refused();
+                Err(TpmError::Busy { limit })
+            }
+        }
+    }
+
+    /// Changes whenever what the TPM layer sees may have changed under a cached answer: a
+    /// new connection to the TPM (after it went away) or the statement key created. Read
+    /// without a TPM command.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// The command latencies and queue depth of this TPM (shared by every clone).

@@ -1,6 +1,9 @@
 //! The TPM owner thread: holds the one [`Device`] and runs queued jobs one at a time,
 //! reopening the connection after the TPM went away.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::mpsc;
 
 use super::{Device, Job, TpmConfig, TpmError};
@@ -10,13 +13,16 @@ use super::{Device, Job, TpmConfig, TpmError};
 pub(super) struct Slot {
     config: TpmConfig,
     device: Option<Device>,
+    /// Bumped on each reopened connection and each statement key created ([`super::Tpm::epoch`]).
+    epoch: Arc<AtomicU64>,
 }
 
 impl Slot {
-    pub(super) fn new(config: TpmConfig, device: Device) -> Self {
+    pub(super) fn new(config: TpmConfig, device: Device, epoch: Arc<AtomicU64>) -> Self {
         Self {
             config,
             device: Some(device),
+            epoch,
         }
     }
 
@@ -29,15 +35,24 @@ impl Slot {
     ) -> Result<T, TpmError> {
         let device = match &mut self.device {
             Some(device) => device,
-            empty => empty.insert(Device::open(&self.config).map_err(|e| match e {
-                TpmError::Open { .. } | TpmError::Command { .. } => TpmError::Unreachable {
-                    op: "reopening the TPM",
-                    detail: e.to_string(),
-                },
-                other => other,
-            })?),
+            empty => {
+                let device = Device::open(&self.config).map_err(|e| match e {
+                    TpmError::Open { .. } | TpmError::Command { .. } => TpmError::Unreachable {
+                        op: "reopening the TPM",
+                        detail: e.to_string(),
+                    },
+                    other => other,
+                })?;
+                // A new connection: the TPM may have started up, objects and saved contexts
+                // of the old one are gone.
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                empty.insert(device)
+            }
         };
         let result = f(device);
+        if device.take_statement_key_created() {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+        }
         if matches!(&result, Err(e) if e.is_connection_lost()) {
             self.device = None;
         }

@@ -4,7 +4,7 @@
 use tss_esapi::{
     abstraction::AsymmetricAlgorithmSelection,
     constants::SessionType,
-    handles::{AuthHandle, ObjectHandle, SessionHandle},
+    handles::{AuthHandle, KeyHandle, ObjectHandle, SessionHandle},
     interface_types::{
         algorithm::HashingAlgorithm,
         ecc::EccCurve,
@@ -39,7 +39,7 @@ impl Device {
             EkAlgorithm::EccNistP384 => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP384),
         };
         let ak = self.ak;
-        let ek = self.create_ek(selection)?;
+        let ek = self.load_ek(alg, selection)?;
         // The EK templates' policy is PolicySecret(TPM_RH_ENDORSEMENT), in the EK's name
         // algorithm: SHA-256 for RSA-2048 (L-1), SHA-384 for P-384 (H-3).
         let hash = match alg {
@@ -108,6 +108,50 @@ impl Device {
         self.flush(ObjectHandle::from(SessionHandle::from(session)));
         self.flush(ObjectHandle::from(ek));
         Ok(Zeroizing::new(result?.value().to_vec()))
+    }
+}
+
+impl Device {
+    /// The EK of `alg` loaded in a transient slot (the caller flushes it): from its context
+    /// saved on this connection when there is one, else created (`TPM2_CreatePrimary`,
+    /// seconds on a discrete TPM) and its context saved for the next activation. A saved
+    /// context that no longer loads (the TPM started up since) is dropped and the EK
+    /// created again; one that still loads is the same key, since an EK is derived from the
+    /// endorsement seed and its template alone.
+    fn load_ek(
+        &mut self,
+        alg: EkAlgorithm,
+        selection: AsymmetricAlgorithmSelection,
+    ) -> Result<KeyHandle, TpmError> {
+        if let Some(i) = self.ek_contexts.iter().position(|(a, _)| *a == alg) {
+            let saved = self.ek_contexts[i].1.clone();
+            match self
+                .ctx
+                .execute_without_session(|ctx| ctx.context_load(saved))
+            {
+                Ok(handle) => return Ok(KeyHandle::from(handle)),
+                Err(e) => {
+                    tracing::debug!(
+                        ek = alg.as_str(),
+                        error = ?e,
+                        "the EK's saved context no longer loads; creating the EK again"
+                    );
+                    self.ek_contexts.remove(i);
+                }
+            }
+        }
+        let ek = self.create_ek(selection)?;
+        match self
+            .ctx
+            .execute_without_session(|ctx| ctx.context_save(ObjectHandle::from(ek)))
+        {
+            Ok(saved) => self.ek_contexts.push((alg, saved)),
+            // Not fatal: the next activation creates the EK again.
+            Err(e) => {
+                tracing::debug!(ek = alg.as_str(), error = ?e, "ContextSave of the EK failed")
+            }
+        }
+        Ok(ek)
     }
 }
 

@@ -82,6 +82,7 @@ impl Device {
             None => {
                 if !self.persistent_exists(handle)? {
                     self.create_persistent(template, handle)?;
+                    self.statement_key_created = true;
                 }
                 self.persistent(handle)?.ok_or(TpmError::Missing {
                     object: "statement key",

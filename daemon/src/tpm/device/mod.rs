@@ -30,6 +30,12 @@ pub struct Device {
     /// The statement key's ESYS handle, once [`Device::ensure_statement_key`] checked it.
     statement_key: Option<KeyHandle>,
     eks: Option<Vec<EndorsementKey>>,
+    /// Saved contexts (`TPM2_ContextSave`) of the EKs created for credential activation,
+    /// kept for this connection: loaded per activation instead of re-created, so no
+    /// transient slot stays taken between activations.
+    ek_contexts: Vec<(crate::tpm::EkAlgorithm, tss_esapi::utils::TpmsContext)>,
+    /// The statement key was created since the owner thread last asked.
+    statement_key_created: bool,
 }
 
 impl Device {
@@ -52,12 +58,19 @@ impl Device {
             ak_info: None,
             statement_key: None,
             eks: None,
+            ek_contexts: Vec::new(),
+            statement_key_created: false,
         };
         device.flush_leftovers()?;
         let (ak, ak_info) = device.ensure_attestation_key()?;
         device.ak = ak;
         device.ak_info = Some(ak_info);
         Ok(device)
+    }
+
+    /// Whether the statement key was created since the last call (and resets it).
+    pub(crate) fn take_statement_key_created(&mut self) -> bool {
+        std::mem::take(&mut self.statement_key_created)
     }
 
     /// The configuration this device was opened with.
