@@ -420,7 +420,7 @@ async fn an_interrupted_evaluation_resumes_after_ready_not_inside_start() {
         if state.json["state"] != "open" {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         state = alice.get(&format!("/v1/instances/{id}")).await;
     }
     assert_eq!(state.json["state"], "evaluating", "{}", state.json);
