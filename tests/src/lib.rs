@@ -103,6 +103,45 @@ impl TestTpm {
             })
     }
 
+    /// `tpm2_makecredential` offline (no TPM) for the EK whose `TPM2B_PUBLIC` is
+    /// `ek_tpm2b` and the object named `name` (hex): returns the `TPM2B_ID_OBJECT` and the
+    /// `TPM2B_ENCRYPTED_SECRET`, as `POST /v1/tpm/activate-credential` takes them.
+    pub fn make_credential(
+        &self,
+        ek_tpm2b: &[u8],
+        name: &str,
+        secret: &[u8],
+    ) -> (Vec<u8>, Vec<u8>) {
+        let tag = sha256(&[ek_tpm2b, name.as_bytes(), secret]);
+        let tag = hex::encode(&tag[..8]);
+        let ek_pub = self.path(&format!("credential-{tag}.ek"));
+        let secret_file = self.path(&format!("credential-{tag}.secret"));
+        let out = self.path(&format!("credential-{tag}.out"));
+        std::fs::write(&ek_pub, ek_tpm2b).unwrap();
+        std::fs::write(&secret_file, secret).unwrap();
+        self.tool_ok(
+            "tpm2_makecredential",
+            &[
+                "-T",
+                "none",
+                "-u",
+                &ek_pub.display().to_string(),
+                "-s",
+                &secret_file.display().to_string(),
+                "-n",
+                name,
+                "-o",
+                &out.display().to_string(),
+            ],
+        );
+        // tpm2-tools' file: magic (4), version (4), TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET.
+        let file = std::fs::read(&out).unwrap();
+        let body = &file[8..];
+        let id_len = usize::from(u16::from_be_bytes([body[0], body[1]])) + 2;
+        let (blob, enc) = body.split_at(id_len);
+        (blob.to_vec(), enc.to_vec())
+    }
+
     /// Runs a tpm2-tools program and panics with its output unless it succeeds.
     pub fn tool_ok(&self, program: &str, args: &[&str]) -> String {
         let out = self.tool(program, args);

@@ -281,33 +281,13 @@ async fn tpm_info_certification_and_credential_activation() {
     // MakeCredential with tpm2-tools (offline, the EK's public area and the AK's name),
     // then the daemon's ActivateCredential gives the secret back.
     for ek in eks {
-        let ek_pub = tpm.path("ek.pub");
-        let tpm2b = b64d(&ek["tpm2b_public"]);
-        std::fs::write(&ek_pub, &tpm2b).unwrap();
-        let secret = tpm.path("secret.bin");
-        std::fs::write(&secret, b"0123456789abcdef0123456789abcdef").unwrap();
-        let out = tpm.path("cred.out");
         let name = r.json["ak"]["name"].as_str().unwrap();
-        tpm.tool_ok(
-            "tpm2_makecredential",
-            &[
-                "-T",
-                "none",
-                "-u",
-                &ek_pub.display().to_string(),
-                "-s",
-                &secret.display().to_string(),
-                "-n",
-                name,
-                "-o",
-                &out.display().to_string(),
-            ],
+        let (blob, enc) = tpm.make_credential(
+            &b64d(&ek["tpm2b_public"]),
+            name,
+            b"0123456789abcdef0123456789abcdef",
         );
-        // tpm2-tools' file: magic (4), version (4), TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET.
-        let file = std::fs::read(&out).unwrap();
-        let body = &file[8..];
-        let id_len = u16::from_be_bytes([body[0], body[1]]) as usize + 2;
-        let (blob, enc) = body.split_at(id_len);
+        let (blob, enc) = (blob.as_slice(), enc.as_slice());
         let b64 = base64::engine::general_purpose::STANDARD;
         let a = op
             .post(

@@ -85,31 +85,7 @@ fn ok_or_busy(what: &str, r: &arbiter_client::http::Response) -> bool {
 /// (`credential_blob`, `encrypted_secret`) as the API takes them.
 fn credential(tpm: &TestTpm, ek: &Value, ak_name: &str) -> Value {
     let alg = ek["alg"].as_str().unwrap();
-    let ek_pub = tpm.path(&format!("ek-{alg}.pub"));
-    std::fs::write(&ek_pub, b64d(&ek["tpm2b_public"])).unwrap();
-    let secret = tpm.path("secret.bin");
-    std::fs::write(&secret, SECRET).unwrap();
-    let out = tpm.path(&format!("cred-{alg}.out"));
-    tpm.tool_ok(
-        "tpm2_makecredential",
-        &[
-            "-T",
-            "none",
-            "-u",
-            &ek_pub.display().to_string(),
-            "-s",
-            &secret.display().to_string(),
-            "-n",
-            ak_name,
-            "-o",
-            &out.display().to_string(),
-        ],
-    );
-    // tpm2-tools' file: magic (4), version (4), TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET.
-    let file = std::fs::read(&out).unwrap();
-    let body = &file[8..];
-    let id_len = u16::from_be_bytes([body[0], body[1]]) as usize + 2;
-    let (blob, enc) = body.split_at(id_len);
+    let (blob, enc) = tpm.make_credential(&b64d(&ek["tpm2b_public"]), ak_name, SECRET);
     let b64 = base64::engine::general_purpose::STANDARD;
     json!({"ek_alg": alg, "credential_blob": b64.encode(blob), "encrypted_secret": b64.encode(enc)})
 }
