@@ -131,6 +131,35 @@ pub struct Party {
 }
 
 impl Party {
+    /// Fetches `/v1/tpm` and `/v1/attestation` (with a fresh nonce) and appraises them as a
+    /// party's client does, under `policy`: the attestation's JSON and the verdict.
+    pub async fn appraise(
+        &self,
+        policy: &arbiter_policy::appraisal::AppraisalPolicy,
+    ) -> (Value, arbiter_policy::appraisal::Verdict) {
+        use arbiter_client::verify::{Answer, appraise_answers, fresh_nonce};
+        let tpm = self.get("/v1/tpm").await;
+        assert!(tpm.status.is_success(), "{}", tpm.json);
+        let n = fresh_nonce();
+        let att = self.get(&format!("/v1/attestation?nonce={n}")).await;
+        assert!(att.status.is_success(), "{}", att.json);
+        let (verdict, _) = appraise_answers(
+            &Answer {
+                json: &tpm.json,
+                tls_spki_sha256: &tpm.server_spki_sha256,
+            },
+            &Answer {
+                json: &att.json,
+                tls_spki_sha256: &att.server_spki_sha256,
+            },
+            &n,
+            None,
+            policy,
+        )
+        .expect("appraising the answers");
+        (att.json, verdict)
+    }
+
     /// A new party with a fresh self-signed identity, connected to `daemon`.
     pub fn new(name: &str, daemon: &TestDaemon) -> Self {
         let identity = PartyIdentity::generate(name).expect("generating an identity");

@@ -10,7 +10,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use arbiter_client::http::PartyIdentity;
-use arbiter_client::verify::{Answer, appraise_answers};
 use arbiter_policy::appraisal::{AppraisalPolicy, Check};
 use arbiter_tests::TestTpm;
 use arbiter_tests::cli::CliParty;
@@ -28,33 +27,6 @@ fn nonce() -> String {
     let mut n = [0u8; 16];
     rand::fill(&mut n);
     hex::encode(n)
-}
-
-/// Appraises `/v1/tpm` and `/v1/attestation` as a party's client does, under `policy`.
-async fn appraise(
-    party: &Party,
-    policy: &AppraisalPolicy,
-) -> (Value, arbiter_policy::appraisal::Verdict) {
-    let tpm = party.get("/v1/tpm").await;
-    assert_eq!(tpm.status, StatusCode::OK, "{}", tpm.json);
-    let n = nonce();
-    let att = party.get(&format!("/v1/attestation?nonce={n}")).await;
-    assert_eq!(att.status, StatusCode::OK, "{}", att.json);
-    let (verdict, _) = appraise_answers(
-        &Answer {
-            json: &tpm.json,
-            tls_spki_sha256: &tpm.server_spki_sha256,
-        },
-        &Answer {
-            json: &att.json,
-            tls_spki_sha256: &att.server_spki_sha256,
-        },
-        &n,
-        None,
-        policy,
-    )
-    .unwrap();
-    (att.json, verdict)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +63,7 @@ async fn a_changed_platform_state_starts_degraded_touches_nothing_and_recovers()
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 
     // A party's policy: this AK, PCR 0 as it is now. It trusts the healthy daemon.
-    let (healthy, verdict) = appraise(&alice, &AppraisalPolicy::default()).await;
+    let (healthy, verdict) = alice.appraise(&AppraisalPolicy::default()).await;
     let ak_name = hex::decode(healthy["ak"]["name"].as_str().unwrap()).unwrap();
     let pcr0: [u8; 32] = hex::decode(healthy["quote"]["pcrs"]["sha256"]["0"].as_str().unwrap())
         .unwrap()
@@ -103,7 +75,7 @@ async fn a_changed_platform_state_starts_degraded_touches_nothing_and_recovers()
     // swtpm has no firmware: PCR 0 is all-zero, which pins nothing by itself; the value is
     // still checked (the `pcr` check), which is what this test needs.
     policy.allow_unpinned_platform = true;
-    let (_, verdict_pinned) = appraise(&alice, &policy).await;
+    let (_, verdict_pinned) = alice.appraise(&policy).await;
     assert!(
         verdict_pinned.trusted,
         "the pinned policy trusts the healthy daemon: {:?} (unpinned: {:?})",
@@ -144,7 +116,7 @@ async fn a_changed_platform_state_starts_degraded_touches_nothing_and_recovers()
 
     // Attestation and the TPM's public parts answer; the party's appraisal refuses the
     // changed PCR 0 and the sealing index whose policy the quoted PCRs do not satisfy.
-    let (att, verdict) = appraise(&alice, &policy).await;
+    let (att, verdict) = alice.appraise(&policy).await;
     assert!(!verdict.trusted);
     assert!(
         verdict.reasons.iter().any(|r| r.check == Check::Pcr),
@@ -236,7 +208,7 @@ async fn a_changed_platform_state_starts_degraded_touches_nothing_and_recovers()
     bob.reconnect(&d.url);
     let h = alice.get("/healthz").await;
     assert_eq!(h.json["status"], "ok", "{}", h.json);
-    let (_, verdict) = appraise(&alice, &policy).await;
+    let (_, verdict) = alice.appraise(&policy).await;
     assert!(verdict.trusted, "{:?}", verdict.reasons);
     let shown = alice.get(&format!("/v1/instances/{id}")).await;
     assert_eq!(shown.json["state"], "open", "{}", shown.json);

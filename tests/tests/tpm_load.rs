@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arbiter_client::http::PartyIdentity;
-use arbiter_client::verify::{Answer, appraise_answers};
 use arbiter_policy::appraisal::AppraisalPolicy;
 use arbiter_tests::daemon::{Party, TestDaemon};
 use arbiter_tests::{TestTpm, b64d};
@@ -28,12 +27,6 @@ const FLOOD: Duration = Duration::from_secs(4);
 /// The limit under test (below the default, so that refusals happen on 2 cores).
 const LIMIT: usize = 2;
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
-
-fn nonce() -> String {
-    let mut n = [0u8; 16];
-    rand::fill(&mut n);
-    hex::encode(n)
-}
 
 /// The value of one metric line (`name{labels}`), 0 when absent.
 fn metric(text: &str, name: &str) -> f64 {
@@ -93,26 +86,8 @@ fn credential(tpm: &TestTpm, ek: &Value, ak_name: &str) -> Value {
 /// One attestation as a party's client appraises it, under `policy`; the time it took.
 async fn attest_once(party: &Party, policy: &AppraisalPolicy) -> Duration {
     let started = Instant::now();
-    let tpm = party.get("/v1/tpm").await;
-    assert_eq!(tpm.status, StatusCode::OK, "{}", tpm.json);
-    let n = nonce();
-    let att = party.get(&format!("/v1/attestation?nonce={n}")).await;
-    assert_eq!(att.status, StatusCode::OK, "{}", att.json);
+    let (_, verdict) = party.appraise(policy).await;
     let took = started.elapsed();
-    let (verdict, _) = appraise_answers(
-        &Answer {
-            json: &tpm.json,
-            tls_spki_sha256: &tpm.server_spki_sha256,
-        },
-        &Answer {
-            json: &att.json,
-            tls_spki_sha256: &att.server_spki_sha256,
-        },
-        &n,
-        None,
-        policy,
-    )
-    .unwrap();
     assert!(verdict.trusted, "untrusted: {:?}", verdict.reasons);
     took
 }
