@@ -306,8 +306,9 @@ impl Engine {
     }
 
     /// `GET /v1/tpm`: the AK, each EK with its certificate, and the statement key with its
-    /// certification by the AK. Computed once and served from memory while its
-    /// [`TpmInfoKey`] holds; computing it is client-driven TPM work, refused with
+    /// certification by the AK. Computed once and served from memory while its cache key
+    /// (TPM connection epoch, log generation, "as is" mode) holds; computing it is
+    /// client-driven TPM work, refused with
     /// [`crate::tpm::TpmError::Busy`] when too many such requests wait.
     pub async fn tpm_info(&self) -> Result<TpmInfo, EngineError> {
         let key = self.tpm_info_key();
