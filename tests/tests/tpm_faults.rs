@@ -350,3 +350,33 @@ async fn nv_rate_on_the_sealing_write_is_waited_out_or_refused_changing_nothing(
     assert_eq!(s.json["state"], "destroyed", "{}", s.json);
     assert_eq!(result(&alice, kept_id).await, kept_result);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_answers_at_random_cost_nothing_but_time() {
+    let tpm = TestTpm::start();
+    let proxy = TpmProxy::start(tpm.swtpm.port(), LatencyTable::none(), vec![]).await;
+    let (_d, _op, alice, _bob) = daemon(&tpm, proxy.tcti()).await;
+    let policy = trusting(&alice).await;
+    // A third of the quotes answered TPM_RC_RETRY, a third of the PCR reads that precede
+    // them TPM_RC_YIELDED (the proxy's generator is seeded: the same run each time).
+    proxy.set_faults(vec![
+        "Quote=RETRY@0.33".parse().unwrap(),
+        "PCR_Read=YIELDED@0.33".parse().unwrap(),
+    ]);
+    for _ in 0..20 {
+        let (_, verdict) = alice.appraise(&policy).await;
+        assert!(verdict.trusted, "{verdict:?}");
+    }
+    let (quote, read) = (
+        command_code("Quote").unwrap(),
+        command_code("PCR_Read").unwrap(),
+    );
+    println!(
+        "20 attestations: Quote injected {} / passed {}, PCR_Read injected {} / passed {}",
+        proxy.injected(quote),
+        proxy.forwarded(quote),
+        proxy.injected(read),
+        proxy.forwarded(read)
+    );
+    assert!(proxy.injected(quote) > 0 && proxy.injected(read) > 0);
+}

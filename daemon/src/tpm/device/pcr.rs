@@ -21,10 +21,12 @@ impl Device {
     /// Reads the PCRs of `selection` from the SHA-256 bank (any number of them).
     pub fn pcr_read(&mut self, selection: &PcrSelection) -> Result<PcrValues, TpmError> {
         let list = selection_list(selection)?;
-        let data = self
-            .ctx
-            .execute_without_session(|ctx| pcr::read_all(ctx, list))
-            .map_err(command("PCR_Read"))?;
+        // Reads change nothing: the whole set is read again if a TPM stays busy.
+        let data = retry_busy(|| {
+            self.ctx
+                .execute_without_session(|ctx| pcr::read_all(ctx, list.clone()))
+        })
+        .map_err(command("PCR_Read"))?;
         let bank = data
             .pcr_bank(HashingAlgorithm::Sha256)
             .ok_or(TpmError::Command {
