@@ -333,7 +333,8 @@ impl FromStr for Fault {
                 })?;
             (rc, Trigger::Probability(p))
         } else if let Some((rc, k)) = rest.rsplit_once('x').filter(|(rc, k)| {
-            !rc.is_empty() && !rc.ends_with('0') && k.chars().all(|c| c.is_ascii_digit())
+            // `0x922` alone is a code, not `0` times 922.
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_digit()) && response_code(rc).is_ok()
         }) {
             let k = k
                 .parse()
@@ -587,7 +588,12 @@ mod tests {
             (f.command, f.rc, f.trigger),
             (0x182, 0x908, Trigger::First(2))
         );
+        let f = "NV_Write=0x920x3".parse::<Fault>().unwrap();
+        assert_eq!((f.rc, f.trigger), (RC_NV_RATE, Trigger::First(3)));
+        let f = "NV_Write=0x920".parse::<Fault>().unwrap();
+        assert_eq!((f.rc, f.trigger), (RC_NV_RATE, Trigger::Probability(1.0)));
         assert!("Quote=BUSY".parse::<Fault>().is_err());
+        assert!("Quote=RETRYx".parse::<Fault>().is_err());
         assert!("Frobnicate=RETRY".parse::<Fault>().is_err());
         assert!("Quote=RETRY@2".parse::<Fault>().is_err());
     }
