@@ -380,3 +380,57 @@ async fn busy_answers_at_random_cost_nothing_but_time() {
     );
     assert!(proxy.injected(quote) > 0 && proxy.injected(read) > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_discrete_tpm_speed_concurrent_attestations_share_quotes() {
+    let tpm = TestTpm::start();
+    let proxy = TpmProxy::start(tpm.swtpm.port(), LatencyTable::none(), vec![]).await;
+    let (d, _op, alice, _bob) = daemon(&tpm, proxy.tcti()).await;
+    let policy = trusting(&alice).await;
+    proxy.set_latency(LatencyTable::discrete());
+    let quote = command_code("Quote").unwrap();
+    let quote_latency = LatencyTable::discrete().commands[&quote];
+
+    let started = Instant::now();
+    let (_, verdict) = alice.appraise(&policy).await;
+    let one = started.elapsed();
+    assert!(verdict.trusted, "{verdict:?}");
+    assert!(one >= quote_latency, "one attestation took {one:?}");
+
+    const CLIENTS: usize = 16;
+    let parties: Vec<Party> = (0..CLIENTS)
+        .map(|i| Party::new(&format!("verifier{i}"), &d))
+        .collect();
+    let quotes_before = proxy.forwarded(quote);
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for p in parties {
+        let policy = policy.clone();
+        set.spawn(async move {
+            let started = Instant::now();
+            let (_, verdict) = p.appraise(&policy).await;
+            (verdict.trusted, started.elapsed())
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(r) = set.join_next().await {
+        let (trusted, took) = r.unwrap();
+        assert!(trusted);
+        latencies.push(took);
+    }
+    let wall = started.elapsed();
+    latencies.sort();
+    let quotes = proxy.forwarded(quote) - quotes_before;
+    println!(
+        "discrete table: one attestation {one:?}; {CLIENTS} at once: {wall:?} in all, \
+         {quotes} quotes, median {:?}, slowest {:?}",
+        latencies[CLIENTS / 2],
+        latencies[CLIENTS - 1]
+    );
+    // One quote per request would take CLIENTS quote times at least; batched, a few.
+    assert!(
+        quotes < CLIENTS as u64 / 2,
+        "{quotes} quotes for {CLIENTS} attestations"
+    );
+    assert!(wall < quote_latency * (CLIENTS as u32) / 2, "{wall:?}");
+}
