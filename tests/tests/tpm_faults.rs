@@ -1,9 +1,11 @@
 //! A private swtpm behind the TPM proxy (`arbiter_tests::tpm_proxy`): tpm2-tools work through
-//! it and a quote takes at least its discrete-TPM latency; the daemon rides out
-//! `TPM_RC_RETRY` and `TPM_RC_YIELDED` answered to its quotes, signatures and extends and
-//! still attests, measures and evaluates; `TPM_RC_NV_RATE` on the sealing index's NV writes
-//! is waited out, and when it does not end the destruction fails with a clear error,
-//! changes nothing visible and completes once the TPM accepts writes again.
+//! it and a quote takes at least its discrete-TPM latency; at that speed concurrent verified
+//! attestations share a few quotes; the daemon rides out `TPM_RC_RETRY` and
+//! `TPM_RC_YIELDED` answered to its quotes, PCR reads, signatures and extends (a few times,
+//! at random, or for good: then a clear 503, or a result withheld as unsigned, and the TPM
+//! used again after); `TPM_RC_NV_RATE` on the sealing index's NV writes is waited out, and
+//! when it does not end the destruction fails with a clear error, changes nothing visible
+//! and completes once the TPM accepts writes again.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
