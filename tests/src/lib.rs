@@ -17,6 +17,7 @@ pub mod keylime;
 pub mod library;
 pub mod process;
 pub mod state;
+pub mod tpm_proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

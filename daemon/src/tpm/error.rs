@@ -159,6 +159,10 @@ pub(crate) const RC_HANDLE: u32 = 0x08B;
 pub(crate) const RC_NV_RATE: u32 = 0x920;
 /// `TPM_RC_RETRY`.
 pub(crate) const RC_RETRY: u32 = 0x922;
+/// `TPM_RC_YIELDED`.
+pub(crate) const RC_YIELDED: u32 = 0x908;
+/// `TPM_RC_TESTING`.
+pub(crate) const RC_TESTING: u32 = 0x90A;
 /// `TPM_RC_NV_UNAVAILABLE`.
 pub(crate) const RC_NV_UNAVAILABLE: u32 = 0x923;
 
@@ -190,4 +194,33 @@ pub(crate) fn command(op: &'static str) -> impl Fn(tss_esapi::Error) -> TpmError
 /// Whether a TSS error is this TPM response code (numbers masked).
 pub(crate) fn is_rc(e: &tss_esapi::Error, want: u32) -> bool {
     raw_rc(e).map(base_rc) == Some(want)
+}
+
+/// Pauses between rounds of [`retry_busy`]: ESYS itself resubmits a command the TPM
+/// answered with `TPM_RC_RETRY`, `TPM_RC_YIELDED` or `TPM_RC_TESTING` up to five times at
+/// once; a TPM still busy after that gets these pauses (1.2 s in all) before the error.
+const BUSY_BACKOFF_MS: [u64; 4] = [20, 80, 300, 800];
+
+/// Runs one TPM command, again after a short pause while the TPM answers that it did not
+/// run it and it may be sent again (`TPM_RC_RETRY`, `TPM_RC_YIELDED`, `TPM_RC_TESTING`):
+/// safe for any single command, since the TPM did not execute it.
+pub(crate) fn retry_busy<T>(
+    mut run: impl FnMut() -> Result<T, tss_esapi::Error>,
+) -> Result<T, tss_esapi::Error> {
+    let mut pauses = BUSY_BACKOFF_MS.iter();
+    loop {
+        match run() {
+            Err(e)
+                if [RC_RETRY, RC_YIELDED, RC_TESTING]
+                    .iter()
+                    .any(|rc| is_rc(&e, *rc)) =>
+            {
+                let Some(ms) = pauses.next() else {
+                    return Err(e);
+                };
+                std::thread::sleep(std::time::Duration::from_millis(*ms));
+            }
+            other => return other,
+        }
+    }
 }

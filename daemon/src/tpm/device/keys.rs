@@ -19,7 +19,7 @@ use tss_esapi::{
 };
 
 use super::{Device, sessions::policy_error, to_policy_public, tpm2b};
-use crate::tpm::error::{TpmError, command};
+use crate::tpm::error::{TpmError, command, retry_busy};
 use crate::tpm::{Certification, EkAlgorithm, EndorsementKey, KeyInfo, templates};
 
 impl Device {
@@ -219,8 +219,15 @@ impl Device {
             })
             .map_err(command("Sign"))?;
             let digest = Digest::try_from(digest.to_vec()).map_err(command("Sign"))?;
-            ctx.execute_with_session(Some(AuthSession::from(session)), |ctx| {
-                ctx.sign(key, digest, SignatureScheme::Null, validation)
+            retry_busy(|| {
+                ctx.execute_with_session(Some(AuthSession::from(session)), |ctx| {
+                    ctx.sign(
+                        key,
+                        digest.clone(),
+                        SignatureScheme::Null,
+                        validation.clone(),
+                    )
+                })
             })
             .map_err(|e| policy_error("statement key", &selection, "Sign", e))
         });

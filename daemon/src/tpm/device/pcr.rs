@@ -13,7 +13,7 @@ use tss_esapi::{
 
 use super::Device;
 use crate::tpm::Quote;
-use crate::tpm::error::{TpmError, command};
+use crate::tpm::error::{TpmError, command, retry_busy};
 
 /// How often a quote is retried when the PCRs change between reading and quoting.
 const QUOTE_ATTEMPTS: u32 = 5;
@@ -21,10 +21,12 @@ impl Device {
     /// Reads the PCRs of `selection` from the SHA-256 bank (any number of them).
     pub fn pcr_read(&mut self, selection: &PcrSelection) -> Result<PcrValues, TpmError> {
         let list = selection_list(selection)?;
-        let data = self
-            .ctx
-            .execute_without_session(|ctx| pcr::read_all(ctx, list))
-            .map_err(command("PCR_Read"))?;
+        // Reads change nothing: the whole set is read again if a TPM stays busy.
+        let data = retry_busy(|| {
+            self.ctx
+                .execute_without_session(|ctx| pcr::read_all(ctx, list.clone()))
+        })
+        .map_err(command("PCR_Read"))?;
         let bank = data
             .pcr_bank(HashingAlgorithm::Sha256)
             .ok_or(TpmError::Command {
@@ -62,11 +64,13 @@ impl Device {
             HashingAlgorithm::Sha256,
             Digest::try_from(digest.to_vec()).map_err(command("PCR_Extend"))?,
         );
-        self.ctx
-            .execute_with_session(Some(AuthSession::Password), |ctx| {
-                ctx.pcr_extend(handle, values)
-            })
-            .map_err(command("PCR_Extend"))
+        retry_busy(|| {
+            self.ctx
+                .execute_with_session(Some(AuthSession::Password), |ctx| {
+                    ctx.pcr_extend(handle, values.clone())
+                })
+        })
+        .map_err(command("PCR_Extend"))
     }
 
     /// Resets PCR `index` (`TPM2_PCR_Reset`: all banks to zero). The TPM allows it from
@@ -111,12 +115,13 @@ impl Device {
             let pcrs = self.pcr_read(selection)?;
             let data = Data::try_from(qualifying_data.to_vec()).map_err(command("Quote"))?;
             let list = selection_list(selection)?;
-            let (attest, signature) = self
-                .ctx
-                .execute_with_session(Some(AuthSession::Password), |ctx| {
-                    ctx.quote(ak, data, SignatureScheme::Null, list)
-                })
-                .map_err(command("Quote"))?;
+            let (attest, signature) = retry_busy(|| {
+                self.ctx
+                    .execute_with_session(Some(AuthSession::Password), |ctx| {
+                        ctx.quote(ak, data.clone(), SignatureScheme::Null, list.clone())
+                    })
+            })
+            .map_err(command("Quote"))?;
             let attest = attest
                 .marshall()
                 .map_err(command("marshalling TPMS_ATTEST"))?;
