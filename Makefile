@@ -11,7 +11,7 @@ CARGO ?= cargo
 # ESYS prints every TPM error response to stderr; the daemon reports them itself.
 export TSS2_LOG ?= all+NONE
 
-.PHONY: demo test deps lint bench container-test deb package-test fleet-test
+.PHONY: demo test deps lint bench container-test deb package-test fleet-test reliability
 
 ## Install the system packages Arbiter needs (Debian/Ubuntu); dpkg-dev: dpkg-shlibdeps for
 ## the .deb's library dependencies.
@@ -49,6 +49,14 @@ fleet-test: deps
 	$(CARGO) build --locked -q -p arbiter-daemon -p arbiter-client
 	keylime_bin="$$(tests/fleet/install-keylime.sh)" && \
 	  ARBITER_KEYLIME_BIN="$$keylime_bin" $(CARGO) test --locked -p arbiter-tests --test fleet -- --ignored --nocapture --test-threads=1
+
+## The long reliability runs (docs/reliability.md), not part of `make test`: arbiterd
+## killed with SIGKILL at 100 random moments under mixed load (`make test` runs 3), every
+## promise checked after each restart. ARBITER_CRASH_SEED=N replays a run's seed.
+ARBITER_CRASH_KILLS ?= 100
+reliability: deps
+	$(CARGO) build --locked -q -p arbiter-daemon
+	ARBITER_CRASH_KILLS=$(ARBITER_CRASH_KILLS) $(CARGO) test --locked -p arbiter-tests --test crash_consistency -- --nocapture
 
 ## Formatting and lints, as CI runs them.
 lint:
