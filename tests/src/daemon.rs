@@ -19,12 +19,18 @@ use crate::TestTpm;
 use crate::process::{DaemonProcess, DaemonSpec};
 
 /// The `arbiterd` binary that evaluations re-execute: `$ARBITERD`, or the one cargo built
-/// next to this test binary (`cargo test --workspace` builds it).
+/// beside this program (a binary of this crate, e.g. `arbiter-load`) or beside its
+/// directory (a test binary in `deps/`; `cargo test --workspace` builds it).
 pub fn arbiterd_path() -> PathBuf {
     if let Some(p) = std::env::var_os("ARBITERD") {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test binary path");
+    if let Some(beside) = exe.parent().map(|d| d.join("arbiterd"))
+        && beside.exists()
+    {
+        return beside;
+    }
     let dir = exe
         .parent()
         .and_then(Path::parent)
