@@ -92,6 +92,10 @@ struct Pending {
 pub struct Batcher {
     pending: Mutex<Option<Pending>>,
     arrived: tokio::sync::Notify,
+    /// Held from taking a batch until its quote is done: one quote in flight at a time, so
+    /// requests arriving while the TPM signs (200 ms on a discrete TPM) all join the next
+    /// batch instead of cutting small batches that queue behind each other at the TPM.
+    quoting: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -216,8 +220,8 @@ impl Engine {
         Ok((index, batch))
     }
 
-    /// Waits out the batch window (and, in tests, the minimum batch size), then quotes once
-    /// for every waiting request.
+    /// Waits out the batch window (and, in tests, the minimum batch size) and the quote in
+    /// flight, then quotes once for every waiting request.
     async fn flush_batch(self: Arc<Self>) {
         let window = Duration::from_millis(self.config().attestation.batch_window_ms);
         let min = self.config().attestation.batch_min_leaves.max(1);
@@ -236,6 +240,8 @@ impl Engine {
             }
             let _ = tokio::time::timeout_at(deadline, self.batcher.arrived.notified()).await;
         }
+        // Wait for the quote in flight, if any: until it is done this batch keeps growing.
+        let _quoting = self.batcher.quoting.lock().await;
         let Some(pending) = self
             .batcher
             .pending
