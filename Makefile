@@ -66,11 +66,15 @@ api-fuzz: deps
 
 ## The long reliability runs (docs/reliability.md), not part of `make test`: arbiterd
 ## killed with SIGKILL at 100 random moments under mixed load (`make test` runs 3), every
-## promise checked after each restart. ARBITER_CRASH_SEED=N replays a run's seed.
+## promise checked after each restart. ARBITER_CRASH_SEED=N replays a run's seed. Then
+## 10,000 mixed TPM operations through the daemon (`make test` runs 1,000), no transient
+## object or session left in the TPM.
 ARBITER_CRASH_KILLS ?= 100
+ARBITER_TPM_OPS ?= 10000
 reliability: deps
 	$(CARGO) build --locked -q -p arbiter-daemon
 	ARBITER_CRASH_KILLS=$(ARBITER_CRASH_KILLS) $(CARGO) test --locked -p arbiter-tests --test crash_consistency -- --nocapture
+	ARBITER_TPM_OPS=$(ARBITER_TPM_OPS) $(CARGO) test --locked -p arbiter-tests --test security -- --nocapture mixed_tpm_work
 
 ## Formatting and lints, as CI runs them.
 lint:
