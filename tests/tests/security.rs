@@ -18,8 +18,13 @@
 //!   runs and after it stops. `ARBITER_TPM_OPS` sets the count (default 1,000, about 30 s
 //!   in a debug build; `make reliability` runs 10,000).
 //!
-//! Not repeated here: scripts probing the host (files, network, environment, `/proc`) are
-//! hostile_scripts.rs; slow and oversized bodies are hostile_clients.rs and large_inputs.rs.
+//! - **Scripts probing the host**: files, `/proc`, the network (a listener nothing may
+//!   reach), the environment and commands, by every name a scripting library might offer
+//!   them under, directly, through function pointers and as modules: refused at
+//!   registration or failed when run, and nothing connected. (hostile_scripts.rs covers
+//!   the clock, randomness, `eval` and the resource limits.)
+//!
+//! Not repeated here: slow and oversized bodies are hostile_clients.rs and large_inputs.rs.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -704,4 +709,194 @@ async fn mixed_tpm_work_through_the_daemon_leaks_no_object_or_session() {
         counts[2],
         counts[3]
     );
+}
+
+/// How a probe of the host ended.
+#[derive(Debug)]
+enum Probe {
+    /// Refused at registration (the script does not compile).
+    Refused(String),
+    /// Ran and failed with this reason and message.
+    Failed(String, String),
+    /// Ran and returned this output.
+    Output(Value),
+}
+
+/// Registers `source`, runs it in a one-party instance of `alice`'s and says how it ended.
+async fn probe(w: &World, n: usize, source: &str) -> Probe {
+    let op = w.as_(Operator);
+    let alice = w.as_(Party);
+    let f = op
+        .post(
+            "/v1/functions",
+            json!({"name": format!("probe{n}"), "language": "rhai", "source": source}),
+        )
+        .await;
+    if f.status != StatusCode::CREATED {
+        return Probe::Refused(f.json["error"]["message"].as_str().unwrap_or("").to_owned());
+    }
+    let manifest = json!({
+        "function": { "sha256": f.json["sha256"] },
+        "parties": [{ "name": "alice", "identity": alice.id }],
+        "slots": { "a": { "providers": [alice.id], "provide": "provide_once" } },
+        "trigger": { "kind": "all" },
+        "readers": { (alice.id.clone()): "result" },
+        "destruction": { "policy": "on_request", "destroyers": [alice.id] }
+    });
+    let inst = op
+        .post("/v1/instances", json!({"manifest": manifest}))
+        .await;
+    assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
+    let id = inst.json["id"].as_str().unwrap();
+    let body = alice.encrypt_input(&inst.json, "a", 1, &json!("x"));
+    let r = alice
+        .put(&format!("/v1/instances/{id}/inputs/a"), body)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = alice
+        .get(&format!("/v1/instances/{id}/result?wait=30"))
+        .await;
+    assert_eq!(r.json["evaluated"], true, "{}", r.json);
+    if r.json["succeeded"] == true {
+        Probe::Output(r.json["output"].clone())
+    } else {
+        Probe::Failed(
+            r.json["error"]["reason"].as_str().unwrap_or("").to_owned(),
+            r.json["error"]["message"].as_str().unwrap_or("").to_owned(),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_probing_the_host_find_nothing() {
+    let w = World::start(|_| {}).await;
+    // A listener the network probes aim at: nothing may connect to it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/");
+    // What the host holds that a script must not see.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let environ = std::fs::read("/proc/self/environ").unwrap_or_default();
+    let probes: Vec<(&str, String)> = vec![
+        (
+            "a file",
+            r#"fn compute(inputs) { open_file("/etc/passwd") }"#.into(),
+        ),
+        (
+            "a file, read",
+            r#"fn compute(inputs) { read_file("/etc/passwd") }"#.into(),
+        ),
+        (
+            "a file through a function pointer",
+            r#"fn compute(inputs) { Fn("open" + "_file").call("/etc/passwd") }"#.into(),
+        ),
+        (
+            "a file as a module",
+            r#"import "/etc/passwd" as p; fn compute(inputs) { p }"#.into(),
+        ),
+        (
+            "/proc as a module",
+            r#"import "/proc/self/environ" as e; fn compute(inputs) { e }"#.into(),
+        ),
+        (
+            "/proc, read",
+            r#"fn compute(inputs) { read_file("/proc/self/environ") }"#.into(),
+        ),
+        (
+            "/proc/self/maps",
+            r#"fn compute(inputs) { read_file("/proc/self/maps") }"#.into(),
+        ),
+        (
+            "the network, HTTP",
+            format!(r#"fn compute(inputs) {{ http_get("{url}") }}"#),
+        ),
+        (
+            "the network, a socket",
+            format!(r#"fn compute(inputs) {{ connect("127.0.0.1", {port}) }}"#),
+        ),
+        (
+            "the network, a TCP stream",
+            format!(r#"fn compute(inputs) {{ tcp_connect("127.0.0.1:{port}") }}"#),
+        ),
+        (
+            "the environment",
+            r#"fn compute(inputs) { env("HOME") }"#.into(),
+        ),
+        (
+            "the environment, getenv",
+            r#"fn compute(inputs) { getenv("PATH") }"#.into(),
+        ),
+        (
+            "the environment, all of it",
+            r#"fn compute(inputs) { env_vars() }"#.into(),
+        ),
+        (
+            "a command",
+            r#"fn compute(inputs) { system("cat /etc/passwd") }"#.into(),
+        ),
+        (
+            "a command, exec",
+            r#"fn compute(inputs) { exec("/bin/sh", ["-c", "id"]) }"#.into(),
+        ),
+        (
+            "a command through call",
+            r#"fn compute(inputs) { call("system", "id") }"#.into(),
+        ),
+        (
+            "the script's own scope",
+            r#"fn compute(inputs) { let s = this; s }"#.into(),
+        ),
+    ];
+    let mut refused = 0;
+    let mut failed = 0;
+    for (n, (what, source)) in probes.iter().enumerate() {
+        let outcome = probe(&w, n, source).await;
+        println!("{what}: {outcome:?}");
+        match &outcome {
+            Probe::Refused(m) => {
+                assert!(m.contains("does not compile"), "{what}: {m}");
+                refused += 1;
+            }
+            Probe::Failed(reason, message) => {
+                // Nothing there to call: the engine has no such function, binding or
+                // dynamic call, and says so.
+                assert!(
+                    reason == "runtime"
+                        && ["Function not found", "not bound", "expecting Fn"]
+                            .iter()
+                            .any(|m| message.contains(m)),
+                    "{what}: {reason}: {message}"
+                );
+                failed += 1;
+            }
+            Probe::Output(v) => {
+                // Nothing of the host in it, whatever it is.
+                let text = v.to_string();
+                assert!(
+                    !passwd.lines().any(|l| !l.is_empty() && text.contains(l)),
+                    "{what}: {text}"
+                );
+                assert!(
+                    !environ
+                        .split(|b| *b == 0)
+                        .filter(|kv| kv.len() > 8)
+                        .any(|kv| text.contains(&*String::from_utf8_lossy(kv))),
+                    "{what}: {text}"
+                );
+                panic!("{what} returned {text}: a probe of the host must fail");
+            }
+        }
+    }
+    // No probe connected to the listener.
+    let connected =
+        tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept()).await;
+    assert!(
+        connected.is_err(),
+        "a script reached the network: {connected:?}"
+    );
+    println!(
+        "{} probes: {refused} refused at registration, {failed} failed when run",
+        probes.len()
+    );
+    w.daemon.stop().await;
 }
