@@ -214,6 +214,15 @@ parameters = {{ "query.instance" = {{ dictionary = "instances", probability = 0.
     path
 }
 
+/// Where one role's run leaves its report (a VCR cassette of every request and answer):
+/// `target/api-fuzz/ROLE/`, named after the configuration file.
+fn report_dir(config: &Path) -> PathBuf {
+    let role = config.file_stem().unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repo_root().join("target"), PathBuf::from);
+    target.join("api-fuzz").join(role)
+}
+
 /// Runs Schemathesis for one role; returns whether it passed and its output.
 fn schemathesis(st: &str, config: &Path, schema: &Path, url: &str, seed: &str) -> (bool, String) {
     let hooks = repo_root().join("tests/api-fuzz/hooks.py");
@@ -223,6 +232,9 @@ fn schemathesis(st: &str, config: &Path, schema: &Path, url: &str, seed: &str) -
         .arg("run")
         .arg(schema)
         .args(["--url", url, "--seed", seed, "--no-color"])
+        // Every request and answer, to read a failure back: target/api-fuzz/ROLE/.
+        .args(["--report", "vcr", "--report-dir"])
+        .arg(report_dir(config))
         .env("SCHEMATHESIS_HOOKS", &hooks)
         .current_dir(config.parent().unwrap())
         .output()
