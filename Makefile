@@ -11,7 +11,7 @@ CARGO ?= cargo
 # ESYS prints every TPM error response to stderr; the daemon reports them itself.
 export TSS2_LOG ?= all+NONE
 
-.PHONY: demo test deps lint bench container-test deb package-test fleet-test reliability
+.PHONY: demo test deps lint bench container-test deb package-test fleet-test reliability api-fuzz
 
 ## Install the system packages Arbiter needs (Debian/Ubuntu); dpkg-dev: dpkg-shlibdeps for
 ## the .deb's library dependencies.
@@ -50,13 +50,31 @@ fleet-test: deps
 	keylime_bin="$$(tests/fleet/install-keylime.sh)" && \
 	  ARBITER_KEYLIME_BIN="$$keylime_bin" $(CARGO) test --locked -p arbiter-tests --test fleet -- --ignored --nocapture --test-threads=1
 
+## Schemathesis 4.32.5 from PyPI (tests/api-fuzz/install-schemathesis.sh installs it once into
+## ~/.cache/arbiter-schemathesis) against the OpenAPI document a real daemon serves, once per
+## role (operator, creator, party, status reader, stranger) with that role's client
+## certificate, on real functions and instances: no 5xx but 503 with Retry-After, every
+## answer as the document says (docs/reliability.md). API_FUZZ_EXAMPLES cases per operation
+## and phase; API_FUZZ_SEED replays a run.
+API_FUZZ_EXAMPLES ?= 10
+API_FUZZ_SEED ?= 1
+api-fuzz: deps
+	$(CARGO) build --locked -q -p arbiter-daemon
+	st="$$(tests/api-fuzz/install-schemathesis.sh)" && \
+	  ARBITER_SCHEMATHESIS="$$st" ARBITER_API_FUZZ_EXAMPLES=$(API_FUZZ_EXAMPLES) ARBITER_API_FUZZ_SEED=$(API_FUZZ_SEED) \
+	  $(CARGO) test --locked -p arbiter-tests --test api_fuzz -- --ignored --nocapture
+
 ## The long reliability runs (docs/reliability.md), not part of `make test`: arbiterd
 ## killed with SIGKILL at 100 random moments under mixed load (`make test` runs 3), every
-## promise checked after each restart. ARBITER_CRASH_SEED=N replays a run's seed.
+## promise checked after each restart. ARBITER_CRASH_SEED=N replays a run's seed. Then
+## 10,000 mixed TPM operations through the daemon (`make test` runs 1,000), no transient
+## object or session left in the TPM.
 ARBITER_CRASH_KILLS ?= 100
+ARBITER_TPM_OPS ?= 10000
 reliability: deps
 	$(CARGO) build --locked -q -p arbiter-daemon
 	ARBITER_CRASH_KILLS=$(ARBITER_CRASH_KILLS) $(CARGO) test --locked -p arbiter-tests --test crash_consistency -- --nocapture
+	ARBITER_TPM_OPS=$(ARBITER_TPM_OPS) $(CARGO) test --locked -p arbiter-tests --test security -- --nocapture mixed_tpm_work
 
 ## Formatting and lints, as CI runs them.
 lint:

@@ -277,14 +277,14 @@ async fn body_bytes(
     if let Some(len) = declared
         && len > limit
     {
-        return Err(too_large(limit));
+        return Err(unread(request, too_large(limit)));
     }
-    let _reserved = limits
-        .budget
-        .try_reserve(declared.unwrap_or(limit))
-        .ok_or_else(|| {
-            ApiError::busy("too many request bodies are being received at once; retry shortly")
-        })?;
+    let Some(_reserved) = limits.budget.try_reserve(declared.unwrap_or(limit)) else {
+        return Err(unread(
+            request,
+            ApiError::busy("too many request bodies are being received at once; retry shortly"),
+        ));
+    };
     let collected = tokio::time::timeout(
         limits.body_timeout,
         Limited::new(request.into_body(), limit).collect(),
@@ -301,6 +301,16 @@ async fn body_bytes(
         )
     })?;
     Ok(collected.map_err(|_| too_large(limit))?.to_bytes())
+}
+
+/// A refusal sent before the request's body was read: the body is discarded in the
+/// background ([`spool::linger`]) so that the client, still sending it, reads the refusal
+/// instead of a reset connection. Schemathesis found refusals lost this way (403 to a
+/// creator posting a function, 403 to a stranger's input): closing a connection with
+/// unread bytes in its receive buffer resets it, and the reset discards the answer.
+fn unread(request: Request<Incoming>, e: ApiError) -> ApiError {
+    spool::linger(request.into_body());
+    e
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -358,9 +368,9 @@ async fn dispatch(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
-    let (route, params) = routes::match_route(&method, &path).ok_or_else(|| {
+    let Some((route, params)) = routes::match_route(&method, &path) else {
         let allowed = routes::allowed_methods(&path);
-        if !allowed.is_empty() {
+        let refusal = if !allowed.is_empty() {
             ApiError {
                 allow: Some(allowed.join(", ")),
                 ..ApiError::new(
@@ -375,20 +385,21 @@ async fn dispatch(
                 "no_such_endpoint",
                 format!("there is no endpoint {path}"),
             )
-        }
-    })?;
+        };
+        return Err(unread(request, refusal));
+    };
     let p = |i: usize| params.get(i).map(String::as_str).unwrap_or("");
     // Degraded (docs/protocol.md): only health, attestation and the TPM's public parts answer;
     // everything else may need a secret and is refused before anything is read.
     if engine.sealing_unavailable().is_some() && !routes::serves_when_degraded(route) {
-        return Err(ApiError::from(engine.sealing_refusal()));
+        return Err(unread(request, ApiError::from(engine.sealing_refusal())));
     }
     // Revoked by the fleet verifier (docs/fleet.md): the same refusal, the fleet endpoints
     // (which need no secret) still answer so an operator can clear it.
     if !routes::serves_when_degraded(route)
         && let Some(refusal) = engine.fleet_refusal()
     {
-        return Err(ApiError::from(refusal));
+        return Err(unread(request, ApiError::from(refusal)));
     }
     match route {
         Route::Healthz => {
@@ -438,7 +449,9 @@ async fn dispatch(
         }
         Route::ListFunctions => ok(&engine.list_functions().await?),
         Route::RegisterFunction => {
-            engine.authorize_registration(identity)?;
+            if let Err(e) = engine.authorize_registration(identity) {
+                return Err(unread(request, e.into()));
+            }
             let request = body(limits, max_body, request).await?;
             Ok(json_response(
                 StatusCode::CREATED,
@@ -447,7 +460,9 @@ async fn dispatch(
         }
         Route::GetFunction => ok(&engine.get_function(p(0)).await?),
         Route::CreateInstance => {
-            engine.authorize_creation(identity)?;
+            if let Err(e) = engine.authorize_creation(identity) {
+                return Err(unread(request, e.into()));
+            }
             let request = body(limits, max_body, request).await?;
             Ok(json_response(
                 StatusCode::CREATED,
@@ -531,7 +546,10 @@ async fn put_input(
     slot: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (input_limits, others) = engine.input_admission(identity, id, slot).await?;
+    let (input_limits, others) = match engine.input_admission(identity, id, slot).await {
+        Ok(admitted) => admitted,
+        Err(e) => return Err(unread(request, e.into())),
+    };
     let (limit, refusal) = input_limits.body_limit(slot, others);
     let over = |bytes: u64| ApiError::from(refusal.error(bytes));
     let declared = request
