@@ -55,6 +55,8 @@ pub enum MeasureError {
         path: String,
         /// What failed.
         detail: String,
+        /// Whether the disk is full or the filesystem refuses writes.
+        fault: Option<crate::storage::StorageFault>,
     },
     /// A record could not be built (a defect).
     #[error("measurement record: {0}")]
@@ -69,6 +71,17 @@ pub enum MeasureError {
     /// extended.
     #[error("the measurement log is read-only while the daemon is degraded: nothing is measured")]
     ReadOnly,
+}
+
+impl MeasureError {
+    /// Whether the log could not be written because the disk is full or the filesystem
+    /// refuses writes.
+    pub fn storage_fault(&self) -> Option<crate::storage::StorageFault> {
+        match self {
+            Self::Io { fault, .. } => *fault,
+            _ => None,
+        }
+    }
 }
 
 /// What `daemon_started` records, besides the counts and the generation.
@@ -250,7 +263,7 @@ impl Measurer {
             Some(g) => {
                 let path = generation_path(dir, g);
                 let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-                let read = read_jsonl(&bytes).map_err(|e| io(&path, e))?;
+                let read = read_jsonl(&bytes).map_err(|e| io(&path, e.to_string()))?;
                 if let Some(torn) = read.torn.as_ref().filter(|_| !read_only) {
                     // A torn append never completed, so it was never extended: drop it.
                     tracing::warn!(
@@ -443,7 +456,20 @@ impl Measurer {
         state.records.push(record.clone());
         let Err(e) = self.tpm.pcr_extend(self.pcr, record.digest.0).await else {
             let (dir, generation, recnum) = (self.dir.clone(), state.generation, record.recnum);
-            off_runtime(&self.dir, move || write_marker(&dir, generation, recnum)).await??;
+            // The record is in the log and in the PCR: the measurement happened. A marker
+            // left behind (a full disk) only makes the next start's check of a record
+            // ahead of the PCR less strict; failing the caller's action would not undo it.
+            if let Err(e) =
+                off_runtime(&self.dir, move || write_marker(&dir, generation, recnum)).await?
+            {
+                tracing::warn!(
+                    event = "measurement_marker_failed",
+                    recnum = record.recnum,
+                    error = %crate::logging::clip(&e.to_string()),
+                    "measurement log: the record was extended but its marker could not be \
+                     written"
+                );
+            }
             return Ok(record);
         };
         let now = pcr_value(&self.tpm, self.pcr).await.ok();
