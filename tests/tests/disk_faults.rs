@@ -602,6 +602,21 @@ async fn wait_for(
     }
 }
 
+/// How often the daemon logged each event that tells how it handled the fault.
+fn logged_events(daemon: &DaemonProcess) -> BTreeMap<&'static str, usize> {
+    let log = daemon.log();
+    [
+        "evaluation_failed",
+        "evaluation_abandon_failed",
+        "evaluation_retry_failed",
+        "measurement_marker_failed",
+        "destruction failed",
+    ]
+    .into_iter()
+    .map(|e| (e, log.matches(e).count()))
+    .collect()
+}
+
 async fn report(world: &World, name: &str, started: Instant) {
     let l = world.ledger.lock().await;
     let mut states: BTreeMap<&str, u64> = BTreeMap::new();
@@ -695,6 +710,7 @@ async fn a_disk_filling_up_under_load_refuses_cleanly_and_recovers_when_space_re
     .unwrap();
     check_running(&world, &state_dir, &policy, "after a restart").await;
     report(&world, "disk full", started).await;
+    println!("disk full: daemon log events {:?}", logged_events(&daemon));
     daemon.kill();
     mount.unmount();
 }
@@ -783,6 +799,7 @@ async fn a_state_directory_turned_read_only_under_load_refuses_cleanly_and_recov
     stop_workers(&world, workers).await;
     check_running(&world, &state_dir, &policy, "after the load resumed").await;
     report(&world, "read-only", started).await;
+    println!("read-only: daemon log events {:?}", logged_events(&daemon));
     daemon.kill();
     mount.unmount();
 }
