@@ -23,27 +23,39 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use arbiter_client::http::PartyIdentity;
-use arbiter_measured_boot::cel::{self, Record};
-use arbiter_policy::appraisal::AppraisalPolicy;
-use arbiter_tests::daemon::{Party, two_party_manifest};
-use arbiter_tests::process::{DaemonProcess, DaemonSpec};
-use arbiter_tests::{TestTpm, verified_quote};
+use arbiter_tests::TestTpm;
+use arbiter_tests::load::{
+    check_running, check_stopped, logged_events, report, setup, start_workers, stop_workers,
+    wait_for,
+};
 use hyper::StatusCode;
-use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
-const CONCAT: &str = "fn compute(inputs) { sha256(inputs.a + inputs.b) }\n";
-const WORKERS: usize = 3;
-/// Bytes of each input value: a full disk is reached after a few dozen submissions.
-const VALUE_BYTES: usize = 24 << 10;
+/// The refusals a full or read-only state directory explains: 507 `disk_full` or 503
+/// `storage_unavailable` with `Retry-After`, the message naming the problem.
+fn storage_refusal(
+    _what: &str,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    retry_after: bool,
+) -> Result<(), String> {
+    match (status, code) {
+        (StatusCode::INSUFFICIENT_STORAGE, "disk_full") if message.contains("disk is full") => {
+            Ok(())
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            if message.contains("read-only") && retry_after =>
+        {
+            Ok(())
+        }
+        _ => Err("only storage refusals naming the problem are expected".into()),
+    }
+}
 
 /// A filesystem mounted for the test, unmounted (lazily) on drop.
 struct Mount {
@@ -149,499 +161,6 @@ impl Drop for Mount {
     }
 }
 
-/// The test's model of one instance, from acknowledgements only.
-#[derive(Debug, Clone, Default)]
-struct Model {
-    instance: Value,
-    /// Slots acknowledged.
-    acked: Vec<&'static str>,
-    /// Destruction acknowledged.
-    destroyed: bool,
-    /// Whether this instance is to be destroyed once evaluated.
-    destroy: bool,
-}
-
-impl Model {
-    fn id(&self) -> String {
-        self.instance["id"].as_str().unwrap().to_owned()
-    }
-}
-
-fn value(id: &str, slot: &str) -> String {
-    format!("{slot}-{}-{}", &id[..8], "x".repeat(VALUE_BYTES))
-}
-
-#[derive(Default)]
-struct Ledger {
-    instances: Vec<Model>,
-    /// Function names: `true` acknowledged, `false` refused.
-    functions: BTreeMap<String, bool>,
-    /// Counts by operation and outcome (status and code).
-    counts: BTreeMap<String, u64>,
-    /// Every distinct refusal: operation, status, code, message.
-    refusals: BTreeMap<String, String>,
-}
-
-struct World {
-    op: Party,
-    alice: Party,
-    bob: Party,
-    function: String,
-    ledger: Mutex<Ledger>,
-    stop: AtomicBool,
-    /// Requests refused since the fault began.
-    refused: AtomicU32,
-    /// Rounds (instance evaluated, and destroyed when chosen) completed.
-    completed: AtomicU32,
-}
-
-impl World {
-    /// Records the outcome of `what`: `Some(json)` when acknowledged. A refusal is checked
-    /// to be one of the storage refusals the fault may cause.
-    async fn outcome(
-        &self,
-        what: &str,
-        r: Result<arbiter_client::http::Response, arbiter_client::ClientError>,
-    ) -> Option<Value> {
-        let r = r.unwrap_or_else(|e| panic!("{what}: no answer: {e}"));
-        let key = format!("{what} {}", r.status.as_u16());
-        let code = r.json["error"]["code"].as_str().unwrap_or("").to_owned();
-        let mut l = self.ledger.lock().await;
-        *l.counts.entry(format!("{key} {code}")).or_default() += 1;
-        if r.status.is_success() {
-            return Some(r.json);
-        }
-        let message = r.json["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        l.refusals
-            .entry(format!("{key} {code}"))
-            .or_insert(message.clone());
-        drop(l);
-        let storage = matches!(
-            (r.status, code.as_str()),
-            (StatusCode::INSUFFICIENT_STORAGE, "disk_full")
-                | (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
-        );
-        assert!(
-            storage,
-            "{what}: refused {} {code}: {message} (only storage refusals are expected)",
-            r.status
-        );
-        assert!(
-            message.contains("disk is full") || message.contains("read-only"),
-            "{what}: the refusal does not name the problem: {message}"
-        );
-        if r.status == StatusCode::SERVICE_UNAVAILABLE {
-            assert!(
-                r.headers.contains_key(hyper::header::RETRY_AFTER),
-                "{what}: 503 without Retry-After"
-            );
-        }
-        self.refused.fetch_add(1, Ordering::SeqCst);
-        None
-    }
-}
-
-/// One worker: drives its own instance through creation, both inputs, the evaluation and
-/// (every other one) the destruction, with a function registration and an attestation now
-/// and then; a refused step is tried again after a pause.
-async fn worker(world: Arc<World>, index: usize) {
-    let mut current: Option<usize> = None;
-    let mut step = 0u64;
-    while !world.stop.load(Ordering::SeqCst) {
-        step += 1;
-        if step.is_multiple_of(7) {
-            let name = format!("w{index}-{step}");
-            let r = world
-                .op
-                .conn
-                .post(
-                    "/v1/functions",
-                    &json!({"name": name, "language": "rhai",
-                            "source": format!("fn compute(i) {{ \"{name}\" }}")}),
-                )
-                .await;
-            let acked = world.outcome("register", r).await.is_some();
-            world.ledger.lock().await.functions.insert(name, acked);
-            continue;
-        }
-        if step.is_multiple_of(5) {
-            let mut n = [0u8; 32];
-            rand::fill(&mut n);
-            let r = world
-                .bob
-                .conn
-                .get(&format!("/v1/attestation?nonce={}", hex::encode(n)))
-                .await;
-            let att = world.outcome("attest", r).await;
-            let att = att.expect("attestations need no disk");
-            let (_, pcrs) = verified_quote(&att);
-            let served: Vec<Record> = serde_json::from_value(att["log"].clone()).unwrap();
-            cel::verify_against_pcr(&served, 23, &pcrs[&23]).unwrap();
-            continue;
-        }
-        let Some(i) = current else {
-            let manifest = two_party_manifest(&world.function, &world.alice, &world.bob);
-            let r = world
-                .op
-                .conn
-                .post("/v1/instances", &json!({ "manifest": manifest }))
-                .await;
-            if let Some(instance) = world.outcome("create", r).await {
-                let mut l = world.ledger.lock().await;
-                let destroy = l.instances.len() % 2 == 0;
-                l.instances.push(Model {
-                    instance,
-                    destroy,
-                    ..Model::default()
-                });
-                current = Some(l.instances.len() - 1);
-            } else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            continue;
-        };
-        let m = world.ledger.lock().await.instances[i].clone();
-        let id = m.id();
-        if let Some((party, slot)) = [(&world.alice, "a"), (&world.bob, "b")]
-            .into_iter()
-            .find(|(_, s)| !m.acked.contains(s))
-        {
-            let body = party.encrypt_input(&m.instance, slot, 1, &json!(value(&id, slot)));
-            let r = party
-                .conn
-                .put(&format!("/v1/instances/{id}/inputs/{slot}"), &body)
-                .await;
-            if world.outcome("submit", r).await.is_some() {
-                world.ledger.lock().await.instances[i].acked.push(slot);
-            } else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            continue;
-        }
-        let d = world.alice.get(&format!("/v1/instances/{id}")).await;
-        assert_eq!(d.status, StatusCode::OK, "{}", d.json);
-        *world
-            .ledger
-            .lock()
-            .await
-            .counts
-            .entry(format!("seen {}", d.json["state"].as_str().unwrap()))
-            .or_default() += 1;
-        match d.json["state"].as_str().unwrap() {
-            "evaluated" if m.destroy => {
-                let r = world
-                    .alice
-                    .conn
-                    .post(&format!("/v1/instances/{id}/destroy"), &json!({}))
-                    .await;
-                if world.outcome("destroy", r).await.is_some() {
-                    world.ledger.lock().await.instances[i].destroyed = true;
-                    world.completed.fetch_add(1, Ordering::SeqCst);
-                    current = None;
-                } else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-            "evaluated" => {
-                world.completed.fetch_add(1, Ordering::SeqCst);
-                current = None;
-            }
-            // An evaluation that could not store its result reopens the instance with
-            // both inputs in: a party asks for the evaluation again.
-            "open" => {
-                let r = world
-                    .alice
-                    .conn
-                    .post(&format!("/v1/instances/{id}/evaluate"), &json!({}))
-                    .await
-                    .unwrap();
-                let code = r.json["error"]["code"].as_str().unwrap_or("").to_owned();
-                *world
-                    .ledger
-                    .lock()
-                    .await
-                    .counts
-                    .entry(format!("evaluate {} {code}", r.status.as_u16()))
-                    .or_default() += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-/// The current generation's log file, as records.
-fn disk_log(state_dir: &Path) -> Vec<Record> {
-    let dir = state_dir.join("measurements");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    let text = std::fs::read_to_string(files.pop().expect("a generation file")).unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("a log record"))
-        .collect()
-}
-
-/// PCR 23 as `tpm2_pcrread` reads it.
-fn pcr23(tpm: &TestTpm) -> [u8; 32] {
-    let out = tpm.tool_ok("tpm2_pcrread", &["sha256:23"]);
-    let hex_value = out
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("23")
-                .map(|r| r.trim_start_matches([' ', ':']))
-        })
-        .and_then(|v| v.trim().strip_prefix("0x"))
-        .unwrap_or_else(|| panic!("PCR 23 in {out}"));
-    hex::decode(hex_value).unwrap().try_into().unwrap()
-}
-
-/// With the daemon stopped: the store's integrity, and the on-disk log against PCR 23.
-fn check_stopped(tpm: &TestTpm, state_dir: &Path) {
-    use rusqlite::{Connection, OpenFlags};
-    let c = Connection::open_with_flags(
-        state_dir.join("arbiter.db"),
-        OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("opening the store read-only");
-    let integrity: String = c
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok", "PRAGMA integrity_check");
-    drop(c);
-    cel::verify_against_pcr(&disk_log(state_dir), 23, &pcr23(tpm))
-        .unwrap_or_else(|e| panic!("the on-disk log does not replay to PCR 23: {e}"));
-}
-
-/// With the daemon running: everything acknowledged is there, nothing transient, results
-/// right, logs replay, a party trusts the appliance.
-async fn check_running(world: &World, state_dir: &Path, policy: &AppraisalPolicy, when: &str) {
-    let l = world.ledger.lock().await;
-    for m in &l.instances {
-        let id = m.id();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let d = loop {
-            let d = world.alice.get(&format!("/v1/instances/{id}")).await;
-            assert_eq!(d.status, StatusCode::OK, "{when}: {id}: {}", d.json);
-            let state = d.json["state"].as_str().unwrap();
-            if state != "evaluating" && state != "destroying" {
-                break d;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{when}: {id} stuck {state}: {}",
-                d.json
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let state = d.json["state"].as_str().unwrap();
-        match state {
-            "open" => {
-                assert!(!m.destroyed, "{when}: {id}: acknowledged destruction lost");
-                assert!(
-                    m.acked.len() < 2,
-                    "{when}: {id}: both inputs in but not evaluated (the automatic trigger \
-                     fired into a failed evaluation that nothing retried)"
-                );
-                for s in d.json["slots"].as_array().unwrap() {
-                    let slot = s["slot"].as_str().unwrap();
-                    let acked = m.acked.contains(&slot);
-                    assert_eq!(
-                        s["filled"] == true,
-                        acked,
-                        "{when}: {id}: slot {slot} filled {} but acknowledged {acked}",
-                        s["filled"]
-                    );
-                }
-            }
-            "evaluated" => {
-                assert!(!m.destroyed, "{when}: {id}: acknowledged destruction lost");
-                assert_eq!(m.acked.len(), 2, "{when}: {id}: evaluated without both");
-                let r = world.alice.get(&format!("/v1/instances/{id}/result")).await;
-                assert_eq!(r.status, StatusCode::OK, "{when}: {id}: {}", r.json);
-                let expected = hex::encode(arbiter_tests::sha256(&[
-                    value(&id, "a").as_bytes(),
-                    value(&id, "b").as_bytes(),
-                ]));
-                assert_eq!(r.json["output"], expected.as_str(), "{when}: {id}");
-            }
-            "destroyed" => {
-                let c = world
-                    .alice
-                    .get(&format!("/v1/instances/{id}/destruction-certificate"))
-                    .await;
-                assert_eq!(c.status, StatusCode::OK, "{when}: {id}: {}", c.json);
-                assert!(c.json["jws"].is_string(), "{}", c.json);
-            }
-            other => panic!("{when}: {id}: unexpected state {other}"),
-        }
-    }
-    let r = world.op.get("/v1/functions").await;
-    let listed: Vec<String> = r
-        .json
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["library"] == false)
-        .map(|f| f["name"].as_str().unwrap().to_owned())
-        .collect();
-    for (name, acked) in &l.functions {
-        assert_eq!(
-            listed.contains(name),
-            *acked,
-            "{when}: function {name} listed {} but acknowledged {acked}",
-            listed.contains(name)
-        );
-    }
-    drop(l);
-    let mut n = [0u8; 32];
-    rand::fill(&mut n);
-    let att = world
-        .alice
-        .get(&format!("/v1/attestation?nonce={}", hex::encode(n)))
-        .await;
-    assert_eq!(att.status, StatusCode::OK, "{when}: {}", att.json);
-    let (_, pcrs) = verified_quote(&att.json);
-    let served: Vec<Record> = serde_json::from_value(att.json["log"].clone()).unwrap();
-    cel::verify_against_pcr(&served, 23, &pcrs[&23])
-        .unwrap_or_else(|e| panic!("{when}: the served log: {e}"));
-    cel::verify_against_pcr(&disk_log(state_dir), 23, &pcrs[&23])
-        .unwrap_or_else(|e| panic!("{when}: the on-disk log: {e}"));
-    let (_, verdict) = world.bob.appraise(policy).await;
-    assert!(verdict.trusted, "{when}: {verdict:?}");
-    let h = world.alice.get("/healthz").await;
-    assert_eq!(h.json["status"], "ok", "{when}: {}", h.json);
-}
-
-/// A daemon on `state_dir`, a function, parties and a policy pinning its AK.
-async fn setup(tpm: &TestTpm, state_dir: &Path) -> (DaemonProcess, Arc<World>, AppraisalPolicy) {
-    let operator = PartyIdentity::generate("operator").unwrap();
-    let spec = DaemonSpec {
-        state_dir: state_dir.to_owned(),
-        config: format!(
-            "[access]\noperators = [\"{}\"]\n",
-            operator.identity().unwrap()
-        ),
-        tcti: Some(tpm.tcti()),
-        ..DaemonSpec::default()
-    };
-    let daemon = tokio::task::spawn_blocking(move || DaemonProcess::start(spec))
-        .await
-        .unwrap();
-    let url = daemon.url();
-    let op = Party::with_identity("operator", operator, &url);
-    let alice = Party::with_identity("alice", PartyIdentity::generate("alice").unwrap(), &url);
-    let bob = Party::with_identity("bob", PartyIdentity::generate("bob").unwrap(), &url);
-    let f = op
-        .post(
-            "/v1/functions",
-            json!({"name": "concat", "language": "rhai", "source": CONCAT}),
-        )
-        .await;
-    assert_eq!(f.status, StatusCode::CREATED, "{}", f.json);
-    let (att, _) = bob.appraise(&AppraisalPolicy::default()).await;
-    let mut policy = AppraisalPolicy::default();
-    policy.ak.name = Some(hex::decode(att["ak"]["name"].as_str().unwrap()).unwrap());
-    policy.allow_unpinned_platform = true;
-    let world = Arc::new(World {
-        op,
-        alice,
-        bob,
-        function: f.json["sha256"].as_str().unwrap().to_owned(),
-        ledger: Mutex::new(Ledger::default()),
-        stop: AtomicBool::new(false),
-        refused: AtomicU32::new(0),
-        completed: AtomicU32::new(0),
-    });
-    (daemon, world, policy)
-}
-
-fn start_workers(world: &Arc<World>) -> Vec<tokio::task::JoinHandle<()>> {
-    world.stop.store(false, Ordering::SeqCst);
-    (0..WORKERS)
-        .map(|w| tokio::spawn(worker(Arc::clone(world), w)))
-        .collect()
-}
-
-async fn stop_workers(world: &World, workers: Vec<tokio::task::JoinHandle<()>>) {
-    world.stop.store(true, Ordering::SeqCst);
-    for w in workers {
-        w.await.expect("a worker panicked");
-    }
-}
-
-/// Waits until `pred` holds, up to `secs`; panics with `what`, the operations so far and
-/// the daemon's log otherwise.
-async fn wait_for(
-    world: &World,
-    daemon: &DaemonProcess,
-    secs: u64,
-    what: &str,
-    pred: impl Fn() -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !pred() {
-        if Instant::now() > deadline {
-            report(world, "timed out", deadline).await;
-            let log = daemon.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            panic!(
-                "no {what} within {secs} s; the daemon's log ends:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// How often the daemon logged each event that tells how it handled the fault.
-fn logged_events(daemon: &DaemonProcess) -> BTreeMap<&'static str, usize> {
-    let log = daemon.log();
-    [
-        "evaluation_failed",
-        "evaluation_abandon_failed",
-        "evaluation_retry_failed",
-        "measurement_marker_failed",
-        "destruction failed",
-    ]
-    .into_iter()
-    .map(|e| (e, log.matches(e).count()))
-    .collect()
-}
-
-async fn report(world: &World, name: &str, started: Instant) {
-    let l = world.ledger.lock().await;
-    let mut states: BTreeMap<&str, u64> = BTreeMap::new();
-    for m in &l.instances {
-        let s = if m.destroyed {
-            "destroyed"
-        } else if m.acked.len() == 2 {
-            "both inputs"
-        } else {
-            "open"
-        };
-        *states.entry(s).or_default() += 1;
-    }
-    println!(
-        "{name}: {:.1} s; {} instances {states:?}; {} functions",
-        started.elapsed().as_secs_f64(),
-        l.instances.len(),
-        l.functions.len()
-    );
-    println!("{name}: operations {:?}", l.counts);
-    for (k, m) in &l.refusals {
-        println!("{name}: refusal {k}: {m}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_disk_filling_up_under_load_refuses_cleanly_and_recovers_when_space_returns() {
     let started = Instant::now();
@@ -654,7 +173,7 @@ async fn a_disk_filling_up_under_load_refuses_cleanly_and_recovers_when_space_re
             return;
         }
     };
-    let (mut daemon, world, policy) = setup(&tpm, &state_dir).await;
+    let (mut daemon, world, policy) = setup(&tpm, &state_dir, storage_refusal, false).await;
     let workers = start_workers(&world);
     wait_for(
         &world,
@@ -728,7 +247,7 @@ async fn a_state_directory_turned_read_only_under_load_refuses_cleanly_and_recov
             return;
         }
     };
-    let (mut daemon, world, policy) = setup(&tpm, &state_dir).await;
+    let (mut daemon, world, policy) = setup(&tpm, &state_dir, storage_refusal, false).await;
     let workers = start_workers(&world);
     wait_for(
         &world,

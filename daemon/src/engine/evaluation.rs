@@ -188,11 +188,11 @@ impl Engine {
                         "returning the instance to `open` after a failed evaluation failed"
                     );
                 }
-                if storage_fault(&e).is_some() {
-                    // A full or read-only disk: nothing the parties did was wrong, and
-                    // nothing would evaluate the round again before a restart (an
-                    // automatic trigger fired once). Retried with backoff until the state
-                    // directory takes writes again.
+                if storage_fault(&e).is_some() || tpm_gone(&e) {
+                    // A full or read-only disk, or a TPM that went away: nothing the
+                    // parties did was wrong, and nothing would evaluate the round again
+                    // before a restart (an automatic trigger fired once). Retried with
+                    // backoff until the state directory takes writes and the TPM answers.
                     let mut retries = self.spawn_retries();
                     retries
                         .pending
@@ -362,6 +362,10 @@ impl Engine {
             .await;
         let body = match signed {
             Ok(jws) => serde_json::json!({ "output": output, "error": error, "jws": jws }),
+            // The TPM went away (a restart, a lost connection): nothing is stored, the round
+            // returns to `open` and is evaluated again once the TPM answers, rather than
+            // used up with a withheld result.
+            Err(e) if tpm_gone(&e) => return Err(e),
             Err(e) => {
                 // Fail closed: an output the statement key will not sign is not released.
                 succeeded = false;
@@ -660,4 +664,16 @@ fn storage_fault(e: &EngineError) -> Option<crate::storage::StorageFault> {
         EngineError::Measure(m) => m.storage_fault(),
         _ => None,
     }
+}
+
+/// Whether an evaluation failed because the TPM stopped answering (it is restarting or the
+/// connection broke), which a later attempt can get past; not a refusal by the TPM.
+fn tpm_gone(e: &EngineError) -> bool {
+    use crate::measure::MeasureError;
+    use crate::tpm::TpmError;
+    matches!(
+        e,
+        EngineError::Tpm(TpmError::Unreachable { .. })
+            | EngineError::Measure(MeasureError::Tpm(TpmError::Unreachable { .. }))
+    )
 }
