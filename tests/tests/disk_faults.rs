@@ -173,7 +173,7 @@ async fn a_disk_filling_up_under_load_refuses_cleanly_and_recovers_when_space_re
             return;
         }
     };
-    let (mut daemon, world, policy) = setup(&tpm, &state_dir, storage_refusal, false).await;
+    let (mut daemon, world, policy) = setup(&tpm, &state_dir, storage_refusal).await;
     let workers = start_workers(&world);
     wait_for(
         &world,
@@ -247,7 +247,7 @@ async fn a_state_directory_turned_read_only_under_load_refuses_cleanly_and_recov
             return;
         }
     };
-    let (mut daemon, world, policy) = setup(&tpm, &state_dir, storage_refusal, false).await;
+    let (mut daemon, world, policy) = setup(&tpm, &state_dir, storage_refusal).await;
     let workers = start_workers(&world);
     wait_for(
         &world,
@@ -260,11 +260,16 @@ async fn a_state_directory_turned_read_only_under_load_refuses_cleanly_and_recov
 
     // The kernel finds an error and turns the filesystem read-only.
     let device = mount.ext4_device();
+    world.fault_begin.store(true, Ordering::SeqCst);
     std::fs::write(
         format!("/sys/fs/ext4/{device}/trigger_fs_error"),
         "arbiter disk fault test\n",
     )
     .unwrap();
+    // Requests in flight until now may have either outcome (the filesystem's fsync
+    // promises do not hold across its failure); the checks resolve them.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    world.fault_settled.store(true, Ordering::SeqCst);
     world.refused.store(0, Ordering::SeqCst);
     wait_for(
         &world,

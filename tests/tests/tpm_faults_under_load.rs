@@ -6,8 +6,9 @@
 //!   (`tpm_unavailable` or `attestation_unavailable`) naming the TPM; once it is back the same
 //!   daemon (no restart) notices the TPM startup, begins a new log generation with what is
 //!   live measured again, and the load completes; the log replays to PCR 23 and a party's
-//!   appraisal pinning the AK trusts the appliance. A result signed while the TPM was gone
-//!   is withheld as `unsigned`, never served unsigned.
+//!   appraisal pinning the AK trusts the appliance. An evaluation whose result the TPM was
+//!   not there to sign returns its round to `open` and is evaluated again: no result is
+//!   withheld (every evaluated instance's output is checked).
 //! - **PCR 23 changed by another process** (`tpm2_pcrextend`, then `tpm2_pcrreset`): every
 //!   refusal is a 503 naming PCR 23; `/healthz` turns `degraded` with the reason (the
 //!   background check finds it even without a request); no attestation is served. The
@@ -148,7 +149,7 @@ async fn swtpm_killed_and_restarted_under_load_gives_503_then_recovers_without_a
     let started = Instant::now();
     let mut tpm = TestTpm::start();
     let state_dir = tpm.path("daemon");
-    let (mut daemon, world, policy) = setup(&tpm, &state_dir, tpm_refusal, false).await;
+    let (mut daemon, world, policy) = setup(&tpm, &state_dir, tpm_refusal).await;
     let workers = start_workers(&world);
     wait_for(&world, &daemon, 20, "two rounds before the fault", || {
         world.completed.load(Ordering::SeqCst) >= 2
@@ -228,7 +229,7 @@ async fn count_withheld(world: &World) -> usize {
             .alice
             .get(&format!("/v1/instances/{}/result", m.id()))
             .await;
-        if r.status == StatusCode::OK && r.json["output"].is_null() {
+        if r.status == StatusCode::OK && r.json["error"]["reason"] == "unsigned" {
             n += 1;
         }
     }
@@ -240,7 +241,7 @@ async fn pcr_23_changed_by_another_process_under_load_degrades_until_a_tpm_start
     let started = Instant::now();
     let mut tpm = TestTpm::start();
     let state_dir = tpm.path("daemon");
-    let (mut daemon, world, policy) = setup(&tpm, &state_dir, pcr_refusal, false).await;
+    let (mut daemon, world, policy) = setup(&tpm, &state_dir, pcr_refusal).await;
     let workers = start_workers(&world);
     wait_for(&world, &daemon, 20, "two rounds before the fault", || {
         world.completed.load(Ordering::SeqCst) >= 2
