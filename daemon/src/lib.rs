@@ -9,6 +9,7 @@
 //! - [`library`]: the shipped function library (`daemon/functions/`), embedded at build time;
 //! - [`logging`]: the `tracing` subscriber (journald, human or JSON lines) and bounded fields;
 //! - [`keylime`]: Keylime's agent interface (registration, quotes, fleet revocation);
+//! - [`storage`]: what a failed write to the state directory means for a client;
 //! - [`server`]: from a configuration to serving, for `arbiterd run` and the tests alike.
 
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod measure;
 pub(crate) mod metrics;
 pub mod selftest;
 pub mod server;
+pub mod storage;
 pub mod store;
 pub mod swtpm;
 pub(crate) mod tls;

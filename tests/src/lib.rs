@@ -15,6 +15,7 @@ pub mod contract;
 pub mod daemon;
 pub mod keylime;
 pub mod library;
+pub mod fault_load;
 pub mod load;
 pub mod process;
 pub mod state;

@@ -25,6 +25,7 @@ use crate::admission::BodyBudget;
 use crate::config::LimitsSection;
 use crate::engine::{Engine, EngineError};
 use crate::logging::clip;
+use crate::storage::StorageFault;
 use routes::Route;
 
 /// An HTTP error answer.
@@ -52,6 +53,26 @@ impl ApiError {
         }
     }
 
+    /// A write to the state directory failed: 507 `disk_full`, or 503
+    /// `storage_unavailable` with `Retry-After` (docs/reliability.md).
+    fn storage(fault: Option<StorageFault>, detail: &str) -> Self {
+        match fault {
+            Some(StorageFault::Full) => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                StorageFault::Full.message(detail),
+            ),
+            _ => Self {
+                retry_after: Some(STORAGE_RETRY_AFTER_SECONDS),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    StorageFault::Unavailable.message(detail),
+                )
+            },
+        }
+    }
+
     /// 503 `busy` with `Retry-After`: a shared budget is spent for now.
     fn busy(message: impl Into<String>) -> Self {
         Self {
@@ -70,6 +91,10 @@ impl ApiError {
         }
     }
 }
+
+/// Seconds a client refused because the state directory cannot be written is asked to
+/// wait (`Retry-After`): an operator has to act, so not soon.
+pub const STORAGE_RETRY_AFTER_SECONDS: u32 = 60;
 
 /// Seconds a client refused because too many requests wait for the TPM is asked to wait
 /// (`Retry-After`): a TPM job takes milliseconds, so the queue drains fast.
@@ -107,11 +132,12 @@ impl From<EngineError> for ApiError {
                 allow: None,
                 retry_after: None,
             },
-            EngineError::Store(ref s) if s.is_disk_full() => Self::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "disk_full",
-                "the appliance's disk is full; nothing was stored",
-            ),
+            EngineError::Store(ref s) if s.storage_fault().is_some() => {
+                Self::storage(s.storage_fault(), &s.to_string())
+            }
+            EngineError::Measure(ref m) if m.storage_fault().is_some() => {
+                Self::storage(m.storage_fault(), &m.to_string())
+            }
             EngineError::SealingUnavailable(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "sealing_unavailable",

@@ -167,12 +167,22 @@ fn operation(e: &Endpoint, g: &mut SchemaGenerator) -> Value {
                    "content": json_content(error.clone())}),
         );
     }
+    if e.method != hyper::Method::GET {
+        responses.insert(
+            "507".into(),
+            json!({"description": "`disk_full`: the appliance's disk is full; the request was not stored \
+                                  (docs/reliability.md)",
+                   "content": json_content(error.clone())}),
+        );
+    }
     responses.insert(
         "503".into(),
         json!({"description": "not now: `busy` (a shared budget is spent: request bodies, the spool, or the places for \
                               client requests waiting for the TPM; retry after `Retry-After` seconds), \
-                              `tpm_unavailable`, or `sealing_unavailable` (the daemon is degraded)",
-               "headers": {"Retry-After": {"description": "seconds to wait, sent with `busy`",
+                              `tpm_unavailable`, `storage_unavailable` (the state directory cannot be written: its \
+                              filesystem is read-only or failing; nothing was stored), or `sealing_unavailable` \
+                              (the daemon is degraded)",
+               "headers": {"Retry-After": {"description": "seconds to wait, sent with `busy` and `storage_unavailable`",
                                            "schema": {"type": "integer", "minimum": 0}}},
                "content": json_content(error.clone())}),
     );

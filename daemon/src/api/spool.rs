@@ -168,12 +168,16 @@ impl Spool {
         reserved: BodyReservation,
         over: impl Fn(u64) -> ApiError,
     ) -> Result<Spooled, ApiError> {
-        let internal = |e: std::io::Error| {
-            ApiError::new(
+        let internal = |e: std::io::Error| match crate::storage::StorageFault::of_io(&e) {
+            Some(fault) => ApiError::storage(
+                Some(fault),
+                &format!("spooling a request body in {}: {e}", self.dir.display()),
+            ),
+            None => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 format!("spooling a request body: {e}"),
-            )
+            ),
         };
         let file = tempfile::Builder::new()
             .prefix("input-")

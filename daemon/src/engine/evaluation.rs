@@ -40,8 +40,9 @@ enum Ran {
 /// backoff: 1 s, doubling up to 60 s, back to 1 s once a child starts.
 #[derive(Debug)]
 pub(crate) struct SpawnRetries {
-    /// Instance → the round to evaluate.
-    pending: BTreeMap<String, u64>,
+    /// Instance → the round to evaluate, and whether it is still `evaluating` (its return
+    /// to `open` could not be stored either), so the retry resumes it.
+    pending: BTreeMap<String, (u64, bool)>,
     /// The wait before the next retry.
     delay: Duration,
     /// Why the last start failed; `Some` (the daemon is degraded) until a child starts.
@@ -177,7 +178,8 @@ impl Engine {
                 Ok(())
             }
             Err(e) => {
-                if let Err(undo) = self.abandon_round(id, round).await {
+                let abandoned = self.abandon_round(id, round).await;
+                if let Err(undo) = &abandoned {
                     tracing::error!(
                         event = "evaluation_abandon_failed",
                         instance = id,
@@ -185,6 +187,18 @@ impl Engine {
                         error = %clip(&undo.to_string()),
                         "returning the instance to `open` after a failed evaluation failed"
                     );
+                }
+                if storage_fault(&e).is_some() || tpm_gone(&e) {
+                    // A full or read-only disk, or a TPM that went away: nothing the
+                    // parties did was wrong, and nothing would evaluate the round again
+                    // before a restart (an automatic trigger fired once). Retried with
+                    // backoff until the state directory takes writes and the TPM answers.
+                    let mut retries = self.spawn_retries();
+                    retries
+                        .pending
+                        .insert(id.to_owned(), (round, abandoned.is_err()));
+                    drop(retries);
+                    self.retry_wake.notify_one();
                 }
                 Err(e)
             }
@@ -348,6 +362,10 @@ impl Engine {
             .await;
         let body = match signed {
             Ok(jws) => serde_json::json!({ "output": output, "error": error, "jws": jws }),
+            // The TPM went away (a restart, a lost connection): nothing is stored, the round
+            // returns to `open` and is evaluated again once the TPM answers, rather than
+            // used up with a withheld result.
+            Err(e) if tpm_gone(&e) => return Err(e),
             Err(e) => {
                 // Fail closed: an output the statement key will not sign is not released.
                 succeeded = false;
@@ -481,7 +499,7 @@ impl Engine {
             "DEGRADED: the evaluation could not start; retrying with backoff"
         );
         let mut retries = self.spawn_retries();
-        retries.pending.insert(id.to_owned(), round);
+        retries.pending.insert(id.to_owned(), (round, false));
         retries.failure = Some(why);
         drop(retries);
         self.retry_wake.notify_one();
@@ -519,8 +537,8 @@ impl Engine {
                 retries.delay = (retries.delay * 2).min(LAST_RETRY);
                 std::mem::take(&mut retries.pending)
             };
-            for (id, round) in due {
-                if let Err(e) = self.evaluate_round(&id, round, false).await {
+            for (id, (round, resuming)) in due {
+                if let Err(e) = self.evaluate_round(&id, round, resuming).await {
                     tracing::error!(
                         event = "evaluation_retry_failed",
                         instance = %id,
@@ -637,4 +655,25 @@ fn log_phases(
 /// The slots that hold an input.
 fn filled_slots(inputs: &[InputRow]) -> Vec<&str> {
     inputs.iter().map(|i| i.slot.as_str()).collect()
+}
+
+/// The storage fault behind an evaluation's failure, if that is what it was.
+fn storage_fault(e: &EngineError) -> Option<crate::storage::StorageFault> {
+    match e {
+        EngineError::Store(s) => s.storage_fault(),
+        EngineError::Measure(m) => m.storage_fault(),
+        _ => None,
+    }
+}
+
+/// Whether an evaluation failed because the TPM stopped answering (it is restarting or the
+/// connection broke), which a later attempt can get past; not a refusal by the TPM.
+fn tpm_gone(e: &EngineError) -> bool {
+    use crate::measure::MeasureError;
+    use crate::tpm::TpmError;
+    matches!(
+        e,
+        EngineError::Tpm(TpmError::Unreachable { .. })
+            | EngineError::Measure(MeasureError::Tpm(TpmError::Unreachable { .. }))
+    )
 }

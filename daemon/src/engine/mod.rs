@@ -542,6 +542,7 @@ impl Engine {
             .into_iter()
             .chain(self.fleet_revoked().map(|r| fleet_revoked_reason(&r)))
             .chain(self.evaluator_degraded())
+            .chain(self.measurer.divergence())
             .collect()
     }
 

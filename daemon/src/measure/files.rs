@@ -7,11 +7,37 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::MeasureError;
+use crate::storage::StorageFault;
 
-pub(super) fn io(path: &Path, e: impl std::fmt::Display) -> MeasureError {
+/// What went wrong with a log file: the words, and the storage fault they show.
+pub(super) trait Detail {
+    fn detail(self) -> (String, Option<StorageFault>);
+}
+
+impl Detail for std::io::Error {
+    fn detail(self) -> (String, Option<StorageFault>) {
+        (self.to_string(), StorageFault::of_io(&self))
+    }
+}
+
+impl Detail for String {
+    fn detail(self) -> (String, Option<StorageFault>) {
+        (self, None)
+    }
+}
+
+impl Detail for &str {
+    fn detail(self) -> (String, Option<StorageFault>) {
+        (self.to_owned(), None)
+    }
+}
+
+pub(super) fn io(path: &Path, e: impl Detail) -> MeasureError {
+    let (detail, fault) = e.detail();
     MeasureError::Io {
         path: path.display().to_string(),
-        detail: e.to_string(),
+        detail,
+        fault,
     }
 }
 
@@ -116,5 +142,6 @@ pub(super) fn append_whole(
     Err(MeasureError::Io {
         path: path.display().to_string(),
         detail,
+        fault: StorageFault::of_io(&e),
     })
 }

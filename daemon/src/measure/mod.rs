@@ -55,6 +55,8 @@ pub enum MeasureError {
         path: String,
         /// What failed.
         detail: String,
+        /// Whether the disk is full or the filesystem refuses writes.
+        fault: Option<crate::storage::StorageFault>,
     },
     /// A record could not be built (a defect).
     #[error("measurement record: {0}")]
@@ -69,6 +71,17 @@ pub enum MeasureError {
     /// extended.
     #[error("the measurement log is read-only while the daemon is degraded: nothing is measured")]
     ReadOnly,
+}
+
+impl MeasureError {
+    /// Whether the log could not be written because the disk is full or the filesystem
+    /// refuses writes.
+    pub fn storage_fault(&self) -> Option<crate::storage::StorageFault> {
+        match self {
+            Self::Io { fault, .. } => *fault,
+            _ => None,
+        }
+    }
 }
 
 /// What `daemon_started` records, besides the counts and the generation.
@@ -155,6 +168,9 @@ pub struct Measurer {
     read_only: bool,
     /// The current generation, readable without the log's lock ([`Measurer::generation`]).
     generation: std::sync::atomic::AtomicU64,
+    /// Why the PCR no longer replays the log, once a measurement, a quote or the background
+    /// check found it (until the next TPM startup starts a new generation).
+    divergence: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Measurer {
@@ -250,7 +266,7 @@ impl Measurer {
             Some(g) => {
                 let path = generation_path(dir, g);
                 let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-                let read = read_jsonl(&bytes).map_err(|e| io(&path, e))?;
+                let read = read_jsonl(&bytes).map_err(|e| io(&path, e.to_string()))?;
                 if let Some(torn) = read.torn.as_ref().filter(|_| !read_only) {
                     // A torn append never completed, so it was never extended: drop it.
                     tracing::warn!(
@@ -302,6 +318,7 @@ impl Measurer {
                 live,
                 generation: std::sync::atomic::AtomicU64::new(generation),
                 read_only,
+                divergence: std::sync::Mutex::new(None),
             })
         };
         if records.is_empty() || startup_since {
@@ -405,11 +422,38 @@ impl Measurer {
     }
 
     fn diverged(&self, state: &LogState, detail: impl Into<String>) -> MeasureError {
+        let detail = detail.into();
+        let reason = format!(
+            "measurement: PCR {} is not the replay of the measurement log ({detail}); \
+             attestations are refused and nothing is measured until the next TPM startup (a \
+             reboot), after which everything live is measured again",
+            self.pcr
+        );
+        let mut divergence = self.divergence.lock().unwrap_or_else(|p| p.into_inner());
+        if divergence.is_none() {
+            tracing::error!(
+                event = "measurement_diverged",
+                pcr = self.pcr,
+                reason = %crate::logging::clip(&reason),
+                "DEGRADED: the application PCR no longer replays the measurement log"
+            );
+        }
+        *divergence = Some(reason);
         MeasureError::Diverged {
             path: state.path.display().to_string(),
             pcr: self.pcr,
-            detail: detail.into(),
+            detail,
         }
+    }
+
+    /// Why the application PCR no longer replays the log, if a measurement, a quote or the
+    /// background check found that it does not (`/healthz` lists it); cleared when a TPM
+    /// startup begins a new generation.
+    pub fn divergence(&self) -> Option<String> {
+        self.divergence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Appends (and fsyncs) a record, then extends the PCR with its digest. If the append
@@ -443,7 +487,20 @@ impl Measurer {
         state.records.push(record.clone());
         let Err(e) = self.tpm.pcr_extend(self.pcr, record.digest.0).await else {
             let (dir, generation, recnum) = (self.dir.clone(), state.generation, record.recnum);
-            off_runtime(&self.dir, move || write_marker(&dir, generation, recnum)).await??;
+            // The record is in the log and in the PCR: the measurement happened. A marker
+            // left behind (a full disk) only makes the next start's check of a record
+            // ahead of the PCR less strict; failing the caller's action would not undo it.
+            if let Err(e) =
+                off_runtime(&self.dir, move || write_marker(&dir, generation, recnum)).await?
+            {
+                tracing::warn!(
+                    event = "measurement_marker_failed",
+                    recnum = record.recnum,
+                    error = %crate::logging::clip(&e.to_string()),
+                    "measurement log: the record was extended but its marker could not be \
+                     written"
+                );
+            }
             return Ok(record);
         };
         let now = pcr_value(&self.tpm, self.pcr).await.ok();
@@ -619,6 +676,21 @@ impl Measurer {
         }
         if state.unconfirmed.is_some() {
             self.ensure_current(&mut state).await?;
+        } else if !self.read_only && state.incomplete.is_none() {
+            // Extends happen under this lock: a PCR that differs from the replay now was
+            // changed by another process. Found here, it shows in `/healthz` before any
+            // request runs into it.
+            let value = pcr_value(&self.tpm, self.pcr).await?;
+            if value != cel::replay(&state.records) {
+                return Err(self.diverged(
+                    &state,
+                    if value == [0u8; 32] {
+                        "the PCR is all-zero without a TPM startup (reset by another process?)"
+                    } else {
+                        "the PCR is not the replay of the log (extended by another process?)"
+                    },
+                ));
+            }
         }
         Ok(false)
     }
@@ -675,6 +747,10 @@ impl Measurer {
             ));
             return Err(e);
         }
+        self.divergence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         tracing::warn!(
             event = "tpm_startup",
             reset_count = clock.reset_count,

@@ -47,8 +47,8 @@ pub enum StoreError {
     /// The transaction holding this write could not be committed (nothing of it is stored).
     #[error("the database could not commit: {message}")]
     Commit {
-        /// Whether the disk is full.
-        disk_full: bool,
+        /// Whether the disk is full or the filesystem refuses writes.
+        fault: Option<crate::storage::StorageFault>,
         /// SQLite's message.
         message: String,
     },
@@ -69,12 +69,17 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the error is the disk being full.
     pub fn is_disk_full(&self) -> bool {
+        self.storage_fault() == Some(crate::storage::StorageFault::Full)
+    }
+
+    /// Whether the error is the disk being full or the filesystem refusing writes.
+    pub fn storage_fault(&self) -> Option<crate::storage::StorageFault> {
+        use crate::storage::StorageFault;
         match self {
-            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
-                e.code == rusqlite::ErrorCode::DiskFull
-            }
-            Self::Commit { disk_full, .. } => *disk_full,
-            _ => false,
+            Self::Sqlite(e) => StorageFault::of_sqlite(e),
+            Self::Commit { fault, .. } => *fault,
+            Self::Io { source, .. } => StorageFault::of_io(source),
+            _ => None,
         }
     }
 }
@@ -255,8 +260,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, metri
                 let _ = waiter.send(match &outcome {
                     Ok(()) => Ok(()),
                     Err(e) => Err(StoreError::Commit {
-                        disk_full: matches!(e, rusqlite::Error::SqliteFailure(f, _)
-                            if f.code == rusqlite::ErrorCode::DiskFull),
+                        fault: crate::storage::StorageFault::of_sqlite(e),
                         message: e.to_string(),
                     }),
                 });
