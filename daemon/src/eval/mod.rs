@@ -51,6 +51,7 @@ mod helpers;
 mod protocol;
 mod sandbox;
 mod script;
+mod strings;
 #[cfg(test)]
 mod surface;
 
