@@ -226,10 +226,12 @@ async fn two_lists_of_a_million_strings_are_spooled_stored_and_intersected() {
 
     // Two lists of a million short strings (both under the evaluator's request cap
     // together), half of them shared: the intersection size is 500,000 with enough memory,
-    // and `memory_limit` with too little.
+    // and `memory_limit` with too little. (The lists themselves arrive as native string
+    // lists before the limit is set; what the script must allocate on top is the hash
+    // table of a million positions, ~10 MiB, more than a 4 MiB allowance.)
     let a = list("c", 0, 1_000_000, 7);
     let b = list("c", 500_000, 1_000_000, 7);
-    for (memory, expected) in [(3u64 << 30, Ok(500_000)), (48 << 20, Err("memory_limit"))] {
+    for (memory, expected) in [(3u64 << 30, Ok(500_000)), (4 << 20, Err("memory_limit"))] {
         let mut manifest = two_party_manifest(&f, &alice, &bob);
         manifest["limits"] = json!({
             "wall_time_ms": 600_000,

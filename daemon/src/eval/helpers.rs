@@ -22,6 +22,8 @@ use rhai::{Array, Blob, Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableStr
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::strings::StringList;
+
 /// Result type of a fallible helper.
 type HelperResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -78,6 +80,7 @@ pub(crate) fn register(engine: &mut Engine, rng: Option<Rng>) {
             Ok(INT::try_from(size).unwrap_or(INT::MAX))
         },
     );
+    register_list_sets(engine);
 
     engine.register_fn("mean", |a: &mut Array| -> HelperResult<FLOAT> {
         Ok(mean(&numbers("mean", a)?))
@@ -281,6 +284,121 @@ fn intersection_size(helper: &str, a: &Array, b: &Array) -> HelperResult<usize> 
         }
     }
     Ok(count)
+}
+
+/// `b`'s distinct strings as indices into the list, hashed as [`KeySet`] hashes them:
+/// the set helpers on two [`StringList`]s, without a Rhai value per element.
+struct ListSet<'b> {
+    b: &'b StringList,
+    state: RandomState,
+    table: hashbrown::HashTable<u32>,
+}
+
+impl<'b> ListSet<'b> {
+    fn of(b: &'b StringList) -> Self {
+        let state = RandomState::new();
+        let mut table = hashbrown::HashTable::with_capacity(b.len());
+        let at = |j: u32| b.get(j as usize).unwrap_or_default();
+        for (index, s) in b.iter().enumerate() {
+            let Ok(index) = u32::try_from(index) else {
+                break; // unreachable: a list holds fewer than 2^32 strings
+            };
+            let hash = state.hash_one(s);
+            if let hashbrown::hash_table::Entry::Vacant(slot) =
+                table.entry(hash, |&j| at(j) == s, |&j| state.hash_one(at(j)))
+            {
+                slot.insert(index);
+            }
+        }
+        Self { b, state, table }
+    }
+
+    /// Whether `s` is in the set; a found string is taken out (see [`KeySet::take`]).
+    fn take(&mut self, s: &str) -> bool {
+        let b = self.b;
+        match self.table.find_entry(self.state.hash_one(s), |&j| {
+            b.get(j as usize).unwrap_or_default() == s
+        }) {
+            Ok(found) => {
+                found.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// `intersection` of two lists: a list, in `a`'s order, each string once.
+fn list_intersection(a: &StringList, b: &StringList) -> HelperResult<StringList> {
+    let mut other = ListSet::of(b);
+    StringList::from_strs(a.iter().filter(|s| other.take(s))).map_err(Into::into)
+}
+
+/// `intersection_size` of two lists.
+fn list_intersection_size(a: &StringList, b: &StringList) -> usize {
+    let mut other = ListSet::of(b);
+    a.iter().filter(|s| other.take(s)).count()
+}
+
+/// The set helpers on [`StringList`]s (and on a list and an array, through the array).
+fn register_list_sets(engine: &mut Engine) {
+    const I: &str = "intersection";
+    const N: &str = "intersection_size";
+    let size = |n: usize| INT::try_from(n).unwrap_or(INT::MAX);
+    engine.register_fn(I, |a: &mut StringList, b: StringList| {
+        list_intersection(a, &b)
+    });
+    engine.register_fn(I, |a: &mut StringList, b: Array| {
+        intersection(I, &a.to_array(), &b)
+    });
+    engine.register_fn(I, |a: &mut Array, b: StringList| {
+        intersection(I, a, &b.to_array())
+    });
+    engine.register_fn(N, move |a: &mut StringList, b: StringList| {
+        size(list_intersection_size(a, &b))
+    });
+    engine.register_fn(
+        N,
+        move |a: &mut StringList, b: Array| -> HelperResult<INT> {
+            Ok(size(intersection_size(N, &a.to_array(), &b)?))
+        },
+    );
+    engine.register_fn(
+        N,
+        move |a: &mut Array, b: StringList| -> HelperResult<INT> {
+            Ok(size(intersection_size(N, a, &b.to_array())?))
+        },
+    );
+    engine.register_fn("sorted", |a: &mut StringList| -> HelperResult<StringList> {
+        let mut order: Vec<&str> = a.iter().collect();
+        order.sort_unstable();
+        StringList::from_strs(order).map_err(Into::into)
+    });
+    engine.register_fn("distinct", |a: StringList| -> HelperResult<StringList> {
+        let state = RandomState::new();
+        let mut seen = hashbrown::HashTable::<&str>::with_capacity(a.len());
+        let mut out = Vec::with_capacity(a.len());
+        for s in a.iter() {
+            let hash = state.hash_one(s);
+            if let hashbrown::hash_table::Entry::Vacant(slot) =
+                seen.entry(hash, |t| *t == s, |t| state.hash_one(*t))
+            {
+                slot.insert(s);
+                out.push(s);
+            }
+        }
+        StringList::from_strs(out).map_err(Into::into)
+    });
+    engine.register_fn(
+        "is_member",
+        |a: &mut StringList, v: Dynamic| -> HelperResult<bool> {
+            // `Atom` refuses what cannot be compared, as for arrays.
+            Ok(match Atom::of("is_member", &v)? {
+                Atom::Str(w) => a.iter().any(|s| s == w.as_str()),
+                _ => false,
+            })
+        },
+    );
 }
 
 /// The elements of `a` as floats; integers and finite floats only, at least one.
@@ -615,6 +733,15 @@ fn deep_equal(x: &Dynamic, y: &Dynamic, depth: usize) -> HelperResult<bool> {
         (Ok(i), _, _, Ok(f)) | (_, Ok(f), Ok(i), _) => return Ok(int_float(i, f)),
         _ => {}
     }
+    if x.is::<StringList>() || y.is::<StringList>() {
+        // A list equals the array of the same strings; it is never equal to anything else.
+        return Ok(
+            match (StringList::strings_of(x), StringList::strings_of(y)) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            },
+        );
+    }
     if x.type_id() != y.type_id() {
         return Ok(false);
     }
@@ -888,6 +1015,14 @@ fn numeric_values(m: &Map) -> HelperResult<Array> {
     for (slot, value) in m {
         if is_number(value) {
             out.push(value.clone());
+        } else if value.is::<StringList>() {
+            // A list is never empty: its first element is a string.
+            return fail(
+                HELPER,
+                format_args!(
+                    "slot `{slot}` holds an array with a string; only numbers are allowed"
+                ),
+            );
         } else if let Some(items) = value.read_lock::<Array>() {
             if let Some(bad) = items.iter().find(|v| !is_number(v)) {
                 return fail(
@@ -1324,8 +1459,12 @@ mod tests {
             let limits = Limits::default();
             let engine = build_engine(&limits, None, None);
             let ast = compile(&engine, source).map_err(|f| f.message)?;
-            let inputs: BTreeMap<String, rhai::Dynamic> =
-                serde_json::from_str(&inputs.to_string()).unwrap();
+            // As in the child: arrays of strings become lists.
+            let text = inputs.to_string();
+            let inputs: BTreeMap<String, rhai::Dynamic> = crate::eval::strings::deserialize_slots(
+                &mut serde_json::Deserializer::from_str(&text),
+            )
+            .unwrap();
             run(&engine, &ast, inputs, &limits).map_err(|f| f.message)
         }
 

@@ -22,6 +22,7 @@ use rhai::{
 use serde_json::Value;
 
 use super::helpers::{self, Rng};
+use super::strings::{self, StringList};
 use super::{EvalFailure, Limits};
 
 /// Nesting depth allowed in inputs and outputs (JSON parsers, serde_json's included,
@@ -72,6 +73,7 @@ pub(crate) fn build_engine(
         engine.register_global_module(package);
     }
     helpers::register(&mut engine, rng);
+    strings::register(&mut engine);
 
     engine.disable_symbol("eval");
     engine.disable_symbol("import");
@@ -258,6 +260,21 @@ pub(crate) fn dynamic_to_json(
         }
         return Ok(Value::String(hex::encode(&*b)));
     }
+    if let Some(list) = value.read_lock::<StringList>() {
+        if list.len() > limits.max_array_len.max(1) {
+            return Err(too_large("an array", list.len(), limits.max_array_len));
+        }
+        return list
+            .iter()
+            .map(|s| {
+                if s.len() > limits.max_string_bytes.max(1) {
+                    return Err(too_large("a string", s.len(), limits.max_string_bytes));
+                }
+                Ok(Value::String(s.to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array);
+    }
     if let Some(items) = value.read_lock::<Array>() {
         if items.len() > limits.max_array_len.max(1) {
             return Err(too_large("an array", items.len(), limits.max_array_len));
@@ -294,7 +311,9 @@ mod tests {
         let engine = build_engine(limits, Some(Rng::new([9; 32])), None);
         let ast = compile(&engine, source)?;
         // As in the child: from the JSON text straight into Rhai values.
-        let inputs: BTreeMap<String, Dynamic> = serde_json::from_str(&inputs.to_string()).unwrap();
+        let text = inputs.to_string();
+        let inputs =
+            strings::deserialize_slots(&mut serde_json::Deserializer::from_str(&text)).unwrap();
         run(&engine, &ast, inputs, limits)
     }
 
@@ -461,5 +480,166 @@ mod tests {
         let source = "const K = 3; fn compute(i) { global::K * i.x }";
         let out = eval(source, json!({"x": 2})).unwrap();
         assert_eq!(out, json!(6));
+    }
+}
+
+#[cfg(test)]
+mod list_tests {
+    //! Inputs that decode into a [`StringList`] behave as the arrays they stand for.
+    use super::*;
+    use serde_json::json;
+
+    fn eval(source: &str, inputs: &Value) -> Result<Value, ScriptFailure> {
+        let limits = Limits::default();
+        let engine = build_engine(&limits, None, None);
+        let ast = compile(&engine, source)?;
+        let text = inputs.to_string();
+        let inputs =
+            strings::deserialize_slots(&mut serde_json::Deserializer::from_str(&text)).unwrap();
+        run(&engine, &ast, inputs, &limits)
+    }
+
+    #[test]
+    fn decoding_makes_lists_only_of_nonempty_string_arrays() {
+        let text = r#"{"a":["x","y\"z","é"],"b":[],"c":["x",1],"d":[["x"]],"e":"s","f":18446744073709551615,"g":null}"#;
+        let slots =
+            strings::deserialize_slots(&mut serde_json::Deserializer::from_str(text)).unwrap();
+        assert!(slots["a"].is::<StringList>());
+        for k in ["b", "c", "d"] {
+            assert!(slots[k].is_array(), "{k}");
+        }
+        // Everything decodes to what Rhai's own deserializer gives.
+        let rhai: BTreeMap<String, Dynamic> = serde_json::from_str(text).unwrap();
+        let limits = Limits::default();
+        for (k, v) in &slots {
+            assert_eq!(
+                dynamic_to_json(v, 0, &limits).unwrap(),
+                dynamic_to_json(&rhai[k], 0, &limits).unwrap(),
+                "{k}"
+            );
+        }
+    }
+
+    #[test]
+    fn scripts_see_an_array() {
+        let inputs = json!({"a": ["p", "q", "r", "q"], "b": ["r", "p", "s"]});
+        // Each expression is evaluated on the list and on `to_array()` of it: same result.
+        let cases = [
+            "type_of(L)",
+            "L.len()",
+            "L.len",
+            "L.is_empty()",
+            "L[0]",
+            "L[-1]",
+            "{ let n = []; for s in L { n.push(s + \"!\"); } n }",
+            "{ let n = []; for (s, i) in L { n.push(i); } n }",
+            "\"q\" in L",
+            "\"z\" in L",
+            "1 in L",
+            "L.contains(\"p\")",
+            "L == [\"p\", \"q\", \"r\", \"q\"]",
+            "L != [\"p\", \"q\"]",
+            "[\"p\", \"q\", \"r\", \"q\"] == L",
+            "L + [\"z\"]",
+            "[\"z\"] + L",
+            "L + L",
+            "L.map(|s| s.len())",
+            "L.filter(|s| s != \"q\")",
+            "L.reduce(|sum, s| sum + s.len(), 0)",
+            "L.index_of(\"r\")",
+            "L.get(1)",
+            "L.get(9)",
+            "{ let v = L; v.push(\"t\"); v }",
+            "{ let v = L; v.sort(); v }",
+            "{ let v = L; v.reverse(); v }",
+            "{ let v = L; v.pop() }",
+            "{ let v = L; v.dedup(); v }",
+            "{ let v = L; v[1] = \"w\"; v }",
+            "{ let v = L; v += [\"z\"]; v }",
+            "{ let v = [1]; v.append(L); v }",
+            "sorted(L)",
+            "distinct(L)",
+            "is_member(L, \"r\")",
+            "is_member(L, \"x\")",
+            "is_member(L, 3)",
+            "intersection(L, M)",
+            "intersection_size(L, M)",
+            "intersection(M, L)",
+            "deep_equal(L, M)",
+            "deep_equal(L, [\"p\", \"q\", \"r\", \"q\"])",
+            "deep_equal(L, L)",
+            "#{ s: L }",
+            "L",
+        ];
+        for case in cases {
+            let on_list = format!("fn compute(i) {{ let L = i.a; let M = i.b; {case} }}");
+            let on_array =
+                format!("fn compute(i) {{ let L = to_array(i.a); let M = to_array(i.b); {case} }}");
+            let mixed = format!("fn compute(i) {{ let L = i.a; let M = to_array(i.b); {case} }}");
+            let want = eval(&on_array, &inputs).map_err(|e| e.message);
+            assert_eq!(
+                eval(&on_list, &inputs).map_err(|e| e.message),
+                want,
+                "{case}"
+            );
+            assert_eq!(
+                eval(&mixed, &inputs).map_err(|e| e.message),
+                want,
+                "{case} (mixed)"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let inputs = json!({"a": ["p", "q"]});
+        for (case, want) in [
+            ("i.a[2]", "out of bounds"),
+            ("mean(i.a)", "mean: elements must be numbers, not string"),
+            ("numeric_values(i)", "holds an array with a string"),
+            (
+                "{ let v = i.a; v.push(1); v }",
+                "call to_array() on it first",
+            ),
+            (
+                "{ let v = i.a; v[0] = 1; v }",
+                "call to_array() on it first",
+            ),
+            (
+                "{ let v = i.a; v.insert(0, 1); v }",
+                "call to_array() on it first",
+            ),
+        ] {
+            let source = format!("fn compute(i) {{ {case} }}");
+            let e = eval(&source, &inputs).unwrap_err();
+            assert!(e.message.contains(want), "{case}: {}", e.message);
+        }
+        // The one difference: Rhai's built-in `array += value` pushes a list as one
+        // element (it does for any non-array value); `append` or `to_array` concatenate.
+        let out = eval("fn compute(i) { let v = [1]; v += i.a; v }", &inputs).unwrap();
+        assert_eq!(out, json!([1, ["p", "q"]]));
+        // On an ordinary array the same changes work.
+        let out = eval(
+            "fn compute(i) { let v = to_array(i.a); v.push(1); v[0] = 2; v }",
+            &inputs,
+        )
+        .unwrap();
+        assert_eq!(out, json!([2, "q", 1]));
+    }
+
+    #[test]
+    fn output_limits_apply_to_lists() {
+        let limits = Limits {
+            max_array_len: 2,
+            ..Limits::default()
+        };
+        let engine = build_engine(&limits, None, None);
+        let ast = compile(&engine, "fn compute(i) { i.a }").unwrap();
+        let inputs = strings::deserialize_slots(&mut serde_json::Deserializer::from_str(
+            r#"{"a":["p","q","r"]}"#,
+        ))
+        .unwrap();
+        let e = run(&engine, &ast, inputs, &limits).unwrap_err();
+        assert_eq!(e.reason, EvalFailure::SizeLimit, "{}", e.message);
     }
 }
