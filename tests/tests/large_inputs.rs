@@ -23,6 +23,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const INTERSECT: &str = "fn compute(inputs) { intersection_size(inputs.a, inputs.b) }";
+/// The same intersection over ordinary Rhai arrays: a Rhai value per element, so a million
+/// strings need far more memory than the native list.
+const INTERSECT_ARRAYS: &str =
+    "fn compute(inputs) { intersection_size(to_array(inputs.a), to_array(inputs.b)) }";
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// `count` distinct strings `prefix` + the number from `first`, zero-padded to `width`, as
@@ -225,14 +229,19 @@ async fn two_lists_of_a_million_strings_are_spooled_stored_and_intersected() {
     );
 
     // Two lists of a million short strings (both under the evaluator's request cap
-    // together), half of them shared: the intersection size is 500,000 with enough memory,
-    // and `memory_limit` with too little. (The lists themselves arrive as native string
-    // lists before the limit is set; what the script must allocate on top is the hash
-    // table of a million positions, ~10 MiB, more than a 4 MiB allowance.)
+    // together), half of them shared: the intersection size is 500,000 within the
+    // allowance, and `memory_limit` beyond it. The lists arrive as native string lists before
+    // the limit is set, so the intersection itself needs only its hash table of a million
+    // positions (~10 MiB) on top, within the smallest allowance a manifest may set
+    // (16 MiB): the script that fails converts both lists into ordinary arrays first.
     let a = list("c", 0, 1_000_000, 7);
     let b = list("c", 500_000, 1_000_000, 7);
-    for (memory, expected) in [(3u64 << 30, Ok(500_000)), (4 << 20, Err("memory_limit"))] {
-        let mut manifest = two_party_manifest(&f, &alice, &bob);
+    let f_arrays = register(&op, INTERSECT_ARRAYS).await;
+    for (function, memory, expected) in [
+        (&f, 16u64 << 20, Ok(500_000)),
+        (&f_arrays, 16 << 20, Err("memory_limit")),
+    ] {
+        let mut manifest = two_party_manifest(function, &alice, &bob);
         manifest["limits"] = json!({
             "wall_time_ms": 600_000,
             "operations": 1_000_000_000,
