@@ -68,12 +68,21 @@ impl TpmInfoCache {
     }
 }
 
-/// One quote and everything it covers, shared by the requests of a batch.
+/// One quote and everything it covers, shared by the requests of a batch: what every
+/// answer of the batch carries is read and converted once, after the quote (a job on the
+/// TPM thread per answer would queue the batch's answers behind the next batch's quote).
 struct Batch {
     quote: Quote,
+    /// The quote's PCR values as the API publishes them.
+    pcrs: std::collections::BTreeMap<String, Sha256Digest>,
+    /// The AK that signed the quote, as the API publishes it.
+    ak: TpmKey,
+    /// The firmware event log, read when the quote was made.
+    firmware_log: Option<Base64Bytes>,
     generation: u64,
     records: Vec<Record>,
-    leaves: Vec<Vec<u8>>,
+    /// The inclusion proof of each leaf, in the order the leaves joined.
+    proofs: Vec<Vec<Sha256Digest>>,
     root: [u8; 32],
     sealing: Sealing,
 }
@@ -144,33 +153,23 @@ impl Engine {
         };
         let leaf = merkle::binding_leaf(nonce_hex, instance, &self.tls_spki);
         let (index, batch) = self.join_batch(leaf.clone()).await?;
-        let proof = merkle::inclusion_proof(&batch.leaves, index)
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
-        let ak = self.tpm.attestation_key().await?;
-        let pcrs = batch
-            .quote
-            .pcrs
-            .iter()
-            .map(|(k, v)| (k.to_string(), Sha256Digest(*v)))
-            .collect();
+        let proof = batch
+            .proofs
+            .get(index)
+            .ok_or_else(|| EngineError::Internal("no inclusion proof for the leaf".into()))?
+            .clone();
         let leaf: BindingLeaf = serde_json::from_slice(&leaf)
             .map_err(|e| EngineError::Internal(format!("the binding leaf: {e}")))?;
-        // Read at each attestation (the kernel's file can grow on some platforms); the unit's
-        // fallback credential where the host has no log is no log.
-        let firmware_log = std::fs::read(&self.firmware_log)
-            .ok()
-            .and_then(crate::config::firmware_log_content)
-            .map(|b| b64(&b));
         Ok(wire::Attestation {
-            ak: tpm_key(ak.public_pem()?, &ak.tpm2b_public, &ak.name),
+            ak: batch.ak.clone(),
             binding: Binding {
                 leaf,
                 leaf_index: index as u64,
-                proof: proof.into_iter().map(Sha256Digest).collect(),
+                proof,
                 root: Sha256Digest(batch.root),
-                tree_size: batch.leaves.len() as u64,
+                tree_size: batch.proofs.len() as u64,
             },
-            firmware_log,
+            firmware_log: batch.firmware_log.clone(),
             fleet_revoked: self
                 .fleet_revoked()
                 .map(|r| arbiter_proto::api::FleetRevoked {
@@ -183,7 +182,9 @@ impl Engine {
             log_generation: batch.generation,
             quote: wire::Quote {
                 attest: b64(&batch.quote.attest),
-                pcrs: QuotedPcrs { sha256: pcrs },
+                pcrs: QuotedPcrs {
+                    sha256: batch.pcrs.clone(),
+                },
                 signature: b64(&batch.quote.signature),
             },
             sealing: batch.sealing.clone(),
@@ -264,9 +265,27 @@ impl Engine {
 
     async fn quote_batch(&self, leaves: Vec<Vec<u8>>) -> Result<Batch, EngineError> {
         self.metrics.quote_batch(leaves.len());
-        let root = merkle::root(&leaves);
+        let hashes: Vec<[u8; 32]> = leaves.iter().map(|l| merkle::leaf_hash(l)).collect();
+        let (root, proofs) = merkle::all_inclusion_proofs(&hashes);
+        let proofs = proofs
+            .into_iter()
+            .map(|p| p.into_iter().map(Sha256Digest).collect())
+            .collect();
         let selection = self.config().tpm_config().quote_selection()?;
         let (quote, generation, records) = self.measurer.quote(selection, root.to_vec()).await?;
+        let ak = self.tpm.attestation_key().await?;
+        let ak = tpm_key(ak.public_pem()?, &ak.tpm2b_public, &ak.name);
+        let pcrs = quote
+            .pcrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Sha256Digest(*v)))
+            .collect();
+        // Read with each quote (the kernel's file can grow on some platforms); the unit's
+        // fallback credential where the host has no log is no log.
+        let firmware_log = std::fs::read(&self.firmware_log)
+            .ok()
+            .and_then(crate::config::firmware_log_content)
+            .map(|b| b64(&b));
         let index = if self.platform_as_is() {
             self.tpm.sealing_index_as_is().await?
         } else {
@@ -285,9 +304,12 @@ impl Engine {
         };
         Ok(Batch {
             quote,
+            pcrs,
+            ak,
+            firmware_log,
             generation,
             records,
-            leaves,
+            proofs,
             root,
             sealing,
         })
