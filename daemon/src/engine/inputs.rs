@@ -293,14 +293,17 @@ impl Engine {
             return;
         }
         let key = id.to_owned();
-        let Ok(inputs) = self
+        // A count, not the rows: a submission into a many-slot instance must not read every
+        // other input's ciphertext.
+        let Ok(filled) = self
             .store
-            .read(move |c| queries::list_inputs(c, &key))
+            .read(move |c| queries::count_inputs(c, &key))
             .await
         else {
             return;
         };
-        if lifecycle::automatic_trigger_met(row.state, &manifest, inputs.len()) {
+        let filled = usize::try_from(filled).unwrap_or(usize::MAX);
+        if lifecycle::automatic_trigger_met(row.state, &manifest, filled) {
             self.spawn_evaluation(id.to_owned(), row.round);
         }
     }

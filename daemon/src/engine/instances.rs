@@ -213,7 +213,7 @@ impl Engine {
             .store
             .read(move |c| -> Result<_, crate::store::StoreError> {
                 Ok((
-                    queries::list_inputs(c, &key)?,
+                    queries::list_inputs_without_data(c, &key)?,
                     queries::approvals(c, &key)?,
                     queries::get_function(c, &fid)?,
                 ))

@@ -354,6 +354,31 @@ pub fn list_inputs(c: &Connection, instance: &str) -> Result<Vec<InputRow>, Stor
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Every input of an instance, by slot, without its data: `enc` and `ciphertext` are
+/// empty (describing an instance must not copy megabytes of ciphertext per request).
+pub fn list_inputs_without_data(
+    c: &Connection,
+    instance: &str,
+) -> Result<Vec<InputRow>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT instance_id, slot, submitter, round, X'', X'', ciphertext_sha256, \
+         expect_function_sha256, accepted_at FROM inputs WHERE instance_id = ?1 ORDER BY slot",
+    )?;
+    let rows = stmt.query_map([instance], input_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many slots of the instance hold an input (what an automatic trigger counts), without
+/// reading the inputs.
+pub fn count_inputs(c: &Connection, instance: &str) -> Result<u64, StoreError> {
+    let n: i64 = c.query_row(
+        "SELECT COUNT(*) FROM inputs WHERE instance_id = ?1",
+        [instance],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Bytes of ciphertext (as stored, without `enc`) in the instance's slots other than
 /// `slot`: what counts against the instance's input limit beside a new input of `slot`.
 pub fn input_bytes_except(c: &Connection, instance: &str, slot: &str) -> Result<u64, StoreError> {
