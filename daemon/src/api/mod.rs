@@ -303,11 +303,12 @@ async fn body_bytes(
     if let Some(len) = declared
         && len > limit
     {
-        return Err(unread(request, too_large(limit)));
+        return Err(unread(request, limit, too_large(limit)));
     }
     let Some(_reserved) = limits.budget.try_reserve(declared.unwrap_or(limit)) else {
         return Err(unread(
             request,
+            limit,
             ApiError::busy("too many request bodies are being received at once; retry shortly"),
         ));
     };
@@ -334,8 +335,13 @@ async fn body_bytes(
 /// instead of a reset connection. Schemathesis found refusals lost this way (403 to a
 /// creator posting a function, 403 to a stranger's input): closing a connection with
 /// unread bytes in its receive buffer resets it, and the reset discards the answer.
-fn unread(request: Request<Incoming>, e: ApiError) -> ApiError {
-    spool::linger(request.into_body());
+/// `limit` is the request's body limit: no more of it than that (nor than
+/// [`spool::LINGER_BYTES`]) is discarded.
+fn unread(request: Request<Incoming>, limit: usize, e: ApiError) -> ApiError {
+    spool::linger(
+        request.into_body(),
+        u64::try_from(limit).unwrap_or(u64::MAX),
+    );
     e
 }
 
@@ -412,20 +418,24 @@ async fn dispatch(
                 format!("there is no endpoint {path}"),
             )
         };
-        return Err(unread(request, refusal));
+        return Err(unread(request, max_body, refusal));
     };
     let p = |i: usize| params.get(i).map(String::as_str).unwrap_or("");
     // Degraded (docs/protocol.md): only health, attestation and the TPM's public parts answer;
     // everything else may need a secret and is refused before anything is read.
     if engine.sealing_unavailable().is_some() && !routes::serves_when_degraded(route) {
-        return Err(unread(request, ApiError::from(engine.sealing_refusal())));
+        return Err(unread(
+            request,
+            max_body,
+            ApiError::from(engine.sealing_refusal()),
+        ));
     }
     // Revoked by the fleet verifier (docs/fleet.md): the same refusal, the fleet endpoints
     // (which need no secret) still answer so an operator can clear it.
     if !routes::serves_when_degraded(route)
         && let Some(refusal) = engine.fleet_refusal()
     {
-        return Err(unread(request, ApiError::from(refusal)));
+        return Err(unread(request, max_body, ApiError::from(refusal)));
     }
     match route {
         Route::Healthz => {
@@ -476,7 +486,7 @@ async fn dispatch(
         Route::ListFunctions => ok(&engine.list_functions().await?),
         Route::RegisterFunction => {
             if let Err(e) = engine.authorize_registration(identity) {
-                return Err(unread(request, e.into()));
+                return Err(unread(request, max_body, e.into()));
             }
             let request = body(limits, max_body, request).await?;
             Ok(json_response(
@@ -487,7 +497,7 @@ async fn dispatch(
         Route::GetFunction => ok(&engine.get_function(p(0)).await?),
         Route::CreateInstance => {
             if let Err(e) = engine.authorize_creation(identity) {
-                return Err(unread(request, e.into()));
+                return Err(unread(request, max_body, e.into()));
             }
             let request = body(limits, max_body, request).await?;
             Ok(json_response(
@@ -574,7 +584,7 @@ async fn put_input(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (input_limits, others) = match engine.input_admission(identity, id, slot).await {
         Ok(admitted) => admitted,
-        Err(e) => return Err(unread(request, e.into())),
+        Err(e) => return Err(unread(request, limits.max_body_bytes, e.into())),
     };
     let (limit, refusal) = input_limits.body_limit(slot, others);
     let over = |bytes: u64| ApiError::from(refusal.error(bytes));
@@ -586,7 +596,7 @@ async fn put_input(
     if let Some(len) = declared
         && len > limit
     {
-        spool::linger(request.into_body());
+        spool::linger(request.into_body(), limit);
         return Err(over(len));
     }
     let submission: arbiter_proto::api::SubmitInput = match declared {
@@ -597,7 +607,7 @@ async fn put_input(
             let reserved = match limits.spool.reserve(declared.unwrap_or(limit)) {
                 Ok(reserved) => reserved,
                 Err(busy) => {
-                    spool::linger(request.into_body());
+                    spool::linger(request.into_body(), limit);
                     return Err(busy);
                 }
             };

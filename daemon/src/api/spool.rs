@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::StatusCode;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -29,30 +29,50 @@ const WRITE_BUFFER: usize = 256 << 10;
 /// Seconds a client refused for the spool budget is asked to wait (`Retry-After`).
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
-/// The most bytes of a refused body read and discarded after the refusal is sent.
-const LINGER_BYTES: u64 = 256 << 20;
+/// The most bytes of a refused body read and discarded after the refusal is sent (less
+/// when the request's own limit is lower): enough for any client to read a refusal of an
+/// ordinary request, little enough that a caller the daemon refuses cannot make it read
+/// much.
+pub const LINGER_BYTES: u64 = 1 << 20;
 /// The longest a refused body is read and discarded after the refusal is sent.
-const LINGER_TIME: Duration = Duration::from_secs(30);
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
 /// The longest pause of a refused body being discarded.
 const LINGER_STALL: Duration = Duration::from_secs(2);
 
-/// Reads and discards the rest of a refused body (at most 256 MiB, for at most 30 s,
-/// stopping at a pause of 2 s) while its refusal is sent, so
-/// a client still uploading reads the refusal instead of losing it to a reset connection
-/// (HTTP/1.1 clients send the body before they read the answer). Nothing is kept.
-pub fn linger(mut body: Incoming) {
+/// Reads and discards the rest of a refused body while its refusal is sent, so a client
+/// still uploading reads the refusal instead of losing it to a reset connection (HTTP/1.1
+/// clients send the body before they read the answer). At most [`LINGER_BYTES`] or
+/// `limit` (the request's own body limit), whichever is lower, for at most
+/// [`LINGER_TIME`], stopping at a pause of 2 s; a body that goes on beyond that is
+/// dropped unread, which closes the connection once the refusal is written. Nothing is
+/// kept.
+pub fn linger(mut body: Incoming, limit: u64) {
+    let cap = LINGER_BYTES.min(limit);
     tokio::spawn(async move {
-        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + LINGER_TIME;
         let mut discarded = 0u64;
-        while discarded < LINGER_BYTES && started.elapsed() < LINGER_TIME {
-            match tokio::time::timeout(LINGER_STALL, body.frame()).await {
+        loop {
+            let wait =
+                LINGER_STALL.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(wait, body.frame()).await {
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         discarded += data.len() as u64;
+                        if discarded > cap {
+                            break;
+                        }
                     }
                 }
                 _ => break,
             }
+        }
+        if !body.is_end_stream() {
+            tracing::debug!(
+                event = "refused_body_cut_off",
+                discarded,
+                "a refused request's body went on beyond what is discarded; the connection \
+                 closes"
+            );
         }
     });
 }
@@ -237,7 +257,7 @@ impl Spool {
             if let Ok(data) = frame.into_data() {
                 received += data.len() as u64;
                 if received > limit {
-                    linger(body);
+                    linger(body, limit);
                     return Err(over(received));
                 }
                 out.write_all(&data).await.map_err(internal)?;
