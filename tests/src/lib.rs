@@ -13,9 +13,9 @@
 pub mod cli;
 pub mod contract;
 pub mod daemon;
+pub mod fault_load;
 pub mod keylime;
 pub mod library;
-pub mod fault_load;
 pub mod load;
 pub mod process;
 pub mod state;
