@@ -12,7 +12,8 @@
 //!   client without a certificate get no HTTP answer at all.
 //! - **Refusals before a body is read** reach a client still sending it (the fault
 //!   Schemathesis found: the refusal was lost to a reset connection), and a body that goes
-//!   on after its refusal is cut off: at most 1 MiB of it is read, for at most 5 s.
+//!   on after its refusal is cut off: a refused caller's after 1 MiB or 5 s, an admitted
+//!   caller's oversized body after 256 MiB.
 //! - **TPM resources**: mixed TPM work through the daemon (attestations, `/v1/tpm`,
 //!   function registrations, evaluations whose results are signed) leaves no transient
 //!   object and no session in the TPM, checked by the daemon and by `tpm2_getcap` while it
@@ -598,13 +599,18 @@ struct CutOff {
     closed_after: std::time::Duration,
 }
 
-/// A stranger posts an instance declaring a 1 GiB body, reads the 403 that comes before
-/// any byte of it, then sends `chunk` bytes every `pause` until the daemon closes the
-/// connection (its read side ends, or a write fails). Fails if it stays open 60 s or
-/// takes 300 MiB.
-async fn send_after_refusal(w: &World, chunk: usize, pause: std::time::Duration) -> CutOff {
+/// `role` posts an instance declaring a 1 GiB body, reads the refusal that comes before
+/// any byte of it (403 for a stranger, 413 for a creator: over `max_body_bytes`), then
+/// sends `chunk` bytes every `pause` until the daemon closes the connection (its read
+/// side ends, or a write fails). Fails if it stays open 60 s or takes 400 MiB.
+async fn send_after_refusal(
+    w: &World,
+    role: Role,
+    chunk: usize,
+    pause: std::time::Duration,
+) -> CutOff {
     use std::time::{Duration, Instant};
-    let mut c = w.as_(Stranger).conn.connect_tls().await.unwrap();
+    let mut c = w.as_(role).conn.connect_tls().await.unwrap();
     c.write_all(
         b"POST /v1/instances HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n",
     )
@@ -636,9 +642,13 @@ async fn send_after_refusal(w: &World, chunk: usize, pause: std::time::Duration)
     let data = vec![b' '; chunk];
     let mut sent = 0u64;
     loop {
-        if closed.is_finished() || sent > 300 << 20 {
+        if closed.is_finished() {
             break;
         }
+        assert!(
+            sent < 400 << 20,
+            "the connection is still open after {sent} body bytes"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the connection is still open after 60 s ({sent} body bytes sent)"
@@ -668,13 +678,13 @@ async fn send_after_refusal(w: &World, chunk: usize, pause: std::time::Duration)
 
 #[tokio::test]
 async fn a_huge_body_after_a_refusal_is_cut_off() {
-    use arbiter_daemon::api::spool::{LINGER_BYTES, LINGER_TIME};
+    use arbiter_daemon::api::spool::{ADMITTED_LINGER_BYTES, LINGER_BYTES, LINGER_TIME};
     use std::time::Duration;
     let w = World::start(|_| {}).await;
     // As fast as the connection takes it: cut off once about LINGER_BYTES were read. What
     // the client got in beyond that is what the two sockets' buffers hold (a few MiB on
     // loopback), far below the 256 MiB drained before the cap was lowered.
-    let fast = send_after_refusal(&w, 64 << 10, Duration::ZERO).await;
+    let fast = send_after_refusal(&w, Stranger, 64 << 10, Duration::ZERO).await;
     println!(
         "fast: {}; {} bytes sent, closed after {:.2} s",
         fast.status,
@@ -689,7 +699,7 @@ async fn a_huge_body_after_a_refusal_is_cut_off() {
     );
     assert!(fast.closed_after < LINGER_TIME + Duration::from_secs(5));
     // A trickle that never pauses 2 s: cut off by time, LINGER_TIME after the refusal.
-    let slow = send_after_refusal(&w, 4 << 10, Duration::from_millis(250)).await;
+    let slow = send_after_refusal(&w, Stranger, 4 << 10, Duration::from_millis(250)).await;
     println!(
         "slow: {}; {} bytes sent, closed after {:.2} s",
         slow.status,
@@ -702,6 +712,27 @@ async fn a_huge_body_after_a_refusal_is_cut_off() {
             && slow.closed_after < LINGER_TIME + Duration::from_secs(5),
         "closed after {:?}",
         slow.closed_after
+    );
+    // A creator may post a body here; its oversized one (413 on the declared length) is
+    // read up to ADMITTED_LINGER_BYTES, so that a client that writes a whole oversized
+    // body first still reads the 413, and no further.
+    let admitted = send_after_refusal(&w, Creator, 64 << 10, Duration::ZERO).await;
+    println!(
+        "creator: {}; {} bytes sent, closed after {:.2} s",
+        admitted.status,
+        admitted.sent,
+        admitted.closed_after.as_secs_f64()
+    );
+    assert!(
+        admitted.status.starts_with("HTTP/1.1 413"),
+        "{}",
+        admitted.status
+    );
+    assert!(
+        admitted.sent >= ADMITTED_LINGER_BYTES
+            && admitted.sent < ADMITTED_LINGER_BYTES + (32 << 20),
+        "{} bytes went in after the 413 (the cap is {ADMITTED_LINGER_BYTES})",
+        admitted.sent
     );
     // The daemon serves on.
     let h = w.as_(Stranger).get("/healthz").await;

@@ -29,27 +29,48 @@ const WRITE_BUFFER: usize = 256 << 10;
 /// Seconds a client refused for the spool budget is asked to wait (`Retry-After`).
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
-/// The most bytes of a refused body read and discarded after the refusal is sent (less
-/// when the request's own limit is lower): enough for any client to read a refusal of an
-/// ordinary request, little enough that a caller the daemon refuses cannot make it read
-/// much.
+/// The most bytes of a refused caller's body read and discarded after the refusal is
+/// sent ([`Refused::Caller`]): enough for a client to read the refusal of any ordinary
+/// request, little enough that a client the daemon refuses cannot make it read much.
 pub const LINGER_BYTES: u64 = 1 << 20;
-/// The longest a refused body is read and discarded after the refusal is sent.
+/// The longest a refused caller's body is read and discarded after the refusal is sent.
 pub const LINGER_TIME: Duration = Duration::from_secs(5);
+/// The most bytes of an admitted caller's refused body read and discarded
+/// ([`Refused::Body`]).
+pub const ADMITTED_LINGER_BYTES: u64 = 256 << 20;
+/// The longest an admitted caller's refused body is read and discarded.
+pub const ADMITTED_LINGER_TIME: Duration = Duration::from_secs(30);
 /// The longest pause of a refused body being discarded.
 const LINGER_STALL: Duration = Duration::from_secs(2);
 
+/// Whose body is refused unread, which bounds how much of it is read and discarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A caller refused for who it is or what it asks (403, 404, 405, a degraded or
+    /// revoked daemon), or any client of an endpoint every certificate may call: at most
+    /// [`LINGER_BYTES`] for [`LINGER_TIME`].
+    Caller,
+    /// A caller the operator admitted to send a body here (a slot's provider, a function
+    /// registrar, an instance creator) whose body is over its limit or waits for the body
+    /// budget: at most [`ADMITTED_LINGER_BYTES`] for [`ADMITTED_LINGER_TIME`], so that a
+    /// client that sends a whole oversized input before reading the answer still reads
+    /// the 413 naming the limit.
+    Body,
+}
+
 /// Reads and discards the rest of a refused body while its refusal is sent, so a client
 /// still uploading reads the refusal instead of losing it to a reset connection (HTTP/1.1
-/// clients send the body before they read the answer). At most [`LINGER_BYTES`] or
-/// `limit` (the request's own body limit), whichever is lower, for at most
-/// [`LINGER_TIME`], stopping at a pause of 2 s; a body that goes on beyond that is
-/// dropped unread, which closes the connection once the refusal is written. Nothing is
-/// kept.
-pub fn linger(mut body: Incoming, limit: u64) {
-    let cap = LINGER_BYTES.min(limit);
+/// clients send the body before they read the answer). How much and for how long depend
+/// on whose body it is ([`Refused`]), stopping early at a pause of 2 s; a body that goes
+/// on beyond that is dropped unread, which closes the connection once the refusal is
+/// written. Nothing is kept.
+pub fn linger(mut body: Incoming, refused: Refused) {
+    let (cap, time) = match refused {
+        Refused::Caller => (LINGER_BYTES, LINGER_TIME),
+        Refused::Body => (ADMITTED_LINGER_BYTES, ADMITTED_LINGER_TIME),
+    };
     tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + LINGER_TIME;
+        let deadline = tokio::time::Instant::now() + time;
         let mut discarded = 0u64;
         loop {
             let wait =
@@ -257,7 +278,7 @@ impl Spool {
             if let Ok(data) = frame.into_data() {
                 received += data.len() as u64;
                 if received > limit {
-                    linger(body, limit);
+                    linger(body, Refused::Body);
                     return Err(over(received));
                 }
                 out.write_all(&data).await.map_err(internal)?;
