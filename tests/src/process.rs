@@ -27,6 +27,9 @@ pub struct DaemonSpec {
     pub dev_swtpm: bool,
     /// The open-file limit to run under (`prlimit --nofile=N:N`), e.g. systemd's 1,024.
     pub nofile: Option<u64>,
+    /// The locked-memory limit to run under (`prlimit --memlock=N:N`), without
+    /// `CAP_IPC_LOCK` (dropped by `setpriv`, so that the limit holds for root too).
+    pub memlock: Option<u64>,
     /// Extra environment (e.g. `ARBITER_FAILPOINT`).
     pub env: Vec<(String, String)>,
     /// `CREDENTIALS_DIRECTORY`, as systemd sets it for a unit with credentials.
@@ -163,12 +166,31 @@ impl DaemonProcess {
             .append(true)
             .open(&self.log)
             .expect("daemon log file");
-        let mut command = match self.spec.nofile {
-            Some(n) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}:{n}"))
-                    .arg("--")
-                    .arg(arbiterd_path());
+        // Wrappers that set what the daemon runs under, outermost first.
+        let mut wrappers: Vec<String> = Vec::new();
+        if let Some(n) = self.spec.memlock {
+            wrappers.extend(
+                [
+                    "setpriv",
+                    "--inh-caps=-ipc_lock",
+                    "--bounding-set=-ipc_lock",
+                    "--",
+                    "prlimit",
+                ]
+                .map(String::from),
+            );
+            wrappers.push(format!("--memlock={n}:{n}"));
+            wrappers.push("--".into());
+        }
+        if let Some(n) = self.spec.nofile {
+            wrappers.push("prlimit".into());
+            wrappers.push(format!("--nofile={n}:{n}"));
+            wrappers.push("--".into());
+        }
+        let mut command = match wrappers.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(arbiterd_path());
                 c
             }
             None => Command::new(arbiterd_path()),
