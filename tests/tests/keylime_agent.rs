@@ -3,7 +3,8 @@
 //! client with certificates from a test Keylime CA, an in-test registrar (a real HTTP
 //! server doing MakeCredential with `tpm2_makecredential` and checking the auth tag as
 //! Keylime's registrar does), and quotes replayed by `tpm2_checkquote` from the exact
-//! pieces Keylime receives. Keylime itself is exercised by `make fleet-test`.
+//! pieces Keylime receives; a flood of quotes is answered or refused with 503 while parties
+//! attest. Keylime itself is exercised by `make fleet-test`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -904,4 +905,71 @@ async fn silent_connections_are_bounded_and_dropped() {
     assert_eq!(s.client(&d, "/version", None).0, 200);
     drop(silent);
     d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_keylime_quotes_is_answered_or_refused_and_parties_attest_on() {
+    let s = Setup::new();
+    let registrar = Registrar::start().await;
+    // One place for client-driven TPM work, so that 8 verifiers at once must be refused.
+    let d = s
+        .daemon_with(registrar.addr, None, |c| {
+            c.limits.max_tpm_requests_queued = 1;
+        })
+        .await;
+    let (addr, _) = d.keylime.clone().unwrap();
+    let op = s.operator_party(&d);
+    // 8 clients of the Keylime CA (the listener's per-address share), 5 identity quotes
+    // each, all at once, while a party attests.
+    let flood: Vec<_> = (0..8)
+        .map(|i| {
+            let (agent, cert, key) = (
+                s.agent_cert(),
+                s.ca.path("client-cert.crt"),
+                s.ca.path("client-key.pem"),
+            );
+            tokio::task::spawn_blocking(move || {
+                (0..5)
+                    .map(|j| {
+                        let url = format!("https://{addr}/v2.5/quotes/identity?nonce=flood{i}x{j}");
+                        curl(&agent, &cert, &key, &url, None)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut attestations = 0;
+    while !flood.iter().all(|t| t.is_finished()) {
+        let a = op
+            .get("/v1/attestation?nonce=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        attestations += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (mut ok, mut busy) = (0, 0);
+    for t in flood {
+        for (status, v) in t.await.unwrap() {
+            match status {
+                200 => {
+                    assert!(v["results"]["quote"].is_string(), "{v}");
+                    ok += 1;
+                }
+                503 => {
+                    assert_eq!(v["status"], "the TPM is busy; try again", "{v}");
+                    busy += 1;
+                }
+                other => panic!("a Keylime quote answered {other}: {v}"),
+            }
+        }
+    }
+    println!(
+        "40 Keylime quotes from 8 clients at once (max_tpm_requests_queued = 1): {ok} answered \
+         200, {busy} refused 503; {attestations} attestations meanwhile, all 200"
+    );
+    assert!(ok > 0, "no quote was served");
+    assert!(attestations > 0);
+    // Served again once the flood is over.
+    let (status, v) = s.client(&d, "/v2.5/quotes/identity?nonce=after", None);
+    assert_eq!(status, 200, "{v}");
 }
