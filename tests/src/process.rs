@@ -27,6 +27,9 @@ pub struct DaemonSpec {
     pub dev_swtpm: bool,
     /// The open-file limit to run under (`prlimit --nofile=N:N`), e.g. systemd's 1,024.
     pub nofile: Option<u64>,
+    /// The locked-memory limit to run under (`prlimit --memlock=N:N`), without
+    /// `CAP_IPC_LOCK` (dropped by `setpriv` when running as root, so that the limit holds).
+    pub memlock: Option<u64>,
     /// Extra environment (e.g. `ARBITER_FAILPOINT`).
     pub env: Vec<(String, String)>,
     /// `CREDENTIALS_DIRECTORY`, as systemd sets it for a unit with credentials.
@@ -55,6 +58,19 @@ pub struct Refused {
     pub status: ExitStatus,
     /// Everything the daemon wrote to stderr.
     pub log: String,
+}
+
+/// Whether this process runs as root (the effective uid of `/proc/self/status`).
+fn effective_uid_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }
 
 fn free_port() -> u16 {
@@ -163,12 +179,35 @@ impl DaemonProcess {
             .append(true)
             .open(&self.log)
             .expect("daemon log file");
-        let mut command = match self.spec.nofile {
-            Some(n) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}:{n}"))
-                    .arg("--")
-                    .arg(arbiterd_path());
+        // Wrappers that set what the daemon runs under, outermost first.
+        let mut wrappers: Vec<String> = Vec::new();
+        if let Some(n) = self.spec.memlock {
+            // Root holds CAP_IPC_LOCK, which ignores the limit: drop it (setpriv needs
+            // CAP_SETPCAP, which root has). Others never hold it.
+            if effective_uid_is_root() {
+                wrappers.extend(
+                    [
+                        "setpriv",
+                        "--inh-caps=-ipc_lock",
+                        "--bounding-set=-ipc_lock",
+                        "--",
+                    ]
+                    .map(String::from),
+                );
+            }
+            wrappers.push("prlimit".into());
+            wrappers.push(format!("--memlock={n}:{n}"));
+            wrappers.push("--".into());
+        }
+        if let Some(n) = self.spec.nofile {
+            wrappers.push("prlimit".into());
+            wrappers.push(format!("--nofile={n}:{n}"));
+            wrappers.push("--".into());
+        }
+        let mut command = match wrappers.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(arbiterd_path());
                 c
             }
             None => Command::new(arbiterd_path()),

@@ -4,7 +4,9 @@
 //! must fail with its reason and a message naming the limit, leave no evaluator process
 //! behind, and leave the daemon serving (a good evaluation and an attestation right after).
 //! Also: hostile evaluations at once stay bounded by `limits.max_concurrent_evaluations`,
-//! and the same inputs give byte-identical signed outputs (docs/sandbox.md).
+//! the same inputs give byte-identical signed outputs (docs/sandbox.md), and a running
+//! evaluation is a child of its own under seccomp, `no_new_privs`, an address-space limit,
+//! no core files and an empty environment, gone once its run ends.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -489,6 +491,88 @@ async fn hostile_evaluations_at_once_do_not_starve_the_daemon() {
         assert_eq!(r.json["error"]["reason"], "timeout", "{}", r.json);
     }
     w.serves_on("after concurrent hostile evaluations").await;
+    w.daemon.stop().await;
+}
+
+/// The value of `key` in `/proc/PID/status`, if the process is still there.
+fn proc_status(pid: u32, key: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()))
+}
+
+#[tokio::test]
+async fn an_evaluation_runs_in_its_own_sandboxed_child_that_exits_after_it() {
+    let _serial = SERIAL.lock().await;
+    let mut w = World::start().await;
+    let spin = "fn compute(inputs) { let n = 0; loop { n += 1; } }";
+    let limits =
+        json!({"operations": 1_000_000_000, "wall_time_ms": 3000, "memory_bytes": 33_554_432});
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let inst = w.instance(spin, &limits).await;
+        w.submit(&inst, &json!(1), &json!(2)).await;
+        // The child, once its filter is on (it reads its request and builds the engine
+        // first).
+        let started = std::time::Instant::now();
+        let pid = loop {
+            let found = evaluators()
+                .into_iter()
+                .find(|p| proc_status(*p, "Seccomp:").as_deref() == Some("2"));
+            if let Some(pid) = found {
+                break pid;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no evaluator under seccomp (mode 2, filter) appeared"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(proc_status(pid, "NoNewPrivs:").as_deref(), Some("1"));
+        let limits_text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let address_space = limits_text
+            .lines()
+            .find(|l| l.starts_with("Max address space"))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            !address_space.contains("unlimited"),
+            "the evaluator has no address-space limit: {address_space}"
+        );
+        let core = limits_text
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap();
+        assert!(
+            core.split_whitespace().filter(|w| *w == "0").count() >= 2,
+            "{core}"
+        );
+        // Its environment is empty but for the allocator's tunable.
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let names: Vec<String> = environ
+            .split(|b| *b == 0)
+            .filter(|v| !v.is_empty())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["GLIBC_TUNABLES=glibc.malloc.arena_max=1".to_owned()]
+        );
+        println!("evaluator {pid}: seccomp mode 2, no_new_privs, {address_space}");
+        // The run ends (its wall-clock limit) and so does the child.
+        let r = w.result(&inst).await;
+        assert_eq!(r.json["error"]["reason"], "timeout", "{}", r.json);
+        assert!(
+            !evaluators().contains(&pid),
+            "evaluator {pid} outlived its evaluation"
+        );
+        seen.push(pid);
+    }
+    assert_ne!(seen[0], seen[1], "each evaluation has a child of its own");
+    w.serves_on("after sandboxed evaluations").await;
     w.daemon.stop().await;
 }
 

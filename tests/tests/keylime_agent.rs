@@ -3,7 +3,8 @@
 //! client with certificates from a test Keylime CA, an in-test registrar (a real HTTP
 //! server doing MakeCredential with `tpm2_makecredential` and checking the auth tag as
 //! Keylime's registrar does), and quotes replayed by `tpm2_checkquote` from the exact
-//! pieces Keylime receives. Keylime itself is exercised by `make fleet-test`.
+//! pieces Keylime receives. Keylime itself is exercised by `make fleet-test`. (A flood of
+//! quotes, answered or refused with 503 while parties attest, is `--ignored`: see there.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -265,10 +266,15 @@ fn curl(
     let out = c.arg(url).output().expect("curl");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (
-        code.trim().parse().unwrap_or(0),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
+    let code = code.trim().parse().unwrap_or(0);
+    if code == 0 {
+        // No answer: curl's own words say why.
+        return (
+            0,
+            Value::String(String::from_utf8_lossy(&out.stderr).into_owned()),
+        );
+    }
+    (code, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 struct Setup {
@@ -904,4 +910,78 @@ async fn silent_connections_are_bounded_and_dropped() {
     assert_eq!(s.client(&d, "/version", None).0, 200);
     drop(silent);
     d.stop().await;
+}
+
+/// Passes run alone (`-- --ignored a_flood_of_keylime`): 4 to 6 of 30 quotes served, the
+/// rest 503. Run beside another test of this file (another in-process daemon), a quote
+/// got no answer within curl's 20 s in most of 11 runs; not yet understood, so it is not
+/// part of `make test`.
+#[ignore = "a quote can go unanswered for 20 s when another in-process daemon runs beside it; run alone"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_keylime_quotes_is_answered_or_refused_and_parties_attest_on() {
+    let s = Setup::new();
+    let registrar = Registrar::start().await;
+    // One place for client-driven TPM work, so that verifiers asking at once are refused.
+    let d = s
+        .daemon_with(registrar.addr, None, |c| {
+            c.limits.max_tpm_requests_queued = 1;
+        })
+        .await;
+    registrar.wait_activated().await;
+    let (addr, _) = d.keylime.clone().unwrap();
+    let op = s.operator_party(&d);
+    // 6 clients of the Keylime CA (within the listener's share of 8 connections for one
+    // address, with room for connections still closing), 5 identity quotes each, all at
+    // once, while a party attests.
+    let flood: Vec<_> = (0..6)
+        .map(|i| {
+            let (agent, cert, key) = (
+                s.agent_cert(),
+                s.ca.path("client-cert.crt"),
+                s.ca.path("client-key.pem"),
+            );
+            tokio::task::spawn_blocking(move || {
+                (0..5)
+                    .map(|j| {
+                        let url = format!("https://{addr}/v2.5/quotes/identity?nonce=flood{i}x{j}");
+                        curl(&agent, &cert, &key, &url, None)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut attestations = 0;
+    while !flood.iter().all(|t| t.is_finished()) {
+        let a = op
+            .get("/v1/attestation?nonce=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        attestations += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (mut ok, mut busy) = (0, 0);
+    for t in flood {
+        for (status, v) in t.await.unwrap() {
+            match status {
+                200 => {
+                    assert!(v["results"]["quote"].is_string(), "{v}");
+                    ok += 1;
+                }
+                503 => {
+                    assert_eq!(v["status"], "the TPM is busy; try again", "{v}");
+                    busy += 1;
+                }
+                other => panic!("a Keylime quote answered {other}: {v}"),
+            }
+        }
+    }
+    println!(
+        "30 Keylime quotes from 6 clients at once (max_tpm_requests_queued = 1): {ok} answered \
+         200, {busy} refused 503; {attestations} attestations meanwhile, all 200"
+    );
+    assert!(ok > 0, "no quote was served");
+    assert!(attestations > 0);
+    // Served again once the flood is over.
+    let (status, v) = s.client(&d, "/v2.5/quotes/identity?nonce=after", None);
+    assert_eq!(status, 200, "{v}");
 }

@@ -4,8 +4,9 @@
 //! intersection size, and too little memory gives `memory_limit`; the slot and instance
 //! limits of the manifest and the configuration refuse with 413 naming the limit, storing
 //! nothing; a manifest asking more than the configuration allows is refused at creation; a
-//! body that stalls is cut off; the spool's disk budget refuses with 503 and `Retry-After`;
-//! leftovers in the spool are removed at start.
+//! body that stalls is cut off, and so is one that trickles slower than the minimum rate;
+//! the spool's disk budget refuses with 503 and `Retry-After`; leftovers in the spool are
+//! removed at start.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -589,6 +590,64 @@ async fn the_cli_uploads_a_forty_megabyte_file_with_progress() {
         "the body is the ciphertext in base64: {total}"
     );
     assert_eq!(filled(&op, &inst).await, [true, false]);
+    assert!(
+        spool_entries(&state).is_empty(),
+        "{:?}",
+        spool_entries(&state)
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_slower_than_the_minimum_rate_is_cut_off_with_408() {
+    let tpm = TestTpm::start();
+    let state = tpm.path("daemon");
+    let (d, op) = daemon_with_operator(&tpm, &state, |c| {
+        c.limits.body_timeout_seconds = 2;
+        c.limits.min_body_bytes_per_second = 65_536;
+    })
+    .await;
+    let alice = Party::new("alice", &d);
+    let bob = Party::new("bob", &d);
+    let f = register(&op, INTERSECT).await;
+    let inst = create(&op, two_party_manifest(&f, &alice, &bob)).await;
+    // A 2 MB input trickling 4 KiB every 250 ms (16 KiB/s): never silent for the stall
+    // timeout, but slower than 64 KiB/s on average. Cut off once the 2 s have passed.
+    let mut s = raw_put_head(&alice, &inst, "a", "content-length: 2000000\r\n").await;
+    let started = std::time::Instant::now();
+    let mut sent = 0usize;
+    let mut answer = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        if s.write_all(&[b' '; 4096]).await.is_err() || s.flush().await.is_err() {
+            break;
+        }
+        sent += 4096;
+        // The answer comes in one piece; waiting for it is the pause between writes.
+        if let Ok(a) = tokio::time::timeout(Duration::from_millis(250), read_answer(&mut s)).await {
+            answer = a;
+            break;
+        }
+    }
+    let answer = match answer {
+        Some(a) => a,
+        None => tokio::time::timeout(Duration::from_secs(10), read_answer(&mut s))
+            .await
+            .expect("an answer")
+            .expect("an answer, not a reset"),
+    };
+    let took = started.elapsed();
+    println!(
+        "a trickle of 16 KiB/s: {} after {:.1} s and {sent} bytes",
+        answer.lines().next().unwrap_or_default(),
+        took.as_secs_f64()
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("body_too_slow") && answer.contains("65536 bytes per second"),
+        "{answer}"
+    );
+    assert!(took < Duration::from_secs(6), "cut off after {took:?}");
+    assert_eq!(filled(&alice, &inst).await, [false, false]);
     assert!(
         spool_entries(&state).is_empty(),
         "{:?}",

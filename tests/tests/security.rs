@@ -11,7 +11,9 @@
 //! - **Transport**: a TLS 1.2-only client (rustls, with a client certificate) and a TLS 1.3
 //!   client without a certificate get no HTTP answer at all.
 //! - **Refusals before a body is read** reach a client still sending it (the fault
-//!   Schemathesis found: the refusal was lost to a reset connection).
+//!   Schemathesis found: the refusal was lost to a reset connection), and a body that goes
+//!   on after its refusal is cut off: a refused caller's after 1 MiB or 5 s, an admitted
+//!   caller's oversized body after 256 MiB.
 //! - **TPM resources**: mixed TPM work through the daemon (attestations, `/v1/tpm`,
 //!   function registrations, evaluations whose results are signed) leaves no transient
 //!   object and no session in the TPM, checked by the daemon and by `tpm2_getcap` while it
@@ -586,6 +588,155 @@ async fn a_refusal_sent_before_the_body_is_read_reaches_the_client() {
             );
         }
     }
+    w.daemon.stop().await;
+}
+
+/// How a body sent after a refusal ended: the refusal's status line, the body bytes the
+/// client got into the connection before it closed, and how long after the headers.
+struct CutOff {
+    status: String,
+    sent: u64,
+    closed_after: std::time::Duration,
+}
+
+/// `role` posts an instance declaring a 1 GiB body, reads the refusal that comes before
+/// any byte of it (403 for a stranger, 413 for a creator: over `max_body_bytes`), then
+/// sends `chunk` bytes every `pause` until the daemon closes the connection (its read
+/// side ends, or a write fails). Fails if it stays open 60 s or takes 400 MiB.
+async fn send_after_refusal(
+    w: &World,
+    role: Role,
+    chunk: usize,
+    pause: std::time::Duration,
+) -> CutOff {
+    use std::time::{Duration, Instant};
+    let mut c = w.as_(role).conn.connect_tls().await.unwrap();
+    c.write_all(
+        b"POST /v1/instances HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    c.flush().await.unwrap();
+    let started = Instant::now();
+    let mut head = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut head))
+        .await
+        .expect("the refusal comes before the body")
+        .unwrap();
+    let status = String::from_utf8_lossy(&head[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let (mut rd, mut wr) = tokio::io::split(c);
+    // The rest of the answer, then the end of the connection (EOF or a reset).
+    let closed = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = rd.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+        Instant::now()
+    });
+    let data = vec![b' '; chunk];
+    let mut sent = 0u64;
+    loop {
+        if closed.is_finished() {
+            break;
+        }
+        assert!(
+            sent < 400 << 20,
+            "the connection is still open after {sent} body bytes"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the connection is still open after 60 s ({sent} body bytes sent)"
+        );
+        match tokio::time::timeout(Duration::from_secs(5), wr.write_all(&data)).await {
+            Ok(Ok(())) => sent += chunk as u64,
+            Ok(Err(_)) => break,
+            Err(_) => continue,
+        }
+        if wr.flush().await.is_err() {
+            break;
+        }
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    let closed_at = tokio::time::timeout(Duration::from_secs(10), closed)
+        .await
+        .expect("the read side ends once the daemon closed")
+        .unwrap();
+    CutOff {
+        status,
+        sent,
+        closed_after: closed_at - started,
+    }
+}
+
+#[tokio::test]
+async fn a_huge_body_after_a_refusal_is_cut_off() {
+    use arbiter_daemon::api::spool::{ADMITTED_LINGER_BYTES, LINGER_BYTES, LINGER_TIME};
+    use std::time::Duration;
+    let w = World::start(|_| {}).await;
+    // As fast as the connection takes it: cut off once about LINGER_BYTES were read. What
+    // the client got in beyond that is what the two sockets' buffers hold (a few MiB on
+    // loopback), far below the 256 MiB drained before the cap was lowered.
+    let fast = send_after_refusal(&w, Stranger, 64 << 10, Duration::ZERO).await;
+    println!(
+        "fast: {}; {} bytes sent, closed after {:.2} s",
+        fast.status,
+        fast.sent,
+        fast.closed_after.as_secs_f64()
+    );
+    assert!(fast.status.starts_with("HTTP/1.1 403"), "{}", fast.status);
+    assert!(
+        fast.sent < 32 << 20,
+        "{} bytes went in after the refusal (the cap is {LINGER_BYTES})",
+        fast.sent
+    );
+    assert!(fast.closed_after < LINGER_TIME + Duration::from_secs(5));
+    // A trickle that never pauses 2 s: cut off by time, LINGER_TIME after the refusal.
+    let slow = send_after_refusal(&w, Stranger, 4 << 10, Duration::from_millis(250)).await;
+    println!(
+        "slow: {}; {} bytes sent, closed after {:.2} s",
+        slow.status,
+        slow.sent,
+        slow.closed_after.as_secs_f64()
+    );
+    assert!(slow.status.starts_with("HTTP/1.1 403"), "{}", slow.status);
+    assert!(
+        slow.closed_after >= LINGER_TIME - Duration::from_millis(500)
+            && slow.closed_after < LINGER_TIME + Duration::from_secs(5),
+        "closed after {:?}",
+        slow.closed_after
+    );
+    // A creator may post a body here; its oversized one (413 on the declared length) is
+    // read up to ADMITTED_LINGER_BYTES, so that a client that writes a whole oversized
+    // body first still reads the 413, and no further.
+    let admitted = send_after_refusal(&w, Creator, 64 << 10, Duration::ZERO).await;
+    println!(
+        "creator: {}; {} bytes sent, closed after {:.2} s",
+        admitted.status,
+        admitted.sent,
+        admitted.closed_after.as_secs_f64()
+    );
+    assert!(
+        admitted.status.starts_with("HTTP/1.1 413"),
+        "{}",
+        admitted.status
+    );
+    assert!(
+        admitted.sent >= ADMITTED_LINGER_BYTES
+            && admitted.sent < ADMITTED_LINGER_BYTES + (32 << 20),
+        "{} bytes went in after the 413 (the cap is {ADMITTED_LINGER_BYTES})",
+        admitted.sent
+    );
+    // The daemon serves on.
+    let h = w.as_(Stranger).get("/healthz").await;
+    assert_eq!(h.status, StatusCode::OK);
     w.daemon.stop().await;
 }
 

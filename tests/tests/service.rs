@@ -293,3 +293,39 @@ fn sighup_applies_new_operators_and_keeps_the_configuration_on_a_change_needing_
     assert!(daemon.log().contains("reloaded: access.operators changed"));
     assert!(daemon.terminate().success(), "{}", daemon.log());
 }
+
+#[test]
+fn a_daemon_that_cannot_lock_its_memory_refuses_to_start() {
+    // Without CAP_IPC_LOCK and with a 64 KiB memlock limit, `mlockall` fails (ENOMEM):
+    // the start stops, naming the two ways out, before anything is opened.
+    let tpm = TestTpm::start();
+    let operator = PartyIdentity::generate("operator").unwrap();
+    let spec = DaemonSpec {
+        state_dir: tpm.path("daemon"),
+        config: operator_config(&operator.identity().unwrap()),
+        tcti: Some(tpm.tcti()),
+        memlock: Some(64 << 10),
+        ..DaemonSpec::default()
+    };
+    let refused = DaemonProcess::start_expecting_exit(spec.clone());
+    assert!(!refused.status.success(), "{}", refused.log);
+    assert!(
+        refused.log.contains("cannot lock memory")
+            && refused.log.contains("LimitMEMLOCK=infinity")
+            && refused.log.contains("danger.allow_unlocked_memory"),
+        "{}",
+        refused.log
+    );
+    assert!(
+        !tpm.path("daemon").join("arbiter.db").exists(),
+        "a refused start created the store"
+    );
+    // Allowed explicitly, the same start goes ahead and says that memory is not locked.
+    let mut allowed = DaemonProcess::start(DaemonSpec {
+        config: format!("{}[danger]\nallow_unlocked_memory = true\n", spec.config),
+        ..spec
+    });
+    let log = allowed.log();
+    assert!(log.contains("memory is not locked"), "{log}");
+    assert!(allowed.terminate().success(), "{}", allowed.log());
+}

@@ -27,6 +27,7 @@ use crate::engine::{Engine, EngineError};
 use crate::logging::clip;
 use crate::storage::StorageFault;
 use routes::Route;
+use spool::Refused;
 
 /// An HTTP error answer.
 #[derive(Debug)]
@@ -280,7 +281,7 @@ async fn body<T: DeserializeOwned>(
     limit: usize,
     request: Request<Incoming>,
 ) -> Result<T, ApiError> {
-    let bytes = body_bytes(limits, limit, request).await?;
+    let bytes = body_bytes(limits, limit, Refused::Body, request).await?;
     // Strictly: a duplicate key (in a manifest or anywhere else) is refused, as the policy
     // crate's manifest parser refuses it — parsers that keep the first or the last value
     // would otherwise read one text as two different documents.
@@ -289,10 +290,11 @@ async fn body<T: DeserializeOwned>(
 
 /// Reads a body of at most `limit` bytes. Its bytes are reserved from the shared budget
 /// first (its declared length, else the limit), and it must arrive within the body
-/// deadline.
+/// deadline. A body refused before it is read is discarded as `refused` says.
 async fn body_bytes(
     limits: &ApiLimits,
     limit: usize,
+    refused: Refused,
     request: Request<Incoming>,
 ) -> Result<Bytes, ApiError> {
     let declared = request
@@ -303,11 +305,12 @@ async fn body_bytes(
     if let Some(len) = declared
         && len > limit
     {
-        return Err(unread(request, too_large(limit)));
+        return Err(unread(request, refused, too_large(limit)));
     }
     let Some(_reserved) = limits.budget.try_reserve(declared.unwrap_or(limit)) else {
         return Err(unread(
             request,
+            refused,
             ApiError::busy("too many request bodies are being received at once; retry shortly"),
         ));
     };
@@ -334,8 +337,9 @@ async fn body_bytes(
 /// instead of a reset connection. Schemathesis found refusals lost this way (403 to a
 /// creator posting a function, 403 to a stranger's input): closing a connection with
 /// unread bytes in its receive buffer resets it, and the reset discards the answer.
-fn unread(request: Request<Incoming>, e: ApiError) -> ApiError {
-    spool::linger(request.into_body());
+/// `refused` says whose body it is, which bounds how much of it is discarded.
+fn unread(request: Request<Incoming>, refused: Refused, e: ApiError) -> ApiError {
+    spool::linger(request.into_body(), refused);
     e
 }
 
@@ -412,20 +416,24 @@ async fn dispatch(
                 format!("there is no endpoint {path}"),
             )
         };
-        return Err(unread(request, refusal));
+        return Err(unread(request, Refused::Caller, refusal));
     };
     let p = |i: usize| params.get(i).map(String::as_str).unwrap_or("");
     // Degraded (docs/protocol.md): only health, attestation and the TPM's public parts answer;
     // everything else may need a secret and is refused before anything is read.
     if engine.sealing_unavailable().is_some() && !routes::serves_when_degraded(route) {
-        return Err(unread(request, ApiError::from(engine.sealing_refusal())));
+        return Err(unread(
+            request,
+            Refused::Caller,
+            ApiError::from(engine.sealing_refusal()),
+        ));
     }
     // Revoked by the fleet verifier (docs/fleet.md): the same refusal, the fleet endpoints
     // (which need no secret) still answer so an operator can clear it.
     if !routes::serves_when_degraded(route)
         && let Some(refusal) = engine.fleet_refusal()
     {
-        return Err(unread(request, ApiError::from(refusal)));
+        return Err(unread(request, Refused::Caller, ApiError::from(refusal)));
     }
     match route {
         Route::Healthz => {
@@ -469,14 +477,21 @@ async fn dispatch(
         }
         Route::TpmInfo => ok(&engine.tpm_info().await?),
         Route::ActivateCredential => {
-            let bytes = body_bytes(limits, MAX_CREDENTIAL_BODY.min(max_body), request).await?;
+            // Any certificate may call this endpoint: a refused body is a caller's.
+            let bytes = body_bytes(
+                limits,
+                MAX_CREDENTIAL_BODY.min(max_body),
+                Refused::Caller,
+                request,
+            )
+            .await?;
             let request = ActivateCredential::from_body(&bytes).map_err(ApiError::request)?;
             ok(&engine.activate_credential(request).await?)
         }
         Route::ListFunctions => ok(&engine.list_functions().await?),
         Route::RegisterFunction => {
             if let Err(e) = engine.authorize_registration(identity) {
-                return Err(unread(request, e.into()));
+                return Err(unread(request, Refused::Caller, e.into()));
             }
             let request = body(limits, max_body, request).await?;
             Ok(json_response(
@@ -487,7 +502,7 @@ async fn dispatch(
         Route::GetFunction => ok(&engine.get_function(p(0)).await?),
         Route::CreateInstance => {
             if let Err(e) = engine.authorize_creation(identity) {
-                return Err(unread(request, e.into()));
+                return Err(unread(request, Refused::Caller, e.into()));
             }
             let request = body(limits, max_body, request).await?;
             Ok(json_response(
@@ -574,7 +589,7 @@ async fn put_input(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (input_limits, others) = match engine.input_admission(identity, id, slot).await {
         Ok(admitted) => admitted,
-        Err(e) => return Err(unread(request, e.into())),
+        Err(e) => return Err(unread(request, Refused::Caller, e.into())),
     };
     let (limit, refusal) = input_limits.body_limit(slot, others);
     let over = |bytes: u64| ApiError::from(refusal.error(bytes));
@@ -586,7 +601,7 @@ async fn put_input(
     if let Some(len) = declared
         && len > limit
     {
-        spool::linger(request.into_body());
+        spool::linger(request.into_body(), Refused::Body);
         return Err(over(len));
     }
     let submission: arbiter_proto::api::SubmitInput = match declared {
@@ -597,7 +612,7 @@ async fn put_input(
             let reserved = match limits.spool.reserve(declared.unwrap_or(limit)) {
                 Ok(reserved) => reserved,
                 Err(busy) => {
-                    spool::linger(request.into_body());
+                    spool::linger(request.into_body(), Refused::Body);
                     return Err(busy);
                 }
             };

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::StatusCode;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -29,30 +29,71 @@ const WRITE_BUFFER: usize = 256 << 10;
 /// Seconds a client refused for the spool budget is asked to wait (`Retry-After`).
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
-/// The most bytes of a refused body read and discarded after the refusal is sent.
-const LINGER_BYTES: u64 = 256 << 20;
-/// The longest a refused body is read and discarded after the refusal is sent.
-const LINGER_TIME: Duration = Duration::from_secs(30);
+/// The most bytes of a refused caller's body read and discarded after the refusal is
+/// sent ([`Refused::Caller`]): enough for a client to read the refusal of any ordinary
+/// request, little enough that a client the daemon refuses cannot make it read much.
+pub const LINGER_BYTES: u64 = 1 << 20;
+/// The longest a refused caller's body is read and discarded after the refusal is sent.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+/// The most bytes of an admitted caller's refused body read and discarded
+/// ([`Refused::Body`]).
+pub const ADMITTED_LINGER_BYTES: u64 = 256 << 20;
+/// The longest an admitted caller's refused body is read and discarded.
+pub const ADMITTED_LINGER_TIME: Duration = Duration::from_secs(30);
 /// The longest pause of a refused body being discarded.
 const LINGER_STALL: Duration = Duration::from_secs(2);
 
-/// Reads and discards the rest of a refused body (at most 256 MiB, for at most 30 s,
-/// stopping at a pause of 2 s) while its refusal is sent, so
-/// a client still uploading reads the refusal instead of losing it to a reset connection
-/// (HTTP/1.1 clients send the body before they read the answer). Nothing is kept.
-pub fn linger(mut body: Incoming) {
+/// Whose body is refused unread, which bounds how much of it is read and discarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A caller refused for who it is or what it asks (403, 404, 405, a degraded or
+    /// revoked daemon), or any client of an endpoint every certificate may call: at most
+    /// [`LINGER_BYTES`] for [`LINGER_TIME`].
+    Caller,
+    /// A caller the operator admitted to send a body here (a slot's provider, a function
+    /// registrar, an instance creator) whose body is over its limit or waits for the body
+    /// budget: at most [`ADMITTED_LINGER_BYTES`] for [`ADMITTED_LINGER_TIME`], so that a
+    /// client that sends a whole oversized input before reading the answer still reads
+    /// the 413 naming the limit.
+    Body,
+}
+
+/// Reads and discards the rest of a refused body while its refusal is sent, so a client
+/// still uploading reads the refusal instead of losing it to a reset connection (HTTP/1.1
+/// clients send the body before they read the answer). How much and for how long depend
+/// on whose body it is ([`Refused`]), stopping early at a pause of 2 s; a body that goes
+/// on beyond that is dropped unread, which closes the connection once the refusal is
+/// written. Nothing is kept.
+pub fn linger(mut body: Incoming, refused: Refused) {
+    let (cap, time) = match refused {
+        Refused::Caller => (LINGER_BYTES, LINGER_TIME),
+        Refused::Body => (ADMITTED_LINGER_BYTES, ADMITTED_LINGER_TIME),
+    };
     tokio::spawn(async move {
-        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + time;
         let mut discarded = 0u64;
-        while discarded < LINGER_BYTES && started.elapsed() < LINGER_TIME {
-            match tokio::time::timeout(LINGER_STALL, body.frame()).await {
+        loop {
+            let wait =
+                LINGER_STALL.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(wait, body.frame()).await {
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         discarded += data.len() as u64;
+                        if discarded > cap {
+                            break;
+                        }
                     }
                 }
                 _ => break,
             }
+        }
+        if !body.is_end_stream() {
+            tracing::debug!(
+                event = "refused_body_cut_off",
+                discarded,
+                "a refused request's body went on beyond what is discarded; the connection \
+                 closes"
+            );
         }
     });
 }
@@ -237,7 +278,7 @@ impl Spool {
             if let Ok(data) = frame.into_data() {
                 received += data.len() as u64;
                 if received > limit {
-                    linger(body);
+                    linger(body, Refused::Body);
                     return Err(over(received));
                 }
                 out.write_all(&data).await.map_err(internal)?;
