@@ -4,7 +4,8 @@
 # and arbiterd's port forwarded to the host.
 #
 #   packaging/appliance/boot.sh start IMAGE_DIR VM_DIR PORT   # boots, returns once qemu runs
-#   packaging/appliance/boot.sh stop VM_DIR                   # ACPI power-off, waits
+#   packaging/appliance/boot.sh stop VM_DIR                   # ACPI power-off, waits;
+#                                                               # exit 1 if it had to kill
 #   packaging/appliance/boot.sh kvm                           # exit 0 if KVM can create a VM
 #
 # VM_DIR is one machine: made on its first start with a copy of IMAGE_DIR/disk.img, its
@@ -104,7 +105,7 @@ start() {
   vm="$2"
   port="$3"
   need_tools
-  [ -s "$image/disk.img" ] || { log "no disk image in $image (build.sh)"; exit 1; }
+  [ -s "$image/uki.efi" ] || { log "no boot image in $image (build.sh, uki.sh variant)"; exit 1; }
   mkdir -p "$vm"
   vm="$(realpath "$vm")"
   if [ -s "$vm/qemu.pid" ] && kill -0 "$(cat "$vm/qemu.pid")" 2> /dev/null; then
@@ -112,6 +113,7 @@ start() {
     exit 1
   fi
   if [ ! -s "$vm/disk.img" ]; then
+    [ -s "$image/disk.img" ] || { log "no disk image in $image for a new machine (build.sh)"; exit 1; }
     cp --sparse=always "$image/disk.img" "$vm/disk.img"
     cp "$ovmf_vars" "$vm/OVMF_VARS.fd"
     provision_tpm "$vm/tpm"
@@ -124,7 +126,7 @@ start() {
 
   accel=kvm
   if [ "${ARBITER_APPLIANCE_ACCEL:-}" = tcg ] || ! kvm_usable; then accel=tcg; fi
-  rm -f "$vm/swtpm.sock" "$vm/monitor.sock"
+  rm -f "$vm/swtpm.sock" "$vm/qmp.sock"
   swtpm socket --tpm2 --tpmstate "dir=$vm/tpm/state" \
     --ctrl "type=unixio,path=$vm/swtpm.sock" \
     --log "file=$vm/swtpm.log,level=1" --pid "file=$vm/swtpm.pid" --daemon
@@ -142,26 +144,46 @@ start() {
     -chardev "socket,id=chrtpm,path=$vm/swtpm.sock" -tpmdev emulator,id=tpm0,chardev=chrtpm \
     -device tpm-crb,tpmdev=tpm0 \
     -chardev "file,id=ser0,path=$vm/serial.log,append=on" -serial chardev:ser0 \
-    -monitor "unix:$vm/monitor.sock,server,nowait" \
+    -qmp "unix:$vm/qmp.sock,server=on,wait=off" \
     -pidfile "$vm/qemu.pid" -daemonize
   echo "$accel" > "$vm/accel"
   log "booting $vm ($accel), arbiterd at https://127.0.0.1:$port, console $vm/serial.log"
 }
 
 stop() {
-  local vm="$1" pid
+  local vm="$1" pid unclean=0
   [ -s "$vm/qemu.pid" ] || { log "$vm is not running"; return 0; }
   pid="$(cat "$vm/qemu.pid")"
   if kill -0 "$pid" 2> /dev/null; then
-    echo system_powerdown | python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-s.sendall(sys.stdin.read().encode()); s.recv(4096); s.close()' "$vm/monitor.sock" || true
+    # QMP: the greeting, capabilities negotiation, then the ACPI power button.
+    python3 - "$vm/qmp.sock" <<'PY' || log "could not send system_powerdown"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def call(cmd):
+    f.write(json.dumps({"execute": cmd}) + "\n")
+    f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if "return" in r or "error" in r:
+            if "error" in r:
+                sys.exit(f"QMP {cmd}: {r['error']}")
+            return
+json.loads(f.readline())  # greeting
+call("qmp_capabilities")
+call("system_powerdown")
+PY
     for _ in $(seq 600); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2> /dev/null; then
-      log "no ACPI power-off within 60 s: killing qemu $pid"
+      # A power loss: the guest sent no TPM2_Shutdown, which the TPM counts as a
+      # dictionary-attack failure (three of them lock out swtpm's DA-protected keys, the
+      # daemon's AK among them; docs/appliance.md).
+      log "no ACPI power-off within 60 s: killing qemu $pid (an unclean TPM shutdown)"
       kill "$pid"
       sleep 1
+      unclean=1
     fi
   fi
   rm -f "$vm/qemu.pid"
@@ -169,6 +191,7 @@ s.sendall(sys.stdin.read().encode()); s.recv(4096); s.close()' "$vm/monitor.sock
     kill "$(cat "$vm/swtpm.pid")" 2> /dev/null || true
     rm -f "$vm/swtpm.pid"
   fi
+  return "$unclean"
 }
 
 case "${1:-}" in

@@ -17,13 +17,13 @@
 #                   daemon's SHA-256, PCR 4 and PCR 9 (which holds the command line)
 #                   precomputed
 #   build.env       the values above as shell variables (ROOT_HASH, UKI_SHA256, ...)
+#   parts/          the UKI's os-release, kernel and initramfs (for `uki.sh variant`)
 #
 # Environment:
 #   ARBITER_APPLIANCE_OPERATORS   identities (`arbiter identity new`) written as
 #                                 access.operators in /etc/arbiter/arbiterd.toml
 #   ARBITER_APPLIANCE_VERSION     the image version (os-release IMAGE_VERSION; default 1)
-#   ARBITER_APPLIANCE_CMDLINE_EXTRA  words appended to the kernel command line (the test's
-#                                 "changed command line" image)
+#   ARBITER_APPLIANCE_CMDLINE_EXTRA  words appended to the kernel command line
 #   ARBITER_APPLIANCE_CACHE       the cache of rootfs.sh (default ~/.cache/arbiter-appliance)
 # Needs root (chroot, file ownership), dracut runs inside the image's root. Host tools:
 # systemd-boot-efi (linuxx64.efi.stub), binutils (objcopy), cryptsetup-bin (veritysetup),
@@ -36,7 +36,7 @@ out="${2:-target/appliance/image}"
 version="${ARBITER_APPLIANCE_VERSION:-1}"
 operators="${ARBITER_APPLIANCE_OPERATORS:-}"
 cmdline_extra="${ARBITER_APPLIANCE_CMDLINE_EXTRA:-}"
-stub=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
+stub=/usr/lib/systemd/boot/efi/linuxx64.efi.stub  # checked here, used by uki.sh
 log() { printf 'appliance build: %s\n' "$*" >&2; }
 t0=$SECONDS
 step_start=$SECONDS
@@ -109,7 +109,8 @@ tmpfs                   /tmp              tmpfs nosuid,nodev,mode=1777          
 tmpfs                   /var/tmp          tmpfs nosuid,nodev,mode=1777          0 0
 FSTAB
 # Mount points on the read-only root; the data file system's root belongs to the daemon.
-mkdir -p "$root/var/lib/arbiter"
+# systemd-logind's state directory must exist: it cannot be created at run time.
+mkdir -p "$root/var/lib/arbiter" "$root/var/lib/systemd/linger"
 chown "$arbiter_ids" "$root/var/lib/arbiter"
 chmod 0700 "$root/var/lib/arbiter"
 # The serial console is the appliance's log: the journal (the daemon's included) goes there.
@@ -191,27 +192,17 @@ part_verity="$(uuid_of part-verity)"
 cmdline="root=/dev/mapper/root ro roothash=$root_hash"
 cmdline="$cmdline systemd.verity_root_data=PARTUUID=$part_root"
 cmdline="$cmdline systemd.verity_root_hash=PARTUUID=$part_verity"
+# No shell when the root cannot be opened (a root filesystem that does not match the root
+# hash, a changed disk): the initramfs powers the machine off. The ESP is not mounted.
+cmdline="$cmdline rd.shell=0 rd.emergency=poweroff systemd.gpt_auto=0"
 cmdline="$cmdline console=ttyS0 panic=10${cmdline_extra:+ $cmdline_extra}"
 printf '%s' "$cmdline" > "$work/cmdline"
 
-# The unified kernel image: systemd-stub with the sections appended after its own, each
-# at the next page-aligned address.
+# The unified kernel image (uki.sh): systemd-stub, os-release, the command line, the
+# kernel and the initramfs. The parts are kept in OUT/parts for `uki.sh variant`.
 cp "$root/etc/os-release" "$work/os-release"
-align() { echo $(( ($1 + 4095) / 4096 * 4096 )); }
-end="$(objdump -h "$stub" | python3 -c '
-import sys
-ends = [int(f[3], 16) + int(f[2], 16) for f in (l.split() for l in sys.stdin)
-        if len(f) == 7 and f[0].isdigit()]
-print(max(ends))')"
-args=()
-for s in osrel:os-release cmdline:cmdline linux:vmlinuz initrd:initrd.img; do
-  name="${s%%:*}"
-  file="$work/${s#*:}"
-  vma="$(align "$end")"
-  args+=(--add-section ".$name=$file" --change-section-vma ".$name=$(printf '0x%x' "$vma")")
-  end=$((vma + $(stat -c %s "$file")))
-done
-objcopy "${args[@]}" "$stub" "$work/uki.efi"
+"$here/uki.sh" make "$work/os-release" "$work/cmdline" "$work/vmlinuz" "$work/initrd.img" \
+  "$work/uki.efi"
 uki_sha="$(python3 "$here/authenticode.py" "$work/uki.efi")"
 step "unified kernel image $(du -h "$work/uki.efi" | cut -f1), Authenticode $uki_sha"
 
@@ -272,6 +263,9 @@ pcr9 = replay(h((text + "\0").encode("utf-16-le")), h(open(initrd, "rb").read())
 print(pcr4, pcr9)
 PY
 )
+rm -rf "$out/parts"
+mkdir -p "$out/parts"
+cp "$work/os-release" "$work/vmlinuz" "$work/initrd.img" "$out/parts/"
 mv "$work/disk.img" "$work/uki.efi" "$work/cmdline" "$out/"
 cat > "$out/reference.toml" <<REF
 # Reference values of the Arbiter appliance image $version, computed from its build outputs

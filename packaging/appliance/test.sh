@@ -5,7 +5,10 @@
 # the VM TPM's local CA), captures the appraisal policy from the first attestation with
 # its real firmware log and compares it with the reference values computed from the
 # build outputs, attests with that policy (trusted, nothing unpinned), powers the machine
-# off, boots it again and attests again (trusted: the same measured values).
+# off, boots it again and attests again (trusted: the same measured values); boots a UKI
+# whose command line has one more word (uki.sh variant): the daemon reports its degraded
+# state (sealing unavailable) and the attestation is refused with its reasons; boots the
+# original again: trusted as before.
 # Prints how long each step took; on failure the tail of the serial console.
 #
 #   packaging/appliance/test.sh DEB ARBITER_CLI [WORK]   # WORK: target/appliance/test
@@ -62,7 +65,7 @@ wait_daemon() {
 step "Identities: an operator (named in the image's configuration) and a party, alice"
 for who in operator alice; do
   id="$("$ARBITER" identity new --out "$work/$who/identity" --name "$who")"
-  eval "${who}_id=$id"
+  [ "$who" = operator ] && operator_id="$id"
   cat > "$work/$who/config.toml" <<TOML
 server = "$server"
 cert = "identity/cert.pem"
@@ -107,7 +110,7 @@ echo "$out" | grep -q "WARNING" && fail "the verdict carries a warning"
 done_step
 
 step "Power off (ACPI) and boot again"
-"$here/boot.sh" stop "$vm"
+"$here/boot.sh" stop "$vm" || fail "the appliance did not power off cleanly"
 "$here/boot.sh" start "$image" "$vm" "$port"
 wait_daemon
 done_step "arbiterd answers again"
@@ -117,6 +120,34 @@ out="$(as alice attest)" || { echo "$out"; fail "the second boot's attestation i
 echo "$out"
 done_step
 
-"$here/boot.sh" stop "$vm"
+step "Boot with a changed kernel command line (the same kernel, initramfs and root; one more word)"
+"$here/uki.sh" variant "$image" "$work/changed" arbiter.test=changed-cmdline
+"$here/boot.sh" stop "$vm" || fail "the appliance did not power off cleanly"
+"$here/boot.sh" start "$work/changed" "$vm" "$port"
+wait_daemon
+health="$(as alice health)"
+echo "$health"
+echo "$health" | grep -q '"status":"degraded"' || fail "the daemon does not report the degraded state"
+echo "$health" | grep -q 'sealing' || fail "the degraded state does not name sealing"
+done_step "arbiterd answers, degraded: sealing unavailable"
+
+step "Alice attests with her policy: refused, with the reasons"
+if out="$(as alice attest 2>&1)"; then
+  echo "$out"
+  fail "an attestation of the changed boot was trusted"
+fi
+echo "$out"
+echo "$out" | grep -q "pcr" || fail "the refusal does not name the changed PCRs"
+done_step "refused"
+
+step "Boot the original image again: trusted as before"
+"$here/boot.sh" stop "$vm" || fail "the appliance did not power off cleanly"
+"$here/boot.sh" start "$image" "$vm" "$port"
+wait_daemon
+out="$(as alice attest)" || { echo "$out"; fail "the original image's attestation is not trusted again"; }
+echo "$out"
+done_step "trusted"
+
+"$here/boot.sh" stop "$vm" || fail "the appliance did not power off cleanly"
 printf '\nappliance test passed in %d s (%s)\n' "$((SECONDS - t0))" "$(cat "$vm/accel")"
 printf '%s\n' "${timings[@]}"
