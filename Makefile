@@ -11,7 +11,7 @@ CARGO ?= cargo
 # ESYS prints every TPM error response to stderr; the daemon reports them itself.
 export TSS2_LOG ?= all+NONE
 
-.PHONY: demo test deps lint bench container-test deb package-test fleet-test reliability api-fuzz
+.PHONY: demo test deps lint bench container-test deb package-test fleet-test reliability api-fuzz appliance-test
 
 ## Install the system packages Arbiter needs (Debian/Ubuntu); dpkg-dev: dpkg-shlibdeps for
 ## the .deb's library dependencies.
@@ -117,3 +117,14 @@ deb: deps
 package-test: deb
 	$(CARGO) deb -p arbiter-daemon --no-build --strip --fast $(DEB_PROFILE_FLAG) --deb-revision 2 -o $(DEB_DIR)/upgrade/
 	packaging/deb/smoke-test.sh $(DEB_DIR)/arbiter_*_*.deb $(DEB_DIR)/upgrade/arbiter_*_*.deb
+
+## The appliance (docs/appliance.md; opt-in, not in `make test`, needs root): the .deb of
+## APPLIANCE_PROFILE (debug by default) in a measured, verity-protected Debian image
+## (packaging/appliance/build.sh), booted under qemu/OVMF with an swtpm TPM (boot.sh; KVM
+## when usable, ARBITER_APPLIANCE_ACCEL=tcg forces TCG); from the host: enrol, capture the
+## policy with the real firmware log, compare it with the image's reference values,
+## attest, power off, boot again, attest again.
+APPLIANCE_PROFILE ?= debug
+appliance-test:
+	$(MAKE) deb PACKAGE_PROFILE=$(APPLIANCE_PROFILE)
+	packaging/appliance/test.sh $(DEB_DIR)/arbiter_*_*.deb "$${CARGO_TARGET_DIR:-target}/$(APPLIANCE_PROFILE)/arbiter"
