@@ -120,6 +120,8 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Room for every query of `queries` (each is prepared once per connection).
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
 

@@ -2,10 +2,26 @@
 //! (or savepoint) it runs on, so the engine composes them inside one group-committed write.
 
 use arbiter_proto::InstanceState;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Params, Row, params};
 
 use super::StoreError;
 use crate::keys::Wrapped;
+
+/// Runs a statement from the connection's cache of prepared statements (each query's SQL
+/// is parsed once per connection, not once per call).
+fn exec<P: Params>(c: &Connection, sql: &str, params: P) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
+/// The one row of a query, with its statement from the connection's cache.
+fn row<T, P: Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+    f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(params, f)
+}
 
 /// A registered function.
 #[derive(Debug, Clone)]
@@ -32,7 +48,7 @@ pub struct FunctionRow {
     pub library: bool,
 }
 
-fn function_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FunctionRow> {
+fn function_row(r: &Row<'_>) -> rusqlite::Result<FunctionRow> {
     let source: Vec<u8> = r.get(3)?;
     Ok(FunctionRow {
         id: r.get(0)?,
@@ -53,7 +69,8 @@ const FUNCTION_COLUMNS: &str = "id, name, language, source, sha256, registered_b
 
 /// Stores a function.
 pub fn insert_function(c: &Connection, f: &FunctionRow) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT INTO functions (id, name, language, source, sha256, registered_by, registered_at,
                                 description, input_schema, library)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -75,7 +92,7 @@ pub fn insert_function(c: &Connection, f: &FunctionRow) -> Result<(), StoreError
 
 /// Every function, oldest first.
 pub fn list_functions(c: &Connection) -> Result<Vec<FunctionRow>, StoreError> {
-    let mut stmt = c.prepare(&format!(
+    let mut stmt = c.prepare_cached(&format!(
         "SELECT {FUNCTION_COLUMNS} FROM functions ORDER BY registered_at, id"
     ))?;
     let rows = stmt.query_map([], function_row)?;
@@ -84,7 +101,8 @@ pub fn list_functions(c: &Connection) -> Result<Vec<FunctionRow>, StoreError> {
 
 /// One function by id.
 pub fn get_function(c: &Connection, id: &str) -> Result<Option<FunctionRow>, StoreError> {
-    Ok(c.query_row(
+    Ok(row(
+        c,
         &format!("SELECT {FUNCTION_COLUMNS} FROM functions WHERE id = ?1"),
         [id],
         function_row,
@@ -94,7 +112,7 @@ pub fn get_function(c: &Connection, id: &str) -> Result<Option<FunctionRow>, Sto
 
 /// Every function registered with this measurement, oldest first.
 pub fn functions_by_sha256(c: &Connection, sha256: &str) -> Result<Vec<FunctionRow>, StoreError> {
-    let mut stmt = c.prepare(&format!(
+    let mut stmt = c.prepare_cached(&format!(
         "SELECT {FUNCTION_COLUMNS} FROM functions WHERE sha256 = ?1 ORDER BY registered_at, id"
     ))?;
     let rows = stmt.query_map([sha256], function_row)?;
@@ -137,7 +155,7 @@ const INSTANCE_COLUMNS: &str = "id, manifest_json, manifest_sha256, function_id,
 
 /// An instance row as read. A state name this build does not know is a
 /// [`StoreError::Corrupt`] naming the instance, never a default state.
-fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<InstanceRow, StoreError>> {
+fn instance_row(r: &Row<'_>) -> rusqlite::Result<Result<InstanceRow, StoreError>> {
     let id: String = r.get(0)?;
     let state: String = r.get(8)?;
     let state = match state.parse::<InstanceState>() {
@@ -167,12 +185,25 @@ fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<InstanceRow, S
 
 /// Stores a new instance.
 pub fn insert_instance(c: &Connection, i: &InstanceRow) -> Result<(), StoreError> {
-    c.execute(
-        &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+    exec(
+        c,
+        &format!(
+            "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ),
         params![
-            i.id, i.manifest_json, i.manifest_sha256, i.function_id, i.function_sha256,
-            i.public_key, i.created_by, i.created_at, i.state.as_str(), i.round as i64,
-            i.evaluations as i64, i.first_read_at, i.destroyed_at
+            i.id,
+            i.manifest_json,
+            i.manifest_sha256,
+            i.function_id,
+            i.function_sha256,
+            i.public_key,
+            i.created_by,
+            i.created_at,
+            i.state.as_str(),
+            i.round as i64,
+            i.evaluations as i64,
+            i.first_read_at,
+            i.destroyed_at
         ],
     )?;
     Ok(())
@@ -180,7 +211,8 @@ pub fn insert_instance(c: &Connection, i: &InstanceRow) -> Result<(), StoreError
 
 /// One instance by id.
 pub fn get_instance(c: &Connection, id: &str) -> Result<Option<InstanceRow>, StoreError> {
-    c.query_row(
+    row(
+        c,
         &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"),
         [id],
         instance_row,
@@ -195,7 +227,7 @@ pub fn instances_in_states(
     states: &[InstanceState],
 ) -> Result<Vec<InstanceRow>, StoreError> {
     let mut out = Vec::new();
-    let mut stmt = c.prepare(&format!(
+    let mut stmt = c.prepare_cached(&format!(
         "SELECT {INSTANCE_COLUMNS} FROM instances WHERE state = ?1 ORDER BY created_at, id"
     ))?;
     for state in states {
@@ -215,7 +247,8 @@ pub fn update_instance(
     round: u64,
     evaluations: u64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "UPDATE instances SET state = ?2, round = ?3, evaluations = ?4 WHERE id = ?1",
         params![id, state.as_str(), round as i64, evaluations as i64],
     )?;
@@ -224,7 +257,8 @@ pub fn update_instance(
 
 /// Records the first read of a result (idempotent).
 pub fn mark_first_read(c: &Connection, id: &str, at: &str) -> Result<bool, StoreError> {
-    Ok(c.execute(
+    Ok(exec(
+        c,
         "UPDATE instances SET first_read_at = ?2 WHERE id = ?1 AND first_read_at IS NULL",
         params![id, at],
     )? == 1)
@@ -232,7 +266,8 @@ pub fn mark_first_read(c: &Connection, id: &str, at: &str) -> Result<bool, Store
 
 /// Marks an instance destroyed.
 pub fn mark_destroyed(c: &Connection, id: &str, at: &str) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "UPDATE instances SET state = ?3, destroyed_at = ?2 WHERE id = ?1",
         params![id, at, InstanceState::Destroyed.as_str()],
     )?;
@@ -241,7 +276,8 @@ pub fn mark_destroyed(c: &Connection, id: &str, at: &str) -> Result<(), StoreErr
 
 /// How many not-destroyed instances `creator` created.
 pub fn live_instances_of(c: &Connection, creator: &str) -> Result<u64, StoreError> {
-    Ok(c.query_row(
+    Ok(row(
+        c,
         "SELECT COUNT(*) FROM instances WHERE created_by = ?1 AND state <> ?2",
         [creator, InstanceState::Destroyed.as_str()],
         |r| r.get::<_, i64>(0),
@@ -250,7 +286,8 @@ pub fn live_instances_of(c: &Connection, creator: &str) -> Result<u64, StoreErro
 
 /// Stores a wrapping (replacing one of the same owner and epoch).
 pub fn put_wrapped(c: &Connection, owner: &str, w: &Wrapped) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT OR REPLACE INTO wrapped_secrets (owner, epoch, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4)",
         params![owner, w.epoch as i64, w.nonce, w.ciphertext],
     )?;
@@ -259,7 +296,8 @@ pub fn put_wrapped(c: &Connection, owner: &str, w: &Wrapped) -> Result<(), Store
 
 /// `owner`'s wrapping at `epoch`, if any.
 pub fn get_wrapped(c: &Connection, owner: &str, epoch: u64) -> Result<Option<Wrapped>, StoreError> {
-    Ok(c.query_row(
+    Ok(row(
+        c,
         "SELECT epoch, nonce, ciphertext FROM wrapped_secrets WHERE owner = ?1 AND epoch = ?2",
         params![owner, epoch as i64],
         |r| {
@@ -275,7 +313,7 @@ pub fn get_wrapped(c: &Connection, owner: &str, epoch: u64) -> Result<Option<Wra
 
 /// Deletes every wrapping of `owner`.
 pub fn delete_wrapped(c: &Connection, owner: &str) -> Result<(), StoreError> {
-    c.execute("DELETE FROM wrapped_secrets WHERE owner = ?1", [owner])?;
+    exec(c, "DELETE FROM wrapped_secrets WHERE owner = ?1", [owner])?;
     Ok(())
 }
 
@@ -302,7 +340,7 @@ pub struct InputRow {
     pub accepted_at: String,
 }
 
-fn input_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InputRow> {
+fn input_row(r: &Row<'_>) -> rusqlite::Result<InputRow> {
     Ok(InputRow {
         instance_id: r.get(0)?,
         slot: r.get(1)?,
@@ -321,11 +359,21 @@ const INPUT_COLUMNS: &str = "instance_id, slot, submitter, round, enc, ciphertex
 
 /// Stores an input, replacing the slot's previous one.
 pub fn put_input(c: &Connection, i: &InputRow) -> Result<(), StoreError> {
-    c.execute(
-        &format!("INSERT OR REPLACE INTO inputs ({INPUT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+    exec(
+        c,
+        &format!(
+            "INSERT OR REPLACE INTO inputs ({INPUT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ),
         params![
-            i.instance_id, i.slot, i.submitter, i.round as i64, i.enc, i.ciphertext,
-            i.ciphertext_sha256, i.expect_function_sha256, i.accepted_at
+            i.instance_id,
+            i.slot,
+            i.submitter,
+            i.round as i64,
+            i.enc,
+            i.ciphertext,
+            i.ciphertext_sha256,
+            i.expect_function_sha256,
+            i.accepted_at
         ],
     )?;
     Ok(())
@@ -337,7 +385,8 @@ pub fn get_input(
     instance: &str,
     slot: &str,
 ) -> Result<Option<InputRow>, StoreError> {
-    Ok(c.query_row(
+    Ok(row(
+        c,
         &format!("SELECT {INPUT_COLUMNS} FROM inputs WHERE instance_id = ?1 AND slot = ?2"),
         [instance, slot],
         input_row,
@@ -347,7 +396,7 @@ pub fn get_input(
 
 /// Every input of an instance, by slot.
 pub fn list_inputs(c: &Connection, instance: &str) -> Result<Vec<InputRow>, StoreError> {
-    let mut stmt = c.prepare(&format!(
+    let mut stmt = c.prepare_cached(&format!(
         "SELECT {INPUT_COLUMNS} FROM inputs WHERE instance_id = ?1 ORDER BY slot"
     ))?;
     let rows = stmt.query_map([instance], input_row)?;
@@ -360,7 +409,7 @@ pub fn list_inputs_without_data(
     c: &Connection,
     instance: &str,
 ) -> Result<Vec<InputRow>, StoreError> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT instance_id, slot, submitter, round, X'', X'', ciphertext_sha256, \
          expect_function_sha256, accepted_at FROM inputs WHERE instance_id = ?1 ORDER BY slot",
     )?;
@@ -371,7 +420,8 @@ pub fn list_inputs_without_data(
 /// How many slots of the instance hold an input (what an automatic trigger counts), without
 /// reading the inputs.
 pub fn count_inputs(c: &Connection, instance: &str) -> Result<u64, StoreError> {
-    let n: i64 = c.query_row(
+    let n: i64 = row(
+        c,
         "SELECT COUNT(*) FROM inputs WHERE instance_id = ?1",
         [instance],
         |r| r.get(0),
@@ -382,7 +432,8 @@ pub fn count_inputs(c: &Connection, instance: &str) -> Result<u64, StoreError> {
 /// Bytes of ciphertext (as stored, without `enc`) in the instance's slots other than
 /// `slot`: what counts against the instance's input limit beside a new input of `slot`.
 pub fn input_bytes_except(c: &Connection, instance: &str, slot: &str) -> Result<u64, StoreError> {
-    let bytes: i64 = c.query_row(
+    let bytes: i64 = row(
+        c,
         "SELECT COALESCE(SUM(LENGTH(ciphertext)), 0) FROM inputs
          WHERE instance_id = ?1 AND slot != ?2",
         [instance, slot],
@@ -393,7 +444,8 @@ pub fn input_bytes_except(c: &Connection, instance: &str, slot: &str) -> Result<
 
 /// Deletes the input in a slot.
 pub fn delete_input(c: &Connection, instance: &str, slot: &str) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "DELETE FROM inputs WHERE instance_id = ?1 AND slot = ?2",
         [instance, slot],
     )?;
@@ -402,14 +454,15 @@ pub fn delete_input(c: &Connection, instance: &str, slot: &str) -> Result<(), St
 
 /// Deletes every input of an instance.
 pub fn delete_inputs(c: &Connection, instance: &str) -> Result<(), StoreError> {
-    c.execute("DELETE FROM inputs WHERE instance_id = ?1", [instance])?;
+    exec(c, "DELETE FROM inputs WHERE instance_id = ?1", [instance])?;
     Ok(())
 }
 
 /// Appends an accepted input to the instance's record of accepted inputs (acceptance
 /// order; never deleted with the ciphertext).
 pub fn record_accepted(c: &Connection, i: &InputRow) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT INTO accepted_inputs (instance_id, seq, slot, submitter, round, ciphertext_sha256)
          VALUES (?1, (SELECT COALESCE(MAX(seq) + 1, 0) FROM accepted_inputs WHERE instance_id = ?1),
                  ?2, ?3, ?4, ?5)",
@@ -430,7 +483,7 @@ pub fn accepted_inputs(
     c: &Connection,
     instance: &str,
 ) -> Result<Vec<arbiter_policy::jws::InputLeaf>, StoreError> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT slot, submitter, round, ciphertext_sha256 FROM accepted_inputs
          WHERE instance_id = ?1 ORDER BY seq",
     )?;
@@ -447,7 +500,8 @@ pub fn accepted_inputs(
 
 /// Records an approval (idempotent).
 pub fn approve(c: &Connection, instance: &str, identity: &str, at: &str) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT OR IGNORE INTO approvals (instance_id, identity, approved_at) VALUES (?1, ?2, ?3)",
         [instance, identity, at],
     )?;
@@ -456,7 +510,7 @@ pub fn approve(c: &Connection, instance: &str, identity: &str, at: &str) -> Resu
 
 /// Who approved, with when.
 pub fn approvals(c: &Connection, instance: &str) -> Result<Vec<(String, String)>, StoreError> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT identity, approved_at FROM approvals WHERE instance_id = ?1 ORDER BY approved_at",
     )?;
     let rows = stmt.query_map([instance], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -482,7 +536,7 @@ pub struct ResultRow {
     pub evaluated_at: String,
 }
 
-fn result_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResultRow> {
+fn result_row(r: &Row<'_>) -> rusqlite::Result<ResultRow> {
     Ok(ResultRow {
         instance_id: r.get(0)?,
         round: r.get::<_, i64>(1)? as u64,
@@ -496,7 +550,7 @@ fn result_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResultRow> {
 
 /// Stores a result.
 pub fn put_result(c: &Connection, r: &ResultRow) -> Result<(), StoreError> {
-    c.execute(
+    exec(c,
         "INSERT OR REPLACE INTO results (instance_id, round, succeeded, nonce, ciphertext, inputs_json, evaluated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![r.instance_id, r.round as i64, r.succeeded as i64, r.nonce, r.ciphertext, r.inputs_json, r.evaluated_at],
@@ -512,28 +566,28 @@ pub fn get_result(
 ) -> Result<Option<ResultRow>, StoreError> {
     let cols = "instance_id, round, succeeded, nonce, ciphertext, inputs_json, evaluated_at";
     Ok(match round {
-        Some(round) => c
-            .query_row(
-                &format!("SELECT {cols} FROM results WHERE instance_id = ?1 AND round = ?2"),
-                params![instance, round as i64],
-                result_row,
-            )
-            .optional()?,
-        None => c
-            .query_row(
-                &format!(
-                    "SELECT {cols} FROM results WHERE instance_id = ?1 ORDER BY round DESC LIMIT 1"
-                ),
-                [instance],
-                result_row,
-            )
-            .optional()?,
+        Some(round) => row(
+            c,
+            &format!("SELECT {cols} FROM results WHERE instance_id = ?1 AND round = ?2"),
+            params![instance, round as i64],
+            result_row,
+        )
+        .optional()?,
+        None => row(
+            c,
+            &format!(
+                "SELECT {cols} FROM results WHERE instance_id = ?1 ORDER BY round DESC LIMIT 1"
+            ),
+            [instance],
+            result_row,
+        )
+        .optional()?,
     })
 }
 
 /// Deletes every result of an instance.
 pub fn delete_results(c: &Connection, instance: &str) -> Result<(), StoreError> {
-    c.execute("DELETE FROM results WHERE instance_id = ?1", [instance])?;
+    exec(c, "DELETE FROM results WHERE instance_id = ?1", [instance])?;
     Ok(())
 }
 
@@ -545,7 +599,7 @@ pub fn add_usage(
     metric: &str,
     amount: u64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    exec(c,
         "INSERT INTO usage (instance_id, identity, metric, amount) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (instance_id, identity, metric) DO UPDATE SET amount = amount + excluded.amount",
         params![instance, identity, metric, amount as i64],
@@ -555,7 +609,7 @@ pub fn add_usage(
 
 /// Every usage counter of an instance: (identity, metric, amount).
 pub fn usage(c: &Connection, instance: &str) -> Result<Vec<(String, String, u64)>, StoreError> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT identity, metric, amount FROM usage WHERE instance_id = ?1 ORDER BY identity, metric",
     )?;
     let rows = stmt.query_map([instance], |r| {
@@ -566,17 +620,19 @@ pub fn usage(c: &Connection, instance: &str) -> Result<Vec<(String, String, u64)
 
 /// The stored TLS certificate, if any.
 pub fn tls_cert(c: &Connection) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(
-        c.query_row("SELECT cert_der FROM tls_identity WHERE id = 1", [], |r| {
-            r.get(0)
-        })
-        .optional()?,
+    Ok(row(
+        c,
+        "SELECT cert_der FROM tls_identity WHERE id = 1",
+        [],
+        |r| r.get(0),
     )
+    .optional()?)
 }
 
 /// Stores the TLS certificate.
 pub fn put_tls_cert(c: &Connection, der: &[u8], at: &str) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT OR REPLACE INTO tls_identity (id, cert_der, created_at) VALUES (1, ?1, ?2)",
         params![der, at],
     )?;
@@ -586,7 +642,7 @@ pub fn put_tls_cert(c: &Connection, der: &[u8], at: &str) -> Result<(), StoreErr
 /// Counts for metrics: instances by state.
 pub fn instance_counts(c: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
     let mut stmt =
-        c.prepare("SELECT state, COUNT(*) FROM instances GROUP BY state ORDER BY state")?;
+        c.prepare_cached("SELECT state, COUNT(*) FROM instances GROUP BY state ORDER BY state")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -594,7 +650,8 @@ pub fn instance_counts(c: &Connection) -> Result<Vec<(String, u64)>, StoreError>
 /// The highest epoch any stored wrapping has (0 when none): the last sealing epoch this
 /// state was written under, reported while the sealing index cannot be read.
 pub fn latest_wrapped_epoch(c: &Connection) -> Result<u64, StoreError> {
-    let epoch: i64 = c.query_row(
+    let epoch: i64 = row(
+        c,
         "SELECT COALESCE(MAX(epoch), 0) FROM wrapped_secrets",
         [],
         |r| r.get(0),
@@ -604,7 +661,7 @@ pub fn latest_wrapped_epoch(c: &Connection) -> Result<u64, StoreError> {
 
 /// Every wrapping at `epoch`: (owner, wrapping).
 pub fn wrapped_at(c: &Connection, epoch: u64) -> Result<Vec<(String, Wrapped)>, StoreError> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT owner, epoch, nonce, ciphertext FROM wrapped_secrets WHERE epoch = ?1 ORDER BY owner",
     )?;
     let rows = stmt.query_map([epoch as i64], |r| {
@@ -622,7 +679,8 @@ pub fn wrapped_at(c: &Connection, epoch: u64) -> Result<Vec<(String, Wrapped)>, 
 
 /// Deletes every wrapping not at `epoch` (unusable since the sealing key moved on).
 pub fn delete_wrapped_except(c: &Connection, epoch: u64) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "DELETE FROM wrapped_secrets WHERE epoch <> ?1",
         [epoch as i64],
     )?;
@@ -631,7 +689,8 @@ pub fn delete_wrapped_except(c: &Connection, epoch: u64) -> Result<(), StoreErro
 
 /// Sets an instance's state only.
 pub fn set_state(c: &Connection, id: &str, state: InstanceState) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "UPDATE instances SET state = ?2 WHERE id = ?1",
         [id, state.as_str()],
     )?;
@@ -640,7 +699,8 @@ pub fn set_state(c: &Connection, id: &str, state: InstanceState) -> Result<(), S
 
 /// Stores a destruction certificate.
 pub fn put_certificate(c: &Connection, id: &str, jws: &str, at: &str) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT OR REPLACE INTO certificates (instance_id, jws, created_at) VALUES (?1, ?2, ?3)",
         [id, jws, at],
     )?;
@@ -649,7 +709,8 @@ pub fn put_certificate(c: &Connection, id: &str, jws: &str, at: &str) -> Result<
 
 /// An instance's destruction certificate.
 pub fn certificate(c: &Connection, id: &str) -> Result<Option<String>, StoreError> {
-    Ok(c.query_row(
+    Ok(row(
+        c,
         "SELECT jws FROM certificates WHERE instance_id = ?1",
         [id],
         |r| r.get(0),
@@ -659,6 +720,10 @@ pub fn certificate(c: &Connection, id: &str) -> Result<Option<String>, StoreErro
 
 /// Deletes an instance's approvals.
 pub fn delete_approvals(c: &Connection, instance: &str) -> Result<(), StoreError> {
-    c.execute("DELETE FROM approvals WHERE instance_id = ?1", [instance])?;
+    exec(
+        c,
+        "DELETE FROM approvals WHERE instance_id = ?1",
+        [instance],
+    )?;
     Ok(())
 }
