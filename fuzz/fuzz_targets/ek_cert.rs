@@ -60,11 +60,11 @@ fuzz_target!(|data: &[u8]| {
     let identity = identity_of(data);
     assert_eq!(spki.ok().map(hex::encode), identity.ok());
     // A CA file as `--ek-ca` reads it.
-    if data.starts_with(b"-----") {
-        if let Ok(chain) = Certificate::load_pem_chain(data) {
-            for c in &chain {
-                let _ = verify_ek_chain(&c.to_der().expect("encodes"), &chain);
-            }
+    if data.starts_with(b"-----")
+        && let Ok(chain) = Certificate::load_pem_chain(data)
+    {
+        for c in &chain {
+            let _ = verify_ek_chain(&c.to_der().expect("encodes"), &chain);
         }
     }
 });

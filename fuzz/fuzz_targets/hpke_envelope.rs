@@ -36,13 +36,12 @@ fuzz_target!(|data: &[u8]| {
     // As the daemon receives it: the body, then base64, then the length of `enc`.
     if let Ok(body) = parse_request::<SubmitInput>(data) {
         let b64 = base64::engine::general_purpose::STANDARD;
-        if let (Ok(enc), Ok(ct)) = (b64.decode(&body.enc), b64.decode(&body.ciphertext)) {
-            if enc.len() == ENC_LEN
-                && let Ok(plain) = hpke::open(&f.private, &INPUT_CONTEXT, &enc, &ct)
-            {
-                // Only the seeds were sealed to this key, all of the same plaintext.
-                assert_eq!(plain.as_slice(), PLAINTEXT);
-            }
+        if let (Ok(enc), Ok(ct)) = (b64.decode(&body.enc), b64.decode(&body.ciphertext))
+            && enc.len() == ENC_LEN
+            && let Ok(plain) = hpke::open(&f.private, &INPUT_CONTEXT, &enc, &ct)
+        {
+            // Only the seeds were sealed to this key, all of the same plaintext.
+            assert_eq!(plain.as_slice(), PLAINTEXT);
         }
     }
     // The raw pair, any split: an `enc` of the wrong length or off the curve is refused.
