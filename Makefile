@@ -11,7 +11,7 @@ CARGO ?= cargo
 # ESYS prints every TPM error response to stderr; the daemon reports them itself.
 export TSS2_LOG ?= all+NONE
 
-.PHONY: demo test deps lint bench container-test deb package-test fleet-test reliability api-fuzz appliance-test
+.PHONY: demo test deps lint bench container-test deb package-test fleet-test reliability api-fuzz fuzz-smoke appliance-test
 
 ## Install the system packages Arbiter needs (Debian/Ubuntu); dpkg-dev: dpkg-shlibdeps for
 ## the .deb's library dependencies.
@@ -63,6 +63,14 @@ api-fuzz: deps
 	st="$$(tests/api-fuzz/install-schemathesis.sh)" && \
 	  ARBITER_SCHEMATHESIS="$$st" ARBITER_API_FUZZ_EXAMPLES=$(API_FUZZ_EXAMPLES) ARBITER_API_FUZZ_SEED=$(API_FUZZ_SEED) \
 	  $(CARGO) test --locked -p arbiter-tests --test api_fuzz -- --ignored --nocapture
+
+## A short run of every cargo-fuzz target over its seeds (fuzz/smoke.sh, fuzz/README.md):
+## cargo-fuzz installed when missing, all targets built once, each run FUZZ_SMOKE_SECONDS
+## (15) seconds; any crash fails. Needs libtss2-dev (the daemon_config target links the
+## daemon's library), hence deps.
+FUZZ_SMOKE_SECONDS ?= 15
+fuzz-smoke: deps
+	FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) fuzz/smoke.sh
 
 ## The long reliability runs (docs/reliability.md), not part of `make test`: arbiterd
 ## killed with SIGKILL at 100 random moments under mixed load (`make test` runs 3), every
