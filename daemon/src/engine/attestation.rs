@@ -105,6 +105,8 @@ pub struct Batcher {
     /// requests arriving while the TPM signs (200 ms on a discrete TPM) all join the next
     /// batch instead of cutting small batches that queue behind each other at the TPM.
     quoting: tokio::sync::Mutex<()>,
+    /// How many requests the last quote served.
+    last_size: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -229,20 +231,32 @@ impl Engine {
         tokio::time::sleep(window).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let count = self
-                .batcher
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .map_or(0, |p| p.leaves.len());
+            let count = self.pending_leaves();
             if count >= min || tokio::time::Instant::now() >= deadline {
                 break;
             }
             let _ = tokio::time::timeout_at(deadline, self.batcher.arrived.notified()).await;
         }
         // Wait for the quote in flight, if any: until it is done this batch keeps growing.
+        let waiting = tokio::time::Instant::now();
         let _quoting = self.batcher.quoting.lock().await;
+        let waited = waiting.elapsed();
+        if waited > window {
+            // The quote in flight has just finished, and its requests are being answered
+            // now: their verifiers come back for the next one while this batch would be
+            // cut. Wait for as many as that quote served to arrive (a window at a time),
+            // for no longer than the quote took, so that on a slow TPM a steady crowd of
+            // verifiers rides every quote instead of every other one.
+            let cap = tokio::time::Instant::now() + waited;
+            let expected = self.pending_leaves()
+                + self
+                    .batcher
+                    .last_size
+                    .load(std::sync::atomic::Ordering::Relaxed);
+            while self.pending_leaves() < expected && tokio::time::Instant::now() < cap {
+                tokio::time::sleep(window).await;
+            }
+        }
         let Some(pending) = self
             .batcher
             .pending
@@ -252,6 +266,9 @@ impl Engine {
         else {
             return;
         };
+        self.batcher
+            .last_size
+            .store(pending.leaves.len(), std::sync::atomic::Ordering::Relaxed);
         let result = self
             .quote_batch(pending.leaves)
             .await
@@ -261,6 +278,16 @@ impl Engine {
             // A waiter whose request was cancelled is gone; the others still get the quote.
             let _ = waiter.send(result.clone());
         }
+    }
+
+    /// How many requests wait for the next quote.
+    fn pending_leaves(&self) -> usize {
+        self.batcher
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |p| p.leaves.len())
     }
 
     async fn quote_batch(&self, leaves: Vec<Vec<u8>>) -> Result<Batch, EngineError> {
