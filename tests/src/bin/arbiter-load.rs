@@ -720,14 +720,46 @@ fn best<'a>(
         .max_by_key(|s| s["clients"].as_u64())
 }
 
+/// The level of `scenario` under `cond` run with `clients` clients, or else the largest.
+fn level<'a>(
+    report: &'a serde_json::Map<String, Value>,
+    scenario: &str,
+    cond: &str,
+    clients: u64,
+) -> Option<&'a Value> {
+    report["scenarios"]
+        .as_array()?
+        .iter()
+        .find(|s| {
+            s["scenario"] == scenario
+                && s["clients"].as_u64() == Some(clients)
+                && s["condition"].as_str().is_some_and(|c| c.contains(cond))
+        })
+        .or_else(|| best(report, scenario, cond))
+}
+
+/// The level of `scenario` with the highest rate.
+fn fastest<'a>(report: &'a serde_json::Map<String, Value>, scenario: &str) -> Option<&'a Value> {
+    report["scenarios"]
+        .as_array()?
+        .iter()
+        .filter(|s| s["scenario"] == scenario)
+        .max_by(|a, b| {
+            let rate = |s: &Value| s["per_second"].as_f64().unwrap_or(0.0);
+            rate(a).total_cmp(&rate(b))
+        })
+}
+
 /// The goals of docs/performance.md as ratios of this run's figures.
 fn goals(report: &serde_json::Map<String, Value>) -> Value {
     let mut goals = Vec::new();
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let base = report.get("baselines");
     for latency in ["discrete", "none"] {
+        // The goals name 256 verifiers through the emulator and 64 on plain swtpm.
+        let clients = if latency == "discrete" { 256 } else { 64 };
         let (Some(s), Some(b)) = (
-            best(report, "attest", &format!("latency {latency}")),
+            level(report, "attest", &format!("latency {latency}"), clients),
             base.and_then(|b| b.get(latency)),
         ) else {
             continue;
@@ -745,7 +777,7 @@ fn goals(report: &serde_json::Map<String, Value>) -> Value {
             goals.push(json!({"goal": "the same vs tpm2_quote as a process", "ratio": vs_tool, "target": 25.0, "met": vs_tool >= 25.0}));
         }
     }
-    if let Some(s) = best(report, "submit", "") {
+    if let Some(s) = fastest(report, "submit") {
         let rate = f(&s["per_second"]);
         goals.push(json!({"goal": format!("inputs acknowledged durably per second at {} submitters", s["clients"]), "value": rate, "target": 5000.0, "met": rate >= 5000.0}));
         if let Some(open) = base.and_then(|b| b.get("hpke_open_per_second")) {
