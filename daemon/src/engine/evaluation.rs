@@ -166,7 +166,19 @@ impl Engine {
                 queries::update_instance(c, &key, next, row.round, row.evaluations)?;
                 Ok(next == InstanceState::Evaluating)
             })
-            .await?;
+            .await;
+        let started = match started {
+            Ok(started) => started,
+            Err(e) => {
+                if storage_fault(&e).is_some() {
+                    // The move to `evaluating` did not commit (a full or read-only disk):
+                    // the instance is still `open` with its inputs, and an automatic
+                    // trigger does not fire twice. Retried with backoff like a failed run.
+                    self.queue_retry(id, round, false);
+                }
+                return Err(e);
+            }
+        };
         if !started {
             return Ok(());
         }
@@ -193,12 +205,7 @@ impl Engine {
                     // parties did was wrong, and nothing would evaluate the round again
                     // before a restart (an automatic trigger fired once). Retried with
                     // backoff until the state directory takes writes and the TPM answers.
-                    let mut retries = self.spawn_retries();
-                    retries
-                        .pending
-                        .insert(id.to_owned(), (round, abandoned.is_err()));
-                    drop(retries);
-                    self.retry_wake.notify_one();
+                    self.queue_retry(id, round, abandoned.is_err());
                 }
                 Err(e)
             }
@@ -496,6 +503,15 @@ impl Engine {
             values.extend(chunk?);
         }
         Ok(values)
+    }
+
+    /// Queues `id`'s `round` for the background retry (`resuming` when the instance may
+    /// still be `evaluating`).
+    fn queue_retry(&self, id: &str, round: u64, resuming: bool) {
+        self.spawn_retries()
+            .pending
+            .insert(id.to_owned(), (round, resuming));
+        self.retry_wake.notify_one();
     }
 
     fn spawn_retries(&self) -> std::sync::MutexGuard<'_, SpawnRetries> {
