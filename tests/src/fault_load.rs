@@ -511,13 +511,25 @@ pub async fn check_running(world: &World, state_dir: &Path, policy: &AppraisalPo
     assert_eq!(h.json["status"], "ok", "{when}: {}", h.json);
 }
 
-/// A daemon on `state_dir`, a function, parties and a policy pinning its AK; the
-/// refusals `acceptable`.
-pub async fn setup(
-    tpm: &TestTpm,
-    state_dir: &Path,
-    acceptable: Acceptable,
-) -> (DaemonProcess, Arc<World>, AppraisalPolicy) {
+/// A daemon process on `state_dir` with one operator, the parties alice and bob, the
+/// function [`CONCAT`] registered, and a policy that pins the daemon's AK.
+pub struct Cast {
+    /// The daemon.
+    pub daemon: DaemonProcess,
+    /// Its operator.
+    pub op: Party,
+    /// A party.
+    pub alice: Party,
+    /// Another party.
+    pub bob: Party,
+    /// The SHA-256 of [`CONCAT`] as registered.
+    pub function: String,
+    /// The AK-pinning policy (unpinned platform: swtpm).
+    pub policy: AppraisalPolicy,
+}
+
+/// Starts a [`Cast`] on `tpm` and `state_dir`.
+pub async fn start_cast(tpm: &TestTpm, state_dir: &Path) -> Cast {
     let operator = PartyIdentity::generate("operator").unwrap();
     let spec = DaemonSpec {
         state_dir: state_dir.to_owned(),
@@ -546,11 +558,29 @@ pub async fn setup(
     let mut policy = AppraisalPolicy::default();
     policy.ak.name = Some(hex::decode(att["ak"]["name"].as_str().unwrap()).unwrap());
     policy.allow_unpinned_platform = true;
-    let world = Arc::new(World {
+    Cast {
+        daemon,
         op,
         alice,
         bob,
         function: f.json["sha256"].as_str().unwrap().to_owned(),
+        policy,
+    }
+}
+
+/// A daemon on `state_dir`, a function, parties and a policy pinning its AK; the
+/// refusals `acceptable`.
+pub async fn setup(
+    tpm: &TestTpm,
+    state_dir: &Path,
+    acceptable: Acceptable,
+) -> (DaemonProcess, Arc<World>, AppraisalPolicy) {
+    let cast = start_cast(tpm, state_dir).await;
+    let world = Arc::new(World {
+        op: cast.op,
+        alice: cast.alice,
+        bob: cast.bob,
+        function: cast.function,
         ledger: Mutex::new(Ledger::default()),
         stop: AtomicBool::new(false),
         refused: AtomicU32::new(0),
@@ -559,7 +589,7 @@ pub async fn setup(
         fault_begin: AtomicBool::new(false),
         fault_settled: AtomicBool::new(false),
     });
-    (daemon, world, policy)
+    (cast.daemon, world, cast.policy)
 }
 
 /// Starts the workers.

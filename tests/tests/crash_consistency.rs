@@ -30,11 +30,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use arbiter_client::http::PartyIdentity;
 use arbiter_measured_boot::cel::{self, Record};
 use arbiter_policy::appraisal::AppraisalPolicy;
 use arbiter_tests::daemon::Party;
-use arbiter_tests::process::{DaemonProcess, DaemonSpec};
+use arbiter_tests::fault_load::start_cast;
 use arbiter_tests::{TestTpm, verified_quote};
 use hyper::StatusCode;
 use rand::rngs::StdRng;
@@ -42,7 +41,6 @@ use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-const CONCAT: &str = "fn compute(inputs) { sha256(inputs.a + inputs.b) }\n";
 const WORKERS: usize = 3;
 
 /// What a slot must hold after a restart.
@@ -549,40 +547,14 @@ async fn kill_9_under_mixed_load_loses_nothing_acknowledged() {
     println!("crash consistency: seed {seed} (ARBITER_CRASH_SEED={seed} replays), {kills} kills");
     let started = Instant::now();
     let tpm = TestTpm::start();
-    let operator = PartyIdentity::generate("operator").unwrap();
     let state_dir = tpm.path("daemon");
-    let spec = DaemonSpec {
-        state_dir: state_dir.clone(),
-        config: format!(
-            "[access]\noperators = [\"{}\"]\n",
-            operator.identity().unwrap()
-        ),
-        tcti: Some(tpm.tcti()),
-        ..DaemonSpec::default()
-    };
-    let mut daemon = tokio::task::spawn_blocking(move || DaemonProcess::start(spec))
-        .await
-        .unwrap();
-    let url = daemon.url();
-    let op = Party::with_identity("operator", operator, &url);
-    let alice = Party::with_identity("alice", PartyIdentity::generate("alice").unwrap(), &url);
-    let bob = Party::with_identity("bob", PartyIdentity::generate("bob").unwrap(), &url);
-    let f = op
-        .post(
-            "/v1/functions",
-            json!({"name": "concat", "language": "rhai", "source": CONCAT}),
-        )
-        .await;
-    assert_eq!(f.status, StatusCode::CREATED, "{}", f.json);
-    let (att, _) = bob.appraise(&AppraisalPolicy::default()).await;
-    let mut policy = AppraisalPolicy::default();
-    policy.ak.name = Some(hex::decode(att["ak"]["name"].as_str().unwrap()).unwrap());
-    policy.allow_unpinned_platform = true;
+    let cast = start_cast(&tpm, &state_dir).await;
+    let (mut daemon, policy) = (cast.daemon, cast.policy);
     let world = Arc::new(World {
-        op,
-        alice,
-        bob,
-        function: f.json["sha256"].as_str().unwrap().to_owned(),
+        op: cast.op,
+        alice: cast.alice,
+        bob: cast.bob,
+        function: cast.function,
         ledger: Mutex::new(Ledger::default()),
         stop: AtomicBool::new(false),
     });
