@@ -21,6 +21,7 @@
 //!
 //! Run: `cargo bench -p arbiter-tests --bench evaluate` (after
 //! `cargo build --release -p arbiter-daemon`; `make bench` does both).
+//! `ARBITER_BENCH_CASES` picks cases by name (e.g. `mean,fixed`); all run by default.
 
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
@@ -239,7 +240,7 @@ impl Phases {
 const PHASES: [(&str, &str); 15] = [
     ("load_ms", "load (SQLite, secret)"),
     ("decrypt_ms", "decrypt (HPKE open)"),
-    ("check_ms", "check JSON (kind, depth)"),
+    ("check_ms", "check JSON (kind, depth) [beside child]"),
     ("frame_ms", "frame the request"),
     ("spawn_ms", "spawn (fork+exec)"),
     ("child_start_cpu_ms", " child: exec to main [cpu]"),
@@ -295,6 +296,12 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(31)
         .max(1);
+    let cases = std::env::var("ARBITER_BENCH_CASES").ok();
+    let wants = |case: &str| {
+        cases
+            .as_deref()
+            .is_none_or(|list| list.split(',').any(|c| c.trim() == case))
+    };
     let phases: PhaseLog = Arc::default();
     let subscriber = tracing_subscriber::registry().with(
         PhaseRecorder(Arc::clone(&phases)).with_filter(tracing_subscriber::filter::filter_fn(
@@ -338,7 +345,7 @@ async fn main() {
     let mut breakdowns: Vec<(String, Phases)> = Vec::new();
 
     // psi-count: two lists of n distinct 40-byte strings, 10% overlap.
-    {
+    if wants("psi-count") {
         let overlap = n / 10;
         let a: Vec<String> = (0..n).map(item).collect();
         let b: Vec<String> = (n - overlap..2 * n - overlap).map(item).collect();
@@ -369,7 +376,7 @@ async fn main() {
     }
 
     // mean over n numbers.
-    {
+    if wants("mean") {
         let x: Vec<f64> = (0..n)
             .map(|i| ((i * 7919) % 1_000_003) as f64 / 7.0 - 50_000.0)
             .collect();
@@ -395,7 +402,7 @@ async fn main() {
     }
 
     // sha256-concat of two strings of 16n bytes.
-    {
+    if wants("sha256-concat") {
         let len = 16 * n;
         let a: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
         let b: String = (0..len).map(|i| (b'A' + (i % 26) as u8) as char).collect();
@@ -421,7 +428,7 @@ async fn main() {
     }
 
     // The fixed cost: a trivial script on tiny inputs, the median of many runs.
-    {
+    if wants("fixed") {
         let sha = w.function("fn compute(inputs) { inputs.a }").await;
         let mut times = Vec::new();
         let mut all: Vec<Phases> = Vec::new();

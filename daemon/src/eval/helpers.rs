@@ -22,6 +22,8 @@ use rhai::{Array, Blob, Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableStr
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::lists::{NativeList, is_list, list_as_array};
+use super::numbers::NumberList;
 use super::strings::StringList;
 
 /// Result type of a fallible helper.
@@ -53,7 +55,7 @@ fn fail<T>(helper: &str, message: impl std::fmt::Display) -> HelperResult<T> {
 /// | `sorted(a)` | array of strings, or of integers and floats | a sorted copy (bytewise for strings, numeric for numbers) |
 /// | `distinct(a)` | array of strings, integers, floats, booleans, characters, `()` | the first occurrence of each element, in order |
 /// | `is_member(a, v)` | array as for `distinct`, a value | whether `v` is an element of `a` (no type coercion) |
-/// | `numeric_values(m)` | map whose values are numbers or arrays of numbers | every number, slots in key order, as one array |
+/// | `numeric_values(m)` | map whose values are numbers or arrays of numbers | every number, slots in key order, as one array (a number list, `lists`) |
 /// | `deep_equal(x, y)` | any two values | structural equality: numbers by value (`1 == 1.0`), arrays in order, maps by keys and values, no other coercion |
 /// | `random_int(lo, hi)`, `random_float()` | only with a seeded RNG ([`Rng`]) | uniform in `[lo, hi]` / `[0, 1)` |
 ///
@@ -94,6 +96,20 @@ pub(crate) fn register(engine: &mut Engine, rng: Option<Rng>) {
     engine.register_fn("mode", |a: &mut Array| -> HelperResult<Dynamic> {
         numbers("mode", a)?;
         Ok(mode(a))
+    });
+    // The same on a number list, read in place.
+    engine.register_fn("mean", |l: &mut NumberList| -> HelperResult<FLOAT> {
+        Ok(mean(&numbers("mean", l.items())?))
+    });
+    engine.register_fn("median", |l: &mut NumberList| -> HelperResult<FLOAT> {
+        Ok(median(numbers("median", l.items())?))
+    });
+    engine.register_fn("stddev", |l: &mut NumberList| -> HelperResult<FLOAT> {
+        Ok(stddev(&numbers("stddev", l.items())?))
+    });
+    engine.register_fn("mode", |l: &mut NumberList| -> HelperResult<Dynamic> {
+        numbers("mode", l.items())?;
+        Ok(mode(l.items()))
     });
 
     engine.register_fn("shamir_combine", |shares: Array| shamir_combine(&shares));
@@ -369,6 +385,26 @@ fn register_list_sets(engine: &mut Engine) {
             Ok(size(intersection_size(N, a, &b.to_array())?))
         },
     );
+    // A number list beside a string list or an array: through arrays (a number list
+    // first is forwarded, `lists`).
+    engine.register_fn(I, |a: &mut Array, b: NumberList| {
+        intersection(I, a, &b.to_array())
+    });
+    engine.register_fn(I, |a: &mut StringList, b: NumberList| {
+        intersection(I, &a.to_array(), &b.to_array())
+    });
+    engine.register_fn(
+        N,
+        move |a: &mut Array, b: NumberList| -> HelperResult<INT> {
+            Ok(size(intersection_size(N, a, &b.to_array())?))
+        },
+    );
+    engine.register_fn(
+        N,
+        move |a: &mut StringList, b: NumberList| -> HelperResult<INT> {
+            Ok(size(intersection_size(N, &a.to_array(), &b.to_array())?))
+        },
+    );
     engine.register_fn("sorted", |a: &mut StringList| -> HelperResult<StringList> {
         let mut order: Vec<&str> = a.iter().collect();
         order.sort_unstable();
@@ -402,7 +438,7 @@ fn register_list_sets(engine: &mut Engine) {
 }
 
 /// The elements of `a` as floats; integers and finite floats only, at least one.
-fn numbers(helper: &str, a: &Array) -> HelperResult<Vec<f64>> {
+fn numbers(helper: &str, a: &[Dynamic]) -> HelperResult<Vec<f64>> {
     if a.is_empty() {
         return fail(helper, "the array is empty");
     }
@@ -465,7 +501,7 @@ fn stddev(xs: &[f64]) -> f64 {
 
 /// The most frequent element of a non-empty array of numbers (checked by [`numbers`]),
 /// the numerically smallest one on a tie, returned as it appears in the array.
-fn mode(a: &Array) -> Dynamic {
+fn mode(a: &[Dynamic]) -> Dynamic {
     let mut sorted: Vec<(f64, &Dynamic)> = a
         .iter()
         .map(|v| {
@@ -742,6 +778,15 @@ fn deep_equal(x: &Dynamic, y: &Dynamic, depth: usize) -> HelperResult<bool> {
             },
         );
     }
+    if is_list(x) || is_list(y) {
+        // A number list compares as the array it stands for.
+        let as_array = |v: &Dynamic| list_as_array(v).map(Dynamic::from_array);
+        let (x, y) = (
+            as_array(x).unwrap_or_else(|| x.clone()),
+            as_array(y).unwrap_or_else(|| y.clone()),
+        );
+        return deep_equal(&x, &y, depth);
+    }
     if x.type_id() != y.type_id() {
         return Ok(false);
     }
@@ -1007,14 +1052,18 @@ fn sorted(a: &Array) -> HelperResult<Array> {
 }
 
 /// Every number in `m`: each value is an integer, a float, or an array of them; the
-/// slots are visited in key order and arrays flattened, elements kept as given.
-fn numeric_values(m: &Map) -> HelperResult<Array> {
+/// slots are visited in key order and arrays flattened, elements kept as given. The
+/// result is a number list (`lists`; an array to scripts), or an empty array when there
+/// are no numbers. A slot that is already a number list is shared, not copied.
+fn numeric_values(m: &Map) -> HelperResult<Dynamic> {
     const HELPER: &str = "numeric_values";
-    let is_number = |v: &Dynamic| v.is_int() || v.is_float();
-    let mut out = Array::new();
+    let is_number = NumberList::is_number;
+    let mut out = NumberList::default();
     for (slot, value) in m {
         if is_number(value) {
             out.push(value.clone());
+        } else if let Some(list) = value.read_lock::<NumberList>() {
+            out.extend_from(&list);
         } else if value.is::<StringList>() {
             // A list is never empty: its first element is a string.
             return fail(
@@ -1033,7 +1082,9 @@ fn numeric_values(m: &Map) -> HelperResult<Array> {
                     ),
                 );
             }
-            out.extend(items.iter().cloned());
+            for item in items.iter() {
+                out.push(item.clone());
+            }
         } else {
             return fail(
                 HELPER,
@@ -1044,7 +1095,11 @@ fn numeric_values(m: &Map) -> HelperResult<Array> {
             );
         }
     }
-    Ok(out)
+    Ok(if out.len() == 0 {
+        Dynamic::from_array(Array::new())
+    } else {
+        Dynamic::from(out)
+    })
 }
 
 /// The seeded RNG granted by a manifest: SHA-256 in counter mode,
@@ -1408,7 +1463,7 @@ mod tests {
             Dynamic::from_array(arr(&[2.into(), 2.5.into()])),
         );
         m.insert("a".into(), 1.into());
-        let all = numeric_values(&m).unwrap();
+        let all = list_as_array(&numeric_values(&m).unwrap()).unwrap();
         let shown: Vec<String> = all.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["1", "2", "2.5"]);
         m.insert("c".into(), "x".into());
@@ -1461,7 +1516,7 @@ mod tests {
             let ast = compile(&engine, source).map_err(|f| f.message)?;
             // As in the child: arrays of strings become lists.
             let text = inputs.to_string();
-            let inputs: BTreeMap<String, rhai::Dynamic> = crate::eval::strings::deserialize_slots(
+            let inputs: BTreeMap<String, rhai::Dynamic> = crate::eval::lists::deserialize_slots(
                 &mut serde_json::Deserializer::from_str(&text),
             )
             .unwrap();

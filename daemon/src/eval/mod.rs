@@ -48,6 +48,8 @@
 mod canonical;
 mod child;
 mod helpers;
+mod lists;
+mod numbers;
 mod protocol;
 mod sandbox;
 mod script;
@@ -176,7 +178,9 @@ pub struct Usage {
 /// kill). Diagnostics only: never part of a result or a statement.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Phases {
-    /// Checking the inputs' JSON text (kind, depth) in the parent.
+    /// Checking the inputs' JSON text (kind, depth) in the parent, on other threads while
+    /// the child runs (so not part of the evaluation's wall time unless the child is
+    /// faster).
     pub check: Duration,
     /// Encoding the request frame's head (the inputs are not copied into it).
     pub frame: Duration,
@@ -415,7 +419,6 @@ impl Evaluator {
     pub async fn evaluate(&self, request: EvalRequest) -> Result<EvalOutcome, EvalError> {
         let limits = request.limits.clone();
         let mut usage = Usage::default();
-        let checking = Instant::now();
         let EvalRequest {
             source,
             inputs,
@@ -423,36 +426,20 @@ impl Evaluator {
             rng_seed,
         } = request;
         // Checks that need no child, on the plaintexts' bytes: the daemon never parses an
-        // input into a `Value` (the child does). Off the async workers (a large input takes
-        // a while), one thread per slot while there are cores.
-        let (inputs, verdict) = match tokio::task::spawn_blocking(move || {
-            let verdict = check_inputs(&inputs);
-            (inputs, verdict)
-        })
-        .await
-        {
-            Ok(done) => done,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => return Err(EvalError::Cancelled),
+        // input into a `Value` (the child does). Off the async workers, one thread per
+        // slot while there are cores, and beside the child rather than before it: the
+        // child is sandboxed and decodes the same bytes anyway, so a large input is
+        // checked while the child starts and reads it. The check's verdict still decides:
+        // an input it refuses fails the evaluation whatever the child answered.
+        let inputs = std::sync::Arc::new(inputs);
+        let check = {
+            let inputs = std::sync::Arc::clone(&inputs);
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                (check_inputs(&inputs), started.elapsed())
+            })
         };
-        match verdict {
-            Ok(()) => {}
-            Err(InputCheck::NotJson { slot, reason }) => {
-                return Err(EvalError::BadInput { slot, reason });
-            }
-            Err(InputCheck::TooDeep { slot }) => {
-                return Ok(failed(
-                    EvalFailure::SizeLimit,
-                    format!(
-                        "the input in slot `{slot}` is nested deeper than {} levels",
-                        script::MAX_VALUE_DEPTH
-                    ),
-                    usage,
-                ));
-            }
-        }
         usage.input_bytes = inputs.values().map(|p| p.trim_ascii().len() as u64).sum();
-        usage.phases.check = checking.elapsed();
         let framing = Instant::now();
         let seed = rng_seed.map(|s| Zeroizing::new(hex::encode(Zeroizing::new(s).as_slice())));
         let frame = match protocol::encode_request(
@@ -485,9 +472,31 @@ impl Evaluator {
             .run_child(&frame, limits.wall_time, &mut usage.phases.spawn)
             .await;
         drop(frame);
-        drop(inputs);
         usage.wall_time = started.elapsed();
         usage.phases.child = usage.wall_time;
+        let (verdict, checked_in) = match check.await {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return Err(EvalError::Cancelled),
+        };
+        drop(inputs);
+        usage.phases.check = checked_in;
+        match verdict {
+            Ok(()) => {}
+            Err(InputCheck::NotJson { slot, reason }) => {
+                return Err(EvalError::BadInput { slot, reason });
+            }
+            Err(InputCheck::TooDeep { slot }) => {
+                return Ok(failed(
+                    EvalFailure::SizeLimit,
+                    format!(
+                        "the input in slot `{slot}` is nested deeper than {} levels",
+                        script::MAX_VALUE_DEPTH
+                    ),
+                    usage,
+                ));
+            }
+        }
         let report = match report? {
             Some(report) => report,
             None => {

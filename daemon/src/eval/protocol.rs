@@ -37,9 +37,9 @@ pub(crate) const MAX_RESPONSE_BYTES: usize = 16 << 20;
 #[derive(Deserialize)]
 pub(crate) struct WireRequest {
     pub(crate) source: String,
-    /// A slot holding a non-empty array of strings decodes into one
-    /// [`super::strings::StringList`], not a Rhai value per element.
-    #[serde(deserialize_with = "super::strings::deserialize_slots")]
+    /// A slot holding a non-empty array of strings only or of numbers only decodes into
+    /// one native list (`super::lists`), not a Rhai value per element.
+    #[serde(deserialize_with = "super::lists::deserialize_slots")]
     pub(crate) inputs: BTreeMap<String, Dynamic>,
     pub(crate) limits: WireLimits,
     /// Hex of the 32-byte seed, if the manifest grants a seeded RNG.

@@ -22,7 +22,9 @@ use rhai::{
 use serde_json::Value;
 
 use super::helpers::{self, Rng};
-use super::strings::{self, StringList};
+use super::lists;
+use super::numbers::NumberList;
+use super::strings::StringList;
 use super::{EvalFailure, Limits};
 
 /// Nesting depth allowed in inputs and outputs (JSON parsers, serde_json's included,
@@ -73,7 +75,7 @@ pub(crate) fn build_engine(
         engine.register_global_module(package);
     }
     helpers::register(&mut engine, rng);
-    strings::register(&mut engine);
+    lists::register(&mut engine);
 
     engine.disable_symbol("eval");
     engine.disable_symbol("import");
@@ -275,6 +277,17 @@ pub(crate) fn dynamic_to_json(
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array);
     }
+    if let Some(list) = value.read_lock::<NumberList>() {
+        if list.len() > limits.max_array_len.max(1) {
+            return Err(too_large("an array", list.len(), limits.max_array_len));
+        }
+        return list
+            .items()
+            .iter()
+            .map(|v| dynamic_to_json(v, depth + 1, limits))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array);
+    }
     if let Some(items) = value.read_lock::<Array>() {
         if items.len() > limits.max_array_len.max(1) {
             return Err(too_large("an array", items.len(), limits.max_array_len));
@@ -313,7 +326,7 @@ mod tests {
         // As in the child: from the JSON text straight into Rhai values.
         let text = inputs.to_string();
         let inputs =
-            strings::deserialize_slots(&mut serde_json::Deserializer::from_str(&text)).unwrap();
+            lists::deserialize_slots(&mut serde_json::Deserializer::from_str(&text)).unwrap();
         run(&engine, &ast, inputs, limits)
     }
 
@@ -485,7 +498,8 @@ mod tests {
 
 #[cfg(test)]
 mod list_tests {
-    //! Inputs that decode into a [`StringList`] behave as the arrays they stand for.
+    //! Inputs that decode into a [`StringList`] or a [`NumberList`] behave as the arrays
+    //! they stand for.
     use super::*;
     use serde_json::json;
 
@@ -495,17 +509,18 @@ mod list_tests {
         let ast = compile(&engine, source)?;
         let text = inputs.to_string();
         let inputs =
-            strings::deserialize_slots(&mut serde_json::Deserializer::from_str(&text)).unwrap();
+            lists::deserialize_slots(&mut serde_json::Deserializer::from_str(&text)).unwrap();
         run(&engine, &ast, inputs, &limits)
     }
 
     #[test]
-    fn decoding_makes_lists_only_of_nonempty_string_arrays() {
-        let text = r#"{"a":["x","y\"z","é"],"b":[],"c":["x",1],"d":[["x"]],"e":"s","f":18446744073709551615,"g":null}"#;
+    fn decoding_makes_lists_only_of_nonempty_string_or_number_arrays() {
+        let text = r#"{"a":["x","y\"z","é"],"b":[],"c":["x",1],"d":[["x"]],"e":"s","f":18446744073709551615,"g":null,"h":[1,2.5,18446744073709551615,-3,1e300,-0.0],"i":[1,"x"],"j":[1,[2]],"k":[1,null]}"#;
         let slots =
-            strings::deserialize_slots(&mut serde_json::Deserializer::from_str(text)).unwrap();
+            lists::deserialize_slots(&mut serde_json::Deserializer::from_str(text)).unwrap();
         assert!(slots["a"].is::<StringList>());
-        for k in ["b", "c", "d"] {
+        assert!(slots["h"].is::<NumberList>());
+        for k in ["b", "c", "d", "i", "j", "k"] {
             assert!(slots[k].is_array(), "{k}");
         }
         // Everything decodes to what Rhai's own deserializer gives.
@@ -591,6 +606,91 @@ mod list_tests {
     }
 
     #[test]
+    fn scripts_see_an_array_of_numbers() {
+        let inputs = json!({"a": [3, 1.5, 2, 3, -4], "b": [2, 3.0, 7]});
+        // Each expression is evaluated on the list and on `to_array()` of it: same result.
+        let cases = [
+            "type_of(L)",
+            "L.len()",
+            "L.len",
+            "L.is_empty()",
+            "L[0]",
+            "L[1]",
+            "L[-1]",
+            "{ let n = []; for x in L { n.push(x * 2); } n }",
+            "3 in L",
+            "3.0 in L",
+            "9 in L",
+            "\"3\" in L",
+            "L.contains(2)",
+            "L == [3, 1.5, 2, 3, -4]",
+            "L == [3.0, 1.5, 2, 3, -4]",
+            "L != [3, 1.5]",
+            "[3, 1.5, 2, 3, -4] == L",
+            "L == M",
+            "L + [9]",
+            "[9] + L",
+            "L + L",
+            "L.map(|x| x * 2)",
+            "L.filter(|x| x > 1)",
+            "L.reduce(|sum, x| sum + x, 0)",
+            "L.index_of(2)",
+            "L.get(1)",
+            "L.get(9)",
+            "{ let v = L; v.push(5); v }",
+            "{ let v = L; v.push(5.5); v.len() }",
+            "{ let v = L; v.reverse(); v }",
+            "{ let v = L; v.pop() }",
+            "{ let v = L; v.dedup(); v }",
+            "{ let v = L; v[1] = 9; v }",
+            "{ let v = L; v += [1]; v }",
+            "{ let v = [\"s\"]; v.append(L); v }",
+            "sorted(L)",
+            "distinct(L)",
+            "is_member(L, 3)",
+            "is_member(L, 3.0)",
+            "is_member(L, \"x\")",
+            "intersection(L, M)",
+            "intersection_size(L, M)",
+            "intersection(M, L)",
+            "deep_equal(L, M)",
+            "deep_equal(L, [3, 1.5, 2, 3, -4])",
+            "deep_equal(L, L)",
+            "mean(L)",
+            "median(L)",
+            "stddev(L)",
+            "mode(L)",
+            "mean(M)",
+            "#{ s: L }",
+            "L",
+        ];
+        for case in cases {
+            let on_list = format!("fn compute(i) {{ let L = i.a; let M = i.b; {case} }}");
+            let on_array =
+                format!("fn compute(i) {{ let L = to_array(i.a); let M = to_array(i.b); {case} }}");
+            let mixed = format!("fn compute(i) {{ let L = i.a; let M = to_array(i.b); {case} }}");
+            // Errors compared without their positions (the scripts differ in length).
+            let run = |source: &str| {
+                eval(source, &inputs)
+                    .map_err(|e| e.message.split(" (line ").next().unwrap_or("").to_owned())
+            };
+            let want = run(&on_array);
+            assert_eq!(run(&on_list), want, "{case}");
+            assert_eq!(run(&mixed), want, "{case} (mixed)");
+        }
+        // numeric_values gives one list of every slot's numbers, in key order, shared
+        // when there is one slot.
+        let out = eval(
+            "fn compute(i) { let x = numeric_values(i); [type_of(x), x, mean(x)] }",
+            &json!({"b": [4, 5.5], "a": 1, "c": [7]}),
+        )
+        .unwrap();
+        assert_eq!(out, json!(["array", [1, 4, 5.5, 7], 4.375]));
+        let out = eval("fn compute(i) { numeric_values(i) }", &json!({"a": []})).unwrap();
+        assert_eq!(out, json!([]));
+    }
+
+    #[test]
     fn errors_name_the_problem() {
         let inputs = json!({"a": ["p", "q"]});
         for (case, want) in [
@@ -614,6 +714,27 @@ mod list_tests {
             let e = eval(&source, &inputs).unwrap_err();
             assert!(e.message.contains(want), "{case}: {}", e.message);
         }
+        let numbers = json!({"n": [1, 2.5]});
+        for (case, want) in [
+            ("i.n[-3]", "out of bounds"),
+            (
+                "{ let v = i.n; v.push(\"x\"); v }",
+                "list of numbers and can hold only numbers, not string; call to_array()",
+            ),
+            (
+                "{ let v = i.n; v[0] = true; v }",
+                "can hold only numbers, not bool",
+            ),
+            (
+                "{ let v = i.n; v.insert(0, \"x\"); v }",
+                "call to_array() on it first",
+            ),
+            ("shamir_combine(i.n)", "shamir_combine"),
+        ] {
+            let source = format!("fn compute(i) {{ {case} }}");
+            let e = eval(&source, &numbers).unwrap_err();
+            assert!(e.message.contains(want), "{case}: {}", e.message);
+        }
         // The one difference: Rhai's built-in `array += value` pushes a list as one
         // element (it does for any non-array value); `append` or `to_array` concatenate.
         let out = eval("fn compute(i) { let v = [1]; v += i.a; v }", &inputs).unwrap();
@@ -635,7 +756,7 @@ mod list_tests {
         };
         let engine = build_engine(&limits, None, None);
         let ast = compile(&engine, "fn compute(i) { i.a }").unwrap();
-        let inputs = strings::deserialize_slots(&mut serde_json::Deserializer::from_str(
+        let inputs = lists::deserialize_slots(&mut serde_json::Deserializer::from_str(
             r#"{"a":["p","q","r"]}"#,
         ))
         .unwrap();
