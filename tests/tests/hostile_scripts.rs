@@ -2,7 +2,9 @@
 //! `arbiterd __evaluate` sandbox): every limit of docs/manifest.md and every way out of the
 //! script the Rhai standard library might offer, each in its own instance. Each evaluation
 //! must fail with its reason and a message naming the limit, leave no evaluator process
-//! behind, and leave the daemon serving (a good evaluation and an attestation right after).
+//! behind (but the one started ahead for the next evaluation, which holds no inherited
+//! descriptor), and leave the daemon serving (a good evaluation and an attestation right
+//! after).
 //! Also: hostile evaluations at once stay bounded by `limits.max_concurrent_evaluations`,
 //! the same inputs give byte-identical signed outputs (docs/sandbox.md), and a running
 //! evaluation is a child of its own under seccomp, `no_new_privs`, an address-space limit,
@@ -118,7 +120,8 @@ impl World {
         self.result(&inst).await
     }
 
-    /// The daemon serves on: no evaluator left behind, a good evaluation and an
+    /// The daemon serves on: no evaluator left behind (at most the one waiting for the
+    /// next evaluation, holding nothing but its pipes), a good evaluation and an
     /// attestation succeed.
     async fn serves_on(&mut self, case: &str) {
         assert_eq!(
@@ -126,6 +129,7 @@ impl World {
             Vec::<u32>::new(),
             "{case}: an evaluator process outlived its evaluation"
         );
+        check_waiting(case);
         let r = self.evaluate(GOOD, &json!({})).await;
         assert_eq!(r.json["succeeded"], true, "{case}: {}", r.json);
         assert_eq!(r.json["output"], 3, "{case}: {}", r.json);
@@ -137,11 +141,70 @@ impl World {
             .await;
         assert_eq!(a.status, StatusCode::OK, "{case}: {}", a.json);
         assert_eq!(evaluators(), Vec::<u32>::new(), "{case}");
+        check_waiting(case);
     }
 }
 
-/// Live `arbiterd __evaluate` children of this process (the in-process daemon's).
+/// Live `arbiterd __evaluate` children of this process (the in-process daemon's) that
+/// have started an evaluation (under their seccomp filter, mode 2). The one child started ahead of the next evaluation, blocked
+/// reading its request, is [`waiting_evaluators`]'s.
 fn evaluators() -> Vec<u32> {
+    all_evaluators()
+        .into_iter()
+        .filter(|&pid| !is_waiting(pid))
+        .collect()
+}
+
+/// Children started ahead of an evaluation, still starting or waiting for their
+/// request: no seccomp filter yet.
+fn waiting_evaluators() -> Vec<u32> {
+    all_evaluators()
+        .into_iter()
+        .filter(|&pid| is_waiting(pid))
+        .collect()
+}
+
+fn is_waiting(pid: u32) -> bool {
+    // An evaluating child turns its filter on within milliseconds of reading its request.
+    proc_status(pid, "Seccomp:").as_deref() == Some("0")
+}
+
+/// At most one child waits for the next evaluation, and it holds no descriptor but its
+/// stdin, stdout and stderr: nothing the daemon had open (the TPM's socket) is inherited.
+fn check_waiting(case: &str) {
+    let waiting = waiting_evaluators();
+    assert!(
+        waiting.len() <= 1,
+        "{case}: {} children wait",
+        waiting.len()
+    );
+    for pid in waiting {
+        // It closes what it inherited first thing in main: give a just-started one a
+        // moment.
+        let started = std::time::Instant::now();
+        loop {
+            let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            fds.sort();
+            if fds.is_empty() || fds == ["0", "1", "2"] {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{case}: the waiting evaluator {pid} holds descriptors {fds:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Every live `arbiterd __evaluate` child of this process.
+fn all_evaluators() -> Vec<u32> {
     let me = std::process::id().to_string();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {

@@ -384,6 +384,9 @@ impl Engine {
             }
         };
         let sign_time = signing.elapsed();
+        // The next evaluation's child starts now, beside the store, after this one's TPM
+        // signature (`Evaluator::prepare_next` says why not earlier).
+        self.evaluator.prepare_next();
         let took = began.elapsed();
         self.metrics.evaluation(succeeded, took);
         tracing::info!(

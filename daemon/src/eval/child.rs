@@ -2,9 +2,12 @@
 //! script under seccomp, writes one response and exits.
 //!
 //! Order of events:
+//! 0. every inherited descriptor above stderr is closed ([`sandbox::close_inherited_fds`]:
+//!    the TPM library's socket to swtpm, for one, is not close-on-exec);
 //! 1. a panic hook that prints only the panic's location (never a payload that could hold
 //!    script data), and Rhai's fixed hashing seed (no `getrandom` later);
-//! 2. the request is read from stdin (bounded) and decoded; the raw bytes are zeroized;
+//! 2. the request is read from stdin (bounded) and decoded; the raw bytes are zeroized (a
+//!    child started ahead of its evaluation, a *warm* child, waits here holding nothing);
 //! 3. [`sandbox::harden`]: not dumpable, no core files, memory locked where permitted;
 //! 4. a worker thread with a large stack (deep but legal recursion must not overflow
 //!    before Rhai's own call-depth limit triggers) builds the engine, sets `RLIMIT_AS`,
@@ -75,6 +78,10 @@ impl SelfTest {
 /// Runs the child and returns its exit code (see the module documentation).
 pub fn child_main() -> ExitCode {
     let started = cpu_us();
+    if let Err(e) = sandbox::close_inherited_fds() {
+        eprintln!("arbiterd evaluator: cannot close inherited descriptors: {e}");
+        return ExitCode::from(EXIT_HARDENING);
+    }
     let selftest = parse_args();
     std::panic::set_hook(Box::new(|info| {
         let location = info

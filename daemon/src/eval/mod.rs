@@ -8,7 +8,16 @@
 //! the `sandbox` module explains (not dumpable, no core files, locked memory where
 //! permitted, `RLIMIT_AS`, a seccomp allowlist of a dozen system calls) and Rhai's own
 //! limits apply inside it. The parent kills the child (`SIGKILL`) at the wall-clock
-//! deadline, counted from the spawn.
+//! deadline, counted from handing it the request.
+//!
+//! The next evaluation's child is started as soon as one ends (a *warm* child,
+//! [`Evaluator`]): it execs and loads the binary and its libraries — about 4 ms of CPU,
+//! the largest part of a small evaluation — then blocks reading its request, holding
+//! nothing. Everything else happens after the request arrives, exactly as in a fresh
+//! child: hardening, the engine with the request's limits, `RLIMIT_AS`, the seccomp
+//! filter. Each child serves one evaluation and exits. A warm child runs the binary as it
+//! was when the child started (after an upgrade in place, the first evaluation may still
+//! run the previous build).
 //!
 //! Every script problem — compile error, missing `compute`, runtime error, any limit,
 //! a crash, a kill, an output that is not JSON — is an [`EvalOutcome::Failed`] with an
@@ -61,11 +70,12 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use zeroize::Zeroizing;
 
 pub use child::{SelfTest, child_main};
@@ -372,10 +382,16 @@ fn check_inputs(inputs: &BTreeMap<String, Zeroizing<Vec<u8>>>) -> Result<(), Inp
 const LARGE_PIPE_BYTES: usize = 1 << 20;
 
 /// Runs evaluations in child processes of `program` (the `arbiterd` binary).
+///
+/// After each evaluation it starts the next child ahead of time (a *warm* child, the
+/// module documentation says what it does and does not do before its request); an
+/// evaluation takes the warm child if one is waiting and alive, and spawns a fresh one
+/// otherwise. Clones share the warm child; dropping the last clone kills it.
 #[derive(Clone, Debug)]
 pub struct Evaluator {
     program: PathBuf,
     selftest: Option<SelfTest>,
+    warm: Arc<Mutex<Option<Child>>>,
 }
 
 /// What the parent saw of the child.
@@ -393,6 +409,7 @@ impl Evaluator {
         Self {
             program,
             selftest: None,
+            warm: Arc::default(),
         }
     }
 
@@ -402,7 +419,65 @@ impl Evaluator {
         Self {
             program,
             selftest: Some(selftest),
+            warm: Arc::default(),
         }
+    }
+
+    /// Starts a child of `program`: it loads and then waits for its request on stdin.
+    fn spawn(&self) -> Result<Child, EvalError> {
+        let mut command = Command::new(&self.program);
+        command.arg(CHILD_SUBCOMMAND);
+        if let Some(selftest) = self.selftest {
+            command.args(["--selftest", selftest.as_arg()]);
+        }
+        command
+            .env_clear()
+            // One malloc arena: every thread allocates from the main heap (brk and mmap).
+            // glibc's per-thread arenas open /proc/sys/vm/overcommit_memory when they
+            // shrink, which the seccomp filter forbids.
+            .env("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command.spawn().map_err(|source| EvalError::Spawn {
+            program: self.program.clone(),
+            source,
+        })
+    }
+
+    /// The warm child if one is waiting and still alive, otherwise a fresh one.
+    fn take_child(&self) -> Result<Child, EvalError> {
+        let warm = self
+            .warm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut child) = warm {
+            if matches!(child.try_wait(), Ok(None)) {
+                return Ok(child);
+            }
+            // It died waiting (killed from outside): reap it and start afresh.
+            drop(child);
+        }
+        self.spawn()
+    }
+
+    /// Starts the next evaluation's child now (if none is waiting), on a blocking thread,
+    /// so that the next evaluation does not wait for `execve`. The engine calls it once
+    /// an evaluation's result is signed: a child started while the daemon talks to the
+    /// TPM holds the TPM library's socket until it closes what it inherited, and swtpm
+    /// serves one connection at a time. A failure is left to the next evaluation, which
+    /// spawns afresh and reports it.
+    pub fn prepare_next(&self) {
+        let next = self.clone();
+        // The runtime's context is there for the child's pipes.
+        drop(tokio::task::spawn_blocking(move || {
+            let mut warm = next.warm.lock().unwrap_or_else(PoisonError::into_inner);
+            if warm.is_none() {
+                *warm = next.spawn().ok();
+            }
+        }));
     }
 
     /// Compiles `source` in-process without running it: syntax, disabled features and
@@ -431,9 +506,9 @@ impl Evaluator {
         // child is sandboxed and decodes the same bytes anyway, so a large input is
         // checked while the child starts and reads it. The check's verdict still decides:
         // an input it refuses fails the evaluation whatever the child answered.
-        let inputs = std::sync::Arc::new(inputs);
+        let inputs = Arc::new(inputs);
         let check = {
-            let inputs = std::sync::Arc::clone(&inputs);
+            let inputs = Arc::clone(&inputs);
             tokio::task::spawn_blocking(move || {
                 let started = Instant::now();
                 (check_inputs(&inputs), started.elapsed())
@@ -521,26 +596,8 @@ impl Evaluator {
         deadline: Duration,
         spawn_time: &mut Duration,
     ) -> Result<Option<ChildReport>, EvalError> {
-        let mut command = Command::new(&self.program);
-        command.arg(CHILD_SUBCOMMAND);
-        if let Some(selftest) = self.selftest {
-            command.args(["--selftest", selftest.as_arg()]);
-        }
-        command
-            .env_clear()
-            // One malloc arena: every thread allocates from the main heap (brk and mmap).
-            // glibc's per-thread arenas open /proc/sys/vm/overcommit_memory when they
-            // shrink, which the seccomp filter forbids.
-            .env("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
         let spawning = Instant::now();
-        let mut child = command.spawn().map_err(|source| EvalError::Spawn {
-            program: self.program.clone(),
-            source,
-        })?;
+        let mut child = self.take_child()?;
         *spawn_time = spawning.elapsed();
         let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())

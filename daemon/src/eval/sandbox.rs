@@ -39,6 +39,55 @@ use seccompiler::{
 };
 
 pub(crate) use crate::hardening::lock_down as harden;
+
+/// Closes every file descriptor above stderr, first thing in the child.
+///
+/// The child inherits whatever the daemon had open without close-on-exec at the moment
+/// of the spawn — notably the TPM library's socket to swtpm (libtss2's TCTI does not set
+/// `SOCK_CLOEXEC`) or a TPM device descriptor. An inherited swtpm connection stays open
+/// as long as the child lives, and swtpm serves one connection at a time: the daemon's
+/// next TPM command then waits for the child to exit (seen with a child started ahead of
+/// its evaluation, which stalled the TPM until it was used). The seccomp filter already
+/// keeps the script from using such a descriptor; this makes the child hold none.
+pub(crate) fn close_inherited_fds() -> Result<(), String> {
+    close_range_above_stderr().or_else(|e| {
+        // Kernels before 5.9 have no close_range: close what /proc lists instead.
+        if e.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(format!("close_range: {e}"));
+        }
+        let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .map_err(|e| format!("listing /proc/self/fd: {e}"))?
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2)
+            .collect();
+        // The directory's own descriptor is in the list and already closed: EBADF.
+        fds.into_iter().for_each(close_raw);
+        Ok(())
+    })
+}
+
+/// `close_range(3, ~0, 0)`.
+#[allow(unsafe_code)]
+fn close_range_above_stderr() -> std::io::Result<()> {
+    // SAFETY: called at the start of the child's `main`, before any thread starts and
+    // before anything in this process opens a descriptor; every descriptor above 2 was
+    // inherited across `execve` and no value in this process owns or uses one, so
+    // closing them cannot invalidate an `OwnedFd`/`File` or race another thread.
+    let rc = unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `close(fd)`, ignoring the result (see [`close_range_above_stderr`] for why it is sound).
+#[allow(unsafe_code)]
+fn close_raw(fd: i32) {
+    // SAFETY: as in `close_range_above_stderr`: `fd` is an inherited descriptor above 2
+    // that nothing in this single-threaded process owns.
+    let _ = unsafe { libc::close(fd) };
+}
 use nix::sys::resource::{Resource, setrlimit};
 
 /// The address space mapped now, in bytes, from `/proc/self/status` (`VmSize`).
