@@ -62,10 +62,10 @@ wait_daemon() {
   fail "arbiterd did not answer at $server within $limit s"
 }
 
-step "Identities: an operator (named in the image's configuration) and a party, alice"
-for who in operator alice; do
+step "Identities: an operator (named in the image's configuration) and two parties, alice and bob"
+for who in operator alice bob; do
   id="$("$ARBITER" identity new --out "$work/$who/identity" --name "$who")"
-  [ "$who" = operator ] && operator_id="$id"
+  eval "${who}_id=$id"
   cat > "$work/$who/config.toml" <<TOML
 server = "$server"
 cert = "identity/cert.pem"
@@ -87,8 +87,10 @@ step "First boot (qemu, OVMF, swtpm over its control socket) until arbiterd answ
 wait_daemon
 done_step "arbiterd answers at $server ($(cat "$vm/accel"))"
 
-step "Alice enrols the appliance: EK certificate chain to the VM TPM's CA, credential activation"
-as alice enroll --ek-ca "$vm/tpm/ca/swtpm-localca-rootca-cert.pem" "$vm/tpm/ca/issuercert.pem"
+step "Alice and Bob enrol the appliance: EK certificate chain to the VM TPM's CA, credential activation"
+cas=("$vm/tpm/ca/swtpm-localca-rootca-cert.pem" "$vm/tpm/ca/issuercert.pem")
+as alice enroll --ek-ca "${cas[@]}"
+as bob enroll --ek-ca "${cas[@]}"
 done_step
 
 step "Alice captures the policy from the first attestation, with its real firmware log"
@@ -107,7 +109,58 @@ cp "$work/alice/captured.toml" "$work/alice/appraisal.toml"
 out="$(as alice attest)" || { echo "$out"; fail "the first boot's attestation is not trusted"; }
 echo "$out"
 echo "$out" | grep -q "WARNING" && fail "the verdict carries a warning"
+# Bob reviewed the same published values: he pins the same policy.
+cp "$work/alice/captured.toml" "$work/bob/appraisal.toml"
 done_step
+
+step "A two-party computation: the operator creates it, Alice and Bob submit encrypted inputs"
+read -r fn_sha < <(as alice functions --json | python3 -c '
+import json, sys
+f = [f for f in json.load(sys.stdin) if f["name"] == "psi-count" and f["library"]]
+assert len(f) == 1, "psi-count is not listed as a library function"
+print(f[0]["sha256"])')
+manifest() {  # manifest NAME FILE
+  cat > "$2" <<JSON
+{
+  "name": "$1",
+  "function": { "sha256": "$fn_sha" },
+  "parties": [ { "name": "alice", "identity": "$alice_id" }, { "name": "bob", "identity": "$bob_id" } ],
+  "slots": {
+    "a": { "providers": ["$alice_id"], "provide": "provide_once" },
+    "b": { "providers": ["$bob_id"], "provide": "provide_once" }
+  },
+  "trigger": { "kind": "all" },
+  "readers": { "$alice_id": "result", "$bob_id": "result" },
+  "destruction": { "policy": "on_request", "destroyers": ["$alice_id"] }
+}
+JSON
+}
+# Customers 0..99 are Alice's, 60..159 Bob's: 40 in common.
+python3 -c 'import json; print(json.dumps([f"c{i:03d}@example.com" for i in range(0, 100)]))' > "$work/alice/list.json"
+python3 -c 'import json; print(json.dumps([f"c{i:03d}@example.com" for i in range(60, 160)]))' > "$work/bob/list.json"
+expected=40
+manifest "appliance: customers in common" "$work/manifest-1.json"
+inst1="$(as operator instance create "$work/manifest-1.json" --quiet)"
+as bob attest --instance "$inst1" > /dev/null || fail "Bob's attestation of instance $inst1 is not trusted"
+as alice submit --instance "$inst1" --slot a --file "$work/alice/list.json" --expect-function "$fn_sha" --quiet
+as bob submit --instance "$inst1" --slot b --file "$work/bob/list.json" --expect-function "$fn_sha" --quiet
+done_step "instance $inst1, both receipts checked"
+
+step "Both read the signed result and verify it; Alice destroys the instance, Bob verifies the certificate"
+for who in alice bob; do
+  got="$(as "$who" result "$inst1" --wait --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["statement"]["output"]["intersection_size"])')" \
+    || fail "$who cannot read a verified result of $inst1"
+  [ "$got" = "$expected" ] || fail "$who's signed result says $got, not $expected"
+done
+as alice destroy "$inst1" || fail "the destruction of $inst1 failed"
+as bob verify-destruction "$inst1" || fail "Bob cannot verify the destruction of $inst1"
+done_step "signed intersection size $got; destroyed, certificate verified"
+
+step "A live instance for the boot-chain change: Alice submits now, Bob after it"
+manifest "appliance: a live instance across boots" "$work/manifest-2.json"
+inst2="$(as operator instance create "$work/manifest-2.json" --quiet)"
+as alice submit --instance "$inst2" --slot a --file "$work/alice/list.json" --expect-function "$fn_sha" --quiet
+done_step "instance $inst2, Alice's input in, Bob's missing"
 
 step "Power off (ACPI) and boot again"
 "$here/boot.sh" stop "$vm" || fail "the appliance did not power off cleanly"
@@ -118,7 +171,8 @@ done_step "arbiterd answers again"
 step "Alice attests the rebooted appliance with the same policy: trusted"
 out="$(as alice attest)" || { echo "$out"; fail "the second boot's attestation is not trusted"; }
 echo "$out"
-done_step
+as bob attest --instance "$inst2" > /dev/null || fail "instance $inst2 is not attested after the reboot"
+done_step "trusted; instance $inst2 live (re-measured in the new generation)"
 
 step "Boot with a changed kernel command line (the same kernel, initramfs and root; one more word)"
 "$here/uki.sh" variant "$image" "$work/changed" arbiter.test=changed-cmdline
@@ -140,6 +194,23 @@ echo "$out"
 echo "$out" | grep -q "pcr" || fail "the refusal does not name the changed PCRs"
 done_step "refused"
 
+step "The live instance is out of reach in the changed boot: no submission, no result, no evaluation"
+if as bob submit --instance "$inst2" --slot b --file "$work/bob/list.json" --expect-function "$fn_sha" --quiet > "$work/bob/degraded-submit.txt" 2>&1; then
+  fail "Bob's input was accepted by the changed boot"
+fi
+sed 's/^/  /' "$work/bob/degraded-submit.txt"
+if as alice result "$inst2" > "$work/alice/degraded-result.txt" 2>&1; then
+  fail "a result of $inst2 was served by the changed boot"
+fi
+sed 's/^/  /' "$work/alice/degraded-result.txt"
+grep -q "sealing_unavailable" "$work/alice/degraded-result.txt" || fail "the result refusal does not say sealing_unavailable"
+if as operator instance evaluate "$inst2" > "$work/alice/degraded-evaluate.txt" 2>&1; then
+  fail "an evaluation of $inst2 was accepted by the changed boot"
+fi
+sed 's/^/  /' "$work/alice/degraded-evaluate.txt"
+grep -q "sealing_unavailable" "$work/alice/degraded-evaluate.txt" || fail "the evaluation refusal does not say sealing_unavailable"
+done_step "submission refused (not attested), result and evaluation refused (sealing_unavailable)"
+
 step "Boot the original image again: trusted as before"
 "$here/boot.sh" stop "$vm" || fail "the appliance did not power off cleanly"
 "$here/boot.sh" start "$image" "$vm" "$port"
@@ -147,6 +218,18 @@ wait_daemon
 out="$(as alice attest)" || { echo "$out"; fail "the original image's attestation is not trusted again"; }
 echo "$out"
 done_step "trusted"
+
+step "The live instance completes on the original image: Bob submits, both verify the result, destroy"
+as bob submit --instance "$inst2" --slot b --file "$work/bob/list.json" --expect-function "$fn_sha" --quiet \
+  || fail "Bob's input to $inst2 was refused on the original image"
+for who in alice bob; do
+  got="$(as "$who" result "$inst2" --wait --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["statement"]["output"]["intersection_size"])')" \
+    || fail "$who cannot read a verified result of $inst2"
+  [ "$got" = "$expected" ] || fail "$who's signed result of $inst2 says $got, not $expected"
+done
+as alice destroy "$inst2" || fail "the destruction of $inst2 failed"
+as bob verify-destruction "$inst2" || fail "Bob cannot verify the destruction of $inst2"
+done_step "Alice's input from the first boot and Bob's from this one: $got in common; destroyed, verified"
 
 "$here/boot.sh" stop "$vm" || fail "the appliance did not power off cleanly"
 printf '\nappliance test passed in %d s (%s)\n' "$((SECONDS - t0))" "$(cat "$vm/accel")"
