@@ -8,9 +8,12 @@ use tss_esapi::{
     abstraction::{AsymmetricAlgorithmSelection, ek},
     constants::tss::TPM2_ST_HASHCHECK,
     constants::{CommandCode, tss::TPM2_RH_NULL},
-    handles::{KeyHandle, ObjectHandle},
+    handles::{KeyHandle, ObjectHandle, PersistentTpmHandle},
     interface_types::{
-        ecc::EccCurve, key_bits::RsaKeyBits, resource_handles::Hierarchy,
+        dynamic_handles::Persistent,
+        ecc::EccCurve,
+        key_bits::RsaKeyBits,
+        resource_handles::{Hierarchy, Provision},
         session_handles::AuthSession,
     },
     structures::{Data, Digest, HashcheckTicket, SignatureScheme},
@@ -169,6 +172,38 @@ impl Device {
         }
         check_template_or_legacy("statement key", handle, expected, legacy, &public)?;
         KeyInfo::new(handle, public, name)
+    }
+
+    /// Removes the persistent statement key, if present (`TPM2_EvictControl`, owner
+    /// authorization).
+    pub fn evict_statement_key(&mut self) -> Result<(), TpmError> {
+        let handle = self.config.statement_key_handle;
+        if let Some(key) = self.statement_key.take() {
+            self.close(&mut ObjectHandle::from(key));
+        }
+        let Some((key, _, _)) = self.persistent(handle)? else {
+            return Ok(());
+        };
+        let persistent = PersistentTpmHandle::new(handle).map_err(|e| {
+            TpmError::Config(format!("{handle:#x} is not a persistent handle: {e}"))
+        })?;
+        let object = ObjectHandle::from(key);
+        let result = self
+            .ctx
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.evict_control(Provision::Owner, object, Persistent::Persistent(persistent))
+            });
+        match result {
+            Ok(mut gone) => {
+                self.close(&mut gone);
+                Ok(())
+            }
+            Err(e) => {
+                let mut object = object;
+                self.close(&mut object);
+                Err(command("EvictControl")(e))
+            }
+        }
     }
 
     /// The statement key, checked by [`Device::ensure_statement_key`] on this connection.
