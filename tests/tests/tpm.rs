@@ -193,8 +193,8 @@ async fn attestation_key_has_the_spec_attributes_and_survives_reopen_and_restart
 
 /// Both keys are noDA: a power loss (swtpm killed, no TPM2_Shutdown) after they were used
 /// is no dictionary-attack failure. swtpm locks DA-protected objects out after 3 such
-/// failures (TPM2_PT_MAX_AUTH_FAIL), so with DA-protected keys the quote after the fourth
-/// power loss failed with TPM_RC_LOCKOUT (docs/appliance.md); five here.
+/// failures (TPM2_PT_MAX_AUTH_FAIL), so with DA-protected keys the quote after the third
+/// power loss failed with TPM_RC_LOCKOUT, 0x921 (docs/appliance.md); five here.
 #[tokio::test]
 async fn keys_are_da_exempt_so_power_losses_never_lock_out_quotes() {
     use arbiter_policy::ObjectAttributes as A;
