@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # The appliance test (`make appliance-test`, opt-in): builds the appliance image around
-# the given package, boots it under qemu/OVMF with an swtpm TPM (boot.sh), and from the
-# host, with the `arbiter` CLI only: waits for arbiterd, enrols the appliance (EK chain to
-# the VM TPM's local CA), captures the appraisal policy from the first attestation with
-# its real firmware log and compares it with the reference values computed from the
-# build outputs, attests with that policy (trusted, nothing unpinned), powers the machine
-# off, boots it again and attests again (trusted: the same measured values); boots a UKI
-# whose command line has one more word (uki.sh variant): the daemon reports its degraded
-# state (sealing unavailable) and the attestation is refused with its reasons; boots the
-# original again: trusted as before.
+# the given package (and a version 2 of it), boots it under qemu/OVMF with an swtpm TPM
+# (boot.sh), and from the host, with the `arbiter` CLI only:
+#   - enrols the appliance (EK chain to the VM TPM's local CA) as Alice and Bob, captures
+#     the appraisal policy from the first attestation with its real firmware log, compares
+#     it with the reference values computed from the build outputs, attests (trusted);
+#   - runs a two-party computation (the operator creates it, both submit, both verify the
+#     signed result, Alice destroys, Bob verifies the certificate) and leaves a second
+#     instance live with Alice's input;
+#   - powers off (ACPI), boots again: trusted, the instance still live;
+#   - boots a UKI whose command line has one more word (uki.sh variant): degraded
+#     (sealing unavailable), the attestation refused with its reasons, the live instance
+#     out of reach (no submission, no result, no evaluation);
+#   - boots the original again: trusted, and the live instance completes;
+#   - upgrades to version 2 with upgrade.sh: refused while an instance is live, then
+#     drained, authorized, installed with the data partition carried over, sealed afresh;
+#     the old policy refuses the new image, a new capture matches its reference values, and
+#     a computation runs on it.
 # Prints how long each step took; on failure the tail of the serial console.
 #
 #   packaging/appliance/test.sh DEB ARBITER_CLI [WORK]   # WORK: target/appliance/test
@@ -81,6 +89,14 @@ ARBITER_APPLIANCE_OPERATORS="$operator_id" "$here/build.sh" "$deb" "$image" 2>&1
 # shellcheck disable=SC1091
 . "$image/build.env"
 done_step "disk $(du -h --apparent-size "$image/disk.img" | cut -f1), verity root hash $ROOT_HASH, UKI $UKI_SHA256"
+
+step "Build image version 2 (the same package, ARBITER_APPLIANCE_VERSION=2) for the upgrade"
+image2="$work/image-v2"
+ARBITER_APPLIANCE_VERSION=2 ARBITER_APPLIANCE_OPERATORS="$operator_id" "$here/build.sh" "$deb" "$image2" 2>&1 | sed 's/^/  /'
+[ "${PIPESTATUS[0]}" = 0 ] || fail "build.sh of version 2 failed"
+v2_root="$(. "$image2/build.env" && echo "$ROOT_HASH")"
+[ "$v2_root" != "$ROOT_HASH" ] || fail "version 2 has the same root hash"
+done_step "verity root hash $v2_root"
 
 step "First boot (qemu, OVMF, swtpm over its control socket) until arbiterd answers"
 "$here/boot.sh" start "$image" "$vm" "$port"
@@ -230,6 +246,60 @@ done
 as alice destroy "$inst2" || fail "the destruction of $inst2 failed"
 as bob verify-destruction "$inst2" || fail "Bob cannot verify the destruction of $inst2"
 done_step "Alice's input from the first boot and Bob's from this one: $got in common; destroyed, verified"
+
+step "Upgrade refused while an instance is live (upgrade.sh lists it, changes nothing)"
+manifest "appliance: live across an upgrade attempt" "$work/manifest-3.json"
+inst3="$(as operator instance create "$work/manifest-3.json" --quiet)"
+as alice submit --instance "$inst3" --slot a --file "$work/alice/list.json" --expect-function "$fn_sha" --quiet
+set +e
+ARBITER="$ARBITER" ARBITER_STATE="$work/operator" "$here/upgrade.sh" "$image2" "$vm" "$port" > "$work/upgrade-refused.txt" 2>&1
+rc=$?
+set -e
+sed 's/^/  /' "$work/upgrade-refused.txt"
+[ "$rc" = 2 ] || fail "upgrade.sh with a live instance exited $rc, not 2 (refused)"
+grep -q "$inst3" "$work/upgrade-refused.txt" || fail "the refusal does not list the live instance"
+out="$(as alice attest)" || { echo "$out"; fail "the refused upgrade changed the running appliance"; }
+done_step "refused (exit 2), $inst3 listed, the appliance untouched and trusted"
+
+step "Drain: the instance completes and is destroyed; nothing is live"
+as bob submit --instance "$inst3" --slot b --file "$work/bob/list.json" --expect-function "$fn_sha" --quiet
+as alice result "$inst3" --wait > /dev/null || fail "no verified result of $inst3"
+as alice destroy "$inst3" > /dev/null || fail "the destruction of $inst3 failed"
+as bob verify-destruction "$inst3" > /dev/null || fail "Bob cannot verify the destruction of $inst3"
+as operator upgrade status
+done_step "$inst3 evaluated and destroyed"
+
+step "Upgrade to image version 2 (upgrade.sh: authorize, power off, install, boot, seal afresh)"
+ARBITER="$ARBITER" ARBITER_STATE="$work/operator" "$here/upgrade.sh" "$image2" "$vm" "$port" 2>&1 | sed 's/^/  /'
+[ "${PIPESTATUS[0]}" = 0 ] || fail "upgrade.sh failed"
+done_step "version 2 booted, arbiterd healthy"
+
+step "Alice's old policy refuses the new image; her new capture matches the published reference values"
+if out="$(as alice attest 2>&1)"; then
+  echo "$out"
+  fail "the old policy trusted the new image"
+fi
+echo "$out" | grep -q "pcr: PCR 4" || { echo "$out"; fail "the refusal does not name PCR 4"; }
+as alice policy capture --out "$work/alice/captured-v2.toml" > /dev/null
+as alice policy compare "$work/alice/captured-v2.toml" --reference "$image2/reference.toml" \
+  || fail "the new image's capture does not match its published reference values"
+cp "$work/alice/captured-v2.toml" "$work/alice/appraisal.toml"
+cp "$work/alice/captured-v2.toml" "$work/bob/appraisal.toml"
+out="$(as alice attest)" || { echo "$out"; fail "the new image is not trusted with its reference values"; }
+echo "$out"
+done_step "old policy refused; new capture = reference values; trusted (the same pinned AK)"
+
+step "A two-party computation on the upgraded appliance"
+manifest "appliance: after the upgrade" "$work/manifest-4.json"
+inst4="$(as operator instance create "$work/manifest-4.json" --quiet)"
+as alice submit --instance "$inst4" --slot a --file "$work/alice/list.json" --expect-function "$fn_sha" --quiet
+as bob submit --instance "$inst4" --slot b --file "$work/bob/list.json" --expect-function "$fn_sha" --quiet
+got="$(as bob result "$inst4" --wait --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["statement"]["output"]["intersection_size"])')" \
+  || fail "Bob cannot read a verified result of $inst4"
+[ "$got" = "$expected" ] || fail "the signed result of $inst4 says $got, not $expected"
+as alice destroy "$inst4" > /dev/null || fail "the destruction of $inst4 failed"
+as bob verify-destruction "$inst4" > /dev/null || fail "Bob cannot verify the destruction of $inst4"
+done_step "$got in common; destroyed, verified"
 
 "$here/boot.sh" stop "$vm" || fail "the appliance did not power off cleanly"
 printf '\nappliance test passed in %d s (%s)\n' "$((SECONDS - t0))" "$(cat "$vm/accel")"
