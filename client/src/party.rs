@@ -16,7 +16,7 @@ use arbiter_policy::jws::{
 use arbiter_policy::manifest::Manifest;
 use arbiter_proto::api::{
     Approval, CreatedInstance, DestructionCertificate, EvaluationStarted, FunctionDetail,
-    FunctionSummary, InputReceipt, InstanceDescription, ResultView,
+    FunctionSummary, InputReceipt, InstanceDescription, ResultView, UpgradeStatus,
 };
 use base64::Engine as _;
 use hyper::Method;
@@ -223,6 +223,38 @@ pub async fn evaluate_instance(s: &Session, id: &str) -> Result<EvaluationStarte
     s.post(&format!("/v1/instances/{id}/evaluate"), &json!({}))
         .await?
         .answer("POST /v1/instances/{id}/evaluate")
+}
+
+/// `GET /v1/admin/upgrade` (operators): the live instances and the upgrade authorization.
+///
+/// # Errors
+/// Server errors (403 for a caller who is not an operator).
+pub async fn upgrade_status(s: &Session) -> Result<UpgradeStatus, ClientError> {
+    s.get("/v1/admin/upgrade")
+        .await?
+        .answer("GET /v1/admin/upgrade")
+}
+
+/// `POST /v1/admin/upgrade` (operators): authorizes the upgraded image's first start to seal
+/// afresh; refused by the daemon (409 `instances_live`) while an instance is live, unless
+/// `force`.
+///
+/// # Errors
+/// Server errors.
+pub async fn authorize_upgrade(s: &Session, force: bool) -> Result<UpgradeStatus, ClientError> {
+    s.post("/v1/admin/upgrade", &json!({ "force": force }))
+        .await?
+        .answer("POST /v1/admin/upgrade")
+}
+
+/// `DELETE /v1/admin/upgrade` (operators): withdraws the upgrade authorization.
+///
+/// # Errors
+/// Server errors.
+pub async fn withdraw_upgrade(s: &Session) -> Result<UpgradeStatus, ClientError> {
+    s.call(Method::DELETE, "/v1/admin/upgrade", None)
+        .await?
+        .answer("DELETE /v1/admin/upgrade")
 }
 
 /// The outcome of [`submit`].

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # The appliance test (`make appliance-test`, opt-in): builds the appliance image around
-# the given package, boots it under qemu/OVMF with an swtpm TPM (boot.sh), and from the
-# host, with the `arbiter` CLI only: waits for arbiterd, enrols the appliance (EK chain to
-# the VM TPM's local CA), captures the appraisal policy from the first attestation with
-# its real firmware log and compares it with the reference values computed from the
-# build outputs, attests with that policy (trusted, nothing unpinned), powers the machine
-# off, boots it again and attests again (trusted: the same measured values); boots a UKI
-# whose command line has one more word (uki.sh variant): the daemon reports its degraded
-# state (sealing unavailable) and the attestation is refused with its reasons; boots the
-# original again: trusted as before.
+# the given package (and a version 2 of it), boots it under qemu/OVMF with an swtpm TPM
+# (boot.sh), and from the host, with the `arbiter` CLI only:
+#   - enrols the appliance (EK chain to the VM TPM's local CA) as Alice and Bob, captures
+#     the appraisal policy from the first attestation with its real firmware log, compares
+#     it with the reference values computed from the build outputs, attests (trusted);
+#   - runs a two-party computation (the operator creates it, both submit, both verify the
+#     signed result, Alice destroys, Bob verifies the certificate) and leaves a second
+#     instance live with Alice's input;
+#   - powers off (ACPI), boots again: trusted, the instance still live;
+#   - boots a UKI whose command line has one more word (uki.sh variant): degraded
+#     (sealing unavailable), the attestation refused with its reasons, the live instance
+#     out of reach (no submission, no result, no evaluation);
+#   - boots the original again: trusted, and the live instance completes;
+#   - upgrades to version 2 with upgrade.sh: refused while an instance is live, then
+#     drained, authorized, installed with the data partition carried over, sealed afresh;
+#     the old policy refuses the new image, a new capture matches its reference values, and
+#     a computation runs on it.
 # Prints how long each step took; on failure the tail of the serial console.
 #
 #   packaging/appliance/test.sh DEB ARBITER_CLI [WORK]   # WORK: target/appliance/test
@@ -62,10 +70,10 @@ wait_daemon() {
   fail "arbiterd did not answer at $server within $limit s"
 }
 
-step "Identities: an operator (named in the image's configuration) and a party, alice"
-for who in operator alice; do
+step "Identities: an operator (named in the image's configuration) and two parties, alice and bob"
+for who in operator alice bob; do
   id="$("$ARBITER" identity new --out "$work/$who/identity" --name "$who")"
-  [ "$who" = operator ] && operator_id="$id"
+  eval "${who}_id=$id"
   cat > "$work/$who/config.toml" <<TOML
 server = "$server"
 cert = "identity/cert.pem"
@@ -82,13 +90,23 @@ ARBITER_APPLIANCE_OPERATORS="$operator_id" "$here/build.sh" "$deb" "$image" 2>&1
 . "$image/build.env"
 done_step "disk $(du -h --apparent-size "$image/disk.img" | cut -f1), verity root hash $ROOT_HASH, UKI $UKI_SHA256"
 
+step "Build image version 2 (the same package, ARBITER_APPLIANCE_VERSION=2) for the upgrade"
+image2="$work/image-v2"
+ARBITER_APPLIANCE_VERSION=2 ARBITER_APPLIANCE_OPERATORS="$operator_id" "$here/build.sh" "$deb" "$image2" 2>&1 | sed 's/^/  /'
+[ "${PIPESTATUS[0]}" = 0 ] || fail "build.sh of version 2 failed"
+v2_root="$(. "$image2/build.env" && echo "$ROOT_HASH")"
+[ "$v2_root" != "$ROOT_HASH" ] || fail "version 2 has the same root hash"
+done_step "verity root hash $v2_root"
+
 step "First boot (qemu, OVMF, swtpm over its control socket) until arbiterd answers"
 "$here/boot.sh" start "$image" "$vm" "$port"
 wait_daemon
 done_step "arbiterd answers at $server ($(cat "$vm/accel"))"
 
-step "Alice enrols the appliance: EK certificate chain to the VM TPM's CA, credential activation"
-as alice enroll --ek-ca "$vm/tpm/ca/swtpm-localca-rootca-cert.pem" "$vm/tpm/ca/issuercert.pem"
+step "Alice and Bob enrol the appliance: EK certificate chain to the VM TPM's CA, credential activation"
+cas=("$vm/tpm/ca/swtpm-localca-rootca-cert.pem" "$vm/tpm/ca/issuercert.pem")
+as alice enroll --ek-ca "${cas[@]}"
+as bob enroll --ek-ca "${cas[@]}"
 done_step
 
 step "Alice captures the policy from the first attestation, with its real firmware log"
@@ -107,7 +125,58 @@ cp "$work/alice/captured.toml" "$work/alice/appraisal.toml"
 out="$(as alice attest)" || { echo "$out"; fail "the first boot's attestation is not trusted"; }
 echo "$out"
 echo "$out" | grep -q "WARNING" && fail "the verdict carries a warning"
+# Bob reviewed the same published values: he pins the same policy.
+cp "$work/alice/captured.toml" "$work/bob/appraisal.toml"
 done_step
+
+step "A two-party computation: the operator creates it, Alice and Bob submit encrypted inputs"
+read -r fn_sha < <(as alice functions --json | python3 -c '
+import json, sys
+f = [f for f in json.load(sys.stdin) if f["name"] == "psi-count" and f["library"]]
+assert len(f) == 1, "psi-count is not listed as a library function"
+print(f[0]["sha256"])')
+manifest() {  # manifest NAME FILE
+  cat > "$2" <<JSON
+{
+  "name": "$1",
+  "function": { "sha256": "$fn_sha" },
+  "parties": [ { "name": "alice", "identity": "$alice_id" }, { "name": "bob", "identity": "$bob_id" } ],
+  "slots": {
+    "a": { "providers": ["$alice_id"], "provide": "provide_once" },
+    "b": { "providers": ["$bob_id"], "provide": "provide_once" }
+  },
+  "trigger": { "kind": "all" },
+  "readers": { "$alice_id": "result", "$bob_id": "result" },
+  "destruction": { "policy": "on_request", "destroyers": ["$alice_id"] }
+}
+JSON
+}
+# Customers 0..99 are Alice's, 60..159 Bob's: 40 in common.
+python3 -c 'import json; print(json.dumps([f"c{i:03d}@example.com" for i in range(0, 100)]))' > "$work/alice/list.json"
+python3 -c 'import json; print(json.dumps([f"c{i:03d}@example.com" for i in range(60, 160)]))' > "$work/bob/list.json"
+expected=40
+manifest "appliance: customers in common" "$work/manifest-1.json"
+inst1="$(as operator instance create "$work/manifest-1.json" --quiet)"
+as bob attest --instance "$inst1" > /dev/null || fail "Bob's attestation of instance $inst1 is not trusted"
+as alice submit --instance "$inst1" --slot a --file "$work/alice/list.json" --expect-function "$fn_sha" --quiet
+as bob submit --instance "$inst1" --slot b --file "$work/bob/list.json" --expect-function "$fn_sha" --quiet
+done_step "instance $inst1, both receipts checked"
+
+step "Both read the signed result and verify it; Alice destroys the instance, Bob verifies the certificate"
+for who in alice bob; do
+  got="$(as "$who" result "$inst1" --wait --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["statement"]["output"]["intersection_size"])')" \
+    || fail "$who cannot read a verified result of $inst1"
+  [ "$got" = "$expected" ] || fail "$who's signed result says $got, not $expected"
+done
+as alice destroy "$inst1" || fail "the destruction of $inst1 failed"
+as bob verify-destruction "$inst1" || fail "Bob cannot verify the destruction of $inst1"
+done_step "signed intersection size $got; destroyed, certificate verified"
+
+step "A live instance for the boot-chain change: Alice submits now, Bob after it"
+manifest "appliance: a live instance across boots" "$work/manifest-2.json"
+inst2="$(as operator instance create "$work/manifest-2.json" --quiet)"
+as alice submit --instance "$inst2" --slot a --file "$work/alice/list.json" --expect-function "$fn_sha" --quiet
+done_step "instance $inst2, Alice's input in, Bob's missing"
 
 step "Power off (ACPI) and boot again"
 "$here/boot.sh" stop "$vm" || fail "the appliance did not power off cleanly"
@@ -118,7 +187,8 @@ done_step "arbiterd answers again"
 step "Alice attests the rebooted appliance with the same policy: trusted"
 out="$(as alice attest)" || { echo "$out"; fail "the second boot's attestation is not trusted"; }
 echo "$out"
-done_step
+as bob attest --instance "$inst2" > /dev/null || fail "instance $inst2 is not attested after the reboot"
+done_step "trusted; instance $inst2 live (re-measured in the new generation)"
 
 step "Boot with a changed kernel command line (the same kernel, initramfs and root; one more word)"
 "$here/uki.sh" variant "$image" "$work/changed" arbiter.test=changed-cmdline
@@ -140,6 +210,23 @@ echo "$out"
 echo "$out" | grep -q "pcr" || fail "the refusal does not name the changed PCRs"
 done_step "refused"
 
+step "The live instance is out of reach in the changed boot: no submission, no result, no evaluation"
+if as bob submit --instance "$inst2" --slot b --file "$work/bob/list.json" --expect-function "$fn_sha" --quiet > "$work/bob/degraded-submit.txt" 2>&1; then
+  fail "Bob's input was accepted by the changed boot"
+fi
+sed 's/^/  /' "$work/bob/degraded-submit.txt"
+if as alice result "$inst2" > "$work/alice/degraded-result.txt" 2>&1; then
+  fail "a result of $inst2 was served by the changed boot"
+fi
+sed 's/^/  /' "$work/alice/degraded-result.txt"
+grep -q "sealing_unavailable" "$work/alice/degraded-result.txt" || fail "the result refusal does not say sealing_unavailable"
+if as operator instance evaluate "$inst2" > "$work/alice/degraded-evaluate.txt" 2>&1; then
+  fail "an evaluation of $inst2 was accepted by the changed boot"
+fi
+sed 's/^/  /' "$work/alice/degraded-evaluate.txt"
+grep -q "sealing_unavailable" "$work/alice/degraded-evaluate.txt" || fail "the evaluation refusal does not say sealing_unavailable"
+done_step "submission refused (not attested), result and evaluation refused (sealing_unavailable)"
+
 step "Boot the original image again: trusted as before"
 "$here/boot.sh" stop "$vm" || fail "the appliance did not power off cleanly"
 "$here/boot.sh" start "$image" "$vm" "$port"
@@ -147,6 +234,72 @@ wait_daemon
 out="$(as alice attest)" || { echo "$out"; fail "the original image's attestation is not trusted again"; }
 echo "$out"
 done_step "trusted"
+
+step "The live instance completes on the original image: Bob submits, both verify the result, destroy"
+as bob submit --instance "$inst2" --slot b --file "$work/bob/list.json" --expect-function "$fn_sha" --quiet \
+  || fail "Bob's input to $inst2 was refused on the original image"
+for who in alice bob; do
+  got="$(as "$who" result "$inst2" --wait --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["statement"]["output"]["intersection_size"])')" \
+    || fail "$who cannot read a verified result of $inst2"
+  [ "$got" = "$expected" ] || fail "$who's signed result of $inst2 says $got, not $expected"
+done
+as alice destroy "$inst2" || fail "the destruction of $inst2 failed"
+as bob verify-destruction "$inst2" || fail "Bob cannot verify the destruction of $inst2"
+done_step "Alice's input from the first boot and Bob's from this one: $got in common; destroyed, verified"
+
+step "Upgrade refused while an instance is live (upgrade.sh lists it, changes nothing)"
+manifest "appliance: live across an upgrade attempt" "$work/manifest-3.json"
+inst3="$(as operator instance create "$work/manifest-3.json" --quiet)"
+as alice submit --instance "$inst3" --slot a --file "$work/alice/list.json" --expect-function "$fn_sha" --quiet
+set +e
+ARBITER="$ARBITER" ARBITER_STATE="$work/operator" "$here/upgrade.sh" "$image2" "$vm" "$port" > "$work/upgrade-refused.txt" 2>&1
+rc=$?
+set -e
+sed 's/^/  /' "$work/upgrade-refused.txt"
+[ "$rc" = 2 ] || fail "upgrade.sh with a live instance exited $rc, not 2 (refused)"
+grep -q "$inst3" "$work/upgrade-refused.txt" || fail "the refusal does not list the live instance"
+out="$(as alice attest)" || { echo "$out"; fail "the refused upgrade changed the running appliance"; }
+done_step "refused (exit 2), $inst3 listed, the appliance untouched and trusted"
+
+step "Drain: the instance completes and is destroyed; nothing is live"
+as bob submit --instance "$inst3" --slot b --file "$work/bob/list.json" --expect-function "$fn_sha" --quiet
+as alice result "$inst3" --wait > /dev/null || fail "no verified result of $inst3"
+as alice destroy "$inst3" > /dev/null || fail "the destruction of $inst3 failed"
+as bob verify-destruction "$inst3" > /dev/null || fail "Bob cannot verify the destruction of $inst3"
+as operator upgrade status
+done_step "$inst3 evaluated and destroyed"
+
+step "Upgrade to image version 2 (upgrade.sh: authorize, power off, install, boot, seal afresh)"
+ARBITER="$ARBITER" ARBITER_STATE="$work/operator" "$here/upgrade.sh" "$image2" "$vm" "$port" 2>&1 | sed 's/^/  /'
+[ "${PIPESTATUS[0]}" = 0 ] || fail "upgrade.sh failed"
+done_step "version 2 booted, arbiterd healthy"
+
+step "Alice's old policy refuses the new image; her new capture matches the published reference values"
+if out="$(as alice attest 2>&1)"; then
+  echo "$out"
+  fail "the old policy trusted the new image"
+fi
+echo "$out" | grep -q "pcr: PCR 4" || { echo "$out"; fail "the refusal does not name PCR 4"; }
+as alice policy capture --out "$work/alice/captured-v2.toml" > /dev/null
+as alice policy compare "$work/alice/captured-v2.toml" --reference "$image2/reference.toml" \
+  || fail "the new image's capture does not match its published reference values"
+cp "$work/alice/captured-v2.toml" "$work/alice/appraisal.toml"
+cp "$work/alice/captured-v2.toml" "$work/bob/appraisal.toml"
+out="$(as alice attest)" || { echo "$out"; fail "the new image is not trusted with its reference values"; }
+echo "$out"
+done_step "old policy refused; new capture = reference values; trusted (the same pinned AK)"
+
+step "A two-party computation on the upgraded appliance"
+manifest "appliance: after the upgrade" "$work/manifest-4.json"
+inst4="$(as operator instance create "$work/manifest-4.json" --quiet)"
+as alice submit --instance "$inst4" --slot a --file "$work/alice/list.json" --expect-function "$fn_sha" --quiet
+as bob submit --instance "$inst4" --slot b --file "$work/bob/list.json" --expect-function "$fn_sha" --quiet
+got="$(as bob result "$inst4" --wait --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["statement"]["output"]["intersection_size"])')" \
+  || fail "Bob cannot read a verified result of $inst4"
+[ "$got" = "$expected" ] || fail "the signed result of $inst4 says $got, not $expected"
+as alice destroy "$inst4" > /dev/null || fail "the destruction of $inst4 failed"
+as bob verify-destruction "$inst4" > /dev/null || fail "Bob cannot verify the destruction of $inst4"
+done_step "$got in common; destroyed, verified"
 
 "$here/boot.sh" stop "$vm" || fail "the appliance did not power off cleanly"
 printf '\nappliance test passed in %d s (%s)\n' "$((SECONDS - t0))" "$(cat "$vm/accel")"

@@ -186,6 +186,10 @@ fn table() -> Vec<Row> {
         row(Route::DestructionCertificate, PARTIES_OPS, 200),
         // Allowed, and refused for what it is: nothing here is unrecoverable.
         row(Route::EpochReset, OPS, 409),
+        row(Route::UpgradeStatus, OPS, 200),
+        // Allowed, and refused for what it is: the instance is live.
+        row(Route::AuthorizeUpgrade, OPS, 409),
+        row(Route::WithdrawUpgrade, OPS, 200),
     ]
 }
 
@@ -261,6 +265,9 @@ async fn call(
                 .await
         }
         Route::EpochReset => p.post("/v1/admin/epoch-reset", json!({})).await,
+        Route::UpgradeStatus => p.get("/v1/admin/upgrade").await,
+        Route::AuthorizeUpgrade => p.post("/v1/admin/upgrade", json!({})).await,
+        Route::WithdrawUpgrade => p.delete("/v1/admin/upgrade").await,
     }
 }
 

@@ -191,6 +191,103 @@ async fn attestation_key_has_the_spec_attributes_and_survives_reopen_and_restart
     assert_eq!(restarted.tpm2b_public, first.tpm2b_public);
 }
 
+/// Both keys are noDA: a power loss (swtpm killed, no TPM2_Shutdown) after they were used
+/// is no dictionary-attack failure. swtpm locks DA-protected objects out after 3 such
+/// failures (TPM2_PT_MAX_AUTH_FAIL), so with DA-protected keys the quote after the third
+/// power loss failed with TPM_RC_LOCKOUT, 0x921 (docs/appliance.md); five here.
+#[tokio::test]
+async fn keys_are_da_exempt_so_power_losses_never_lock_out_quotes() {
+    use arbiter_policy::ObjectAttributes as A;
+    let mut sw = TestTpm::start();
+    let tpm = open(&sw);
+    let ak = tpm.attestation_key().await.unwrap();
+    assert!(ak.public.attributes().contains(A::NO_DA), "AK: {ak:?}");
+    let key = tpm.ensure_statement_key().await.unwrap();
+    assert!(key.public.attributes().contains(A::NO_DA), "statement key");
+    let selection = PcrSelection::new([23]).unwrap();
+    for loss in 0..=5 {
+        let quote = tpm
+            .quote(selection.clone(), vec![loss; 32])
+            .await
+            .unwrap_or_else(|e| panic!("quote after {loss} power losses: {e}"));
+        verify_quote(
+            &quote.attest,
+            &quote.signature,
+            &ak.public,
+            &[loss; 32],
+            &quote.pcrs,
+        )
+        .unwrap();
+        tpm.certify_statement_key(vec![loss; 16])
+            .await
+            .unwrap_or_else(|e| panic!("certify after {loss} power losses: {e}"));
+        tpm.sign([loss; 32]).await.unwrap();
+        if loss < 5 {
+            sw.swtpm.kill();
+            sw.swtpm.restart().unwrap();
+        }
+    }
+    assert_eq!(open(&sw).attestation_key().await.unwrap().name, ak.name);
+}
+
+/// An AK created by a release before noDA (the same template, noDA clear) stays: its name
+/// is what parties pinned. Made here with tpm2-tools, then opened by the daemon's layer.
+#[tokio::test]
+async fn an_ak_without_no_da_from_an_earlier_release_is_kept() {
+    use arbiter_policy::ObjectAttributes as A;
+    let sw = TestTpm::start();
+    let ctx = sw.dir().join("legacy-ak.ctx");
+    let tpm2 = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .env("TPM2TOOLS_TCTI", sw.tcti())
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ctx_arg = ctx.to_str().unwrap();
+    tpm2(&[
+        "tpm2_createprimary",
+        "-C",
+        "e",
+        "-g",
+        "sha256",
+        "-G",
+        "ecc256:ecdsa-sha256:null",
+        "-a",
+        "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign",
+        "-c",
+        ctx_arg,
+    ]);
+    let handle = format!("{:#x}", sw.config().ak_handle);
+    tpm2(&["tpm2_evictcontrol", "-C", "o", "-c", ctx_arg, &handle]);
+    tpm2(&["tpm2_flushcontext", "-t"]);
+
+    let tpm = open(&sw);
+    let ak = tpm
+        .attestation_key()
+        .await
+        .expect("the earlier AK is accepted");
+    assert!(!ak.public.attributes().contains(A::NO_DA));
+    let quote = tpm
+        .quote(PcrSelection::new([23]).unwrap(), vec![1; 32])
+        .await
+        .unwrap();
+    verify_quote(
+        &quote.attest,
+        &quote.signature,
+        &ak.public,
+        &[1; 32],
+        &quote.pcrs,
+    )
+    .unwrap();
+    assert_eq!(open(&sw).attestation_key().await.unwrap().name, ak.name);
+}
+
 #[tokio::test]
 async fn statement_key_is_certified_by_the_ak_and_its_signatures_verify() {
     let sw = TestTpm::start();

@@ -104,6 +104,10 @@ enum Command {
     /// Instances: create from a manifest, show, approve, evaluate.
     #[command(subcommand)]
     Instance(InstanceCommand),
+    /// Image upgrades (operators; docs/appliance.md): list the live instances, authorize
+    /// the upgraded image's first start to seal afresh, or withdraw that.
+    #[command(subcommand)]
+    Upgrade(UpgradeCommand),
     /// Attest, then encrypt an input to the attested instance key (HPKE, docs/protocol.md) and
     /// submit it to the attested TLS key only; checks the receipt.
     Submit {
@@ -294,6 +298,26 @@ enum FunctionCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum UpgradeCommand {
+    /// List the live instances (their secrets are sealed to this boot chain) and the
+    /// authorization in force.
+    Status {
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Authorize the next start in another platform state (the upgraded image) to seal
+    /// afresh; no instance is created until then. Refused while any instance is live.
+    Authorize {
+        /// Authorize even while instances are live: their inputs become unrecoverable.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Withdraw the upgrade authorization.
+    Withdraw,
+}
+
+#[derive(Debug, Subcommand)]
 enum InstanceCommand {
     /// Create an instance from a manifest (JSON or TOML), validated here first.
     Create {
@@ -395,6 +419,15 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
         }
         Command::Instance(InstanceCommand::Create { manifest, quiet }) => {
             party::instance_create(g.overrides(None), &manifest, quiet, out)
+        }
+        Command::Upgrade(UpgradeCommand::Status { json }) => {
+            party::upgrade_status(g.overrides(None), json, out)
+        }
+        Command::Upgrade(UpgradeCommand::Authorize { force }) => {
+            party::upgrade_authorize(g.overrides(None), force, out)
+        }
+        Command::Upgrade(UpgradeCommand::Withdraw) => {
+            party::upgrade_withdraw(g.overrides(None), out)
         }
         Command::Instance(InstanceCommand::Show { id }) => {
             party::instance_show(g.overrides(None), &id, out)

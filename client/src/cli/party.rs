@@ -372,6 +372,66 @@ pub fn instance_show(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::Res
     Ok(())
 }
 
+/// Prints an upgrade status: the authorization, then one line per live instance.
+fn print_upgrade(u: &arbiter_proto::api::UpgradeStatus, out: &mut dyn Write) -> anyhow::Result<()> {
+    match &u.authorized {
+        Some(a) => writeln!(
+            out,
+            "upgrade authorized by {} at {}{}",
+            a.by,
+            a.at,
+            if a.forced { " (forced)" } else { "" }
+        )?,
+        None => writeln!(out, "no upgrade authorized")?,
+    }
+    writeln!(out, "{} live instance(s)", u.live_instances.len())?;
+    for i in &u.live_instances {
+        writeln!(
+            out,
+            "  {} {:<10} {} {}",
+            i.id,
+            i.state,
+            i.created_at,
+            i.name.escape_debug()
+        )?;
+    }
+    Ok(())
+}
+
+/// `arbiter upgrade status`.
+pub fn upgrade_status(o: Overrides, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let u = runtime()?.block_on(party::upgrade_status(&s))?;
+    if json {
+        writeln!(out, "{}", pretty(&u))?;
+    } else {
+        print_upgrade(&u, out)?;
+    }
+    Ok(())
+}
+
+/// `arbiter upgrade authorize`.
+pub fn upgrade_authorize(o: Overrides, force: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let u = runtime()?.block_on(party::authorize_upgrade(&s, force))?;
+    print_upgrade(&u, out)
+}
+
+/// `arbiter upgrade withdraw`.
+pub fn upgrade_withdraw(o: Overrides, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = session(o)?;
+    let u = runtime()?.block_on(party::withdraw_upgrade(&s))?;
+    match &u.authorized {
+        Some(a) => writeln!(
+            out,
+            "withdrawn: the upgrade authorized by {} at {}",
+            a.by, a.at
+        )?,
+        None => writeln!(out, "no upgrade was authorized")?,
+    }
+    Ok(())
+}
+
 /// `arbiter instance approve`.
 pub fn instance_approve(o: Overrides, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     let s = session(o)?;

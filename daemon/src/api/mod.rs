@@ -549,6 +549,15 @@ async fn dispatch(
             ok(&engine.destruction_certificate(identity, p(0)).await?)
         }
         Route::EpochReset => ok(&engine.epoch_reset(identity).await?),
+        Route::UpgradeStatus => ok(&engine.upgrade_status(identity).await?),
+        Route::AuthorizeUpgrade => {
+            if let Err(e) = require_operator(engine, identity) {
+                return Err(unread(request, Refused::Caller, e));
+            }
+            let request = body(limits, max_body, request).await?;
+            ok(&engine.authorize_upgrade(identity, request).await?)
+        }
+        Route::WithdrawUpgrade => ok(&engine.withdraw_upgrade(identity).await?),
         Route::FleetRevocation => {
             require_operator(engine, identity)?;
             ok(&fleet_revocation(engine.fleet_revoked()))

@@ -4,10 +4,10 @@
 //! code that routes requests and serializes answers.
 
 use arbiter_proto::api::{
-    ActivateCredential, Approval, Attestation, CreateInstance, CreatedInstance,
+    ActivateCredential, Approval, Attestation, AuthorizeUpgrade, CreateInstance, CreatedInstance,
     DestructionCertificate, EpochReset, ErrorBody, EvaluationStarted, FleetRevocation,
     FunctionDetail, FunctionSummary, Health, InputReceipt, InstanceDescription, RegisterFunction,
-    ResultView, Secret, SubmitInput, TpmInfo, Usage, Withdrawal,
+    ResultView, Secret, SubmitInput, TpmInfo, UpgradeStatus, Usage, Withdrawal,
 };
 use arbiter_proto::{FunctionId, InstanceId};
 use schemars::generate::SchemaSettings;
@@ -118,6 +118,11 @@ fn contract(route: Route) -> Contract {
         Route::Usage => on_instance(of::<Usage>),
         Route::Destroy | Route::DestructionCertificate => on_instance(of::<DestructionCertificate>),
         Route::EpochReset => plain(of::<EpochReset>),
+        Route::UpgradeStatus | Route::WithdrawUpgrade => plain(of::<UpgradeStatus>),
+        Route::AuthorizeUpgrade => Contract {
+            request: Some(of::<AuthorizeUpgrade>),
+            ..plain(of::<UpgradeStatus>)
+        },
         Route::FleetRevocation | Route::ClearFleetRevocation => plain(of::<FleetRevocation>),
     }
 }

@@ -47,6 +47,12 @@ pub enum Route {
     DestructionCertificate,
     /// `POST /v1/admin/epoch-reset`
     EpochReset,
+    /// `GET /v1/admin/upgrade`
+    UpgradeStatus,
+    /// `POST /v1/admin/upgrade`
+    AuthorizeUpgrade,
+    /// `DELETE /v1/admin/upgrade`
+    WithdrawUpgrade,
     /// `GET /v1/fleet/revocation`
     FleetRevocation,
     /// `DELETE /v1/fleet/revocation`
@@ -254,6 +260,35 @@ pub fn endpoints() -> Vec<Endpoint> {
             false,
         ),
         e(
+            UpgradeStatus,
+            Method::GET,
+            "/v1/admin/upgrade",
+            "Before an image upgrade: every live instance (its secret is sealed to this boot \
+             chain, so an image with other measured values locks it away) and the upgrade \
+             authorization in force, or null. Operators.",
+            200,
+            false,
+        ),
+        e(
+            AuthorizeUpgrade,
+            Method::POST,
+            "/v1/admin/upgrade",
+            "Authorize the next start in another platform state (the upgraded image) to seal \
+             afresh; until then no instance is created. Refused (409 instances_live) while an \
+             instance is live, unless {\"force\": true}. Operators.",
+            200,
+            true,
+        ),
+        e(
+            WithdrawUpgrade,
+            Method::DELETE,
+            "/v1/admin/upgrade",
+            "Withdraw the upgrade authorization; returns the one withdrawn (or null). \
+             Operators.",
+            200,
+            false,
+        ),
+        e(
             FleetRevocation,
             Method::GET,
             "/v1/fleet/revocation",
@@ -328,7 +363,10 @@ pub fn serves_when_degraded(route: Route) -> bool {
         | Route::Usage
         | Route::Destroy
         | Route::DestructionCertificate
-        | Route::EpochReset => false,
+        | Route::EpochReset
+        | Route::UpgradeStatus
+        | Route::AuthorizeUpgrade
+        | Route::WithdrawUpgrade => false,
     }
 }
 /// The route for a method and path, with its parameters in order.

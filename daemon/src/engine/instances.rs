@@ -89,6 +89,7 @@ impl Engine {
                 "identity {caller} may not create instances (operators and access.creators may)"
             ))
         })?;
+        self.refuse_while_upgrading()?;
         let lost = self.unrecoverable();
         if !lost.is_empty() {
             return Err(EngineError::conflict(

@@ -13,6 +13,7 @@ mod inputs;
 mod instances;
 mod results;
 mod statements;
+pub(crate) mod upgrade;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -185,6 +186,16 @@ impl Engine {
         let sealer = match sealed {
             Ok(key) => Sealer::new(key),
             Err(e @ TpmError::PolicyNotSatisfied { .. }) => {
+                // An operator authorized an upgrade: seal afresh in this new state.
+                let mut reason = degraded_reason(&e);
+                match upgrade::reprovision_if_authorized(&config.state_dir, &store, &tpm).await? {
+                    upgrade::Reprovision::Done => {
+                        drop((store, tpm));
+                        return Box::pin(Self::start_locked(config, lock)).await;
+                    }
+                    upgrade::Reprovision::NotAuthorized => {}
+                    upgrade::Reprovision::Refused(why) => reason = format!("{reason}; {why}"),
+                }
                 let facts = StartFacts {
                     platform_pcrs: config.tpm.platform_pcrs.clone(),
                     sealing_nv_public: sealing.tpm2b_public.clone(),
@@ -192,8 +203,7 @@ impl Engine {
                     statement_key_name: statement_key.name.clone(),
                     executable_sha256: crate::measure::executable_sha256()?,
                 };
-                return Self::start_degraded(config, lock, store, tpm, facts, degraded_reason(&e))
-                    .await;
+                return Self::start_degraded(config, lock, store, tpm, facts, reason).await;
             }
             Err(e) => return Err(e.into()),
         };

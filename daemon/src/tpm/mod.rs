@@ -564,6 +564,21 @@ impl Tpm {
         self.run("sealing_index", |d| d.sealing_index()).await
     }
 
+    /// Deletes the sealing index (owner authorization): everything wrapped under its key
+    /// becomes unrecoverable. Only for an authorized upgrade (docs/appliance.md).
+    pub async fn undefine_sealing_index(&self) -> Result<(), TpmError> {
+        self.run("undefine_sealing_index", |d| d.undefine_sealing_index())
+            .await
+    }
+
+    /// Removes the persistent statement key, if there is one (owner authorization), so the
+    /// next [`Tpm::ensure_statement_key`] creates one bound to the current platform state.
+    /// Only for an authorized upgrade (docs/appliance.md).
+    pub async fn evict_statement_key(&self) -> Result<(), TpmError> {
+        self.run("evict_statement_key", |d| d.evict_statement_key())
+            .await
+    }
+
     /// Defines the sealing index and writes its first key.
     pub async fn define_sealing_index(&self, initial: SealedKey) -> Result<SealingIndex, TpmError> {
         self.run("define_sealing_index", move |d| {

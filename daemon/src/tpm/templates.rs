@@ -17,11 +17,13 @@ use super::error::{TpmError, command};
 pub const SEALING_DATA_SIZE: u16 = 40;
 
 /// An ECC P-256 ECDSA-SHA256 signing key template; `restricted` for the AK, and with
-/// `user_with_auth` or an `auth_policy` as the key's role needs.
+/// `user_with_auth` or an `auth_policy` as the key's role needs; `no_da` exempts it from
+/// the TPM's dictionary-attack protection.
 fn signing_key(
     restricted: bool,
     user_with_auth: bool,
     auth_policy: Option<&PolicyDigest>,
+    no_da: bool,
 ) -> Result<Public, TpmError> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
@@ -29,6 +31,7 @@ fn signing_key(
         .with_sensitive_data_origin(true)
         .with_user_with_auth(user_with_auth)
         .with_admin_with_policy(false)
+        .with_no_da(no_da)
         .with_restricted(restricted)
         .with_decrypt(false)
         .with_sign_encrypt(true)
@@ -59,15 +62,33 @@ fn signing_key(
 }
 
 /// The attestation key: restricted ECC P-256 ECDSA-SHA256, fixedTPM, fixedParent,
-/// sensitiveDataOrigin, userWithAuth, adminWithPolicy clear, no policy.
+/// sensitiveDataOrigin, userWithAuth, noDA, adminWithPolicy clear, no policy.
+///
+/// noDA: its authValue is empty, so dictionary-attack protection guards no secret, while a
+/// DA-protected key used before a power loss costs one of the TPM's few allowed failures
+/// and a lockout stops every quote (docs/protocol.md, "The TPM objects").
 pub fn attestation_key() -> Result<Public, TpmError> {
-    signing_key(true, true, None)
+    signing_key(true, true, None, true)
+}
+
+/// The attestation key as releases before noDA created it (the same template with noDA
+/// clear): still accepted at the persistent handle, so an AK that parties pinned survives
+/// the upgrade.
+pub fn attestation_key_da_protected() -> Result<Public, TpmError> {
+    signing_key(true, true, None, false)
 }
 
 /// The statement key: unrestricted ECC P-256 ECDSA-SHA256, userWithAuth and adminWithPolicy
-/// clear, `authPolicy` = PolicyPCR(platform) then PolicyCommandCode(TPM2_Sign).
+/// clear, noDA (as the AK: its ADMIN role's authValue is empty), `authPolicy` =
+/// PolicyPCR(platform) then PolicyCommandCode(TPM2_Sign).
 pub fn statement_key(policy: &PolicyDigest) -> Result<Public, TpmError> {
-    signing_key(false, false, Some(policy))
+    signing_key(false, false, Some(policy), true)
+}
+
+/// The statement key as releases before noDA created it, still accepted (see
+/// [`attestation_key_da_protected`]).
+pub fn statement_key_da_protected(policy: &PolicyDigest) -> Result<Public, TpmError> {
+    signing_key(false, false, Some(policy), false)
 }
 
 /// The storage primary key used only to salt sessions: the TCG SRK template (ECC P-256,

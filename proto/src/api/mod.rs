@@ -13,6 +13,7 @@ pub mod inputs;
 pub mod instances;
 pub mod results;
 pub mod schema;
+pub mod upgrade;
 
 pub use attestation::{
     ActivateCredential, Attestation, Binding, BindingLeaf, EkAlgorithm, EndorsementKey, Quote,
@@ -29,6 +30,7 @@ pub use instances::{
     Usage, Window,
 };
 pub use results::{EvaluationError, EvaluationStarted, ResultView, UsedInput};
+pub use upgrade::{AuthorizeUpgrade, LiveInstance, UpgradeAuthorization, UpgradeStatus};
 
 use serde::de::DeserializeOwned;
 

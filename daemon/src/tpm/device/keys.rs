@@ -8,9 +8,12 @@ use tss_esapi::{
     abstraction::{AsymmetricAlgorithmSelection, ek},
     constants::tss::TPM2_ST_HASHCHECK,
     constants::{CommandCode, tss::TPM2_RH_NULL},
-    handles::{KeyHandle, ObjectHandle},
+    handles::{KeyHandle, ObjectHandle, PersistentTpmHandle},
     interface_types::{
-        ecc::EccCurve, key_bits::RsaKeyBits, resource_handles::Hierarchy,
+        dynamic_handles::Persistent,
+        ecc::EccCurve,
+        key_bits::RsaKeyBits,
+        resource_handles::{Hierarchy, Provision},
         session_handles::AuthSession,
     },
     structures::{Data, Digest, HashcheckTicket, SignatureScheme},
@@ -29,6 +32,7 @@ impl Device {
         let handle = self.config.ak_handle;
         let template = templates::attestation_key()?;
         let expected = to_policy_public(&template)?;
+        let legacy = to_policy_public(&templates::attestation_key_da_protected()?)?;
         if !self.persistent_exists(handle)? {
             self.create_persistent(template, handle)?;
         }
@@ -36,7 +40,7 @@ impl Device {
             object: "attestation key",
             handle,
         })?;
-        check_template("attestation key", handle, &expected, &public)?;
+        check_template_or_legacy("attestation key", handle, &expected, &legacy, &public)?;
         Ok((key, KeyInfo::new(handle, public, name)?))
     }
 
@@ -69,6 +73,7 @@ impl Device {
         let policy = self.statement_key_policy()?;
         let template = templates::statement_key(&policy)?;
         let expected = to_policy_public(&template)?;
+        let legacy = to_policy_public(&templates::statement_key_da_protected(&policy)?)?;
         // One ESYS object per TPM object: two ESYS handles for the same persistent key,
         // one of them closed, break later commands on the other (tss-esapi 7.7).
         let (key, public, name) = match self.statement_key {
@@ -92,7 +97,7 @@ impl Device {
         };
         self.statement_key = None;
         let mut key_object = ObjectHandle::from(key);
-        let checked = self.check_statement_key(handle, &expected, public, name);
+        let checked = self.check_statement_key(handle, &expected, &legacy, public, name);
         if checked.is_ok() {
             self.statement_key = Some(key);
         } else {
@@ -109,8 +114,9 @@ impl Device {
     /// Never creates a key.
     pub fn statement_key_as_is(&mut self) -> Result<KeyInfo, TpmError> {
         let handle = self.config.statement_key_handle;
-        let template = templates::statement_key(&self.statement_key_policy()?)?;
-        let expected = to_policy_public(&template)?;
+        let policy = self.statement_key_policy()?;
+        let expected = to_policy_public(&templates::statement_key(&policy)?)?;
+        let legacy = to_policy_public(&templates::statement_key_da_protected(&policy)?)?;
         let (key, public, name) = match self.statement_key {
             Some(key) => {
                 let (public, name, _) = self
@@ -126,11 +132,16 @@ impl Device {
         };
         self.statement_key = None;
         let mut key_object = ObjectHandle::from(key);
-        let checked =
-            match self.check_statement_key(handle, &expected, public.clone(), name.clone()) {
-                Err(TpmError::PolicyNotSatisfied { .. }) => KeyInfo::new(handle, public, name),
-                other => other,
-            };
+        let checked = match self.check_statement_key(
+            handle,
+            &expected,
+            &legacy,
+            public.clone(),
+            name.clone(),
+        ) {
+            Err(TpmError::PolicyNotSatisfied { .. }) => KeyInfo::new(handle, public, name),
+            other => other,
+        };
         if checked.is_ok() {
             self.statement_key = Some(key);
         } else {
@@ -139,15 +150,19 @@ impl Device {
         checked
     }
 
+    /// Checks the statement key against `expected` (or `legacy`, the same template without
+    /// noDA); one that differs only in its PolicyPCR values is `PolicyNotSatisfied`.
     fn check_statement_key(
         &self,
         handle: u32,
         expected: &PolicyPublic,
+        legacy: &PolicyPublic,
         public: PolicyPublic,
         name: Vec<u8>,
     ) -> Result<KeyInfo, TpmError> {
         if public.auth_policy() != expected.auth_policy()
-            && same_template_except_policy(expected, &public)
+            && (same_template_except_policy(expected, &public)
+                || same_template_except_policy(legacy, &public))
         {
             return Err(TpmError::PolicyNotSatisfied {
                 object: "statement key",
@@ -155,8 +170,40 @@ impl Device {
                 detail: "its authPolicy is PolicyPCR over other platform PCR values".into(),
             });
         }
-        check_template("statement key", handle, expected, &public)?;
+        check_template_or_legacy("statement key", handle, expected, legacy, &public)?;
         KeyInfo::new(handle, public, name)
+    }
+
+    /// Removes the persistent statement key, if present (`TPM2_EvictControl`, owner
+    /// authorization).
+    pub fn evict_statement_key(&mut self) -> Result<(), TpmError> {
+        let handle = self.config.statement_key_handle;
+        if let Some(key) = self.statement_key.take() {
+            self.close(&mut ObjectHandle::from(key));
+        }
+        let Some((key, _, _)) = self.persistent(handle)? else {
+            return Ok(());
+        };
+        let persistent = PersistentTpmHandle::new(handle).map_err(|e| {
+            TpmError::Config(format!("{handle:#x} is not a persistent handle: {e}"))
+        })?;
+        let object = ObjectHandle::from(key);
+        let result = self
+            .ctx
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.evict_control(Provision::Owner, object, Persistent::Persistent(persistent))
+            });
+        match result {
+            Ok(mut gone) => {
+                self.close(&mut gone);
+                Ok(())
+            }
+            Err(e) => {
+                let mut object = object;
+                self.close(&mut object);
+                Err(command("EvictControl")(e))
+            }
+        }
     }
 
     /// The statement key, checked by [`Device::ensure_statement_key`] on this connection.
@@ -306,6 +353,31 @@ fn same_template_except_policy(expected: &PolicyPublic, actual: &PolicyPublic) -
     expected.object_type() == actual.object_type()
         && expected.name_alg() == actual.name_alg()
         && expected.attributes() == actual.attributes()
+}
+
+/// Accepts `actual` when it has the `expected` template or the `legacy` one (the same
+/// without noDA: a key created by an earlier release stays, so its name — which parties
+/// pin for the AK — survives an upgrade); otherwise refuses it, naming what differs from
+/// `expected`.
+fn check_template_or_legacy(
+    object: &'static str,
+    handle: u32,
+    expected: &PolicyPublic,
+    legacy: &PolicyPublic,
+    actual: &PolicyPublic,
+) -> Result<(), TpmError> {
+    if template_bytes(legacy) == template_bytes(actual) {
+        tracing::warn!(
+            event = "key_da_protected",
+            object,
+            handle = format_args!("{handle:#x}"),
+            "the {object} at {handle:#x} was created without noDA by an earlier release: kept \
+             (its name is pinned), but a power loss after its use counts as a \
+             dictionary-attack failure (docs/operations.md)"
+        );
+        return Ok(());
+    }
+    check_template(object, handle, expected, actual)
 }
 
 /// Refuses an object whose template differs from the expected one, naming what differs.
