@@ -3,6 +3,7 @@
 //! store, the keys, the evaluator and the TPM. The API only translates HTTP to these calls.
 
 mod attestation;
+mod caches;
 mod destruction;
 mod error;
 mod evaluation;
@@ -69,6 +70,10 @@ pub struct Engine {
     batcher: attestation::Batcher,
     /// The `GET /v1/tpm` answer, kept while what it describes holds.
     tpm_info_cache: attestation::TpmInfoCache,
+    /// Each open instance's derived HPKE key, so a submission does not derive it again.
+    instance_keys: caches::InstanceKeys,
+    /// Each instance's parsed manifest, so a request does not parse and validate it again.
+    manifests: caches::Manifests,
     /// Held shared while a new wrapping is written, exclusively during a key rotation.
     rotation: tokio::sync::RwLock<()>,
     /// One destruction (or epoch reset) at a time.
@@ -390,6 +395,8 @@ impl Engine {
             measurer,
             batcher: attestation::Batcher::default(),
             tpm_info_cache: attestation::TpmInfoCache::default(),
+            instance_keys: caches::InstanceKeys::default(),
+            manifests: caches::Manifests::default(),
             rotation: tokio::sync::RwLock::new(()),
             destroy_lock: tokio::sync::Mutex::new(()),
             unrecoverable: std::sync::Mutex::new(Vec::new()),
