@@ -109,6 +109,15 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// The executable's SHA-256 from the blocking task that computes it.
+async fn joined_hash(
+    task: tokio::task::JoinHandle<Result<[u8; 32], crate::measure::MeasureError>>,
+) -> Result<[u8; 32], StartError> {
+    Ok(task
+        .await
+        .map_err(|e| StartError::Other(format!("hashing the executable: {e}")))??)
+}
+
 /// The current time, RFC 3339 UTC with `Z`, whole seconds.
 pub(crate) fn now() -> String {
     format_time(OffsetDateTime::now_utc())
@@ -159,6 +168,9 @@ impl Engine {
         config
             .validate()
             .map_err(|e| StartError::Other(e.to_string()))?;
+        // Hashing the executable reads all of it (about 0.1 s for a build with line tables):
+        // on another core while the store and the TPM are set up.
+        let executable = tokio::task::spawn_blocking(crate::measure::executable_sha256);
         let store = Store::open(&config.state_dir)?;
         let tpm_config = config.tpm_config();
         status_line(&format!("opening the TPM ({})", config.tpm.tcti));
@@ -195,7 +207,7 @@ impl Engine {
                     sealing_nv_public: sealing.tpm2b_public.clone(),
                     sealing_nv_name: sealing.name.clone(),
                     statement_key_name: statement_key.name.clone(),
-                    executable_sha256: crate::measure::executable_sha256()?,
+                    executable_sha256: joined_hash(executable).await?,
                 };
                 return Self::start_degraded(config, lock, store, tpm, facts, degraded_reason(&e))
                     .await;
@@ -208,7 +220,7 @@ impl Engine {
             sealing_nv_public: sealing.tpm2b_public.clone(),
             sealing_nv_name: sealing.name.clone(),
             statement_key_name: statement_key.name.clone(),
-            executable_sha256: crate::measure::executable_sha256()?,
+            executable_sha256: joined_hash(executable).await?,
         };
         let library =
             crate::library::enabled(&config.library.disabled).map_err(StartError::Other)?;
