@@ -39,7 +39,9 @@ pub mod tpm;
 
 pub use digest::PolicyDigest;
 pub use error::{Error, JwsError, MerkleError};
-pub use quote::{verify_certify, verify_nv_certify, verify_quote, verify_signature};
+pub use quote::{
+    remember_verified_signatures, verify_certify, verify_nv_certify, verify_quote, verify_signature,
+};
 pub use tpm::{
     Attest, Attested, ClockInfo, EcdsaSignature, NvAttributes, NvPublic, ObjectAttributes,
     PcrSelection, PcrValues, Public, PublicKey, Scheme, SymDef, pcr_digest,

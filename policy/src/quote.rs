@@ -31,10 +31,66 @@ pub fn verify_signature(attest: &[u8], signature: &[u8], key: &Public) -> Result
         });
     }
     let verifying_key = key.p256_verifying_key()?;
+    let memo = VERIFIED.get().map(|memo| {
+        let point = verifying_key.to_sec1_point(false);
+        let len = (attest.len() as u64).to_be_bytes();
+        (memo, sha256(&[point.as_bytes(), &len, attest, signature]))
+    });
+    if let Some((memo, digest)) = &memo
+        && memo.contains(digest)
+    {
+        return Ok(());
+    }
     let sig = sig.to_p256()?;
     verifying_key
         .verify_prehash(&sha256(&[attest]), &sig)
-        .map_err(|_| Error::BadSignature)
+        .map_err(|_| Error::BadSignature)?;
+    if let Some((memo, digest)) = memo {
+        memo.insert(digest);
+    }
+    Ok(())
+}
+
+/// Signatures that verified, when [`remember_verified_signatures`] turned the memo on.
+static VERIFIED: std::sync::OnceLock<VerifiedMemo> = std::sync::OnceLock::new();
+
+/// A bounded set of SHA-256 digests of `(public key, attest, signature)` that verified.
+struct VerifiedMemo {
+    set: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+    capacity: usize,
+}
+
+impl VerifiedMemo {
+    fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(digest)
+    }
+
+    fn insert(&self, digest: [u8; 32]) {
+        let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() >= self.capacity {
+            set.clear();
+        }
+        set.insert(digest);
+    }
+}
+
+/// Turns on, for the rest of the process, a memo of the signatures [`verify_signature`]
+/// found valid (at most `capacity`, forgotten all at once when full): a signature over the
+/// very same bytes by the very same key is then accepted without the elliptic-curve
+/// arithmetic. ECDSA verification is a deterministic function of the public key, the
+/// message and the signature, so the answer for byte-identical inputs cannot differ; only
+/// successes are remembered (a bad signature is checked, and refused, every time), and
+/// every other check of the evidence still runs. Off unless called: the load tool turns it
+/// on, because hundreds of verifiers check the same batch's quote on the same two cores
+/// (docs/performance.md); a verifier of one answer gains nothing from it.
+pub fn remember_verified_signatures(capacity: usize) {
+    let _ = VERIFIED.set(VerifiedMemo {
+        set: std::sync::Mutex::new(std::collections::HashSet::new()),
+        capacity: capacity.max(1),
+    });
 }
 
 /// Requires `ak` to be a restricted signing key (`restricted`, `sign`, not `decrypt`),

@@ -3,6 +3,7 @@
 //! TPM quote; the TPM's public parts (AK, EKs, the statement key's certification); and
 //! credential activation for enrolling verifiers.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,8 +106,11 @@ pub struct Batcher {
     /// requests arriving while the TPM signs (200 ms on a discrete TPM) all join the next
     /// batch instead of cutting small batches that queue behind each other at the TPM.
     quoting: tokio::sync::Mutex<()>,
-    /// How many requests the last quote served.
-    last_size: std::sync::atomic::AtomicUsize,
+    /// How many of the requests the last quote served have not come back for another
+    /// quote yet: set when a quote's answers go out, counted down by each arrival.
+    owed: AtomicUsize,
+    /// How long the last quote took (microseconds).
+    last_quote_us: AtomicU64,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -209,6 +213,11 @@ impl Engine {
             let batch = pending.get_or_insert_with(Pending::default);
             batch.leaves.push(leaf);
             batch.waiters.push(tx);
+            // One of the last quote's verifiers (or a new one) is back.
+            let _ = self
+                .batcher
+                .owed
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
             (batch.leaves.len() - 1, start)
         };
         self.batcher.arrived.notify_one();
@@ -238,23 +247,17 @@ impl Engine {
             let _ = tokio::time::timeout_at(deadline, self.batcher.arrived.notified()).await;
         }
         // Wait for the quote in flight, if any: until it is done this batch keeps growing.
-        let waiting = tokio::time::Instant::now();
         let _quoting = self.batcher.quoting.lock().await;
-        let waited = waiting.elapsed();
-        if waited > window {
-            // The quote in flight has just finished, and its requests are being answered
-            // now: their verifiers come back for the next one while this batch would be
-            // cut. Wait for as many as that quote served to arrive (a window at a time),
-            // for no longer than the quote took, so that on a slow TPM a steady crowd of
-            // verifiers rides every quote instead of every other one.
-            let cap = tokio::time::Instant::now() + waited;
-            let expected = self.pending_leaves()
-                + self
-                    .batcher
-                    .last_size
-                    .load(std::sync::atomic::Ordering::Relaxed);
-            while self.pending_leaves() < expected && tokio::time::Instant::now() < cap {
-                tokio::time::sleep(window).await;
+        // On a slow TPM, the verifiers the last quote served are being answered now and
+        // will come back for another quote: cut only once they are back (or one quote time
+        // has passed), so that a steady crowd rides every quote together instead of
+        // splitting into groups that ride alternate ones, each waiting two quote times.
+        let last_quote = Duration::from_micros(self.batcher.last_quote_us.load(Ordering::Relaxed));
+        if last_quote > window {
+            let cap = tokio::time::Instant::now() + last_quote;
+            while self.batcher.owed.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < cap
+            {
+                let _ = tokio::time::timeout_at(cap, self.batcher.arrived.notified()).await;
             }
         }
         let Some(pending) = self
@@ -266,14 +269,16 @@ impl Engine {
         else {
             return;
         };
-        self.batcher
-            .last_size
-            .store(pending.leaves.len(), std::sync::atomic::Ordering::Relaxed);
+        let served = pending.leaves.len();
+        let started = std::time::Instant::now();
         let result = self
             .quote_batch(pending.leaves)
             .await
             .map(Arc::new)
             .map_err(|e| e.to_string());
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.batcher.last_quote_us.store(took, Ordering::Relaxed);
+        self.batcher.owed.store(served, Ordering::Relaxed);
         for waiter in pending.waiters {
             // A waiter whose request was cancelled is gone; the others still get the quote.
             let _ = waiter.send(result.clone());

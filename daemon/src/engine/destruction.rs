@@ -84,6 +84,8 @@ impl Engine {
                 Ok(())
             })
             .await?;
+        // Its key is no longer needed to take inputs: not kept in memory any longer.
+        self.instance_keys.evict(id);
         failpoint("after-mark");
         Ok(())
     }
@@ -167,6 +169,8 @@ impl Engine {
         failpoint("after-step-2");
         self.tpm.write_sealing_key(next).await?;
         *self.sealer.write().unwrap_or_else(|p| p.into_inner()) = Some(new_sealer);
+        // No derived key outlives the epoch it was derived under.
+        self.instance_keys.rotated(next_epoch);
         failpoint("after-step-3");
         tracing::info!(
             event = "sealing_key_rotated",
@@ -205,6 +209,7 @@ impl Engine {
                 queries::mark_destroyed(c, &key, &at)
             })
             .await?;
+        self.instance_keys.evict(id);
         let _ = self.events.send(id.to_owned());
         failpoint("after-step-4");
         tracing::info!(

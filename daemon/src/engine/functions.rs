@@ -85,16 +85,17 @@ pub(crate) async fn register_library(
     functions: &[LibraryFunction],
 ) -> Result<usize, super::StartError> {
     let (_, records) = measurer.snapshot().await;
-    let mut registered = 0;
-    for f in functions {
-        let id = f.id.clone();
-        if store
-            .read(move |c| queries::get_function(c, &id))
-            .await?
-            .is_some()
-        {
-            continue;
-        }
+    // Which are stored already, in one read.
+    let ids: Vec<String> = functions.iter().map(|f| f.id.clone()).collect();
+    let stored: Vec<bool> = store
+        .read(move |c| -> Result<Vec<bool>, StoreError> {
+            ids.iter()
+                .map(|id| Ok(queries::get_function(c, id)?.is_some()))
+                .collect()
+        })
+        .await?;
+    let mut rows = Vec::new();
+    for (f, _) in functions.iter().zip(stored).filter(|(_, stored)| !stored) {
         let row = FunctionRow {
             id: f.id.clone(),
             name: f.name.to_owned(),
@@ -107,14 +108,23 @@ pub(crate) async fn register_library(
             input_schema: Some(f.input_schema.to_string()),
             library: true,
         };
+        // Measured before it is stored: a crash in between leaves a measured function
+        // that the next start stores without measuring it again (the check above).
         let event = loaded(&row.id, &row.name, &row.sha256);
         if !records.iter().any(|r| r.content == event) {
             measurer.measure(event).await?;
         }
+        rows.push(row);
+    }
+    // Every new record in one transaction: one fsync at a first start, not one each.
+    let registered = rows.len();
+    if !rows.is_empty() {
         store
-            .write(move |c| -> Result<(), StoreError> { queries::insert_function(c, &row) })
+            .write(move |c| -> Result<(), StoreError> {
+                rows.iter()
+                    .try_for_each(|row| queries::insert_function(c, row))
+            })
             .await?;
-        registered += 1;
     }
     Ok(registered)
 }

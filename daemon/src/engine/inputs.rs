@@ -4,6 +4,7 @@
 //! and the trigger.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arbiter_policy::hpke::{self, InputContext};
 use arbiter_policy::lifecycle::{self, ResubmissionOutcome};
@@ -20,6 +21,10 @@ use crate::store::queries::{self, InputRow, InstanceRow};
 /// The deepest nesting accepted in an input (what `serde_json` parses by default); the
 /// evaluator takes less (`eval`'s limit), and reports deeper inputs as a size failure.
 const MAX_INPUT_DEPTH: usize = 128;
+
+/// Inputs whose base64 ciphertext is at most this long are decoded, opened and checked on
+/// the request's own task; larger ones on a blocking thread.
+const INLINE_CHECK_BYTES: usize = 16 * 1024;
 
 impl Engine {
     /// Why inputs are not accepted now, or `None` if they are (the lifecycle rule on the
@@ -45,21 +50,18 @@ impl Engine {
     ///
     /// The API calls [`Engine::authorize_submission`] first, before reading the body.
     pub async fn submit_input(
-        self: &std::sync::Arc<Self>,
+        self: &Arc<Self>,
         caller: &str,
         id: &str,
         slot: &str,
         request: SubmitInput,
     ) -> Result<InputReceipt, EngineError> {
-        let (row, manifest) = self.load_instance(id).await?;
+        // The instance, its manifest and its approvals in one store read.
+        let (row, manifest, approvals) = self
+            .load_instance_with(id, |c, row| queries::approvals(c, &row.id))
+            .await?;
+        let approvals: BTreeMap<String, String> = approvals.into_iter().collect();
         let slot_spec = Self::submitter_allowed(caller, id, slot, &manifest, &self.config())?;
-        let key = id.to_owned();
-        let approvals: BTreeMap<String, String> = self
-            .store
-            .read(move |c| queries::approvals(c, &key))
-            .await?
-            .into_iter()
-            .collect();
         if let Some(refusal) = self.inputs_refusal(&row, &manifest, &approvals) {
             return Err(refusal);
         }
@@ -75,31 +77,32 @@ impl Engine {
             expect_function_sha256,
         } = request;
         let private = self.instance_key(&row.id).await?;
-        let (slot_owned, caller_owned) = (slot.to_owned(), caller.to_owned());
-        let row_for_check = row.clone();
         let value_type = slot_spec.value_type;
-        let (enc, ciphertext) = tokio::task::spawn_blocking(move || {
-            // Decoding, opening and checking a large input take a while: off the runtime's
-            // threads. The base64 text is dropped as soon as it is decoded.
+        let inline = ciphertext.len() <= INLINE_CHECK_BYTES;
+        let check = move |row: &InstanceRow, slot: &str, caller: &str| {
             let (enc, ciphertext) = decode_input(&enc, ciphertext)?;
-            limits.check(&slot_owned, ciphertext.len() as u64, 0)?;
+            limits.check(slot, ciphertext.len() as u64, 0)?;
             // Open it now: a ciphertext for another instance, slot, round or submitter, or
             // a tampered one, is refused before anything is stored.
-            let plaintext = Self::open_input(
-                &row_for_check,
-                &private,
-                &slot_owned,
-                row_for_check.round,
-                &caller_owned,
-                &enc,
-                &ciphertext,
-            )?;
+            let plaintext =
+                Self::open_input(row, &private, slot, row.round, caller, &enc, &ciphertext)?;
             drop(private);
-            check_plaintext(&plaintext, &slot_owned, value_type)?;
+            check_plaintext(&plaintext, slot, value_type)?;
             Ok::<_, EngineError>((enc, ciphertext))
-        })
-        .await
-        .map_err(|e| EngineError::Internal(format!("checking an input: {e}")))??;
+        };
+        let (enc, ciphertext) = if inline {
+            // A small input opens in about as long as a hop to a blocking thread and back
+            // costs in wake-ups: checked right here.
+            check(&row, slot, caller)?
+        } else {
+            // Decoding, opening and checking a large input take a while: off the runtime's
+            // threads. The base64 text is dropped as soon as it is decoded.
+            let (slot_owned, caller_owned) = (slot.to_owned(), caller.to_owned());
+            let row_for_check = row.clone();
+            tokio::task::spawn_blocking(move || check(&row_for_check, &slot_owned, &caller_owned))
+                .await
+                .map_err(|e| EngineError::Internal(format!("checking an input: {e}")))??
+        };
         let ciphertext_sha256 = hex::encode(hpke::ciphertext_sha256(&enc, &ciphertext));
         let input = InputRow {
             instance_id: id.to_owned(),
@@ -115,15 +118,16 @@ impl Engine {
         let resubmission = manifest.window.resubmission;
         let round = row.round;
         let bytes = (input.enc.len() + input.ciphertext.len()) as u64;
-        let receipt = self
+        let (receipt, current) = self
             .store
-            .write(move |c| -> Result<InputReceipt, EngineError> {
+            .write(move |c| -> Result<_, EngineError> {
                 // Re-read inside the write: the state may have moved since the check.
-                let current = queries::get_instance(c, &input.instance_id)?.ok_or_else(|| {
-                    EngineError::NotFound(format!("no instance {}", input.instance_id))
-                })?;
-                lifecycle::submission_still_current(current.state, current.round, round)
-                    .map_err(|refusal| EngineError::refused(&current.id, &refusal))?;
+                let (state, current_round) = queries::instance_state(c, &input.instance_id)?
+                    .ok_or_else(|| {
+                        EngineError::NotFound(format!("no instance {}", input.instance_id))
+                    })?;
+                lifecycle::submission_still_current(state, current_round, round)
+                    .map_err(|refusal| EngineError::refused(&input.instance_id, &refusal))?;
                 // The instance's total, inside the write: two slots filled at once cannot
                 // both fit in what is left for one.
                 let others = queries::input_bytes_except(c, &input.instance_id, &input.slot)?;
@@ -134,15 +138,16 @@ impl Engine {
                         &input.slot,
                         Some(&existing.accepted_at),
                     )
-                    .map_err(|refusal| EngineError::refused(&current.id, &refusal))?;
+                    .map_err(|refusal| EngineError::refused(&input.instance_id, &refusal))?;
                     if outcome == ResubmissionOutcome::KeepExisting {
-                        return Ok(InputReceipt {
+                        let receipt = InputReceipt {
                             slot: existing.slot,
                             round: existing.round,
                             ciphertext_sha256: super::stored(&existing.ciphertext_sha256)?,
                             accepted_at: existing.accepted_at,
                             kept_first: true,
-                        });
+                        };
+                        return Ok((receipt, None));
                     }
                 }
                 queries::put_input(c, &input)?;
@@ -161,13 +166,16 @@ impl Engine {
                     "input_bytes",
                     bytes,
                 )?;
-                Ok(InputReceipt {
+                // What the automatic trigger needs, as this transaction leaves it.
+                let filled = queries::count_inputs(c, &input.instance_id)?;
+                let receipt = InputReceipt {
                     slot: input.slot,
                     round: input.round,
                     ciphertext_sha256: super::stored(&input.ciphertext_sha256)?,
                     accepted_at: input.accepted_at,
                     kept_first: false,
-                })
+                };
+                Ok((receipt, Some((state, current_round, filled))))
             })
             .await?;
         tracing::info!(
@@ -179,17 +187,36 @@ impl Engine {
             kept_first = receipt.kept_first,
             "input accepted"
         );
-        if !receipt.kept_first {
+        if let Some((state, current_round, filled)) = current {
             self.metrics.inputs_accepted.inc();
-            self.check_trigger(id).await;
+            let filled = usize::try_from(filled).unwrap_or(usize::MAX);
+            if manifest.automatic_trigger_count().is_some()
+                && lifecycle::automatic_trigger_met(state, &manifest, filled)
+            {
+                self.spawn_evaluation(id.to_owned(), current_round);
+            }
         }
         Ok(receipt)
     }
 
-    /// The instance's HPKE private key, derived from its unwrapped secret.
-    pub(crate) async fn instance_key(&self, id: &str) -> Result<hpke::PrivateKey, EngineError> {
-        let secret = self.instance_secret(id).await?;
-        Ok(hpke::derive_keypair(secret.expose()).0)
+    /// The instance's HPKE private key, derived from its unwrapped secret once per sealing
+    /// epoch and then kept ([`super::caches::InstanceKeys`]).
+    pub(crate) async fn instance_key(
+        &self,
+        id: &str,
+    ) -> Result<Arc<hpke::PrivateKey>, EngineError> {
+        self.check_recoverable(id)?;
+        // Held until the key is kept: a rotation (which empties the cache) waits for it.
+        let _no_rotation = self.rotation.read().await;
+        let epoch = self.sealer()?.epoch();
+        if let Some(key) = self.instance_keys.get(id, epoch) {
+            return Ok(key);
+        }
+        let secret = self.secret_under_rotation_lock(id, epoch).await?;
+        let key = Arc::new(hpke::derive_keypair(secret.expose()).0);
+        drop(secret);
+        self.instance_keys.insert(id, epoch, Arc::clone(&key));
+        Ok(key)
     }
 
     /// Decrypts one input under the instance key (docs/protocol.md's info binding).
@@ -230,16 +257,33 @@ impl Engine {
         &self,
         id: &str,
     ) -> Result<crate::keys::InstanceSecret, EngineError> {
-        if self.unrecoverable().iter().any(|lost| lost == id) {
-            return Err(unrecoverable(id));
-        }
+        self.check_recoverable(id)?;
         let _no_rotation = self.rotation.read().await;
         let epoch = self.sealer()?.epoch();
+        self.secret_under_rotation_lock(id, epoch).await
+    }
+
+    /// Refuses an instance found unrecoverable at start.
+    fn check_recoverable(&self, id: &str) -> Result<(), EngineError> {
+        let lost = self.unrecoverable.lock().unwrap_or_else(|p| p.into_inner());
+        if lost.iter().any(|lost| lost == id) {
+            return Err(unrecoverable(id));
+        }
+        Ok(())
+    }
+
+    /// The secret's wrapping at `epoch`, read and unwrapped; the caller holds the rotation
+    /// lock's shared side and read `epoch` under it.
+    async fn secret_under_rotation_lock(
+        &self,
+        id: &str,
+        epoch: u64,
+    ) -> Result<crate::keys::InstanceSecret, EngineError> {
         self.pauses.pause("secret-epoch-read").await;
         let key = id.to_owned();
         let wrapped = self
             .store
-            .read(move |c| queries::get_wrapped(c, &key, epoch))
+            .read_small(move |c| queries::get_wrapped(c, &key, epoch))
             .await?
             .ok_or_else(|| {
                 EngineError::Internal(format!("instance {id} has no secret at epoch {epoch}"))
@@ -282,30 +326,6 @@ impl Engine {
             slot: slot.to_owned(),
             withdrawn: true,
         })
-    }
-
-    /// Starts an evaluation when an automatic trigger is met.
-    pub(crate) async fn check_trigger(self: &std::sync::Arc<Self>, id: &str) {
-        let Ok((row, manifest)) = self.load_instance(id).await else {
-            return;
-        };
-        if manifest.automatic_trigger_count().is_none() {
-            return;
-        }
-        let key = id.to_owned();
-        // A count, not the rows: a submission into a many-slot instance must not read every
-        // other input's ciphertext.
-        let Ok(filled) = self
-            .store
-            .read(move |c| queries::count_inputs(c, &key))
-            .await
-        else {
-            return;
-        };
-        let filled = usize::try_from(filled).unwrap_or(usize::MAX);
-        if lifecycle::automatic_trigger_met(row.state, &manifest, filled) {
-            self.spawn_evaluation(id.to_owned(), row.round);
-        }
     }
 }
 
@@ -402,14 +422,14 @@ impl Engine {
         id: &str,
         slot: &str,
     ) -> Result<(InputLimits, u64), EngineError> {
-        let (_, manifest) = self.load_instance(id).await?;
+        let s = slot.to_owned();
+        let (_, manifest, others) = self
+            .load_instance_with(id, move |c, row| {
+                queries::input_bytes_except(c, &row.id, &s)
+            })
+            .await?;
         Self::submitter_allowed(caller, id, slot, &manifest, &self.config())?;
         let limits = InputLimits::of(&manifest.limits, &self.config().limits);
-        let (key, s) = (id.to_owned(), slot.to_owned());
-        let others = self
-            .store
-            .read(move |c| queries::input_bytes_except(c, &key, &s))
-            .await?;
         Ok((limits, others))
     }
 

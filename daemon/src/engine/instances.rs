@@ -3,6 +3,7 @@
 //! explicit approval, and usage figures.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arbiter_policy::hpke;
 use arbiter_policy::lifecycle;
@@ -15,6 +16,7 @@ use arbiter_proto::api::{
 
 use super::{Engine, EngineError, is_id, new_id, now, stored};
 use crate::keys::InstanceSecret;
+use crate::store::StoreError;
 use crate::store::queries::{self, InstanceRow};
 
 impl Engine {
@@ -22,7 +24,18 @@ impl Engine {
     pub(crate) async fn load_instance(
         &self,
         id: &str,
-    ) -> Result<(InstanceRow, Manifest), EngineError> {
+    ) -> Result<(InstanceRow, Arc<Manifest>), EngineError> {
+        let (row, manifest, ()) = self.load_instance_with(id, |_, _| Ok(())).await?;
+        Ok((row, manifest))
+    }
+
+    /// Loads an instance, its manifest and what `also` reads about it, in one short store
+    /// read; refuses malformed and unknown ids.
+    pub(crate) async fn load_instance_with<T: Send + 'static>(
+        &self,
+        id: &str,
+        also: impl FnOnce(&rusqlite::Connection, &InstanceRow) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<(InstanceRow, Arc<Manifest>, T), EngineError> {
         if !is_id(id) {
             return Err(EngineError::bad(
                 "invalid_id",
@@ -30,11 +43,30 @@ impl Engine {
             ));
         }
         let key = id.to_owned();
-        let row = self
+        let (row, extra) = self
             .store
-            .read(move |c| queries::get_instance(c, &key))
+            .read_small(move |c| -> Result<_, StoreError> {
+                match queries::get_instance(c, &key)? {
+                    Some(row) => {
+                        let extra = also(c, &row)?;
+                        Ok(Some((row, extra)))
+                    }
+                    None => Ok(None),
+                }
+            })
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("no instance {id}")))?;
+        let manifest = self.manifest_of(&row)?;
+        Ok((row, manifest, extra))
+    }
+
+    /// The instance's manifest, parsed and validated from its stored JSON once and then
+    /// kept ([`super::caches::Manifests`]).
+    fn manifest_of(&self, row: &InstanceRow) -> Result<Arc<Manifest>, EngineError> {
+        if let Some(manifest) = self.manifests.get(&row.id, &row.manifest_sha256) {
+            return Ok(manifest);
+        }
+        let id = &row.id;
         let raw: serde_json::Value = serde_json::from_str(&row.manifest_json)
             .map_err(|e| EngineError::Internal(format!("stored manifest of {id}: {e}")))?;
         let manifest = Manifest::from_json_value(raw)
@@ -45,7 +77,10 @@ impl Engine {
             })?
             .into_parts()
             .0;
-        Ok((row, manifest))
+        let manifest = Arc::new(manifest);
+        self.manifests
+            .insert(id, &row.manifest_sha256, Arc::clone(&manifest));
+        Ok(manifest)
     }
 
     /// Refuses callers who are neither parties of the manifest nor operators.
@@ -212,7 +247,7 @@ impl Engine {
         let fid = row.function_id.clone();
         let (inputs, approvals, function) = self
             .store
-            .read(move |c| -> Result<_, crate::store::StoreError> {
+            .read(move |c| -> Result<_, StoreError> {
                 Ok((
                     queries::list_inputs_without_data(c, &key)?,
                     queries::approvals(c, &key)?,
@@ -281,7 +316,7 @@ impl Engine {
         let at = now();
         let approvals = self
             .store
-            .write(move |c| -> Result<_, crate::store::StoreError> {
+            .write(move |c| -> Result<_, StoreError> {
                 queries::approve(c, &key, &who, &at)?;
                 queries::approvals(c, &key)
             })

@@ -212,6 +212,27 @@ impl Store {
         rx.await.map_err(|_| E::from(StoreError::Closed))?
     }
 
+    /// Runs a short read — a few rows found by key — on the read connection: right here
+    /// when the connection is free, since such a read takes microseconds and the hop to a
+    /// blocking thread and back costs more in thread wake-ups; on a blocking thread, as
+    /// [`Store::read`] does, when another read holds the connection (a long one may).
+    pub async fn read_small<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        if let Ok(conn) = self.reader.try_lock() {
+            return match conn.as_ref() {
+                Some(conn) => f(conn),
+                None => Err(E::from(StoreError::Closed)),
+            };
+        }
+        self.read(f).await
+    }
+
     /// Runs `f` on the read connection (on a blocking thread).
     pub async fn read<T, E>(
         &self,

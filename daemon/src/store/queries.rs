@@ -221,6 +221,30 @@ pub fn get_instance(c: &Connection, id: &str) -> Result<Option<InstanceRow>, Sto
     .transpose()
 }
 
+/// An instance's state and round (what a write re-checks), without its manifest.
+pub fn instance_state(
+    c: &Connection,
+    id: &str,
+) -> Result<Option<(InstanceState, u64)>, StoreError> {
+    let found: Option<(String, i64)> = row(
+        c,
+        "SELECT state, round FROM instances WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?;
+    found
+        .map(|(state, round)| {
+            Ok((
+                state
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("instance {id} state: {e}")))?,
+                u64::try_from(round).unwrap_or(0),
+            ))
+        })
+        .transpose()
+}
+
 /// Every instance in one of `states`.
 pub fn instances_in_states(
     c: &Connection,
