@@ -99,16 +99,19 @@ pub(crate) fn register(engine: &mut Engine, rng: Option<Rng>) {
     });
     // The same on a number list, read in place.
     engine.register_fn("mean", |l: &mut NumberList| -> HelperResult<FLOAT> {
-        Ok(mean(&numbers("mean", l.items())?))
+        check_numbers("mean", l.items())?;
+        Ok(mean_of(floats(l.items())))
     });
     engine.register_fn("median", |l: &mut NumberList| -> HelperResult<FLOAT> {
         Ok(median(numbers("median", l.items())?))
     });
     engine.register_fn("stddev", |l: &mut NumberList| -> HelperResult<FLOAT> {
-        Ok(stddev(&numbers("stddev", l.items())?))
+        check_numbers("stddev", l.items())?;
+        let m = mean_of(floats(l.items()));
+        Ok(mean_of(floats(l.items()).map(|x| (x - m) * (x - m))).sqrt())
     });
     engine.register_fn("mode", |l: &mut NumberList| -> HelperResult<Dynamic> {
-        numbers("mode", l.items())?;
+        check_numbers("mode", l.items())?;
         Ok(mode(l.items()))
     });
 
@@ -437,37 +440,59 @@ fn register_list_sets(engine: &mut Engine) {
     );
 }
 
+/// One element as a float: an integer or a finite float.
+fn number(helper: &str, v: &Dynamic) -> HelperResult<f64> {
+    if let Ok(i) = v.as_int() {
+        #[allow(clippy::cast_precision_loss)] // documented: statistics are in f64
+        Ok(i as f64)
+    } else if let Ok(f) = v.as_float() {
+        if f.is_finite() {
+            Ok(f)
+        } else {
+            fail(helper, "the array holds a non-finite float")
+        }
+    } else {
+        fail(
+            helper,
+            format_args!("elements must be numbers, not {}", v.type_name()),
+        )
+    }
+}
+
 /// The elements of `a` as floats; integers and finite floats only, at least one.
 fn numbers(helper: &str, a: &[Dynamic]) -> HelperResult<Vec<f64>> {
     if a.is_empty() {
         return fail(helper, "the array is empty");
     }
-    a.iter()
-        .map(|v| {
-            if let Ok(i) = v.as_int() {
-                #[allow(clippy::cast_precision_loss)] // documented: statistics are in f64
-                Ok(i as f64)
-            } else if let Ok(f) = v.as_float() {
-                if f.is_finite() {
-                    Ok(f)
-                } else {
-                    fail(helper, "the array holds a non-finite float")
-                }
-            } else {
-                fail(
-                    helper,
-                    format_args!("elements must be numbers, not {}", v.type_name()),
-                )
-            }
-        })
-        .collect()
+    a.iter().map(|v| number(helper, v)).collect()
+}
+
+/// Checks what [`numbers`] checks, without building the vector: the statistics of a
+/// number list then read its elements in place.
+fn check_numbers(helper: &str, a: &[Dynamic]) -> HelperResult<()> {
+    if a.is_empty() {
+        return fail(helper, "the array is empty");
+    }
+    a.iter().try_for_each(|v| number(helper, v).map(drop))
+}
+
+/// The elements of a slice checked by [`check_numbers`], as floats.
+fn floats(a: &[Dynamic]) -> impl Iterator<Item = f64> + '_ {
+    a.iter().map(|v| super::numbers::as_float(v).unwrap_or(0.0))
 }
 
 /// Arithmetic mean of a non-empty slice.
 fn mean(xs: &[f64]) -> f64 {
+    mean_of(xs.iter().copied())
+}
+
+/// Arithmetic mean of a non-empty sequence, in order (the same sum as [`mean`] of the
+/// same elements, to the bit).
+fn mean_of(xs: impl Iterator<Item = f64>) -> f64 {
     // Neumaier summation keeps the mean of many large integers exact enough.
-    let (mut sum, mut compensation) = (0.0_f64, 0.0_f64);
-    for &x in xs {
+    let (mut sum, mut compensation, mut count) = (0.0_f64, 0.0_f64, 0_usize);
+    for x in xs {
+        count += 1;
         let t = sum + x;
         if sum.abs() >= x.abs() {
             compensation += (sum - t) + x;
@@ -477,7 +502,7 @@ fn mean(xs: &[f64]) -> f64 {
         sum = t;
     }
     #[allow(clippy::cast_precision_loss)]
-    let n = xs.len() as f64;
+    let n = count as f64;
     (sum + compensation) / n
 }
 
