@@ -528,9 +528,13 @@ impl Evaluator {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let spawning = Instant::now();
-        let mut child = command.spawn().map_err(|source| EvalError::Spawn {
-            program: self.program.clone(),
-            source,
+        // Not while a TPM command is in flight: the child would hold the daemon's TPM
+        // connection for the whole evaluation (see `tpm::spawn_without_tpm`).
+        let mut child = crate::tpm::spawn_without_tpm(|| command.spawn()).map_err(|source| {
+            EvalError::Spawn {
+                program: self.program.clone(),
+                source,
+            }
         })?;
         *spawn_time = spawning.elapsed();
         let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
