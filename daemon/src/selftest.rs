@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use arbiter_policy::{PcrSelection, verify_certify, verify_quote};
 use sha2::{Digest as _, Sha256};
@@ -233,7 +233,15 @@ pub async fn run(options: Options, out: &mut dyn Write) -> Result<(), SelftestEr
         out,
         format!("independent check: tpm2_checkquote {}", args.join(" ")),
     )?;
-    match Command::new("tpm2_checkquote").args(&args).output() {
+    let mut checkquote = Command::new("tpm2_checkquote");
+    checkquote
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match crate::tpm::spawn_without_tpm(|| checkquote.spawn())
+        .and_then(std::process::Child::wait_with_output)
+    {
         Ok(o) if o.status.success() => say(
             out,
             "tpm2_checkquote: signature, nonce and PCR digest OK".into(),

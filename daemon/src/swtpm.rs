@@ -62,16 +62,22 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> SwtpmError {
 }
 
 fn run(program: &'static str, cmd: &mut Command) -> Result<(), SwtpmError> {
-    let out = cmd.output().map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            SwtpmError::NotInstalled { program }
-        } else {
-            SwtpmError::Io {
-                what: format!("running {program}"),
-                source: e,
+    // What `Command::output` does, with the spawn kept from inheriting a TPM connection.
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = crate::tpm::spawn_without_tpm(|| cmd.spawn())
+        .and_then(Child::wait_with_output)
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                SwtpmError::NotInstalled { program }
+            } else {
+                SwtpmError::Io {
+                    what: format!("running {program}"),
+                    source: e,
+                }
             }
-        }
-    })?;
+        })?;
     if out.status.success() {
         return Ok(());
     }
@@ -284,7 +290,7 @@ impl Swtpm {
         } else {
             Command::new("swtpm")
         };
-        let child = command
+        command
             .arg("socket")
             .arg("--tpm2")
             .arg("--server")
@@ -299,20 +305,21 @@ impl Swtpm {
             .arg(format!("file={},level=1", log.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::NotFound {
-                    SwtpmError::NotInstalled {
-                        program: if tied { "setpriv" } else { "swtpm" },
-                    }
-                } else {
-                    SwtpmError::Io {
-                        what: "starting swtpm".into(),
-                        source: e,
-                    }
+            .stderr(Stdio::null());
+        // A swtpm started while a TPM command of this process is in flight (another
+        // in-process daemon's) would hold that connection for its whole life.
+        let child = crate::tpm::spawn_without_tpm(|| command.spawn()).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                SwtpmError::NotInstalled {
+                    program: if tied { "setpriv" } else { "swtpm" },
                 }
-            })?;
+            } else {
+                SwtpmError::Io {
+                    what: "starting swtpm".into(),
+                    source: e,
+                }
+            }
+        })?;
         let mut tpm = Self {
             child: Some(child),
             port,

@@ -33,11 +33,12 @@ impl CliParty {
     /// config file naming `server`.
     pub fn new(dir: &Path, name: &str, server: &str) -> Self {
         let state = dir.join(name);
-        let out = Command::new(arbiter_path())
-            .args(["identity", "new", "--name", name, "--out"])
-            .arg(state.join("identity"))
-            .output()
-            .expect("running arbiter");
+        let out = crate::output(
+            Command::new(arbiter_path())
+                .args(["identity", "new", "--name", name, "--out"])
+                .arg(state.join("identity")),
+        )
+        .expect("running arbiter");
         assert!(
             out.status.success(),
             "{}",
@@ -67,17 +68,18 @@ impl CliParty {
 
     /// Runs `arbiter ARGS` with this party's state directory (blocking).
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(arbiter_path())
-            .args(args)
-            .env("ARBITER_STATE", &self.state)
-            .env_remove("ARBITER_SERVER")
-            .env_remove("ARBITER_CERT")
-            .env_remove("ARBITER_KEY")
-            .env_remove("ARBITER_PIN_TLS_SPKI")
-            .env_remove("ARBITER_CONFIG")
-            .env_remove("ARBITER_POLICY")
-            .output()
-            .expect("running arbiter")
+        crate::output(
+            Command::new(arbiter_path())
+                .args(args)
+                .env("ARBITER_STATE", &self.state)
+                .env_remove("ARBITER_SERVER")
+                .env_remove("ARBITER_CERT")
+                .env_remove("ARBITER_KEY")
+                .env_remove("ARBITER_PIN_TLS_SPKI")
+                .env_remove("ARBITER_CONFIG")
+                .env_remove("ARBITER_POLICY"),
+        )
+        .expect("running arbiter")
     }
 
     /// Runs a command that must succeed; returns its standard output.

@@ -155,13 +155,11 @@ impl Keylime {
             .arg(format!("keylime-{name}"))
             .arg(self.bin.join(program));
         self.env(&mut cmd);
-        let child = cmd
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+            .process_group(0);
+        let child = crate::spawn(&mut cmd).unwrap_or_else(|e| panic!("starting {program}: {e}"));
         self.services.push(Service { name, child });
     }
 
@@ -236,11 +234,7 @@ impl Keylime {
     pub fn tenant(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(self.bin.join("keylime_tenant"));
         self.env(&mut cmd);
-        let out = cmd
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running keylime_tenant");
+        let out = crate::output(cmd.args(args)).expect("running keylime_tenant");
         use std::io::Write as _;
         if let Ok(mut log) = std::fs::OpenOptions::new()
             .create(true)
@@ -271,16 +265,17 @@ impl Keylime {
     }
 
     fn https_get(&self, port: u16, path: &str) -> Value {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "10", "--cert"])
-            .arg(self.client_certificate())
-            .arg("--key")
-            .arg(self.client_key())
-            .arg("--cacert")
-            .arg(self.ca_certificate())
-            .arg(format!("https://127.0.0.1:{port}{path}"))
-            .output()
-            .expect("running curl: install it with `apt-get install -y curl`");
+        let out = crate::output(
+            Command::new("curl")
+                .args(["-sS", "--max-time", "10", "--cert"])
+                .arg(self.client_certificate())
+                .arg("--key")
+                .arg(self.client_key())
+                .arg("--cacert")
+                .arg(self.ca_certificate())
+                .arg(format!("https://127.0.0.1:{port}{path}")),
+        )
+        .expect("running curl: install it with `apt-get install -y curl`");
         assert!(
             out.status.success(),
             "GET {path} on port {port} failed: {}",

@@ -5,6 +5,11 @@
 //! into its own temporary directory and starts its own `swtpm` on a free TCP port pair,
 //! killed when the [`TestTpm`] is dropped, so tests run in parallel without sharing a TPM.
 //! Helpers run tpm2-tools against the same TPM, as an outside verifier would.
+//!
+//! A test process hosts in-process daemons, so every child it starts is spawned through
+//! [`arbiter_daemon::tpm::spawn_without_tpm`] ([`output`], [`spawn`]): a child forked
+//! while one of those daemons has a swtpm command in flight would hold that connection
+//! and stall the daemon's TPM until the child exits (docs/reliability.md).
 
 #![forbid(unsafe_code)]
 // Test support: failing loudly with the reason is this crate's job.
@@ -22,7 +27,7 @@ pub mod state;
 pub mod tpm_proxy;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use arbiter_daemon::swtpm::{ProvisionedState, Swtpm};
@@ -94,16 +99,15 @@ impl TestTpm {
 
     /// Runs a tpm2-tools program against this TPM and returns its output.
     pub fn tool(&self, program: &str, args: &[&str]) -> Output {
-        Command::new(program)
-            .args(args)
-            .env("TPM2TOOLS_TCTI", self.tcti())
-            .env("TSS2_LOG", "all+NONE")
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {program} ({e}): install it with `apt-get install -y tpm2-tools`"
-                )
-            })
+        output(
+            Command::new(program)
+                .args(args)
+                .env("TPM2TOOLS_TCTI", self.tcti())
+                .env("TSS2_LOG", "all+NONE"),
+        )
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} ({e}): install it with `apt-get install -y tpm2-tools`")
+        })
     }
 
     /// `tpm2_makecredential` offline (no TPM) for the EK whose `TPM2B_PUBLIC` is
@@ -156,6 +160,21 @@ impl TestTpm {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// `cmd.output()` (stdin from /dev/null), spawned so that the child inherits no TPM
+/// connection of a daemon running in this process.
+pub fn output(cmd: &mut Command) -> std::io::Result<Output> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    spawn(cmd)?.wait_with_output()
+}
+
+/// `cmd.spawn()`, so that the child inherits no TPM connection of a daemon running in this
+/// process.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+    arbiter_daemon::tpm::spawn_without_tpm(|| cmd.spawn())
 }
 
 /// SHA-256 of the concatenation of `parts`.

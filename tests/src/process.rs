@@ -230,15 +230,14 @@ impl DaemonProcess {
             Some(dir) => command.env("CREDENTIALS_DIRECTORY", dir),
             None => command.env_remove("CREDENTIALS_DIRECTORY"),
         };
-        let child = command
+        command
             .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .env("NOTIFY_SOCKET", &self.notify)
             .env("TSS2_LOG", "all+NONE")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("starting arbiterd");
+            .stderr(log);
+        let child = crate::spawn(&mut command).expect("starting arbiterd");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut buf = [0u8; 4096];

@@ -789,3 +789,92 @@ async fn reading_the_eks_leaves_the_other_keys_usable() {
     assert_eq!(q.pcrs.len(), 1);
     assert_eq!(tpm.loaded_handles().await.unwrap(), 0);
 }
+
+/// The descriptors of process `pid` above stderr that are sockets.
+fn inherited_sockets(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) > Some(2))
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|target| target.starts_with("socket:"))
+        .collect()
+}
+
+/// The swtpm TCTI opens a socket per command without close-on-exec, and swtpm serves one
+/// connection at a time: a child forked while a command is in flight would hold that
+/// connection, and the TPM would answer no one until the child exits (the Keylime
+/// quote flood's stall, docs/reliability.md). Children spawned through
+/// `spawn_without_tpm` while commands run back to back hold no socket, and the TPM keeps
+/// answering while they live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_spawned_during_tpm_commands_hold_no_tpm_connection() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    let sw = TestTpm::start();
+    let tpm = open(&sw);
+    let sel = PcrSelection::new([0, 23]).unwrap();
+    let (running, commands) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let busy = {
+        let (tpm, sel, running, commands) = (
+            tpm.clone(),
+            sel.clone(),
+            Arc::clone(&running),
+            Arc::clone(&commands),
+        );
+        tokio::spawn(async move {
+            while running.load(Ordering::Relaxed) {
+                tpm.pcr_read(sel.clone()).await.unwrap();
+                commands.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // Children that outlive the test's TPM use, started while commands run back to back.
+    let mut children = Vec::new();
+    for _ in 0..40 {
+        let mut sleep = std::process::Command::new("sleep");
+        sleep.arg("30");
+        children.push(arbiter_tests::spawn(&mut sleep).expect("sleep"));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let holding: Vec<_> = children
+        .iter()
+        .map(|c| (c.id(), inherited_sockets(c.id())))
+        .filter(|(_, sockets)| !sockets.is_empty())
+        .collect();
+    // The TPM answers while every child lives.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), tpm.pcr_read(sel.clone()))
+            .await
+            .expect("the TPM stalled: a child holds its connection")
+            .unwrap();
+        slowest = slowest.max(started.elapsed());
+    }
+    running.store(false, Ordering::Relaxed);
+    busy.await.unwrap();
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    println!(
+        "40 children spawned during {} TPM commands; slowest command after: {slowest:?}",
+        commands.load(Ordering::Relaxed)
+    );
+    assert!(
+        holding.is_empty(),
+        "children inherited sockets: {holding:?}"
+    );
+    assert!(
+        commands.load(Ordering::Relaxed) > 40,
+        "the commands ran beside the spawns"
+    );
+}

@@ -440,7 +440,9 @@ impl Evaluator {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        command.spawn().map_err(|source| EvalError::Spawn {
+        // Not while a TPM command is in flight: the child would hold the daemon's TPM
+        // connection until it closes what it inherited (see `tpm::spawn_without_tpm`).
+        crate::tpm::spawn_without_tpm(|| command.spawn()).map_err(|source| EvalError::Spawn {
             program: self.program.clone(),
             source,
         })

@@ -15,10 +15,15 @@
 //! refused with [`TpmError::Busy`] at once, so the daemon's own work (extends, attestation
 //! quote batches, signatures, sealing), which never takes a permit, is never behind more
 //! than that many of them.
+//!
+//! The TSS opens TPM connections without close-on-exec, so every process the daemon starts
+//! is spawned with [`spawn_without_tpm`]: never while a TPM command is in flight, or the
+//! child would keep swtpm's one connection and stall the TPM until it exits.
 
 mod device;
 pub mod error;
 mod owner;
+mod spawn_gate;
 pub mod templates;
 
 use std::sync::Arc;
@@ -32,6 +37,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 pub use device::Device;
 pub use error::TpmError;
+pub use spawn_gate::spawn_without_tpm;
 
 use crate::metrics::TpmMetrics;
 
@@ -343,7 +349,10 @@ impl Tpm {
     /// Opens the TPM (failing with an actionable message when it cannot), makes sure the
     /// attestation key exists, and starts the owner thread.
     pub fn open(config: TpmConfig) -> Result<Self, TpmError> {
-        let device = Device::open(&config)?;
+        let device = {
+            let _open = spawn_gate::connections_may_open();
+            Device::open(&config)?
+        };
         let (jobs, rx) = mpsc::unbounded_channel();
         let epoch = Arc::new(AtomicU64::new(0));
         let slot = owner::Slot::new(config.clone(), device, Arc::clone(&epoch));

@@ -63,6 +63,10 @@ impl Slot {
 /// The owner thread's loop: ends when every [`super::Tpm`] handle is dropped.
 pub(super) fn run(mut slot: Slot, mut jobs: mpsc::UnboundedReceiver<Job>) {
     while let Some(job) = jobs.blocking_recv() {
+        let _open = super::spawn_gate::connections_may_open();
         job(&mut slot);
     }
+    // Closing the context may still talk to the TPM.
+    let _open = super::spawn_gate::connections_may_open();
+    drop(slot);
 }
