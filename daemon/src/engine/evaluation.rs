@@ -200,11 +200,12 @@ impl Engine {
                         "returning the instance to `open` after a failed evaluation failed"
                     );
                 }
-                if storage_fault(&e).is_some() || tpm_gone(&e) {
-                    // A full or read-only disk, or a TPM that went away: nothing the
-                    // parties did was wrong, and nothing would evaluate the round again
-                    // before a restart (an automatic trigger fired once). Retried with
-                    // backoff until the state directory takes writes and the TPM answers.
+                if storage_fault(&e).is_some() || tpm_fault(&e) {
+                    // A full or read-only disk, or a TPM that went away or failed a
+                    // command: nothing the parties did was wrong, and nothing would
+                    // evaluate the round again before a restart (an automatic trigger fired
+                    // once). Retried with backoff until the state directory takes writes
+                    // and the TPM answers.
                     self.queue_retry(id, round, abandoned.is_err());
                 }
                 Err(e)
@@ -706,6 +707,16 @@ fn storage_fault(e: &EngineError) -> Option<crate::storage::StorageFault> {
         EngineError::Measure(m) => m.storage_fault(),
         _ => None,
     }
+}
+
+/// Whether an evaluation failed on the TPM at all (gone, busy, a failed command): worth
+/// another attempt later, unlike a refusal.
+fn tpm_fault(e: &EngineError) -> bool {
+    use crate::measure::MeasureError;
+    matches!(
+        e,
+        EngineError::Tpm(_) | EngineError::Measure(MeasureError::Tpm(_))
+    )
 }
 
 /// Whether an evaluation failed because the TPM stopped answering (it is restarting or the
