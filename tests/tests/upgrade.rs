@@ -19,6 +19,35 @@ use serde_json::json;
 const CONCAT: &str = "fn compute(inputs) { sha256(inputs.a + inputs.b) }\n";
 const SPEC_OUTPUT: &str = "579c08ee78ce5bce40f273f7c35dfdf2f0615e026991c840ea1e16b367fc0f63";
 
+/// Registers the concat function, creates a two-party instance and submits Alice's input:
+/// an instance left live, Bob's slot open. Returns its manifest, the instance as created and
+/// its id.
+async fn live_instance(
+    op: &Party,
+    alice: &Party,
+    bob: &Party,
+) -> (serde_json::Value, serde_json::Value, String) {
+    let f = op
+        .post(
+            "/v1/functions",
+            json!({"name": "concat", "language": "rhai", "source": CONCAT}),
+        )
+        .await;
+    assert_eq!(f.status, StatusCode::CREATED, "{}", f.json);
+    let m = two_party_manifest(f.json["sha256"].as_str().unwrap(), alice, bob);
+    let inst = op.post("/v1/instances", json!({ "manifest": m })).await;
+    assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
+    let id = inst.json["id"].as_str().unwrap().to_owned();
+    let r = alice
+        .put(
+            &format!("/v1/instances/{id}/inputs/a"),
+            alice.encrypt_input(&inst.json, "a", 1, &json!("Now is the time")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    (m, inst.json, id)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authorized_upgrade_seals_afresh_in_the_new_platform_state() {
     let tpm = TestTpm::start();
@@ -32,24 +61,7 @@ async fn an_authorized_upgrade_seals_afresh_in_the_new_platform_state() {
     let mut op = Party::with_identity("operator", operator, &d.url);
     let mut alice = Party::new("alice", &d);
     let mut bob = Party::new("bob", &d);
-    let f = op
-        .post(
-            "/v1/functions",
-            json!({"name": "concat", "language": "rhai", "source": CONCAT}),
-        )
-        .await;
-    assert_eq!(f.status, StatusCode::CREATED, "{}", f.json);
-    let m = two_party_manifest(f.json["sha256"].as_str().unwrap(), &alice, &bob);
-    let inst = op.post("/v1/instances", json!({ "manifest": m })).await;
-    assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
-    let id = inst.json["id"].as_str().unwrap().to_owned();
-    let r = alice
-        .put(
-            &format!("/v1/instances/{id}/inputs/a"),
-            alice.encrypt_input(&inst.json, "a", 1, &json!("Now is the time")),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let (m, _, id) = live_instance(&op, &alice, &bob).await;
     let before = op.get("/v1/tpm").await.json;
 
     // The live instance is listed, and the upgrade refused because of it.
@@ -167,24 +179,7 @@ async fn a_forced_upgrade_loses_the_live_instances_until_an_epoch_reset() {
     let mut op = Party::with_identity("operator", operator, &d.url);
     let mut alice = Party::new("alice", &d);
     let mut bob = Party::new("bob", &d);
-    let f = op
-        .post(
-            "/v1/functions",
-            json!({"name": "concat", "language": "rhai", "source": CONCAT}),
-        )
-        .await;
-    assert_eq!(f.status, StatusCode::CREATED, "{}", f.json);
-    let m = two_party_manifest(f.json["sha256"].as_str().unwrap(), &alice, &bob);
-    let inst = op.post("/v1/instances", json!({ "manifest": m })).await;
-    assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
-    let id = inst.json["id"].as_str().unwrap().to_owned();
-    let r = alice
-        .put(
-            &format!("/v1/instances/{id}/inputs/a"),
-            alice.encrypt_input(&inst.json, "a", 1, &json!("Now is the time")),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let (m, inst, id) = live_instance(&op, &alice, &bob).await;
 
     let forced = op.post("/v1/admin/upgrade", json!({"force": true})).await;
     assert_eq!(forced.status, StatusCode::OK, "{}", forced.json);
@@ -214,7 +209,7 @@ async fn a_forced_upgrade_loses_the_live_instances_until_an_epoch_reset() {
     let r = bob
         .put(
             &format!("/v1/instances/{id}/inputs/b"),
-            bob.encrypt_input(&inst.json, "b", 1, &json!("for all good men")),
+            bob.encrypt_input(&inst, "b", 1, &json!("for all good men")),
         )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
