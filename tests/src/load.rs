@@ -2,7 +2,10 @@
 //! mutual-TLS connection each (as a busy verifier or submitter would), N of them running one
 //! operation in a loop for a fixed time, and the summary — operations that succeeded *and*
 //! were verified by the client, failures by reason, throughput and latency percentiles.
-//! Progress goes to stderr once a second.
+//! A warm-up comes first (connections opened, the first rounds of requests): its
+//! operations are counted apart, so the figures describe the steady state, and the
+//! percentiles over every operation are reported beside them. Failures count whenever they
+//! happen. Progress goes to stderr once a second.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -138,6 +141,16 @@ pub enum Step {
 pub type Op<C> =
     Arc<dyn Fn(C, u64) -> Pin<Box<dyn Future<Output = (C, Step)> + Send>> + Send + Sync>;
 
+/// How long a scenario runs: a warm-up whose operations are counted apart, then the
+/// measured window.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Operations *started* before it ends are warm-up.
+    pub warmup: Duration,
+    /// The measured time after the warm-up.
+    pub measure: Duration,
+}
+
 /// A scenario's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -147,11 +160,15 @@ pub struct Summary {
     pub condition: String,
     /// Concurrent clients.
     pub clients: usize,
-    /// Wall-clock seconds from the first operation to the last answer.
+    /// Seconds of warm-up before the measured window.
+    pub warmup_seconds: f64,
+    /// Operations started during the warm-up that succeeded and verified (not in `ok`).
+    pub warmup_ok: u64,
+    /// Wall-clock seconds from the end of the warm-up to the last answer.
     pub seconds: f64,
-    /// Operations that succeeded and verified.
+    /// Operations started after the warm-up that succeeded and verified.
     pub ok: u64,
-    /// Operations that failed or did not verify.
+    /// Operations that failed or did not verify, warm-up included.
     pub failed: u64,
     /// Whether a prepared pool ran out before the time was up.
     pub exhausted: bool,
@@ -165,6 +182,10 @@ pub struct Summary {
     pub p99_ms: f64,
     /// The slowest.
     pub max_ms: f64,
+    /// The 99th percentile over every successful operation, warm-up included.
+    pub p99_all_ms: f64,
+    /// The slowest operation, warm-up included.
+    pub max_all_ms: f64,
     /// Failures by reason (the first 120 characters of each).
     pub errors: BTreeMap<String, u64>,
 }
@@ -177,14 +198,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e3
 }
 
-/// Runs `op` in a loop on each of `clients` for `duration` (or until every client's work
-/// is exhausted), one operation in flight per client, and summarises. With `progress`,
-/// prints a line to stderr every second.
+/// Runs `op` in a loop on each of `clients` for the warm-up and then the measured time of
+/// `window` (or until every client's work is exhausted), one operation in flight per
+/// client, and summarises. With `progress`, prints a line to stderr every second.
 pub async fn run<C: Send + 'static>(
     scenario: &str,
     condition: &str,
     clients: Vec<C>,
-    duration: Duration,
+    window: Window,
     progress: bool,
     op: Op<C>,
 ) -> Summary {
@@ -192,7 +213,8 @@ pub async fn run<C: Send + 'static>(
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let deadline = started + duration;
+    let measured_from = started + window.warmup;
+    let deadline = measured_from + window.measure;
     let ticker = progress.then(|| {
         let (ok, failed) = (Arc::clone(&ok), Arc::clone(&failed));
         let label = format!("{scenario} [{condition}] {n} clients");
@@ -201,13 +223,19 @@ pub async fn run<C: Send + 'static>(
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let t = started.elapsed().as_secs_f64();
+                let now = Instant::now();
                 let done = ok.load(Ordering::Relaxed);
-                eprint!(
-                    "\r{label}: {t:5.1} s, {done} verified ({:.1}/s), {} failed   ",
-                    done as f64 / t,
-                    failed.load(Ordering::Relaxed)
-                );
+                let failed = failed.load(Ordering::Relaxed);
+                if now < measured_from {
+                    let t = now.duration_since(started).as_secs_f64();
+                    eprint!("\r{label}: warm-up {t:5.1} s, {failed} failed   ");
+                } else {
+                    let t = now.duration_since(measured_from).as_secs_f64().max(1e-3);
+                    eprint!(
+                        "\r{label}: {t:5.1} s, {done} verified ({:.1}/s), {failed} failed   ",
+                        done as f64 / t
+                    );
+                }
             }
         })
     });
@@ -217,6 +245,7 @@ pub async fn run<C: Send + 'static>(
         tasks.spawn(async move {
             let mut client = client;
             let mut latencies = Vec::new();
+            let mut warmup = Vec::new();
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             let mut exhausted = false;
             let mut i = index as u64;
@@ -226,6 +255,7 @@ pub async fn run<C: Send + 'static>(
                 client = back;
                 i += n as u64;
                 match step {
+                    Step::Ok if t < measured_from => warmup.push(t.elapsed()),
                     Step::Ok => {
                         latencies.push(t.elapsed());
                         ok.fetch_add(1, Ordering::Relaxed);
@@ -241,16 +271,18 @@ pub async fn run<C: Send + 'static>(
                     }
                 }
             }
-            (latencies, errors, exhausted)
+            (latencies, warmup, errors, exhausted)
         });
     }
     let mut latencies = Vec::new();
+    let mut warmup = Vec::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut exhausted = false;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((l, e, x)) => {
+            Ok((l, w, e, x)) => {
                 latencies.extend(l);
+                warmup.extend(w);
                 for (k, v) in e {
                     *errors.entry(k).or_default() += v;
                 }
@@ -263,26 +295,39 @@ pub async fn run<C: Send + 'static>(
             }
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let end = Instant::now();
+    // Exhausted during the warm-up: nothing was measured, and the time is the warm-up's.
+    let seconds = end.saturating_duration_since(measured_from).as_secs_f64();
     if let Some(t) = ticker {
         t.abort();
         eprintln!();
     }
     latencies.sort();
+    let mut all = latencies.clone();
+    all.extend(&warmup);
+    all.sort();
     let ok = ok.load(Ordering::Relaxed);
     Summary {
         scenario: scenario.into(),
         condition: condition.into(),
         clients: n,
+        warmup_seconds: window.warmup.as_secs_f64(),
+        warmup_ok: warmup.len() as u64,
         seconds,
         ok,
         failed: failed.load(Ordering::Relaxed),
         exhausted,
-        per_second: ok as f64 / seconds,
+        per_second: if seconds > 0.0 {
+            ok as f64 / seconds
+        } else {
+            0.0
+        },
         p50_ms: percentile(&latencies, 0.50),
         p90_ms: percentile(&latencies, 0.90),
         p99_ms: percentile(&latencies, 0.99),
         max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        p99_all_ms: percentile(&all, 0.99),
+        max_all_ms: all.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
         errors,
     }
 }
@@ -323,10 +368,44 @@ mod tests {
                 }
             })
         });
-        let s = run("t", "c", vec![6, 6], Duration::from_secs(30), false, op).await;
+        let window = Window {
+            warmup: Duration::ZERO,
+            measure: Duration::from_secs(30),
+        };
+        let s = run("t", "c", vec![6, 6], window, false, op).await;
         assert!(s.exhausted);
         assert_eq!(s.ok + s.failed, 12);
+        assert_eq!(s.warmup_ok, 0);
         assert_eq!(s.errors.get("every third").copied(), Some(s.failed));
         assert!(s.failed >= 2, "{s:?}");
+    }
+
+    #[tokio::test]
+    async fn warm_up_operations_are_counted_apart_and_failures_always() {
+        // Each operation takes 100 ms and the warm-up is 150 ms: operations started at
+        // about 0 and 100 ms are warm-up, those from about 200 ms on are measured.
+        let op: Op<u64> = Arc::new(|c: u64, i: u64| {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if i == 0 {
+                    (c, Step::Failed("the very first".into()))
+                } else {
+                    (c, Step::Ok)
+                }
+            })
+        });
+        let window = Window {
+            warmup: Duration::from_millis(150),
+            measure: Duration::from_millis(400),
+        };
+        let s = run("t", "c", vec![0, 0], window, false, op).await;
+        assert_eq!(s.failed, 1, "a warm-up failure still counts: {s:?}");
+        assert!(s.warmup_ok >= 1, "{s:?}");
+        assert!(s.ok >= 2, "{s:?}");
+        assert!(
+            s.seconds >= 0.4,
+            "measured from the end of the warm-up: {s:?}"
+        );
+        assert!(s.p50_ms >= 100.0 && s.p99_all_ms >= s.p50_ms, "{s:?}");
     }
 }

@@ -19,6 +19,8 @@ fn load_tool_runs_briefly_and_verifies_what_it_receives() {
             "--quiet",
             "--seconds",
             "1",
+            "--warmup",
+            "0.1",
             "--tpm-latency",
             "none",
             "--attest",
@@ -26,7 +28,7 @@ fn load_tool_runs_briefly_and_verifies_what_it_receives() {
             "--submit",
             "4",
             "--submit-pool",
-            "64",
+            "256",
             "--read",
             "2",
             "--read-instances",
@@ -65,6 +67,8 @@ fn load_tool_runs_briefly_and_verifies_what_it_receives() {
         assert!(s["ok"].as_u64().unwrap() > 0, "nothing verified: {s}");
         assert_eq!(s["failed"], 0, "failures: {s}");
         assert!(s["p99_ms"].as_f64().unwrap() >= s["p50_ms"].as_f64().unwrap());
+        assert_eq!(s["warmup_seconds"], 0.1, "{s}");
+        assert!(s["p99_all_ms"].as_f64().unwrap() > 0.0, "{s}");
     }
     let b = &report["baselines"];
     for rate in [

@@ -307,3 +307,51 @@ async fn a_flood_of_tpm_info_and_activations_is_refused_cleanly_beside_attestati
     attest_once(&alice, &policy).await;
     daemon.stop().await;
 }
+
+/// The background check (every 10 s: is the log still the PCR's replay, did the TPM start
+/// up?) reads the TPM's clock with a quote of its own — a signature, about 200 ms on a
+/// discrete TPM, that attestations would queue behind. While attestations keep confirming
+/// the log it sends none: over a steady stream of attestations across the check's tick,
+/// the daemon signs only the attestations' quotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_attestations_spare_the_background_check_its_own_quote() {
+    let tpm = TestTpm::start();
+    let operator = PartyIdentity::generate("operator").unwrap();
+    let op_id = operator.identity().unwrap();
+    let started = Instant::now();
+    let daemon = TestDaemon::start(&tpm, &tpm.path("daemon"), |c| {
+        c.access.operators = vec![op_id.clone()];
+    })
+    .await;
+    let op = Party::with_identity("operator", operator, &daemon.url);
+    let info = op.get("/v1/tpm").await;
+    assert_eq!(info.status, StatusCode::OK, "{}", info.json);
+    let alice = Party::new("alice", &daemon);
+    let mut policy = AppraisalPolicy::default();
+    policy.ak.name = Some(hex::decode(info.json["ak"]["name"].as_str().unwrap()).unwrap());
+    policy.allow_unpinned_platform = true;
+    attest_once(&alice, &policy).await;
+
+    let clock = "arbiter_tpm_command_duration_seconds_count{command=\"clock\"}";
+    let quote = "arbiter_tpm_command_duration_seconds_count{command=\"quote\"}";
+    let before = metrics(&op).await;
+    // The check ticks 10 s after the engine starts: attest until well past it.
+    let mut attested = 0;
+    while started.elapsed() < Duration::from_secs(12) {
+        attest_once(&alice, &policy).await;
+        attested += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let after = metrics(&op).await;
+    assert!(
+        metric(&after, quote) - metric(&before, quote) >= f64::from(attested),
+        "one quote per attestation here: {attested} attestations"
+    );
+    assert_eq!(
+        metric(&after, clock),
+        metric(&before, clock),
+        "the background check read the clock (a quote) though attestations had just \
+         confirmed the log"
+    );
+    daemon.stop().await;
+}

@@ -253,13 +253,22 @@ impl Engine {
         // has passed), so that a steady crowd rides every quote together instead of
         // splitting into groups that ride alternate ones, each waiting two quote times.
         let last_quote = Duration::from_micros(self.batcher.last_quote_us.load(Ordering::Relaxed));
+        let drain = tokio::time::Instant::now();
         if last_quote > window {
-            let cap = tokio::time::Instant::now() + last_quote;
+            let cap = drain + last_quote;
             while self.batcher.owed.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < cap
             {
                 let _ = tokio::time::timeout_at(cap, self.batcher.arrived.notified()).await;
             }
         }
+        tracing::debug!(
+            event = "attestation_batch_cut",
+            leaves = self.pending_leaves(),
+            not_back = self.batcher.owed.load(Ordering::Relaxed),
+            waited_ms = drain.elapsed().as_secs_f64() * 1e3,
+            last_quote_ms = last_quote.as_secs_f64() * 1e3,
+            "attestation batch cut"
+        );
         let Some(pending) = self
             .batcher
             .pending

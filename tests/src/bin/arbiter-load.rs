@@ -30,7 +30,7 @@ use arbiter_policy::hpke::{self, InputContext};
 use arbiter_policy::jws::{Statement, verify_statement};
 use arbiter_tests::TestTpm;
 use arbiter_tests::daemon::Party;
-use arbiter_tests::load::{KeepAlive, Op, Step, Summary, rss_kib, run};
+use arbiter_tests::load::{KeepAlive, Op, Step, Summary, Window, rss_kib, run};
 use arbiter_tests::process::{DaemonProcess, DaemonSpec};
 use arbiter_tests::tpm_proxy::{LatencyTable, TpmProxy, command_code};
 use base64::Engine as _;
@@ -46,6 +46,11 @@ struct Args {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Seconds of warm-up before each scenario's measurement (connections opened, the
+    /// first rounds served): its operations are verified like the rest and reported apart
+    /// (`warmup_ok`, `p99_all_ms`); failures count in it too.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
     /// TPM latency tables to attest under, in order: `discrete` (published discrete-TPM
     /// figures, docs/performance.md), `none` (plain swtpm), or a file of `COMMAND MS` lines.
     #[arg(long, value_delimiter = ',', default_value = "discrete,none")]
@@ -58,7 +63,7 @@ struct Args {
     submit: Vec<usize>,
     /// Inputs sealed in advance for each submission level (the level stops early, and says
     /// so, if they run out).
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = 40_000)]
     submit_pool: usize,
     /// Concurrent result readers (run on plain swtpm; 0: skip).
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
@@ -75,6 +80,10 @@ struct Args {
     /// Where to write the JSON report.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Run the daemon at log level `debug` and copy its log here at the end (every
+    /// request's duration, every TPM command, every attestation batch cut).
+    #[arg(long)]
+    daemon_log: Option<PathBuf>,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -133,8 +142,13 @@ async fn main() -> anyhow::Result<()> {
         state_dir: state_dir.clone(),
         config: format!(
             "[access]\noperators = [\"{}\"]\n[limits]\nmax_connections = 2048\n\
-             max_connections_per_ip = 2048\n",
-            operator_id.identity()?
+             max_connections_per_ip = 2048\n[log]\nlevel = \"{}\"\n",
+            operator_id.identity()?,
+            if args.daemon_log.is_some() {
+                "debug"
+            } else {
+                "info"
+            }
         ),
         tcti: Some(proxy.tcti()),
         ..DaemonSpec::default()
@@ -245,6 +259,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if bench.args.restart_instances > 0 {
         report.insert("restart".into(), bench.restart().await?);
+    }
+    if let Some(path) = &bench.args.daemon_log {
+        std::fs::write(path, bench.daemon.log())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let goals = goals(&report);
     print_tables(&report, &goals);
@@ -357,6 +375,14 @@ impl Bench {
         Duration::from_secs_f64(self.args.seconds)
     }
 
+    /// A scenario's warm-up and measured time.
+    fn window(&self) -> Window {
+        Window {
+            warmup: Duration::from_secs_f64(self.args.warmup.max(0.0)),
+            measure: self.duration(),
+        }
+    }
+
     fn connection(&self) -> anyhow::Result<Connection> {
         Ok(Connection::new(&self.url, &self.client_identity, None)?)
     }
@@ -379,7 +405,7 @@ impl Bench {
             "attest",
             &format!("tpm latency {latency}"),
             verifiers,
-            self.duration(),
+            self.window(),
             !self.args.quiet,
             op,
         )
@@ -468,7 +494,7 @@ impl Bench {
             "submit",
             "plain swtpm, synchronous=FULL store",
             submitters,
-            self.duration(),
+            self.window(),
             !self.args.quiet,
             op,
         )
@@ -547,7 +573,7 @@ impl Bench {
             "read",
             "plain swtpm, JWS verified",
             readers,
-            self.duration(),
+            self.window(),
             !self.args.quiet,
             op,
         )
@@ -779,7 +805,7 @@ fn goals(report: &serde_json::Map<String, Value>) -> Value {
         if latency == "discrete" {
             let p99_limit = 2.0 * f(&b["quote_ms"]) + 5.0;
             goals.push(json!({"goal": format!("verified attestations/s at {} verifiers vs one quote per request (200 ms signatures)", s["clients"]), "ratio": ratio, "target": 100.0, "met": ratio >= 100.0}));
-            goals.push(json!({"goal": "p99 latency vs 2 quote times + the batch window (ms)", "value": f(&s["p99_ms"]), "target": p99_limit, "met": f(&s["p99_ms"]) <= p99_limit}));
+            goals.push(json!({"goal": "p99 latency after the warm-up vs 2 quote times + the batch window (ms)", "value": f(&s["p99_ms"]), "with_warmup": f(&s["p99_all_ms"]), "target": p99_limit, "met": f(&s["p99_ms"]) <= p99_limit}));
         } else {
             let tool = f(&b["tpm2_quote_per_second"]);
             let vs_tool = f(&s["per_second"]) / tool.max(f64::EPSILON);
@@ -812,12 +838,21 @@ fn goals(report: &serde_json::Map<String, Value>) -> Value {
 
 fn print_tables(report: &serde_json::Map<String, Value>, goals: &Value) {
     println!(
-        "{:<8} {:<38} {:>7} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9}",
-        "scenario", "condition", "clients", "ok", "failed", "per s", "p50 ms", "p90 ms", "p99 ms"
+        "{:<8} {:<38} {:>7} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>11}",
+        "scenario",
+        "condition",
+        "clients",
+        "ok",
+        "failed",
+        "per s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99 all ms"
     );
     for s in report["scenarios"].as_array().into_iter().flatten() {
         println!(
-            "{:<8} {:<38} {:>7} {:>9} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1}{}",
+            "{:<8} {:<38} {:>7} {:>9} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>11.1}{}",
             s["scenario"].as_str().unwrap_or_default(),
             s["condition"].as_str().unwrap_or_default(),
             s["clients"],
@@ -827,6 +862,7 @@ fn print_tables(report: &serde_json::Map<String, Value>, goals: &Value) {
             s["p50_ms"].as_f64().unwrap_or(0.0),
             s["p90_ms"].as_f64().unwrap_or(0.0),
             s["p99_ms"].as_f64().unwrap_or(0.0),
+            s["p99_all_ms"].as_f64().unwrap_or(0.0),
             if s["exhausted"] == json!(true) {
                 "  (pool ran out)"
             } else {
