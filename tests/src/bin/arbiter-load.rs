@@ -63,7 +63,7 @@ struct Args {
     submit: Vec<usize>,
     /// Inputs sealed in advance for each submission level (the level stops early, and says
     /// so, if they run out).
-    #[arg(long, default_value_t = 40_000)]
+    #[arg(long, default_value_t = 60_000)]
     submit_pool: usize,
     /// Concurrent result readers (run on plain swtpm; 0: skip).
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
