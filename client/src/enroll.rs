@@ -99,6 +99,14 @@ fn is_ca(c: &Certificate) -> bool {
 
 /// Verifies that `issuer` signed `subject`.
 fn verify_signed_by(subject: &Certificate, issuer: &Certificate) -> Result<(), ClientError> {
+    // The outer algorithm identifier is outside what the signature covers: RFC 5280
+    // §4.1.1.2 requires it to equal the one inside, so that no unsigned byte of the
+    // certificate can change while its signature still verifies.
+    if subject.signature_algorithm() != subject.tbs_certificate().signature() {
+        return Err(err(
+            "the certificate's signature algorithm differs from the one it signs              (RFC 5280 4.1.1.2): the certificate was altered",
+        ));
+    }
     let tbs = subject
         .tbs_certificate()
         .to_der()
@@ -376,4 +384,44 @@ pub async fn enroll(s: &Session, cas: &[Certificate]) -> Result<Enrolled, Client
         path,
         eks: outcomes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUER: &[u8] = include_bytes!("../testdata/ek/ek_issuer.pem");
+    const ROOT: &[u8] = include_bytes!("../testdata/ek/ek_root.pem");
+    /// An EK certificate (ECC P-384) from swtpm's local CA, which `ISSUER` and `ROOT` are.
+    const EK_P384: &[u8] = include_bytes!("../testdata/ek/ek_p384.der");
+    /// The same certificate with one byte changed outside what its signature covers: the
+    /// outer signature algorithm's NULL parameters retagged (found by the `ek_cert` fuzz
+    /// target, fuzz/regressions/ek_cert/).
+    const EK_P384_ALTERED: &[u8] =
+        include_bytes!("../testdata/ek/ek_p384_outer_algorithm_changed.der");
+
+    fn cas() -> Vec<Certificate> {
+        let mut cas = Certificate::load_pem_chain(ISSUER).unwrap();
+        cas.extend(Certificate::load_pem_chain(ROOT).unwrap());
+        cas
+    }
+
+    #[test]
+    fn the_issued_certificate_verifies() {
+        let path = verify_ek_chain(EK_P384, &cas()).unwrap();
+        assert_eq!(path.len(), 3, "{path:?}");
+    }
+
+    #[test]
+    fn a_certificate_altered_outside_its_signature_is_refused() {
+        assert_eq!(EK_P384.len(), EK_P384_ALTERED.len());
+        let differing = EK_P384
+            .iter()
+            .zip(EK_P384_ALTERED)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(differing, 1);
+        let e = verify_ek_chain(EK_P384_ALTERED, &cas()).unwrap_err();
+        assert!(e.to_string().contains("RFC 5280"), "{e}");
+    }
 }
