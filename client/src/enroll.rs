@@ -149,6 +149,15 @@ pub fn verify_ek_chain(
 ) -> Result<Vec<String>, ClientError> {
     let leaf = Certificate::from_der(ek_cert_der)
         .map_err(|e| err(format!("the EK certificate does not parse: {e}")))?;
+    // The decoder takes some non-DER forms (e.g. a version written out at its default);
+    // the signature is checked over the re-encoded to-be-signed part, so only a
+    // certificate that is its own re-encoding is exactly what its issuer signed.
+    if leaf.to_der().ok().as_deref() != Some(ek_cert_der) {
+        return Err(err(
+            "the EK certificate is not in DER (its encoding is not the canonical one): \
+             it was altered",
+        ));
+    }
     check_validity(&leaf, "the EK certificate")?;
     let mut path = vec![leaf.tbs_certificate().subject().to_string()];
     let mut current = leaf;
@@ -399,6 +408,9 @@ mod tests {
     /// target, fuzz/regressions/ek_cert/).
     const EK_P384_ALTERED: &[u8] =
         include_bytes!("../testdata/ek/ek_p384_outer_algorithm_changed.der");
+    /// A certificate (mutated by the fuzzer from `EK_P384`) whose version is written out
+    /// at its default, v1: not DER, though the decoder takes it.
+    const NOT_DER: &[u8] = include_bytes!("../testdata/ek/explicit_default_version.der");
 
     fn cas() -> Vec<Certificate> {
         let mut cas = Certificate::load_pem_chain(ISSUER).unwrap();
@@ -423,5 +435,13 @@ mod tests {
         assert_eq!(differing, 1);
         let e = verify_ek_chain(EK_P384_ALTERED, &cas()).unwrap_err();
         assert!(e.to_string().contains("RFC 5280"), "{e}");
+    }
+
+    #[test]
+    fn a_certificate_not_in_der_is_refused_before_its_signature_is_checked() {
+        let cert = Certificate::from_der(NOT_DER).expect("the decoder takes it");
+        assert_ne!(cert.to_der().unwrap(), NOT_DER);
+        let e = verify_ek_chain(NOT_DER, &cas()).unwrap_err();
+        assert!(e.to_string().contains("not in DER"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! What the submission path keeps in memory instead of recomputing per request: each
 //! instance's HPKE private key (derived from its secret with a P-256 scalar
-//! multiplication) and its parsed, validated manifest (stored as JSON text).
+//! multiplication) and its parsed, validated manifest (stored as JSON text). Also each
+//! live instance's destruction policy, which the deadline check reads every 2 s.
 //!
 //! Both are bounded (the oldest entry goes first when full). The keys live in the
 //! daemon's memory, which `mlockall` keeps out of swap (`crate::hardening`); each is held
@@ -9,11 +10,11 @@
 //! whole cache is emptied when the sealing key rotates; entries are stamped with the
 //! sealing epoch they were derived under and are never served, nor inserted, under another.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arbiter_policy::hpke::PrivateKey;
-use arbiter_policy::manifest::Manifest;
+use arbiter_policy::manifest::{DestructionPolicy, Manifest};
 
 /// Instances whose derived HPKE keys are kept (about 200 bytes each).
 pub(crate) const KEY_CAPACITY: usize = 4096;
@@ -155,6 +156,38 @@ impl Manifests {
     }
 }
 
+/// Each live instance's destruction policy (its manifest never changes), so that the
+/// deadline check reads a few small columns of the live instances instead of every
+/// manifest. Holds only instances that were live at the last check: its size follows the
+/// live instances (about 100 bytes each), not the store.
+#[derive(Default)]
+pub(crate) struct DestructionPolicies {
+    inner: Mutex<HashMap<String, DestructionPolicy>>,
+}
+
+impl DestructionPolicies {
+    /// The policy of `id`, if known.
+    pub(crate) fn get(&self, id: &str) -> Option<DestructionPolicy> {
+        lock(&self.inner).get(id).copied()
+    }
+
+    /// Keeps the policy of `id`.
+    pub(crate) fn insert(&self, id: &str, policy: DestructionPolicy) {
+        lock(&self.inner).insert(id.to_owned(), policy);
+    }
+
+    /// Forgets every instance not in `live`.
+    pub(crate) fn retain_live(&self, live: &HashSet<&str>) {
+        lock(&self.inner).retain(|id, _| live.contains(id.as_str()));
+    }
+
+    /// How many policies are kept.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.inner).len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -197,5 +230,16 @@ mod tests {
         assert!(keys.get("b", 3).is_none());
         keys.insert("b", 4, key(2));
         assert!(keys.get("b", 4).is_some());
+    }
+
+    #[test]
+    fn destruction_policies_keep_only_live_instances() {
+        let policies = DestructionPolicies::default();
+        policies.insert("a", DestructionPolicy::AfterEvaluation);
+        policies.insert("b", DestructionPolicy::OnRequest);
+        assert_eq!(policies.get("b"), Some(DestructionPolicy::OnRequest));
+        policies.retain_live(&HashSet::from(["b"]));
+        assert_eq!(policies.len(), 1);
+        assert_eq!(policies.get("a"), None);
     }
 }

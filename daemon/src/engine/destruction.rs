@@ -294,6 +294,55 @@ impl Engine {
         Ok(())
     }
 
+    /// The deadline check of the background loop: destroys every live instance whose
+    /// policy makes it due now. It reads each live instance's id, state and whether its
+    /// result was read (not its manifest), and the policy from memory (from the manifest
+    /// the first time an instance is seen); only a due instance is loaded again and
+    /// re-checked by [`Engine::destroy_if_due`].
+    async fn destroy_due(&self) {
+        let live = self
+            .store
+            .read(|c| queries::instance_states(c, &InstanceState::LIVE))
+            .await
+            .unwrap_or_default();
+        self.destruction_policies
+            .retain_live(&live.iter().map(|(id, _, _)| id.as_str()).collect());
+        let now = time::OffsetDateTime::now_utc();
+        for (id, state, read) in live {
+            let policy = match self.destruction_policies.get(&id) {
+                Some(policy) => Ok(policy),
+                None => self.load_instance(&id).await.map(|(_, manifest)| {
+                    let policy = manifest.destruction.policy;
+                    self.destruction_policies.insert(&id, policy);
+                    policy
+                }),
+            };
+            let policy = match policy {
+                Ok(policy) => policy,
+                Err(e) => {
+                    tracing::error!(
+                        event = "destruction_failed",
+                        instance = %id,
+                        error = %clip(&e.to_string()),
+                        "destruction failed"
+                    );
+                    continue;
+                }
+            };
+            if !lifecycle::destruction_due(policy, state, read, now) {
+                continue;
+            }
+            if let Err(e) = self.destroy_if_due(&id, false).await {
+                tracing::error!(
+                    event = "destruction_failed",
+                    instance = %id,
+                    error = %clip(&e.to_string()),
+                    "destruction failed"
+                );
+            }
+        }
+    }
+
     /// Background work: resume interrupted destructions, apply deadlines, notice TPM
     /// startups under the running daemon, and retry evaluations whose evaluator did not
     /// start. None of it runs in a degraded start: all of it needs the sealing key or writes.
@@ -332,21 +381,7 @@ impl Engine {
                     () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
                     () = engine.stopped() => return,
                 }
-                let live = engine
-                    .store
-                    .read(|c| queries::instances_in_states(c, &InstanceState::LIVE))
-                    .await
-                    .unwrap_or_default();
-                for row in live {
-                    if let Err(e) = engine.destroy_if_due(&row.id, false).await {
-                        tracing::error!(
-                            event = "destruction_failed",
-                            instance = %row.id,
-                            error = %clip(&e.to_string()),
-                            "destruction failed"
-                        );
-                    }
-                }
+                engine.destroy_due().await;
                 // A quote per check: every 10 s, not every tick (hardware TPMs are slow).
                 if tick % 5 != 0 {
                     continue;

@@ -75,6 +75,8 @@ pub struct Engine {
     instance_keys: caches::InstanceKeys,
     /// Each instance's parsed manifest, so a request does not parse and validate it again.
     manifests: caches::Manifests,
+    /// Each live instance's destruction policy, for the deadline check.
+    destruction_policies: caches::DestructionPolicies,
     /// Held shared while a new wrapping is written, exclusively during a key rotation.
     rotation: tokio::sync::RwLock<()>,
     /// One destruction (or epoch reset) at a time.
@@ -419,6 +421,7 @@ impl Engine {
             tpm_info_cache: attestation::TpmInfoCache::default(),
             instance_keys: caches::InstanceKeys::default(),
             manifests: caches::Manifests::default(),
+            destruction_policies: caches::DestructionPolicies::default(),
             rotation: tokio::sync::RwLock::new(()),
             destroy_lock: tokio::sync::Mutex::new(()),
             unrecoverable: std::sync::Mutex::new(Vec::new()),

@@ -245,6 +245,32 @@ pub fn instance_state(
         .transpose()
 }
 
+/// The id and state of every instance in one of `states`, and whether its result was
+/// read: what the deadline check needs, without the manifest text.
+pub fn instance_states(
+    c: &Connection,
+    states: &[InstanceState],
+) -> Result<Vec<(String, InstanceState, bool)>, StoreError> {
+    let mut out = Vec::new();
+    let mut stmt = c.prepare_cached(
+        "SELECT id, state, first_read_at IS NOT NULL FROM instances WHERE state = ?1 \
+         ORDER BY created_at, id",
+    )?;
+    for state in states {
+        let rows = stmt.query_map([state.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+        })?;
+        for r in rows {
+            let (id, name, read) = r?;
+            let state = name.parse::<InstanceState>().map_err(|e| {
+                StoreError::Corrupt(format!("instance {id} has state {name:?}: {e}"))
+            })?;
+            out.push((id, state, read));
+        }
+    }
+    Ok(out)
+}
+
 /// Every instance in one of `states`.
 pub fn instances_in_states(
     c: &Connection,
