@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use std::any::Any;
 
-use rhai::{Array, Dynamic, Engine, EvalAltResult, INT, NativeCallContext, Position};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FLOAT, INT, NativeCallContext, Position};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, SeqAccess, Visitor};
 
@@ -97,7 +97,9 @@ enum Building {
     #[default]
     Empty,
     Strings(StringList),
-    Numbers(NumberList),
+    /// The numbers so far, each an `INT` or a `FLOAT` (a plain vector while it grows: no
+    /// shared-ownership check per element).
+    Numbers(Vec<Dynamic>),
 }
 
 impl Building {
@@ -106,7 +108,7 @@ impl Building {
         match self {
             Building::Empty => Array::new(),
             Building::Strings(list) => list.to_array(),
-            Building::Numbers(list) => list.to_array(),
+            Building::Numbers(numbers) => numbers,
         }
     }
 }
@@ -140,25 +142,36 @@ where
 struct ElementVisitor<'a>(&'a mut Building);
 
 impl ElementVisitor<'_> {
-    /// Appends a number to a number list (starting one if nothing came before).
+    /// Appends a number (an `INT` or a `FLOAT`) to a number list (starting one if nothing
+    /// came before).
     fn number<E: de::Error>(self, value: Dynamic) -> Result<Element, E> {
         match self.0 {
             Building::Empty => {
-                let mut list = NumberList::default();
-                list.push(value);
-                *self.0 = Building::Numbers(list);
+                *self.0 = Building::Numbers(vec![value]);
                 Ok(Element::Appended)
             }
-            Building::Numbers(list) => {
-                if NumberList::is_number(&value) {
-                    list.push(value);
-                    Ok(Element::Appended)
-                } else {
-                    Ok(Element::Other(value))
-                }
+            Building::Numbers(numbers) => {
+                numbers.push(value);
+                Ok(Element::Appended)
             }
             Building::Strings(_) => Ok(Element::Other(value)),
         }
+    }
+}
+
+/// The value Rhai's own deserializer makes of a JSON integer, built directly: an `INT`,
+/// or a `FLOAT` for an unsigned integer beyond `INT`'s range (`number_values_match_rhai`
+/// checks both against Rhai's).
+fn int_value(v: i64) -> Dynamic {
+    Dynamic::from_int(v)
+}
+
+/// See [`int_value`].
+fn uint_value(v: u64) -> Dynamic {
+    match INT::try_from(v) {
+        Ok(i) => Dynamic::from_int(i),
+        #[allow(clippy::cast_precision_loss)] // as Rhai does
+        Err(_) => Dynamic::from_float(v as FLOAT),
     }
 }
 
@@ -186,18 +199,15 @@ impl<'de> Visitor<'de> for ElementVisitor<'_> {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Element, E> {
-        let value = rhai_value(v)?;
-        self.number(value)
+        self.number(int_value(v))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Element, E> {
-        let value = rhai_value(v)?;
-        self.number(value)
+        self.number(uint_value(v))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Element, E> {
-        let value = rhai_value(v)?;
-        self.number(value)
+        self.number(Dynamic::from_float(v))
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Element, E> {
@@ -238,7 +248,9 @@ impl<'de> Visitor<'de> for SlotVisitor {
                     return Ok(match building {
                         Building::Empty => Dynamic::from_array(Array::new()),
                         Building::Strings(list) => Dynamic::from(list),
-                        Building::Numbers(list) => Dynamic::from(list),
+                        Building::Numbers(numbers) => {
+                            Dynamic::from(NumberList::from_numbers(numbers))
+                        }
                     });
                 }
                 Some(Element::Appended) => {}
@@ -539,6 +551,32 @@ where
                     );
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The numbers a number list is built from are what Rhai's own deserializer makes of
+    /// the same JSON numbers, type and value.
+    #[test]
+    fn number_values_match_rhai() {
+        fn same(a: &Dynamic, b: &Dynamic) -> bool {
+            a.type_name() == b.type_name() && format!("{a:?}") == format!("{b:?}")
+        }
+        for v in [0, 1, -1, i64::MIN, i64::MAX] {
+            let rhai: Dynamic = rhai_value::<_, de::value::Error>(v).unwrap();
+            assert!(same(&int_value(v), &rhai), "{v}");
+        }
+        for v in [0, 1, u64::try_from(i64::MAX).unwrap(), 1 << 63, u64::MAX] {
+            let rhai: Dynamic = rhai_value::<_, de::value::Error>(v).unwrap();
+            assert!(same(&uint_value(v), &rhai), "{v}");
+        }
+        for v in [0.0, -0.5, 1e300, f64::MIN_POSITIVE] {
+            let rhai: Dynamic = rhai_value::<_, de::value::Error>(v).unwrap();
+            assert!(same(&Dynamic::from_float(v), &rhai), "{v}");
         }
     }
 }

@@ -32,6 +32,12 @@ impl NumberList {
         value.is_int() || value.is_float()
     }
 
+    /// The list of `numbers`, each of which the caller has made an `INT` or a `FLOAT`.
+    pub(crate) fn from_numbers(numbers: Vec<Dynamic>) -> Self {
+        debug_assert!(numbers.iter().all(Self::is_number));
+        Self(Arc::new(numbers))
+    }
+
     /// Appends `value` if it is a number; `false` (nothing appended) otherwise.
     pub(crate) fn push(&mut self, value: Dynamic) -> bool {
         if !Self::is_number(&value) {
@@ -74,6 +80,10 @@ fn same_number(a: &Dynamic, b: &Dynamic) -> bool {
 /// A number as a float (`None` for anything else).
 #[allow(clippy::cast_precision_loss)] // documented: statistics are in f64
 pub(crate) fn as_float(v: &Dynamic) -> Option<FLOAT> {
+    // The type is tested first: a failed `as_*` builds its error from the type name.
+    if v.is_int() {
+        return v.as_int().ok().map(|i: INT| i as FLOAT);
+    }
     v.as_float()
         .ok()
         .or_else(|| v.as_int().ok().map(|i: INT| i as FLOAT))
