@@ -680,7 +680,7 @@ impl Measurer {
 
     /// Checks the TPM's counts now and starts a new generation if it started up since;
     /// settles a record whose extend was left unconfirmed. A quote that confirmed the
-    /// counts and the log within [`CONFIRMATION_FRESH`] (an attestation's) stands for the
+    /// counts and the log in the last 2 s (an attestation's) stands for the
     /// check: no TPM command is sent then.
     pub async fn check_startup(&self) -> Result<bool, MeasureError> {
         let mut state = self.state.lock().await;
