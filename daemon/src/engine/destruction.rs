@@ -309,30 +309,7 @@ impl Engine {
             .retain_live(&live.iter().map(|(id, _, _)| id.as_str()).collect());
         let now = time::OffsetDateTime::now_utc();
         for (id, state, read) in live {
-            let policy = match self.destruction_policies.get(&id) {
-                Some(policy) => Ok(policy),
-                None => self.load_instance(&id).await.map(|(_, manifest)| {
-                    let policy = manifest.destruction.policy;
-                    self.destruction_policies.insert(&id, policy);
-                    policy
-                }),
-            };
-            let policy = match policy {
-                Ok(policy) => policy,
-                Err(e) => {
-                    tracing::error!(
-                        event = "destruction_failed",
-                        instance = %id,
-                        error = %clip(&e.to_string()),
-                        "destruction failed"
-                    );
-                    continue;
-                }
-            };
-            if !lifecycle::destruction_due(policy, state, read, now) {
-                continue;
-            }
-            if let Err(e) = self.destroy_if_due(&id, false).await {
+            if let Err(e) = self.destroy_if_policy_due(&id, state, read, now).await {
                 tracing::error!(
                     event = "destruction_failed",
                     instance = %id,
@@ -341,6 +318,30 @@ impl Engine {
                 );
             }
         }
+    }
+
+    /// Destroys `id` if its destruction policy (kept in memory, read from its manifest
+    /// the first time) makes it due at `now` in `state`.
+    async fn destroy_if_policy_due(
+        &self,
+        id: &str,
+        state: InstanceState,
+        result_read: bool,
+        now: time::OffsetDateTime,
+    ) -> Result<(), EngineError> {
+        let policy = match self.destruction_policies.get(id) {
+            Some(policy) => policy,
+            None => {
+                let (_, manifest) = self.load_instance(id).await?;
+                self.destruction_policies
+                    .insert(id, manifest.destruction.policy);
+                manifest.destruction.policy
+            }
+        };
+        if lifecycle::destruction_due(policy, state, result_read, now) {
+            self.destroy_if_due(id, false).await?;
+        }
+        Ok(())
     }
 
     /// Background work: resume interrupted destructions, apply deadlines, notice TPM
