@@ -19,6 +19,26 @@ use serde_json::json;
 const CONCAT: &str = "fn compute(inputs) { sha256(inputs.a + inputs.b) }\n";
 const SPEC_OUTPUT: &str = "579c08ee78ce5bce40f273f7c35dfdf2f0615e026991c840ea1e16b367fc0f63";
 
+/// A configuration change that makes `op_id` the operator.
+fn operators(op_id: &str) -> impl Fn(&mut arbiter_daemon::config::Config) + Copy + '_ {
+    move |c| c.access.operators = vec![op_id.to_owned()]
+}
+
+/// A daemon on `tpm` with its state in `state`, its operator's identity, and the operator,
+/// Alice and Bob as parties.
+async fn started(
+    tpm: &TestTpm,
+    state: &std::path::Path,
+) -> (TestDaemon, String, Party, Party, Party) {
+    let operator = PartyIdentity::generate("operator").unwrap();
+    let op_id = operator.identity().unwrap();
+    let d = TestDaemon::start(tpm, state, operators(&op_id)).await;
+    let op = Party::with_identity("operator", operator, &d.url);
+    let alice = Party::new("alice", &d);
+    let bob = Party::new("bob", &d);
+    (d, op_id, op, alice, bob)
+}
+
 /// Registers the concat function, creates a two-party instance and submits Alice's input:
 /// an instance left live, Bob's slot open. Returns its manifest, the instance as created and
 /// its id.
@@ -51,16 +71,9 @@ async fn live_instance(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authorized_upgrade_seals_afresh_in_the_new_platform_state() {
     let tpm = TestTpm::start();
-    let operator = PartyIdentity::generate("operator").unwrap();
-    let op_id = operator.identity().unwrap();
     let state = tpm.path("daemon");
-    let configure =
-        |c: &mut arbiter_daemon::config::Config| c.access.operators = vec![op_id.clone()];
-
-    let d = TestDaemon::start(&tpm, &state, configure).await;
-    let mut op = Party::with_identity("operator", operator, &d.url);
-    let mut alice = Party::new("alice", &d);
-    let mut bob = Party::new("bob", &d);
+    let (d, op_id, mut op, mut alice, mut bob) = started(&tpm, &state).await;
+    let configure = operators(&op_id);
     let (m, _, id) = live_instance(&op, &alice, &bob).await;
     let before = op.get("/v1/tpm").await.json;
 
@@ -169,16 +182,9 @@ async fn an_authorized_upgrade_seals_afresh_in_the_new_platform_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_upgrade_loses_the_live_instances_until_an_epoch_reset() {
     let tpm = TestTpm::start();
-    let operator = PartyIdentity::generate("operator").unwrap();
-    let op_id = operator.identity().unwrap();
     let state = tpm.path("daemon");
-    let configure =
-        |c: &mut arbiter_daemon::config::Config| c.access.operators = vec![op_id.clone()];
-
-    let d = TestDaemon::start(&tpm, &state, configure).await;
-    let mut op = Party::with_identity("operator", operator, &d.url);
-    let mut alice = Party::new("alice", &d);
-    let mut bob = Party::new("bob", &d);
+    let (d, op_id, mut op, mut alice, mut bob) = started(&tpm, &state).await;
+    let configure = operators(&op_id);
     let (m, inst, id) = live_instance(&op, &alice, &bob).await;
 
     let forced = op.post("/v1/admin/upgrade", json!({"force": true})).await;
