@@ -380,12 +380,24 @@ pub async fn check_running(world: &World, state_dir: &Path, policy: &AppraisalPo
             }
             assert_eq!(d.status, StatusCode::OK, "{when}: {id}: {}", d.json);
             let state = d.json["state"].as_str().unwrap();
-            if state != "evaluating" && state != "destroying" {
+            // Both inputs in but still `open`: an automatic evaluation that failed on the
+            // fault (a TPM gone, a full disk) and waits for its retry with backoff.
+            let retrying = state == "open"
+                && d.json["slots"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().all(|s| s["filled"] == true));
+            if state != "evaluating" && state != "destroying" && !retrying {
                 break d;
             }
             assert!(
                 Instant::now() < deadline,
-                "{when}: {id} stuck {state}: {}",
+                "{when}: {id} stuck {state}{}: {}",
+                if retrying {
+                    " with both inputs in (the automatic trigger fired into a failed \
+                     evaluation that nothing retried)"
+                } else {
+                    ""
+                },
                 d.json
             );
             tokio::time::sleep(Duration::from_millis(100)).await;

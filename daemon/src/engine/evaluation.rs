@@ -575,6 +575,20 @@ impl Engine {
                     () = self.stopped() => return,
                 },
             }
+            // A pass re-runs whole evaluations (decryption, the sandbox) before their
+            // signature: while the TPM does not answer, it would fail again at the end. A
+            // random number proves the TPM is back; until it is, wait again without running
+            // anything (the probe is cheap, so it keeps the first wait rather than backing
+            // off, and the round runs about a second after the TPM returns).
+            if let Err(e) = self.tpm().random(8).await {
+                tracing::debug!(
+                    event = "evaluation_retry_waits_for_tpm",
+                    error = %clip(&e.to_string()),
+                    "evaluations to retry wait for the TPM"
+                );
+                self.spawn_retries().delay = FIRST_RETRY;
+                continue;
+            }
             let due = {
                 let mut retries = self.spawn_retries();
                 retries.delay = (retries.delay * 2).min(LAST_RETRY);
