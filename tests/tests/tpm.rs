@@ -333,6 +333,7 @@ async fn statement_key_is_certified_by_the_ak_and_its_signatures_verify() {
     );
 
     let verifying = key.public.p256_verifying_key().unwrap();
+    let sessions = tpm.policy_sessions_started().await.unwrap();
     for i in 0..3u8 {
         let digest = sha256(&[&[i]]);
         let sig = tpm.sign(digest).await.unwrap();
@@ -345,6 +346,17 @@ async fn statement_key_is_certified_by_the_ak_and_its_signatures_verify() {
                 .is_err()
         );
     }
+    // The three signatures shared one policy session: each successful Sign reset its
+    // policy, so none was refused and retried in a new one.
+    assert_eq!(tpm.policy_sessions_started().await.unwrap(), sessions + 1);
+    // A kept session flushed from outside costs no signature: the next one starts anew.
+    sw.tool_ok("tpm2_flushcontext", &["--loaded-session"]);
+    let digest = sha256(&[b"after the flush"]);
+    let sig = tpm.sign(digest).await.unwrap();
+    verifying
+        .verify_prehash(&digest, &sig.to_p256().unwrap())
+        .expect("statement signature verifies");
+    assert_eq!(tpm.policy_sessions_started().await.unwrap(), sessions + 2);
     // The same key after reopening.
     let again = open(&sw).ensure_statement_key().await.unwrap();
     assert_eq!(again.name, key.name);
@@ -743,8 +755,27 @@ async fn two_thousand_mixed_operations_leave_nothing_loaded() {
         transient.trim().is_empty(),
         "transient handles left: {transient}"
     );
+    // One loaded session: the policy session kept for signatures, flushed when the
+    // connection closes.
     let sessions = sw.tool_ok("tpm2_getcap", &["handles-loaded-session"]);
-    assert!(sessions.trim().is_empty(), "sessions left: {sessions}");
+    let loaded: Vec<&str> = sessions.lines().filter(|l| l.contains("0x")).collect();
+    assert!(
+        loaded.len() == 1 && loaded[0].contains("0x3"),
+        "sessions left: {sessions}"
+    );
+    drop(tpm);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let sessions = sw.tool_ok("tpm2_getcap", &["handles-loaded-session"]);
+        if sessions.trim().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sessions left after closing: {sessions}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[tokio::test]

@@ -147,26 +147,31 @@ impl Engine {
             return Err(refusal);
         }
         let (_, manifest) = self.load_instance(id).await?;
+        // After a power loss that undid the move to `evaluating`, the instance is `open`
+        // with the round's inputs and a met automatic trigger, which a restart fires again
+        // (`resume`): that move need not wait for the disk. An explicit request's move must.
+        let automatic = manifest.automatic_trigger_count().is_some();
         let key = id.to_owned();
-        let started = self
-            .store
-            .write(move |c| -> Result<bool, EngineError> {
-                let Some(row) = queries::get_instance(c, &key)? else {
-                    return Ok(false);
+        let begin = move |c: &rusqlite::Connection| -> Result<bool, EngineError> {
+            let Some(row) = queries::get_instance(c, &key)? else {
+                return Ok(false);
+            };
+            let inputs = queries::list_inputs(c, &key)?;
+            let ready = lifecycle::round_ready(&manifest, &filled_slots(&inputs));
+            let next =
+                match lifecycle::evaluation_start(row.state, row.round, round, resuming, ready) {
+                    EvaluationStart::Begin => InstanceState::Evaluating,
+                    EvaluationStart::Reopen => InstanceState::Open,
+                    EvaluationStart::Skip => return Ok(false),
                 };
-                let inputs = queries::list_inputs(c, &key)?;
-                let ready = lifecycle::round_ready(&manifest, &filled_slots(&inputs));
-                let next =
-                    match lifecycle::evaluation_start(row.state, row.round, round, resuming, ready)
-                    {
-                        EvaluationStart::Begin => InstanceState::Evaluating,
-                        EvaluationStart::Reopen => InstanceState::Open,
-                        EvaluationStart::Skip => return Ok(false),
-                    };
-                queries::update_instance(c, &key, next, row.round, row.evaluations)?;
-                Ok(next == InstanceState::Evaluating)
-            })
-            .await;
+            queries::update_instance(c, &key, next, row.round, row.evaluations)?;
+            Ok(next == InstanceState::Evaluating)
+        };
+        let started = if automatic {
+            self.store.write_relaxed(begin).await
+        } else {
+            self.store.write(begin).await
+        };
         let started = match started {
             Ok(started) => started,
             Err(e) => {

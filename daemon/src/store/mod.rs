@@ -5,7 +5,10 @@
 //! while the previous commit was being fsynced joins the next transaction, each in its own
 //! savepoint, so one fsync acknowledges many concurrent submissions and a failing write
 //! rolls back alone. A write's future resolves only after its commit is durable. Reads use
-//! a separate connection (WAL lets them proceed beside the writer).
+//! a separate connection (WAL lets them proceed beside the writer). A *relaxed* write
+//! ([`Store::write_relaxed`]), for a state the daemon re-derives after a power loss
+//! anyway, skips the fsync when its whole group is relaxed: the next durable commit makes
+//! it durable with itself.
 
 pub mod offline;
 pub mod queries;
@@ -88,6 +91,8 @@ impl StoreError {
 struct WriteJob {
     run: Box<dyn FnOnce(&Connection) -> bool + Send>,
     committed: oneshot::Sender<Result<(), StoreError>>,
+    /// Whether the commit must reach the disk before the waiter is told.
+    durable: bool,
 }
 
 /// What the writer thread is asked to do.
@@ -193,6 +198,36 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        self.queue_write(f, true).await
+    }
+
+    /// Like [`Store::write`], but resolves once the transaction is committed, without
+    /// waiting for the disk when every write of its group is relaxed (SQLite's
+    /// `synchronous=NORMAL` for that commit): the write is seen by every read and survives
+    /// the daemon's crash, but a power loss before the next durable commit (which writes
+    /// the log it is in to the disk with its own) may undo it. Only for a state the daemon
+    /// re-derives at start from what is durable, such as an automatic evaluation's move to
+    /// `evaluating`, which a restart fires again from the durable inputs.
+    pub async fn write_relaxed<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.queue_write(f, false).await
+    }
+
+    async fn queue_write<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        durable: bool,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<Result<T, E>>();
         let (committed, committed_rx) = oneshot::channel();
         let run = Box::new(move |conn: &Connection| {
@@ -203,7 +238,11 @@ impl Store {
             ok
         });
         self.writes
-            .send(Job::Write(WriteJob { run, committed }))
+            .send(Job::Write(WriteJob {
+                run,
+                committed,
+                durable,
+            }))
             .map_err(|_| E::from(StoreError::Closed))?;
         committed_rx
             .await
@@ -317,6 +356,23 @@ fn run_group(
     jobs: Vec<WriteJob>,
     waiters: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
 ) -> Result<(), rusqlite::Error> {
+    // Each group sets its own level (a flag of the connection, no I/O): a durable group
+    // never commits at a level a relaxed one left behind, and is refused if it cannot be set.
+    let relaxed = jobs.iter().all(|j| !j.durable);
+    let level = if relaxed { "NORMAL" } else { "FULL" };
+    if let Err(e) = conn.pragma_update(None, "synchronous", level) {
+        waiters.extend(jobs.into_iter().map(|j| j.committed));
+        return Err(e);
+    }
+    run_transaction(conn, jobs, waiters)
+}
+
+/// Runs `jobs` in one transaction, each in its own savepoint; commits it.
+fn run_transaction(
+    conn: &mut Connection,
+    jobs: Vec<WriteJob>,
+    waiters: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
+) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction();
     let mut tx = match tx {
         Ok(tx) => tx,
@@ -356,6 +412,39 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
+
+    /// The `synchronous` level a write runs under (its group's commit uses it).
+    fn level(c: &Connection) -> Result<i64, StoreError> {
+        Ok(c.pragma_query_value(None, "synchronous", |r| r.get(0))?)
+    }
+
+    #[tokio::test]
+    async fn relaxed_writes_skip_the_fsync_alone_and_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // 2 = FULL (an fsync per commit), 1 = NORMAL (none in WAL mode).
+        assert_eq!(store.write(level).await.unwrap(), 2);
+        let relaxed = store
+            .write_relaxed(|c| {
+                queries::put_tls_cert(c, b"relaxed", "2026-12-01T00:00:00Z")?;
+                level(c)
+            })
+            .await
+            .unwrap();
+        assert_eq!(relaxed, 1);
+        // Seen by reads at once, and the next durable write is synchronous again.
+        assert_eq!(
+            store.read(queries::tls_cert).await.unwrap(),
+            Some(b"relaxed".to_vec())
+        );
+        assert_eq!(store.write(level).await.unwrap(), 2);
+        store.close().await;
+        let fresh = Connection::open(dir.path().join("arbiter.db")).unwrap();
+        assert_eq!(
+            queries::tls_cert(&fresh).unwrap(),
+            Some(b"relaxed".to_vec())
+        );
+    }
 
     #[tokio::test]
     async fn close_commits_checkpoints_and_refuses_what_comes_after() {

@@ -625,8 +625,17 @@ impl Tpm {
         self.run("endorsement_keys", |d| d.endorsement_keys()).await
     }
 
-    /// How many transient objects and sessions are loaded in the TPM now.
+    /// How many transient objects and sessions are loaded in the TPM now, besides the
+    /// policy session kept for signatures.
     pub async fn loaded_handles(&self) -> Result<usize, TpmError> {
         self.run("loaded_handles", |d| d.loaded_handles()).await
+    }
+
+    /// How many policy sessions the current connection started (signatures share one).
+    pub async fn policy_sessions_started(&self) -> Result<u64, TpmError> {
+        self.run("policy_sessions_started", |d| {
+            Ok(d.policy_sessions_started())
+        })
+        .await
     }
 }

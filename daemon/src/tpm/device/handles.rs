@@ -80,12 +80,20 @@ impl Device {
         Ok(list.into_inner().into_iter().filter(wanted).collect())
     }
 
-    /// The number of transient objects and loaded sessions in the TPM now (for tests and
-    /// diagnostics: it must be zero between requests).
+    /// The number of transient objects and sessions in the TPM now, besides the policy
+    /// session kept for signatures (for tests and diagnostics: it must be zero between
+    /// requests).
     pub fn loaded_handles(&mut self) -> Result<usize, TpmError> {
         let mut count = 0;
+        let mut kept = usize::from(self.signing_session.is_some());
         for first in [TRANSIENT_FIRST, LOADED_SESSION_FIRST, SAVED_SESSION_FIRST] {
-            count += self.handles(first)?.len();
+            for handle in self.handles(first)? {
+                if kept > 0 && matches!(handle, TpmHandle::PolicySession(_)) {
+                    kept -= 1;
+                } else {
+                    count += 1;
+                }
+            }
         }
         Ok(count)
     }

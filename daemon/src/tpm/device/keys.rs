@@ -256,7 +256,7 @@ impl Device {
     pub fn sign(&mut self, digest: &[u8; 32]) -> Result<EcdsaSignature, TpmError> {
         let key = self.statement_key_handle()?;
         let selection = self.config.platform_selection()?;
-        let result = self.with_policy_session(None, &selection, |ctx, session| {
+        let result = self.with_signing_session(&selection, |ctx, session| {
             ctx.policy_command_code(session, CommandCode::Sign)
                 .map_err(command("PolicyCommandCode"))?;
             let validation = HashcheckTicket::try_from(TPMT_TK_HASHCHECK {

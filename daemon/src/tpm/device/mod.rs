@@ -4,7 +4,10 @@
 //!
 //! Only the owner thread (see `owner.rs`) holds a [`Device`]. Every transient object and
 //! session created here is flushed before the method returns, success or not, because the
-//! layer must work without a resource manager (swtpm offers three object slots).
+//! layer must work without a resource manager (swtpm offers three object slots) — with
+//! one exception: the policy session of the statement key's signatures stays loaded from
+//! one signature to the next (starting and flushing one cost as much as the signature
+//! itself), is flushed after any failure, and when the device is dropped.
 
 mod credentials;
 mod handles;
@@ -36,6 +39,16 @@ pub struct Device {
     ek_contexts: Vec<(crate::tpm::EkAlgorithm, tss_esapi::utils::TpmsContext)>,
     /// The statement key was created since the owner thread last asked.
     statement_key_created: bool,
+    /// The policy session kept for the statement key's signatures (`sessions.rs`).
+    signing_session: Option<tss_esapi::interface_types::session_handles::AuthSession>,
+    /// Policy sessions started on this connection (diagnostics).
+    policy_sessions_started: u64,
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.drop_signing_session();
+    }
 }
 
 impl Device {
@@ -60,6 +73,8 @@ impl Device {
             eks: None,
             ek_contexts: Vec::new(),
             statement_key_created: false,
+            signing_session: None,
+            policy_sessions_started: 0,
         };
         device.flush_leftovers()?;
         let (ak, ak_info) = device.ensure_attestation_key()?;
@@ -71,6 +86,12 @@ impl Device {
     /// Whether the statement key was created since the last call (and resets it).
     pub(crate) fn take_statement_key_created(&mut self) -> bool {
         std::mem::take(&mut self.statement_key_created)
+    }
+
+    /// How many policy sessions this connection started: one per signature would mean the
+    /// signing session is not being kept (diagnostics and tests).
+    pub fn policy_sessions_started(&self) -> u64 {
+        self.policy_sessions_started
     }
 
     /// The configuration this device was opened with.

@@ -47,25 +47,11 @@ impl Device {
             Some(_) => SymmetricDefinition::AES_128_CFB,
             None => SymmetricDefinition::Null,
         };
-        let started = self.ctx.execute_without_session(|ctx| {
-            ctx.start_auth_session(
-                salt,
-                None,
-                None,
-                SessionType::Policy,
-                symmetric,
-                HashingAlgorithm::Sha256,
-            )
-        });
+        let started = self.start_policy_session(salt, symmetric);
         if let Some(salt) = salt {
             self.flush(ObjectHandle::from(salt));
         }
-        let session = started
-            .map_err(command("StartAuthSession"))?
-            .ok_or(TpmError::Command {
-                op: "StartAuthSession",
-                detail: "the TPM returned no session".into(),
-            })?;
+        let session = started?;
         let result = (|| {
             let policy = PolicySession::try_from(session).map_err(command("StartAuthSession"))?;
             if let Some(direction) = encryption {
@@ -87,6 +73,101 @@ impl Device {
         })();
         self.flush(ObjectHandle::from(SessionHandle::from(session)));
         result
+    }
+
+    /// `TPM2_StartAuthSession` of a policy session (SHA-256), salted with `salt` if given.
+    fn start_policy_session(
+        &mut self,
+        salt: Option<tss_esapi::handles::KeyHandle>,
+        symmetric: SymmetricDefinition,
+    ) -> Result<AuthSession, TpmError> {
+        let started = self.ctx.execute_without_session(|ctx| {
+            ctx.start_auth_session(
+                salt,
+                None,
+                None,
+                SessionType::Policy,
+                symmetric,
+                HashingAlgorithm::Sha256,
+            )
+        });
+        let session = started
+            .map_err(command("StartAuthSession"))?
+            .ok_or(TpmError::Command {
+                op: "StartAuthSession",
+                detail: "the TPM returned no session".into(),
+            })?;
+        self.policy_sessions_started += 1;
+        Ok(session)
+    }
+
+    /// Runs `f` in the policy session kept for signatures, after PolicyPCR over
+    /// `selection`. The session stays loaded: a command it authorises, when it succeeds,
+    /// resets its policy (TPM 2.0 Part 1, policy sessions with `continueSession`), so the
+    /// next signature starts from an empty policy again without a new session. After any
+    /// failure the session is flushed (its policy may hold half a run) and, when it was
+    /// a kept one, `f` runs once more in a new session: a session the TPM lost meanwhile
+    /// (flushed from outside, a restart the connection survived) costs no signature.
+    /// Neither a lost connection nor an unsatisfied policy is tried again.
+    pub(super) fn with_signing_session<T>(
+        &mut self,
+        selection: &PcrSelection,
+        mut f: impl FnMut(&mut Context, PolicySession) -> Result<T, TpmError>,
+    ) -> Result<T, TpmError> {
+        let kept = self.signing_session.is_some();
+        match self.signing_session_run(selection, &mut f) {
+            // Not after a lost connection (the next job reopens it) nor a policy the
+            // platform no longer satisfies (a new session would not either).
+            Err(e)
+                if kept
+                    && !e.is_connection_lost()
+                    && !matches!(e, TpmError::PolicyNotSatisfied { .. }) =>
+            {
+                self.signing_session_run(selection, &mut f)
+            }
+            done => done,
+        }
+    }
+
+    fn signing_session_run<T>(
+        &mut self,
+        selection: &PcrSelection,
+        f: &mut impl FnMut(&mut Context, PolicySession) -> Result<T, TpmError>,
+    ) -> Result<T, TpmError> {
+        let session = match self.signing_session {
+            Some(session) => session,
+            None => {
+                let session = self.start_policy_session(None, SymmetricDefinition::Null)?;
+                self.signing_session = Some(session);
+                let (attributes, mask) = SessionAttributesBuilder::new()
+                    .with_continue_session(true)
+                    .build();
+                if let Err(e) = self.ctx.tr_sess_set_attributes(session, attributes, mask) {
+                    self.drop_signing_session();
+                    return Err(command("TR_SetSessionAttributes")(e));
+                }
+                session
+            }
+        };
+        let result = (|| {
+            let policy = PolicySession::try_from(session).map_err(command("StartAuthSession"))?;
+            let list = selection_list(selection)?;
+            self.ctx
+                .execute_without_session(|ctx| ctx.policy_pcr(policy, Digest::default(), list))
+                .map_err(command("PolicyPCR"))?;
+            f(&mut self.ctx, policy)
+        })();
+        if result.is_err() {
+            self.drop_signing_session();
+        }
+        result
+    }
+
+    /// Flushes the kept signing session, if there is one.
+    pub(super) fn drop_signing_session(&mut self) {
+        if let Some(session) = self.signing_session.take() {
+            self.flush(ObjectHandle::from(SessionHandle::from(session)));
+        }
     }
 
     /// Runs a trial-free policy digest check: the digest a real policy session reaches after
