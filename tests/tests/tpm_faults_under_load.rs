@@ -15,6 +15,10 @@
 //!   recovery is a TPM startup (here a swtpm restart, on a machine a reboot): the same daemon
 //!   measures everything live again and is trusted again.
 //!
+//! - **An evaluation whose signature found swtpm gone** waits for the TPM without running
+//!   again: its retries probe the TPM first, so the sandbox does not re-run a round the TPM
+//!   cannot sign; the round completes once swtpm is back.
+//!
 //! After each: every acknowledged input, instance, function and destruction is there,
 //! nothing transient is left, `PRAGMA integrity_check` is `ok` and the on-disk log replays
 //! to PCR 23 (with the daemon stopped), and all of it again after a restart.
@@ -26,9 +30,10 @@ use std::time::{Duration, Instant};
 
 use arbiter_measured_boot::cel::{EventContent, Record};
 use arbiter_tests::TestTpm;
+use arbiter_tests::daemon::two_party_manifest;
 use arbiter_tests::fault_load::{
-    World, check_running, check_stopped, logged_events, report, setup, start_workers, stop_workers,
-    wait_for,
+    World, check_running, check_stopped, logged_events, report, setup, start_cast, start_workers,
+    stop_workers, value, wait_for,
 };
 use hyper::StatusCode;
 use serde_json::Value;
@@ -346,4 +351,92 @@ async fn pcr_23_changed_by_another_process_under_load_degrades_until_a_tpm_start
     check_running(&world, &state_dir, &policy, "after a daemon restart").await;
     report(&world, "PCR 23", started).await;
     println!("PCR 23: daemon log events {:?}", logged_events(&daemon));
+}
+
+/// The round's second input arrives while swtpm is gone: the automatic evaluation runs,
+/// its signature fails, the round returns to `open`. For the five seconds swtpm stays
+/// gone the retries only probe the TPM (one abandoned evaluation in the log, not one a
+/// second); once it is back the round is evaluated, signed and right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluation_that_found_the_tpm_gone_is_not_rerun_until_the_tpm_answers() {
+    let mut tpm = TestTpm::start();
+    let state_dir = tpm.path("daemon");
+    let cast = start_cast(&tpm, &state_dir).await;
+    let manifest = two_party_manifest(&cast.function, &cast.alice, &cast.bob);
+    let created = cast
+        .op
+        .post("/v1/instances", serde_json::json!({ "manifest": manifest }))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    let instance = created.json;
+    let id = instance["id"].as_str().unwrap().to_owned();
+    let submit = |party: &arbiter_tests::daemon::Party, slot: &str| {
+        party.encrypt_input(&instance, slot, 1, &serde_json::json!(value(&id, slot)))
+    };
+    let a = cast
+        .alice
+        .put(
+            &format!("/v1/instances/{id}/inputs/a"),
+            submit(&cast.alice, "a"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    tpm.swtpm.kill();
+    // Submissions need no TPM: the second input is accepted and fires the evaluation.
+    let b = cast
+        .bob
+        .put(
+            &format!("/v1/instances/{id}/inputs/b"),
+            submit(&cast.bob, "b"),
+        )
+        .await;
+    assert_eq!(b.status, StatusCode::OK, "{}", b.json);
+    let abandoned = |log: &str| log.matches("evaluation_abandoned").count();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while abandoned(&cast.daemon.log()) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the evaluation did not fail on the missing TPM: {}",
+            cast.daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let d = cast.alice.get(&format!("/v1/instances/{id}")).await;
+    assert_eq!(d.json["state"], "open", "{}", d.json);
+    assert_eq!(
+        abandoned(&cast.daemon.log()),
+        1,
+        "the round was evaluated again while the TPM was gone: {}",
+        cast.daemon.log()
+    );
+    tpm.swtpm.restart().unwrap();
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(20);
+    loop {
+        let d = cast.alice.get(&format!("/v1/instances/{id}")).await;
+        if d.json["state"] == "evaluated" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not evaluated after the TPM came back: {}\n{}",
+            d.json,
+            cast.daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "evaluated {:.2} s after swtpm was back",
+        back.elapsed().as_secs_f64()
+    );
+    let r = cast.alice.get(&format!("/v1/instances/{id}/result")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let expected = hex::encode(arbiter_tests::sha256(&[
+        value(&id, "a").as_bytes(),
+        value(&id, "b").as_bytes(),
+    ]));
+    assert_eq!(r.json["output"], expected.as_str(), "{}", r.json);
+    assert!(r.json["jws"].is_string(), "{}", r.json);
+    assert_eq!(abandoned(&cast.daemon.log()), 1, "{}", cast.daemon.log());
 }
