@@ -41,12 +41,16 @@ PY
   local probe
   probe="$(mktemp -d)"
   cp "$ovmf_vars" "$probe/vars.fd"
+  # A usable KVM runs the firmware until the timeout stops it (exit 124). Anything else —
+  # qemu exiting or aborting, e.g. a host that refuses a CPU register qemu sets for
+  # `-cpu host` ("failed to set MSR 0x10a", an assertion) — means TCG.
+  local rc=0
   timeout 4 qemu-system-x86_64 -machine q35,accel=kvm -cpu host -m 256 -nodefaults \
     -display none -monitor none \
     -drive "if=pflash,format=raw,unit=0,file=$ovmf_code,readonly=on" \
-    -drive "if=pflash,format=raw,unit=1,file=$probe/vars.fd" > "$probe/err" 2>&1 || true
-  if grep -q -e "KVM internal error" -e "failed to initialize kvm" "$probe/err"; then
-    log "KVM cannot run OVMF here ($(grep -m1 -e 'KVM internal error' -e 'failed to initialize' "$probe/err")): using TCG"
+    -drive "if=pflash,format=raw,unit=1,file=$probe/vars.fd" > "$probe/err" 2>&1 || rc=$?
+  if [ "$rc" -ne 124 ] || grep -q -e "KVM internal error" -e "failed to initialize kvm" "$probe/err"; then
+    log "KVM cannot run OVMF here (qemu exited $rc: $(grep -m1 -v '^$' "$probe/err" | cut -c1-160)): using TCG"
     rm -rf "$probe"
     return 1
   fi
