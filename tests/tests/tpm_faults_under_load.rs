@@ -370,27 +370,10 @@ async fn an_evaluation_that_found_the_tpm_gone_is_not_rerun_until_the_tpm_answer
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
     let instance = created.json;
     let id = instance["id"].as_str().unwrap().to_owned();
-    let submit = |party: &arbiter_tests::daemon::Party, slot: &str| {
-        party.encrypt_input(&instance, slot, 1, &serde_json::json!(value(&id, slot)))
-    };
-    let a = cast
-        .alice
-        .put(
-            &format!("/v1/instances/{id}/inputs/a"),
-            submit(&cast.alice, "a"),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    submit(&cast.alice, &instance, "a").await;
     tpm.swtpm.kill();
     // Submissions need no TPM: the second input is accepted and fires the evaluation.
-    let b = cast
-        .bob
-        .put(
-            &format!("/v1/instances/{id}/inputs/b"),
-            submit(&cast.bob, "b"),
-        )
-        .await;
-    assert_eq!(b.status, StatusCode::OK, "{}", b.json);
+    submit(&cast.bob, &instance, "b").await;
     let abandoned = |log: &str| log.matches("evaluation_abandoned").count();
     let deadline = Instant::now() + Duration::from_secs(20);
     while abandoned(&cast.daemon.log()) == 0 {
@@ -439,4 +422,14 @@ async fn an_evaluation_that_found_the_tpm_gone_is_not_rerun_until_the_tpm_answer
     assert_eq!(r.json["output"], expected.as_str(), "{}", r.json);
     assert!(r.json["jws"].is_string(), "{}", r.json);
     assert_eq!(abandoned(&cast.daemon.log()), 1, "{}", cast.daemon.log());
+}
+
+/// `party` submits its value for `slot` of `instance` in round 1; it must be accepted.
+async fn submit(party: &arbiter_tests::daemon::Party, instance: &Value, slot: &str) {
+    let id = instance["id"].as_str().unwrap();
+    let body = party.encrypt_input(instance, slot, 1, &serde_json::json!(value(id, slot)));
+    let r = party
+        .put(&format!("/v1/instances/{id}/inputs/{slot}"), body)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 }

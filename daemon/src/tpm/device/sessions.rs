@@ -65,11 +65,7 @@ impl Device {
                     .tr_sess_set_attributes(session, attributes, mask)
                     .map_err(command("TR_SetSessionAttributes"))?;
             }
-            let list = selection_list(selection)?;
-            self.ctx
-                .execute_without_session(|ctx| ctx.policy_pcr(policy, Digest::default(), list))
-                .map_err(command("PolicyPCR"))?;
-            f(&mut self.ctx, policy)
+            self.policy_pcr_then(policy, selection, f)
         })();
         self.flush(ObjectHandle::from(SessionHandle::from(session)));
         result
@@ -149,18 +145,27 @@ impl Device {
                 session
             }
         };
-        let result = (|| {
-            let policy = PolicySession::try_from(session).map_err(command("StartAuthSession"))?;
-            let list = selection_list(selection)?;
-            self.ctx
-                .execute_without_session(|ctx| ctx.policy_pcr(policy, Digest::default(), list))
-                .map_err(command("PolicyPCR"))?;
-            f(&mut self.ctx, policy)
-        })();
+        let result = PolicySession::try_from(session)
+            .map_err(command("StartAuthSession"))
+            .and_then(|policy| self.policy_pcr_then(policy, selection, &mut *f));
         if result.is_err() {
             self.drop_signing_session();
         }
         result
+    }
+
+    /// Runs PolicyPCR over `selection` (the PCRs' current values) in `policy`, then `f`.
+    fn policy_pcr_then<T>(
+        &mut self,
+        policy: PolicySession,
+        selection: &PcrSelection,
+        f: impl FnOnce(&mut Context, PolicySession) -> Result<T, TpmError>,
+    ) -> Result<T, TpmError> {
+        let list = selection_list(selection)?;
+        self.ctx
+            .execute_without_session(|ctx| ctx.policy_pcr(policy, Digest::default(), list))
+            .map_err(command("PolicyPCR"))?;
+        f(&mut self.ctx, policy)
     }
 
     /// Flushes the kept signing session, if there is one.
