@@ -351,13 +351,76 @@ async fn helpers_work_in_the_child() {
 }
 
 #[tokio::test]
-async fn deep_inputs_are_refused_without_a_child() {
-    let mut deep = json!(1);
-    for _ in 0..150 {
-        deep = json!([deep]);
+async fn large_lists_decode_in_parts_to_what_the_whole_text_gives() {
+    // Each input over 1 MiB and alone in its evaluation: the child decodes it on a
+    // thread of its own and, on a machine with cores to spare, cuts it into parts.
+    let numbers: Vec<Value> = (0..150_000u32)
+        .map(|i| {
+            if i % 3 == 0 {
+                json!(i)
+            } else {
+                json!((f64::from(i) + 0.5) / -8.0)
+            }
+        })
+        .collect();
+    // Commas and quotes inside the strings, where a cut must not fall.
+    let strings: Vec<Value> = (0..60_000)
+        .map(|i| json!(format!("item, \"{i:030}\", x")))
+        .collect();
+    // Mixed kinds: not a native list, an ordinary array either way.
+    let mixed: Vec<Value> = (0..200_000u32)
+        .map(|i| {
+            if i % 2 == 0 {
+                json!(i)
+            } else {
+                json!(format!("{i}"))
+            }
+        })
+        .collect();
+    let limits = Limits {
+        max_array_len: 1_000_000,
+        ..Limits::default()
+    };
+    let source = "fn compute(i) { #{ x: i.x, kind: type_of(i.x), n: i.x.len(), last: i.x[-1] } }";
+    for list in [numbers, strings, mixed] {
+        let n = list.len();
+        let last = list[n - 1].clone();
+        let x = Value::Array(list);
+        assert!(serde_json::to_vec(&x).unwrap().len() > 1 << 20);
+        let out = output(run(source, json!({ "x": x }), limits.clone()).await);
+        assert_eq!(out["kind"], "array");
+        assert_eq!(out["n"], json!(n));
+        assert_eq!(out["last"], last);
+        assert!(out["x"] == x, "the list came back changed");
     }
-    let (reason, message) = failure(run(SHA256_CONCAT, json!({"a": deep}), small()).await);
-    assert_eq!(reason, EvalFailure::SizeLimit, "{message}");
+}
+
+#[tokio::test]
+async fn deep_inputs_are_refused_before_the_script_runs() {
+    // Beyond the decoder's own limit (128 levels), and within it but beyond the
+    // evaluator's (100): each a size limit naming the slot, whether the slot is decoded
+    // on the reading thread or, padded past 1 MiB, on a thread of its own.
+    for (depth, pad) in [(150, 0), (120, 0), (120, 2 << 20), (150, 2 << 20)] {
+        let mut text = format!("{}1{}", "[".repeat(depth), "]".repeat(depth)).into_bytes();
+        text.resize(text.len() + pad, b' ');
+        let mut inputs = BTreeMap::new();
+        inputs.insert("deep".to_owned(), Zeroizing::new(text));
+        let outcome = evaluator()
+            .evaluate(EvalRequest {
+                source: "fn compute(i) { throw \"the script ran\" }".to_owned(),
+                inputs,
+                limits: Limits::default(),
+                rng_seed: None,
+            })
+            .await
+            .unwrap();
+        let (reason, message) = failure(outcome);
+        assert_eq!(reason, EvalFailure::SizeLimit, "{depth}: {message}");
+        assert!(
+            message.contains("slot `deep` is nested deeper than 100 levels"),
+            "{depth}: {message}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -385,7 +448,8 @@ async fn inputs_go_to_the_child_as_their_padded_text() {
         output(outcome),
         json!("579c08ee78ce5bce40f273f7c35dfdf2f0615e026991c840ea1e16b367fc0f63")
     );
-    // Text that is not one JSON document is refused before any child runs.
+    // Text that is not one JSON document is refused by the child before the script runs,
+    // naming the slot.
     let mut inputs = BTreeMap::new();
     inputs.insert("a".to_owned(), Zeroizing::new(b"\"a\" \"b\"".to_vec()));
     let err = evaluator()

@@ -15,6 +15,10 @@
 //! - `fixed`: `inputs.a` on two tiny inputs, the median of `ARBITER_BENCH_RUNS` (default
 //!   31) runs; compared with the 5 ms goal (there is no computation to compare with).
 //!
+//! Each large case runs `ARBITER_BENCH_TRIES` times (default 3), each on a new instance,
+//! and the fastest run is reported with its phases — as the baseline is the fastest of
+//! three.
+//!
 //! The clock of a case runs from the acknowledgement of its last input (the trigger)
 //! to the signed result read by a long-poll (`GET /v1/instances/{id}/result?wait=60`).
 //! Inputs are sealed before the clock starts; the JWS is verified after it stops.
@@ -203,6 +207,26 @@ impl World {
         let phases = self.phases.lock().unwrap().remove(&id).unwrap_or_default();
         (elapsed, statement.output, Phases(phases))
     }
+
+    /// The fastest of `tries` runs (each on a new instance), as the baseline is the
+    /// fastest of its three: on a shared machine one run can take half again as long as
+    /// the next.
+    async fn best_of(
+        &self,
+        tries: usize,
+        sha: &str,
+        inputs: &[(&str, &Party, &str)],
+    ) -> (Duration, Value, Phases) {
+        let mut best = self.run(sha, inputs).await;
+        for _ in 1..tries {
+            let next = self.run(sha, inputs).await;
+            assert_eq!(next.1, best.1, "the same inputs gave another output");
+            if next.0 < best.0 {
+                best = next;
+            }
+        }
+        best
+    }
 }
 
 /// Seals one plaintext JSON text exactly as `Party::encrypt_input` does, without
@@ -237,14 +261,16 @@ impl Phases {
 }
 
 /// The phases printed, in the order they happen.
-const PHASES: [(&str, &str); 15] = [
+const PHASES: [(&str, &str); 14] = [
     ("load_ms", "load (SQLite, secret)"),
     ("decrypt_ms", "decrypt (HPKE open)"),
-    ("check_ms", "check JSON (kind, depth) [beside child]"),
     ("frame_ms", "frame the request"),
     ("spawn_ms", "spawn (fork+exec)"),
     ("child_start_cpu_ms", " child: exec to main [cpu]"),
-    ("child_read_cpu_ms", " child: read+parse [cpu]"),
+    (
+        "child_read_cpu_ms",
+        " child: read+check+decode [cpu, all threads]",
+    ),
     ("child_setup_cpu_ms", " child: harden+engine+seccomp [cpu]"),
     ("child_compile_cpu_ms", " child: compile [cpu]"),
     ("child_compute_cpu_ms", " child: compute [cpu]"),
@@ -295,6 +321,11 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(31)
+        .max(1);
+    let tries: usize = std::env::var("ARBITER_BENCH_TRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
         .max(1);
     let cases = std::env::var("ARBITER_BENCH_CASES").ok();
     let wants = |case: &str| {
@@ -364,7 +395,9 @@ async fn main() {
         });
         assert_eq!(expected, overlap);
         let sha = w.library("psi-count").await;
-        let (took, output, phases) = w.run(&sha, &[("a", &w.alice, &a), ("b", &w.bob, &b)]).await;
+        let (took, output, phases) = w
+            .best_of(tries, &sha, &[("a", &w.alice, &a), ("b", &w.bob, &b)])
+            .await;
         assert_eq!(output, json!({"intersection_size": expected}));
         rows.push((
             format!("psi-count 2x{n}"),
@@ -386,7 +419,7 @@ async fn main() {
             x.iter().sum::<f64>() / x.len() as f64
         });
         let sha = w.library("mean").await;
-        let (took, output, phases) = w.run(&sha, &[("x", &w.alice, &x)]).await;
+        let (took, output, phases) = w.best_of(tries, &sha, &[("x", &w.alice, &x)]).await;
         let got = output.as_f64().unwrap();
         assert!(
             (got - expected).abs() <= 1e-9 * expected.abs().max(1.0),
@@ -416,7 +449,9 @@ async fn main() {
             hex::encode(Sha256::digest((a + b.as_str()).as_bytes()))
         });
         let sha = w.library("sha256-concat").await;
-        let (took, output, phases) = w.run(&sha, &[("a", &w.alice, &a), ("b", &w.bob, &b)]).await;
+        let (took, output, phases) = w
+            .best_of(tries, &sha, &[("a", &w.alice, &a), ("b", &w.bob, &b)])
+            .await;
         assert_eq!(output, json!(expected));
         rows.push((
             format!("sha256-concat 2x{len} B"),

@@ -6,8 +6,11 @@
 //!    the TPM library's socket to swtpm, for one, is not close-on-exec);
 //! 1. a panic hook that prints only the panic's location (never a payload that could hold
 //!    script data), and Rhai's fixed hashing seed (no `getrandom` later);
-//! 2. the request is read from stdin (bounded) and decoded; the raw bytes are zeroized (a
-//!    child started ahead of its evaluation, a *warm* child, waits here holding nothing);
+//! 2. the request is read from stdin (bounded), its inputs checked and decoded, slot by
+//!    slot as they arrive, large ones on threads of their own (`super::decode`); the raw
+//!    bytes are zeroized (a child started ahead of its evaluation, a *warm* child, waits
+//!    here holding nothing). An input that fails a check is answered at once: the
+//!    script never runs;
 //! 3. [`sandbox::harden`]: not dumpable, no core files, memory locked where permitted;
 //! 4. a worker thread with a large stack (deep but legal recursion must not overflow
 //!    before Rhai's own call-depth limit triggers) builds the engine, sets `RLIMIT_AS`,
@@ -29,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use zeroize::Zeroizing;
 
+use super::decode::SlotError;
 use super::helpers::Rng;
 use super::protocol::{self, WireCpu, WireRequest, WireResponse, WireUsage};
 use super::script::{self, ScriptFailure};
@@ -93,7 +97,15 @@ pub fn child_main() -> ExitCode {
     let _ = rhai::config::hashing::set_hashing_seed(Some(HASHING_SEED));
 
     let request = match read_request() {
-        Ok(r) => r,
+        Ok(Ok(r)) => r,
+        Ok(Err(refused)) => {
+            let marks = Marks {
+                start: started,
+                read: cpu_us().saturating_sub(started),
+                ..Marks::default()
+            };
+            return refuse(refused, &marks);
+        }
         Err(e) => {
             eprintln!("arbiterd evaluator: cannot read the request: {e}");
             return ExitCode::from(EXIT_NO_REQUEST);
@@ -146,12 +158,35 @@ fn parse_args() -> Option<SelfTest> {
     }
 }
 
-/// Reads and decodes the request from stdin.
-fn read_request() -> Result<WireRequest, String> {
-    let mut stdin = std::io::stdin().lock();
-    let body =
-        protocol::read_frame(&mut stdin, protocol::MAX_REQUEST_BYTES).map_err(|e| e.to_string())?;
-    serde_json::from_slice::<WireRequest>(&body).map_err(|e| format!("bad request: {e}"))
+/// Reads the request from stdin, checking and decoding the inputs (`super::decode`).
+fn read_request() -> Result<Result<WireRequest, SlotError>, String> {
+    protocol::read_request(&mut std::io::stdin().lock())
+}
+
+/// Answers an input refused before the script ran, and returns the exit code.
+fn refuse(refused: SlotError, marks: &Marks) -> ExitCode {
+    let usage = WireUsage {
+        cpu_us: Some(marks.wire()),
+        ..WireUsage::default()
+    };
+    let response = match refused {
+        SlotError::NotJson { slot, reason } => WireResponse::BadInput { slot, reason },
+        SlotError::TooDeep { slot } => WireResponse::Failed {
+            reason: EvalFailure::SizeLimit,
+            message: format!(
+                "the input in slot `{slot}` is nested deeper than {} levels",
+                script::MAX_VALUE_DEPTH
+            ),
+            usage,
+        },
+    };
+    match respond(&response) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("arbiterd evaluator: cannot write the response: {e}");
+            ExitCode::from(EXIT_WRITE)
+        }
+    }
 }
 
 /// CPU time of the process so far (user plus system), in microseconds; 0 if unknown.
@@ -307,6 +342,7 @@ fn respond(response: &WireResponse) -> std::io::Result<()> {
     if body.len() > protocol::MAX_RESPONSE_BYTES {
         let usage = match response {
             WireResponse::Ok { usage, .. } | WireResponse::Failed { usage, .. } => *usage,
+            WireResponse::BadInput { .. } => WireUsage::default(),
         };
         let too_large = WireResponse::Failed {
             reason: EvalFailure::BadOutput,

@@ -20,8 +20,6 @@
 //! array of a list (and a copy of an array). Outputs, equality and errors are the same as
 //! with the array a list stands for.
 
-use std::collections::BTreeMap;
-
 use std::any::Any;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FLOAT, INT, NativeCallContext, Position};
@@ -73,11 +71,13 @@ pub(crate) fn is_list(value: &Dynamic) -> bool {
 // ---------------------------------------------------------------------------------------
 // Decoding
 
-/// Deserializes an input map: each slot's value as [`Slot`] decodes it.
+/// Deserializes an input map in one JSON text, each slot's value as [`Slot`] decodes it
+/// (tests; the child decodes each slot from its own text, `super::decode`).
+#[cfg(test)]
 pub(crate) fn deserialize_slots<'de, D: Deserializer<'de>>(
     d: D,
-) -> Result<BTreeMap<String, Dynamic>, D::Error> {
-    let slots = BTreeMap::<String, Slot>::deserialize(d)?;
+) -> Result<std::collections::BTreeMap<String, Dynamic>, D::Error> {
+    let slots = std::collections::BTreeMap::<String, Slot>::deserialize(d)?;
     Ok(slots.into_iter().map(|(k, v)| (k, v.0)).collect())
 }
 

@@ -2,9 +2,11 @@
 //! instance's inputs in a child process that exits after one run.
 //!
 //! The daemon re-executes its own binary as `arbiterd __evaluate` with an empty
-//! environment, sends one length-prefixed JSON request (script, inputs, limits, RNG seed)
-//! over the child's stdin and reads one response from its stdout; [`Evaluator`] is that
-//! parent side and [`child_main`] the child's. The child is hardened as
+//! environment, sends one request (a length-prefixed JSON head with the script, limits,
+//! RNG seed and slot lengths, then each input's JSON text as it is; `protocol`) over the
+//! child's stdin and reads one response from its stdout; [`Evaluator`] is that parent
+//! side and [`child_main`] the child's, which checks and decodes the inputs (`decode`)
+//! before the script runs. The child is hardened as
 //! the `sandbox` module explains (not dumpable, no core files, locked memory where
 //! permitted, `RLIMIT_AS`, a seccomp allowlist of a dozen system calls) and Rhai's own
 //! limits apply inside it. The parent kills the child (`SIGKILL`) at the wall-clock
@@ -41,9 +43,12 @@
 //!   is limited to 100 levels both ways.
 //! - The seeded RNG (`random_int`, `random_float`) is SHA-256 in counter mode over the
 //!   32-byte seed (domain `arbiter/v1/rng`); without a seed those functions fail.
-//! - The child's environment is empty except `GLIBC_TUNABLES=glibc.malloc.arena_max=1`:
-//!   glibc's per-thread malloc arenas read `/proc/sys/vm/overcommit_memory` when they
-//!   shrink, which the filter forbids; with one arena every thread uses the main heap.
+//! - The child's environment is empty except `GLIBC_TUNABLES`: `glibc.malloc.arena_max=1`
+//!   (glibc's per-thread malloc arenas read `/proc/sys/vm/overcommit_memory` when they
+//!   shrink, which the filter forbids; with one arena every thread uses the main heap)
+//!   and `glibc.malloc.hugetlb=1` (malloc asks for transparent huge pages with `madvise`
+//!   where the kernel offers them on request, as Debian's does: decoding two lists of a
+//!   million strings faulted in 4 KiB pages one by one, and took 2–3 times the CPU).
 //! - Known Rhai 1.27 behaviour: `m[key] = value` grows a map without checking the map
 //!   size limit (the output is checked again, and `RLIMIT_AS` bounds memory), and each
 //!   `push` re-measures the whole array, so filling a 100 000-element array costs
@@ -56,6 +61,7 @@
 
 mod canonical;
 mod child;
+mod decode;
 mod helpers;
 mod lists;
 mod numbers;
@@ -188,10 +194,6 @@ pub struct Usage {
 /// kill). Diagnostics only: never part of a result or a statement.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Phases {
-    /// Checking the inputs' JSON text (kind, depth) in the parent, on other threads while
-    /// the child runs (so not part of the evaluation's wall time unless the child is
-    /// faster).
-    pub check: Duration,
     /// Encoding the request frame's head (the inputs are not copied into it).
     pub frame: Duration,
     /// `fork` + `execve` of the child, until `spawn` returned.
@@ -201,7 +203,8 @@ pub struct Phases {
     pub child: Duration,
     /// Child CPU: from `execve` to its `main` (loader, dynamic linking, runtime start).
     pub child_start: Duration,
-    /// Child CPU: reading the request and decoding the inputs into Rhai values.
+    /// Child CPU: reading the request, checking and decoding the inputs into Rhai values
+    /// (summed over the threads that decode them side by side).
     pub child_read: Duration,
     /// Child CPU: hardening, worker thread, engine, `RLIMIT_AS`, seccomp.
     pub child_setup: Duration,
@@ -318,11 +321,8 @@ pub enum EvalError {
     /// The request could not be encoded.
     #[error("cannot encode the evaluation request: {0}")]
     Encode(serde_json::Error),
-    /// The runtime shut down while the inputs were being checked.
-    #[error("the evaluation was cancelled: the daemon is shutting down")]
-    Cancelled,
-    /// A plaintext input is not one JSON document (inputs are checked when accepted, so
-    /// this is corruption or a bug).
+    /// A plaintext input is not one JSON document, as the child found before running the
+    /// script (inputs are checked when accepted, so this is corruption or a bug).
     #[error("the input in slot `{slot}` is not JSON: {reason}")]
     BadInput {
         /// The slot.
@@ -330,52 +330,6 @@ pub enum EvalError {
         /// The parser's message.
         reason: String,
     },
-}
-
-/// Why an input failed the parent's checks ([`check_inputs`]).
-enum InputCheck {
-    NotJson { slot: String, reason: String },
-    TooDeep { slot: String },
-}
-
-/// Checks each input is one JSON document no deeper than the evaluator's limit, on its
-/// bytes. The inputs are spread over the available cores (a 2 x 1,000,000-string
-/// intersection has two 40 MB inputs); the failure reported is that of the first slot in
-/// order, whichever thread finds it first.
-fn check_inputs(inputs: &BTreeMap<String, Zeroizing<Vec<u8>>>) -> Result<(), InputCheck> {
-    fn one(slot: &str, plaintext: &[u8]) -> Result<(), InputCheck> {
-        arbiter_policy::jcs::raw_kind(plaintext).map_err(|e| InputCheck::NotJson {
-            slot: slot.to_owned(),
-            reason: e.to_string(),
-        })?;
-        if arbiter_policy::jcs::raw_depth(plaintext) > script::MAX_VALUE_DEPTH {
-            return Err(InputCheck::TooDeep {
-                slot: slot.to_owned(),
-            });
-        }
-        Ok(())
-    }
-    /// Below this much input, threads cost more than they save.
-    const PARALLEL_BYTES: usize = 1 << 20;
-    let slots: Vec<(&String, &Zeroizing<Vec<u8>>)> = inputs.iter().collect();
-    let total: usize = slots.iter().map(|(_, p)| p.len()).sum();
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if total < PARALLEL_BYTES || slots.len() < 2 || cores < 2 {
-        return slots.iter().try_for_each(|(slot, p)| one(slot, p));
-    }
-    let per_thread = slots.len().div_ceil(cores);
-    let results: Vec<Result<(), InputCheck>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = slots
-            .chunks(per_thread)
-            .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(|(slot, p)| one(slot, p))))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
-    // Chunks are in slot order, and each stops at its first failure.
-    results.into_iter().collect()
 }
 
 /// The request pipe's size for a request larger than this (the default is 64 KiB).
@@ -434,8 +388,12 @@ impl Evaluator {
             .env_clear()
             // One malloc arena: every thread allocates from the main heap (brk and mmap).
             // glibc's per-thread arenas open /proc/sys/vm/overcommit_memory when they
-            // shrink, which the seccomp filter forbids.
-            .env("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")
+            // shrink, which the seccomp filter forbids. Transparent huge pages for the
+            // heap (module documentation).
+            .env(
+                "GLIBC_TUNABLES",
+                "glibc.malloc.arena_max=1:glibc.malloc.hugetlb=1",
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -502,20 +460,6 @@ impl Evaluator {
             limits: _,
             rng_seed,
         } = request;
-        // Checks that need no child, on the plaintexts' bytes: the daemon never parses an
-        // input into a `Value` (the child does). Off the async workers, one thread per
-        // slot while there are cores, and beside the child rather than before it: the
-        // child is sandboxed and decodes the same bytes anyway, so a large input is
-        // checked while the child starts and reads it. The check's verdict still decides:
-        // an input it refuses fails the evaluation whatever the child answered.
-        let inputs = Arc::new(inputs);
-        let check = {
-            let inputs = Arc::clone(&inputs);
-            tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
-                (check_inputs(&inputs), started.elapsed())
-            })
-        };
         usage.input_bytes = inputs.values().map(|p| p.trim_ascii().len() as u64).sum();
         let framing = Instant::now();
         let seed = rng_seed.map(|s| Zeroizing::new(hex::encode(Zeroizing::new(s).as_slice())));
@@ -549,31 +493,9 @@ impl Evaluator {
             .run_child(&frame, limits.wall_time, &mut usage.phases.spawn)
             .await;
         drop(frame);
+        drop(inputs);
         usage.wall_time = started.elapsed();
         usage.phases.child = usage.wall_time;
-        let (verdict, checked_in) = match check.await {
-            Ok(done) => done,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => return Err(EvalError::Cancelled),
-        };
-        drop(inputs);
-        usage.phases.check = checked_in;
-        match verdict {
-            Ok(()) => {}
-            Err(InputCheck::NotJson { slot, reason }) => {
-                return Err(EvalError::BadInput { slot, reason });
-            }
-            Err(InputCheck::TooDeep { slot }) => {
-                return Ok(failed(
-                    EvalFailure::SizeLimit,
-                    format!(
-                        "the input in slot `{slot}` is nested deeper than {} levels",
-                        script::MAX_VALUE_DEPTH
-                    ),
-                    usage,
-                ));
-            }
-        }
         let report = match report? {
             Some(report) => report,
             None => {
@@ -779,17 +701,17 @@ fn classify(
 
     if let (true, Some(body)) = (report.status.success(), &report.response) {
         let decoding = Instant::now();
-        return Ok(match serde_json::from_slice::<WireResponse>(body) {
+        return match serde_json::from_slice::<WireResponse>(body) {
             Ok(response) => {
                 usage.phases.response = decoding.elapsed();
                 from_response(response, usage)
             }
-            Err(e) => failed(
+            Err(e) => Ok(failed(
                 EvalFailure::Crashed,
                 format!("the evaluator's answer is malformed: {e}"),
                 usage,
-            ),
-        });
+            )),
+        };
     }
 
     if let Some(e) = &report.response_error {
@@ -861,8 +783,9 @@ fn detail(line: &str) -> String {
     }
 }
 
-/// Fills the usage from the child's response and builds the outcome.
-fn from_response(response: WireResponse, mut usage: Usage) -> EvalOutcome {
+/// Fills the usage from the child's response and builds the outcome; an input the child
+/// found not to be JSON is an [`EvalError::BadInput`].
+fn from_response(response: WireResponse, mut usage: Usage) -> Result<EvalOutcome, EvalError> {
     let apply = |usage: &mut Usage, wire: WireUsage| {
         usage.operations = wire.operations;
         usage.peak_rss_bytes = wire.peak_rss_bytes;
@@ -891,7 +814,7 @@ fn from_response(response: WireResponse, mut usage: Usage) -> EvalOutcome {
         } => {
             apply(&mut usage, wire);
             // Served exactly as signed (JCS numbers), or refused if signing would round it.
-            match canonical::signable(output) {
+            Ok(match canonical::signable(output) {
                 Ok(output) => {
                     usage.output_bytes = serde_json::to_vec(&output).map_or(0, |b| b.len() as u64);
                     EvalOutcome::Success { output, usage }
@@ -901,7 +824,7 @@ fn from_response(response: WireResponse, mut usage: Usage) -> EvalOutcome {
                     message,
                     usage,
                 },
-            }
+            })
         }
         WireResponse::Failed {
             reason,
@@ -909,12 +832,13 @@ fn from_response(response: WireResponse, mut usage: Usage) -> EvalOutcome {
             usage: wire,
         } => {
             apply(&mut usage, wire);
-            EvalOutcome::Failed {
+            Ok(EvalOutcome::Failed {
                 reason,
                 message,
                 usage,
-            }
+            })
         }
+        WireResponse::BadInput { slot, reason } => Err(EvalError::BadInput { slot, reason }),
     }
 }
 

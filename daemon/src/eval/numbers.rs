@@ -47,6 +47,22 @@ impl NumberList {
         true
     }
 
+    /// The lists one after another (the first one's vector is reused when unshared).
+    pub(crate) fn concat(lists: impl IntoIterator<Item = NumberList>) -> Self {
+        let mut lists = lists.into_iter();
+        let Some(first) = lists.next() else {
+            return Self::default();
+        };
+        let mut joined = Arc::unwrap_or_clone(first.0);
+        for list in lists {
+            match Arc::try_unwrap(list.0) {
+                Ok(mut items) => joined.append(&mut items),
+                Err(shared) => joined.extend(shared.iter().cloned()),
+            }
+        }
+        Self(Arc::new(joined))
+    }
+
     /// Appends every element of `other`.
     pub(crate) fn extend_from(&mut self, other: &NumberList) {
         if self.0.is_empty() {

@@ -1,15 +1,17 @@
 //! The pipe protocol between the daemon and its evaluator child: one request on the
-//! child's stdin, one response on its stdout, each a 4-byte big-endian length followed
-//! by that many bytes of JSON.
+//! child's stdin, one response on its stdout.
 //!
-//! The request carries the script, the inputs, the limits and the RNG seed; the
-//! response carries the output or the failure, plus the usage figures that only the
-//! child can measure. Both directions are size-limited before anything is allocated, and
-//! each frame is allocated once at its exact size.
+//! The request is a head — a 4-byte big-endian length and that many bytes of JSON: the
+//! script, the limits, the RNG seed, and each input slot's name with the length of its
+//! text — followed by each slot's plaintext JSON text as it is, in the head's order. The
+//! response is one frame of the same kind: the output or the failure, plus the usage
+//! figures that only the child can measure. Both directions are size-limited before
+//! anything is allocated, and each piece is allocated once at its exact size.
 //!
-//! The child decodes the inputs straight from the frame's JSON text into Rhai values
-//! ([`Dynamic`] implements `Deserialize`), without an intermediate `serde_json::Value`:
-//! one pass, one copy of each string.
+//! The inputs travel as their own pieces so that the child can decode each slot as soon
+//! as it has arrived, on a thread of its own, and cut a large list into parts decoded
+//! side by side (`super::decode`); each decodes straight from its text into Rhai values
+//! or a native list, without an intermediate `serde_json::Value`.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -20,26 +22,24 @@ use serde_json::Value;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::EvalFailure;
+use super::decode::{self, SlotError};
 
-/// The largest request the parent sends and the child accepts (script plus inputs): 1 GiB,
-/// the largest per-instance input allowance; the frame's 4-byte prefix holds up to 4 GiB.
+/// The largest request the parent sends and the child accepts (head plus inputs): 1 GiB,
+/// the largest per-instance input allowance.
 pub(crate) const MAX_REQUEST_BYTES: usize = 1 << 30;
 /// The largest response the child sends and the parent accepts.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
-/// What the child reads (the parent writes it with [`encode_request`], splicing in the
-/// inputs' JSON text as it is). The inputs decode directly into Rhai values: integers that
-/// fit `i64` stay integers, other numbers are floats, `null` is `()`, objects are maps.
+/// The request as the child holds it once read: the inputs decoded into Rhai values
+/// (integers that fit `i64` stay integers, other numbers are floats, `null` is `()`,
+/// objects are maps; a slot holding a non-empty array of strings only or of numbers only
+/// is one native list, `super::lists`).
 ///
-/// The frame's bytes are zeroized once decoded; the Rhai values are handed to the script
-/// (which owns them from then on) and die with the child, which exits after its one run
-/// with its memory locked and not dumpable.
-#[derive(Deserialize)]
+/// The texts are zeroized once decoded; the Rhai values are handed to the script (which
+/// owns them from then on) and die with the child, which exits after its one run with
+/// its memory locked and not dumpable.
 pub(crate) struct WireRequest {
     pub(crate) source: String,
-    /// A slot holding a non-empty array of strings only or of numbers only decodes into
-    /// one native list (`super::lists`), not a Rhai value per element.
-    #[serde(deserialize_with = "super::lists::deserialize_slots")]
     pub(crate) inputs: BTreeMap<String, Dynamic>,
     pub(crate) limits: WireLimits,
     /// Hex of the 32-byte seed, if the manifest grants a seeded RNG.
@@ -54,98 +54,118 @@ impl Drop for WireRequest {
     }
 }
 
-/// The request's members other than the inputs.
+/// The request's head as the parent writes it.
 #[derive(Serialize)]
 struct WireHead<'a> {
     source: &'a str,
     limits: &'a WireLimits,
     rng_seed: Option<&'a str>,
+    /// Each slot's name and the length of its text, in the order the texts follow.
+    inputs: Vec<(&'a str, usize)>,
 }
 
-/// An encoded request frame, or the size of a body too large to send.
+/// The request's head as the child reads it.
+#[derive(Deserialize)]
+struct ReadHead {
+    source: String,
+    limits: WireLimits,
+    rng_seed: Option<String>,
+    inputs: Vec<(String, u64)>,
+}
+
+impl Drop for ReadHead {
+    fn drop(&mut self) {
+        if let Some(seed) = &mut self.rng_seed {
+            seed.zeroize();
+        }
+    }
+}
+
+/// An encoded request, or the size of a request too large to send.
 pub(crate) enum Encoded<'a> {
-    /// The frame, ready to be written.
+    /// The request, ready to be written.
     Frame(RequestFrame<'a>),
-    /// The body would be this many bytes, more than allowed.
+    /// The request would be this many bytes, more than allowed.
     TooLarge(usize),
 }
 
-/// A request frame as the pieces written one after another: the length prefix with the
-/// request's other members, then each input's key and its plaintext — borrowed, never
-/// copied: a 40 MB input goes from its decrypted buffer straight into the pipe — then the
-/// closing braces. The framing pieces (they hold the RNG seed) are zeroized memory.
+/// A request as the pieces written one after another: the head (zeroized memory: it
+/// holds the RNG seed), then each input's plaintext — borrowed, never copied: a 40 MB
+/// input goes from its decrypted buffer straight into the pipe.
 pub(crate) struct RequestFrame<'a> {
     head: Zeroizing<Vec<u8>>,
-    inputs: Vec<(Zeroizing<Vec<u8>>, &'a [u8])>,
+    inputs: Vec<&'a [u8]>,
 }
 
 impl RequestFrame<'_> {
-    const TAIL: &'static [u8] = b"}}";
-
     /// The pieces in the order they are written.
     pub(crate) fn pieces(&self) -> impl Iterator<Item = &[u8]> {
-        std::iter::once(self.head.as_slice())
-            .chain(
-                self.inputs
-                    .iter()
-                    .flat_map(|(glue, value)| [glue.as_slice(), value]),
-            )
-            .chain(std::iter::once(Self::TAIL))
+        std::iter::once(self.head.as_slice()).chain(self.inputs.iter().copied())
     }
 
-    /// The whole frame in one buffer (tests).
+    /// The whole request in one buffer (tests).
     #[cfg(test)]
     pub(crate) fn to_vec(&self) -> Vec<u8> {
         self.pieces().flatten().copied().collect()
     }
 }
 
-/// Encodes a request frame: `{"source", "limits", "rng_seed", "inputs": {slot: input}}`
-/// where each input is its plaintext JSON text verbatim (the caller has checked that it
-/// is one JSON document), so no `Value` of an input is built in the daemon. A body over
-/// `max_body` bytes (in the daemon [`MAX_REQUEST_BYTES`]) is not built.
+/// Encodes a request whose inputs are each slot's plaintext JSON text verbatim (the
+/// child checks that each is one JSON document), so no `Value` of an input is built in
+/// the daemon. A request over `max_request` bytes (in the daemon [`MAX_REQUEST_BYTES`])
+/// is not built.
 pub(crate) fn encode_request<'a>(
     source: &str,
     inputs: &'a BTreeMap<String, Zeroizing<Vec<u8>>>,
     limits: &WireLimits,
     rng_seed: Option<&str>,
-    max_body: usize,
+    max_request: usize,
 ) -> Result<Encoded<'a>, serde_json::Error> {
-    let members = Zeroizing::new(serde_json::to_vec(&WireHead {
+    let head = Zeroizing::new(serde_json::to_vec(&WireHead {
         source,
         limits,
         rng_seed,
+        inputs: inputs.iter().map(|(k, v)| (k.as_str(), v.len())).collect(),
     })?);
-    // `members` is a JSON object: its members without the closing brace come first.
-    let members = members
-        .get(..members.len().saturating_sub(1))
-        .unwrap_or_default();
-    const INPUTS_KEY: &[u8] = b",\"inputs\":{";
-    let mut pieces = Vec::with_capacity(inputs.len());
-    for (i, (key, value)) in inputs.iter().enumerate() {
-        let mut glue = Zeroizing::new(Vec::with_capacity(key.len() + 4));
-        if i > 0 {
-            glue.push(b',');
-        }
-        serde_json::to_writer(&mut *glue, key)?;
-        glue.push(b':');
-        pieces.push((glue, value.as_slice()));
-    }
-    let inputs_len: usize = pieces.iter().map(|(g, v)| g.len() + v.len()).sum();
-    let body_len = members.len() + INPUTS_KEY.len() + inputs_len + RequestFrame::TAIL.len();
-    let Ok(prefix) = u32::try_from(body_len) else {
-        return Ok(Encoded::TooLarge(body_len));
+    let total = inputs
+        .values()
+        .map(|v| v.len())
+        .fold(4 + head.len(), usize::saturating_add);
+    let (Ok(prefix), true) = (u32::try_from(head.len()), total <= max_request) else {
+        return Ok(Encoded::TooLarge(total));
     };
-    if body_len > max_body {
-        return Ok(Encoded::TooLarge(body_len));
-    }
-    let mut head = Zeroizing::new(Vec::with_capacity(4 + members.len() + INPUTS_KEY.len()));
-    head.extend_from_slice(&prefix.to_be_bytes());
-    head.extend_from_slice(members);
-    head.extend_from_slice(INPUTS_KEY);
+    let mut framed = Zeroizing::new(Vec::with_capacity(4 + head.len()));
+    framed.extend_from_slice(&prefix.to_be_bytes());
+    framed.extend_from_slice(&head);
     Ok(Encoded::Frame(RequestFrame {
-        head,
-        inputs: pieces,
+        head: framed,
+        inputs: inputs.values().map(|v| v.as_slice()).collect(),
+    }))
+}
+
+/// Reads a request (the child's side): the head, then each slot's text, decoded and
+/// checked as it arrives (`super::decode`).
+///
+/// # Errors
+/// The outer error names what is wrong with the request itself (cut short, too large,
+/// a malformed head); the inner one the first slot whose input fails a check.
+pub(crate) fn read_request(
+    input: &mut impl Read,
+) -> Result<Result<WireRequest, SlotError>, String> {
+    let head = read_frame(input, MAX_REQUEST_BYTES).map_err(|e| e.to_string())?;
+    let budget = MAX_REQUEST_BYTES.saturating_sub(4 + head.len());
+    let mut head: ReadHead =
+        serde_json::from_slice(&head).map_err(|e| format!("bad request head: {e}"))?;
+    let inputs = match decode::read_slots(input, &head.inputs, budget) {
+        Ok(Ok(inputs)) => inputs,
+        Ok(Err(refused)) => return Ok(Err(refused)),
+        Err(e) => return Err(format!("cannot read the inputs: {e}")),
+    };
+    Ok(Ok(WireRequest {
+        source: std::mem::take(&mut head.source),
+        inputs,
+        limits: head.limits,
+        rng_seed: head.rng_seed.take(),
     }))
 }
 
@@ -178,6 +198,8 @@ pub(crate) enum WireResponse {
         #[serde(flatten)]
         usage: WireUsage,
     },
+    /// An input is not one JSON document; the script did not run.
+    BadInput { slot: String, reason: String },
 }
 
 /// Usage figures measured inside the child.
@@ -192,14 +214,15 @@ pub(crate) struct WireUsage {
 }
 
 /// The child's CPU time (user plus system, `getrusage(RUSAGE_SELF)`, the one clock the
-/// seccomp filter leaves it) per phase, in microseconds. The child is single-threaded
-/// while it works, so CPU time is close to elapsed time except while it waits for the
-/// request to arrive.
+/// seccomp filter leaves it) per phase, in microseconds. The script runs on one thread,
+/// so from `setup` on CPU time is close to elapsed time; `read` sums the threads that
+/// decode inputs side by side (it can exceed the elapsed time) and leaves out the time
+/// spent waiting for the request to arrive.
 #[derive(Serialize, Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WireCpu {
     /// From `execve` to `child_main`: loading and linking the binary, runtime start.
     pub(crate) start: u64,
-    /// Reading the request frame and decoding it (the inputs into Rhai values).
+    /// Reading the request and checking and decoding the inputs into Rhai values.
     pub(crate) read: u64,
     /// Hardening, the worker thread, the engine, `RLIMIT_AS` and the seccomp filter.
     pub(crate) setup: u64,
@@ -300,15 +323,15 @@ mod tests {
                 .any(|p| std::ptr::eq(p.as_ptr(), inputs["a"].as_ptr()))
         );
         let frame = frame.to_vec();
-        let body = read_frame(&mut frame.as_slice(), MAX_REQUEST_BYTES).unwrap();
-        assert_eq!(body.len() + 4, frame.len());
-        // The plaintexts are in the frame byte for byte.
-        let text = String::from_utf8(body.to_vec()).unwrap();
-        assert!(
-            text.contains("\"a\":{\"k\": [\"secret\", 1.5]}   \n  ,\"b\""),
-            "{text}"
+        // The plaintexts follow the head byte for byte, in slot order.
+        let head_len = read_frame(&mut frame.as_slice(), MAX_REQUEST_BYTES)
+            .unwrap()
+            .len();
+        assert_eq!(
+            &frame[4 + head_len..],
+            b"{\"k\": [\"secret\", 1.5]}   \n  \"x\\\"}\""
         );
-        let request: WireRequest = serde_json::from_slice(&body).unwrap();
+        let request = read_request(&mut frame.as_slice()).unwrap().unwrap();
         assert_eq!(request.source, "fn compute(i) { i }");
         assert_eq!(request.rng_seed.as_deref(), Some("ab"));
         assert_eq!(request.limits.operations, limits.operations);
@@ -319,15 +342,29 @@ mod tests {
             serde_json::json!({"k": ["secret", 1.5]})
         );
         assert_eq!(json(&request.inputs["b"]), serde_json::json!("x\"}"));
-        // No inputs at all, and a body over the limit.
+        // A request cut short is an error of the request, a bad input one of its slot.
+        assert!(read_request(&mut &frame[..frame.len() - 1]).is_err());
+        let mut bad = BTreeMap::new();
+        bad.insert("a".to_owned(), Zeroizing::new(b"1".to_vec()));
+        bad.insert("b".to_owned(), Zeroizing::new(b"[1,".to_vec()));
+        let Encoded::Frame(frame) = encode_request("s", &bad, &limits, None, 1 << 20).unwrap()
+        else {
+            panic!("too large")
+        };
+        assert!(matches!(
+            read_request(&mut frame.to_vec().as_slice()).unwrap(),
+            Err(SlotError::NotJson { slot, .. }) if slot == "b"
+        ));
+        // No inputs at all, and a request over the limit.
         let no_inputs = BTreeMap::new();
         let Encoded::Frame(empty) =
             encode_request("s", &no_inputs, &limits, None, MAX_REQUEST_BYTES).unwrap()
         else {
             panic!("too large")
         };
-        let empty = empty.to_vec();
-        let request: WireRequest = serde_json::from_slice(&empty[4..]).unwrap();
+        let request = read_request(&mut empty.to_vec().as_slice())
+            .unwrap()
+            .unwrap();
         assert!(request.inputs.is_empty() && request.rng_seed.is_none());
         let huge = "x".repeat(4096);
         assert!(matches!(

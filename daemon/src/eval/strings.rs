@@ -71,6 +71,28 @@ impl StringList {
         Ok(list)
     }
 
+    /// The lists one after another (the first one's buffers are reused when unshared);
+    /// fails if the text would outgrow the offsets (4 GiB).
+    pub(crate) fn concat(lists: impl IntoIterator<Item = StringList>) -> Result<Self, String> {
+        let mut lists = lists.into_iter();
+        let Some(first) = lists.next() else {
+            return Ok(Self::default());
+        };
+        let mut joined = Arc::unwrap_or_clone(first.0);
+        for list in lists {
+            let offset = u32::try_from(joined.text.len()).ok();
+            let text_end = joined.text.len().checked_add(list.0.text.len());
+            if offset.is_none() || text_end.is_none_or(|e| u32::try_from(e).is_err()) {
+                return Err("a list of strings cannot hold more than 4 GiB of text".to_owned());
+            }
+            let offset = offset.unwrap_or_default();
+            joined.text.push_str(&list.0.text);
+            // Cannot overflow: every end is at most the new text's length, checked above.
+            joined.ends.extend(list.0.ends.iter().map(|e| e + offset));
+        }
+        Ok(Self(Arc::new(joined)))
+    }
+
     /// An ordinary Rhai array of the same strings.
     pub(crate) fn to_array(&self) -> Array {
         self.iter()
