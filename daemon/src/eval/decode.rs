@@ -172,9 +172,14 @@ fn refusal(slot: &str, text: &[u8], e: &serde_json::Error) -> SlotError {
         Ok(_) if arbiter_policy::jcs::raw_depth(text) > MAX_VALUE_DEPTH => {
             SlotError::TooDeep { slot }
         }
+        // (The decoder's own message could quote a value of the input: only its place.)
         Ok(_) => SlotError::NotJson {
             slot,
-            reason: e.to_string(),
+            reason: format!(
+                "valid JSON the evaluator could not decode (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         },
     }
 }
