@@ -257,7 +257,10 @@ pub async fn worker(world: Arc<World>, index: usize) {
             .entry(format!("seen {}", d.json["state"].as_str().unwrap()))
             .or_default() += 1;
         match d.json["state"].as_str().unwrap() {
-            "evaluated" if m.destroy => {
+            // A destruction refused mid-way stays `destroying` (the durable mark) and the
+            // daemon may finish it on its own once the TPM is back: the party asks again,
+            // as a party would, and gets the certificate either way.
+            "evaluated" | "destroying" | "destroyed" if m.destroy => {
                 let settled = world.fault_settled.load(Ordering::SeqCst);
                 let r = world
                     .alice
