@@ -273,7 +273,12 @@ fn evaluate(
     marks: &mut Marks,
 ) -> Result<serde_json::Value, ScriptFailure> {
     let limits = Limits::from_wire(&request.limits);
-    let rng = match request.rng_seed.as_deref().map(decode_seed).transpose() {
+    let rng = match request
+        .rng_seed
+        .as_ref()
+        .map(|s| decode_seed(s))
+        .transpose()
+    {
         Ok(seed) => seed.map(Rng::new),
         Err(e) => return Err(ScriptFailure::new(EvalFailure::Crashed, e)),
     };

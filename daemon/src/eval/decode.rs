@@ -41,6 +41,13 @@ const PARALLEL_BYTES: usize = 1 << 20;
 /// committed, and unmapped when the thread ends, before the child locks its memory.
 const DECODE_STACK_BYTES: usize = 64 << 20;
 
+/// A decoding thread: named, on a stack deep enough for the nesting allowed.
+fn decoding_thread() -> std::thread::Builder {
+    std::thread::Builder::new()
+        .name("decode".into())
+        .stack_size(DECODE_STACK_BYTES)
+}
+
 /// How far past its ideal position a cut may move to find a comma between two elements
 /// of the same kind; past this, the slot is not cut there.
 const CUT_SEARCH_BYTES: usize = 64 << 10;
@@ -102,9 +109,7 @@ pub(crate) fn read_slots(
             let mut text = Zeroizing::new(vec![0u8; len]);
             input.read_exact(&mut text)?;
             if len >= PARALLEL_BYTES && cores > 1 {
-                let handle = std::thread::Builder::new()
-                    .name("decode".into())
-                    .stack_size(DECODE_STACK_BYTES)
+                let handle = decoding_thread()
                     .spawn_scoped(scope, move || decode_slot(name, text, parts))?;
                 pending.push(Pending::Thread(handle));
             } else {
@@ -278,12 +283,7 @@ fn decode_in_parts(text: &mut [u8], parts: usize) -> Option<Dynamic> {
     let decoded: Vec<Option<Dynamic>> = std::thread::scope(|scope| {
         let handles: Vec<_> = rest
             .iter()
-            .map(|part| {
-                std::thread::Builder::new()
-                    .name("decode".into())
-                    .stack_size(DECODE_STACK_BYTES)
-                    .spawn_scoped(scope, move || decode_whole(part).ok())
-            })
+            .map(|part| decoding_thread().spawn_scoped(scope, move || decode_whole(part).ok()))
             .collect();
         let head = text.get(..=first).and_then(|t| decode_whole(t).ok());
         std::iter::once(head)
@@ -414,8 +414,7 @@ mod tests {
     #[test]
     fn depth_is_limited() {
         // On a thread with a decoding thread's stack (a debug build's test thread is small).
-        std::thread::Builder::new()
-            .stack_size(DECODE_STACK_BYTES)
+        decoding_thread()
             .spawn(depth_checks)
             .unwrap()
             .join()

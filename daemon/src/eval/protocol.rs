@@ -19,7 +19,7 @@ use std::io::{self, Read, Write};
 use rhai::Dynamic;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::EvalFailure;
 use super::decode::{self, SlotError};
@@ -43,15 +43,7 @@ pub(crate) struct WireRequest {
     pub(crate) inputs: BTreeMap<String, Dynamic>,
     pub(crate) limits: WireLimits,
     /// Hex of the 32-byte seed, if the manifest grants a seeded RNG.
-    pub(crate) rng_seed: Option<String>,
-}
-
-impl Drop for WireRequest {
-    fn drop(&mut self) {
-        if let Some(seed) = &mut self.rng_seed {
-            seed.zeroize();
-        }
-    }
+    pub(crate) rng_seed: Option<Zeroizing<String>>,
 }
 
 /// The request's head as the parent writes it.
@@ -69,16 +61,9 @@ struct WireHead<'a> {
 struct ReadHead {
     source: String,
     limits: WireLimits,
-    rng_seed: Option<String>,
+    /// Zeroized where it ends up: moved, not copied, into [`WireRequest`].
+    rng_seed: Option<Zeroizing<String>>,
     inputs: Vec<(String, u64)>,
-}
-
-impl Drop for ReadHead {
-    fn drop(&mut self) {
-        if let Some(seed) = &mut self.rng_seed {
-            seed.zeroize();
-        }
-    }
 }
 
 /// An encoded request, or the size of a request too large to send.
@@ -154,7 +139,7 @@ pub(crate) fn read_request(
 ) -> Result<Result<WireRequest, SlotError>, String> {
     let head = read_frame(input, MAX_REQUEST_BYTES).map_err(|e| e.to_string())?;
     let budget = MAX_REQUEST_BYTES.saturating_sub(4 + head.len());
-    let mut head: ReadHead =
+    let head: ReadHead =
         serde_json::from_slice(&head).map_err(|e| format!("bad request head: {e}"))?;
     let inputs = match decode::read_slots(input, &head.inputs, budget) {
         Ok(Ok(inputs)) => inputs,
@@ -162,10 +147,10 @@ pub(crate) fn read_request(
         Err(e) => return Err(format!("cannot read the inputs: {e}")),
     };
     Ok(Ok(WireRequest {
-        source: std::mem::take(&mut head.source),
+        source: head.source,
         inputs,
         limits: head.limits,
-        rng_seed: head.rng_seed.take(),
+        rng_seed: head.rng_seed,
     }))
 }
 
@@ -333,7 +318,7 @@ mod tests {
         );
         let request = read_request(&mut frame.as_slice()).unwrap().unwrap();
         assert_eq!(request.source, "fn compute(i) { i }");
-        assert_eq!(request.rng_seed.as_deref(), Some("ab"));
+        assert_eq!(request.rng_seed.as_deref().map(String::as_str), Some("ab"));
         assert_eq!(request.limits.operations, limits.operations);
         let eval_limits = super::super::Limits::default();
         let json = |v: &Dynamic| super::super::script::dynamic_to_json(v, 0, &eval_limits).unwrap();
