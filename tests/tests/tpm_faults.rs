@@ -5,7 +5,8 @@
 //! at random, or for good: then a clear 503, or a result withheld as unsigned, and the TPM
 //! used again after); `TPM_RC_NV_RATE` on the sealing index's NV writes is waited out, and
 //! when it does not end the destruction fails with a clear error, changes nothing visible
-//! and completes once the TPM accepts writes again.
+//! and completes once the TPM accepts writes again. An evaluation that starts while a slow
+//! TPM command is in flight waits for it without stalling the daemon's runtime.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -213,6 +214,81 @@ async fn retry_and_yielded_are_ridden_out() {
         let (_, verdict) = alice.appraise(&policy).await;
         assert!(verdict.trusted, "TPM_RC_{name}: {verdict:?}");
     }
+}
+
+/// Found by a test that hung: an evaluation's child was spawned on a runtime worker,
+/// which then waited (the spawn gate) for the TPM command in flight; when that command's
+/// I/O needs the same runtime, as it does through this in-process proxy, nothing moved
+/// again. With one runtime worker the overlap below hung every time; a hardware TPM's slow
+/// quote only stalled that worker for the quote's length. The spawn now waits on a
+/// blocking thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn an_evaluation_starting_during_a_slow_tpm_command_waits_off_the_runtime() {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = std::sync::Arc::clone(&done);
+    // A hung runtime runs no timer: only a thread of its own can end the test.
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(120));
+        if !watchdog.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("the daemon's runtime stalled: no result within 120 s");
+            std::process::abort();
+        }
+    });
+    let tpm = TestTpm::start();
+    let proxy = TpmProxy::start(tpm.swtpm.port(), LatencyTable::none(), vec![]).await;
+    let (_d, op, alice, bob) = daemon(&tpm, proxy.tcti()).await;
+    let f = op
+        .post(
+            "/v1/functions",
+            json!({"name": "sum", "language": "rhai", "source": SUM}),
+        )
+        .await;
+    assert_eq!(f.status, StatusCode::CREATED, "{}", f.json);
+    let m = two_party_manifest(f.json["sha256"].as_str().unwrap(), &alice, &bob);
+    let inst = op.post("/v1/instances", json!({ "manifest": m })).await;
+    assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
+    let id = inst.json["id"].as_str().unwrap().to_owned();
+    let a = alice
+        .put(
+            &format!("/v1/instances/{id}/inputs/a"),
+            alice.encrypt_input(&inst.json, "a", 1, &json!(1)),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+
+    // A quote that takes 1.5 s is in flight when the second input starts the daemon's
+    // first evaluation, which has no warm child and so spawns one.
+    let quote = command_code("Quote").unwrap();
+    let quotes_before = proxy.forwarded(quote);
+    proxy.set_latency(LatencyTable::parse("Quote 1500").unwrap());
+    let attesting = alice.conn.clone();
+    let attestation = tokio::spawn(async move {
+        let n = arbiter_client::verify::fresh_nonce();
+        attesting
+            .get(&format!("/v1/attestation?nonce={n}"))
+            .await
+            .unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.forwarded(quote) == quotes_before {
+        assert!(
+            Instant::now() < deadline,
+            "the quote never reached the proxy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b = bob
+        .put(
+            &format!("/v1/instances/{id}/inputs/b"),
+            bob.encrypt_input(&inst.json, "b", 1, &json!(41)),
+        )
+        .await;
+    assert_eq!(b.status, StatusCode::OK, "{}", b.json);
+    let r = result(&alice, &id).await;
+    assert_eq!(r["output"], json!(42), "{r}");
+    let att = attestation.await.unwrap();
+    assert_eq!(att.status, StatusCode::OK, "{}", att.json);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -332,6 +332,12 @@ pub enum EvalError {
     },
 }
 
+/// `child` if it is still running; a warm child that died waiting (killed from outside)
+/// is reaped on drop.
+fn alive(mut child: Child) -> Option<Child> {
+    matches!(child.try_wait(), Ok(None)).then_some(child)
+}
+
 /// The request pipe's size for a request larger than this (the default is 64 KiB).
 const LARGE_PIPE_BYTES: usize = 1 << 20;
 
@@ -406,21 +412,32 @@ impl Evaluator {
         })
     }
 
-    /// The warm child if one is waiting and still alive, otherwise a fresh one.
-    fn take_child(&self) -> Result<Child, EvalError> {
-        let warm = self
-            .warm
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(mut child) = warm {
-            if matches!(child.try_wait(), Ok(None)) {
-                return Ok(child);
-            }
-            // It died waiting (killed from outside): reap it and start afresh.
-            drop(child);
+    /// The warm child if one is waiting and still alive, otherwise a fresh one. A fresh
+    /// spawn waits for the TPM command in flight (the spawn gate) and a warm child being
+    /// started by [`Evaluator::prepare_next`] holds its slot until it has exec'd: both
+    /// wait on a blocking thread, never on a runtime worker, whose other tasks (the TPM
+    /// command's own I/O among them, when it goes through this process) would stall.
+    async fn take_child(&self) -> Result<Child, EvalError> {
+        if let Ok(mut warm) = self.warm.try_lock()
+            && let Some(child) = warm.take().and_then(alive)
+        {
+            return Ok(child);
         }
-        self.spawn()
+        let evaluator = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let warm = evaluator
+                .warm
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .and_then(alive);
+            warm.map_or_else(|| evaluator.spawn(), Ok)
+        })
+        .await
+        .map_err(|e| EvalError::Spawn {
+            program: self.program.clone(),
+            source: std::io::Error::other(format!("the spawning thread failed: {e}")),
+        })?
     }
 
     /// Starts the next evaluation's child now (if none is waiting), on a blocking thread,
@@ -521,7 +538,7 @@ impl Evaluator {
         spawn_time: &mut Duration,
     ) -> Result<Option<ChildReport>, EvalError> {
         let spawning = Instant::now();
-        let mut child = self.take_child()?;
+        let mut child = self.take_child().await?;
         *spawn_time = spawning.elapsed();
         let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
