@@ -223,6 +223,16 @@ impl Party {
         self.encrypt_input_as(instance, slot, round, &self.id, value)
     }
 
+    /// Submits `value` for `slot` of `instance`, round 1, encrypted as a party does.
+    pub async fn submit(&self, instance: &Value, slot: &str, value: &Value) -> Response {
+        let id = instance["id"].as_str().expect("id");
+        self.put(
+            &format!("/v1/instances/{id}/inputs/{slot}"),
+            self.encrypt_input(instance, slot, 1, value),
+        )
+        .await
+    }
+
     /// Like [`Party::encrypt_input`], but binding another submitter identity (to test
     /// replays).
     pub fn encrypt_input_as(
@@ -249,6 +259,30 @@ impl Party {
         let b64 = base64::engine::general_purpose::STANDARD;
         json!({ "enc": b64.encode(enc), "ciphertext": b64.encode(ct) })
     }
+}
+
+/// Registers the Rhai function `source` as `name` (by `operator`) and creates an
+/// instance of it with [`two_party_manifest`]; returns the instance as created.
+pub async fn two_party_instance(
+    operator: &Party,
+    first: &Party,
+    second: &Party,
+    name: &str,
+    source: &str,
+) -> Value {
+    let f = operator
+        .post(
+            "/v1/functions",
+            json!({"name": name, "language": "rhai", "source": source}),
+        )
+        .await;
+    assert_eq!(f.status, hyper::StatusCode::CREATED, "{}", f.json);
+    let m = two_party_manifest(f.json["sha256"].as_str().expect("sha256"), first, second);
+    let inst = operator
+        .post("/v1/instances", json!({ "manifest": m }))
+        .await;
+    assert_eq!(inst.status, hyper::StatusCode::CREATED, "{}", inst.json);
+    inst.json
 }
 
 /// A two-party manifest: `a` from the first party, `b` from the second, both read the

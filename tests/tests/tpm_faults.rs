@@ -17,7 +17,7 @@ use arbiter_client::http::PartyIdentity;
 use arbiter_daemon::tpm::Tpm;
 use arbiter_policy::appraisal::AppraisalPolicy;
 use arbiter_tests::TestTpm;
-use arbiter_tests::daemon::{Party, TestDaemon, two_party_manifest};
+use arbiter_tests::daemon::{Party, TestDaemon, two_party_instance};
 use arbiter_tests::tpm_proxy::{
     Fault, LatencyTable, RC_RETRY, RC_YIELDED, TpmProxy, Trigger, command_code,
 };
@@ -128,27 +128,12 @@ async fn daemon(tpm: &TestTpm, tcti: String) -> (TestDaemon, Party, Party, Party
 
 /// Registers `name`, creates an instance of it, gives both inputs (`a`, `b`).
 async fn filled_instance(op: &Party, alice: &Party, bob: &Party, name: &str) -> Value {
-    let f = op
-        .post(
-            "/v1/functions",
-            json!({"name": name, "language": "rhai", "source": SUM}),
-        )
-        .await;
-    assert_eq!(f.status, StatusCode::CREATED, "{}", f.json);
-    let m = two_party_manifest(f.json["sha256"].as_str().unwrap(), alice, bob);
-    let inst = op.post("/v1/instances", json!({ "manifest": m })).await;
-    assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
-    let id = inst.json["id"].as_str().unwrap().to_owned();
+    let inst = two_party_instance(op, alice, bob, name, SUM).await;
     for (p, slot, v) in [(alice, "a", 1), (bob, "b", 41)] {
-        let r = p
-            .put(
-                &format!("/v1/instances/{id}/inputs/{slot}"),
-                p.encrypt_input(&inst.json, slot, 1, &json!(v)),
-            )
-            .await;
+        let r = p.submit(&inst, slot, &json!(v)).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     }
-    inst.json
+    inst
 }
 
 /// The instance's result, once there (within 30 s).
@@ -237,23 +222,9 @@ async fn an_evaluation_starting_during_a_slow_tpm_command_waits_off_the_runtime(
     let tpm = TestTpm::start();
     let proxy = TpmProxy::start(tpm.swtpm.port(), LatencyTable::none(), vec![]).await;
     let (_d, op, alice, bob) = daemon(&tpm, proxy.tcti()).await;
-    let f = op
-        .post(
-            "/v1/functions",
-            json!({"name": "sum", "language": "rhai", "source": SUM}),
-        )
-        .await;
-    assert_eq!(f.status, StatusCode::CREATED, "{}", f.json);
-    let m = two_party_manifest(f.json["sha256"].as_str().unwrap(), &alice, &bob);
-    let inst = op.post("/v1/instances", json!({ "manifest": m })).await;
-    assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
-    let id = inst.json["id"].as_str().unwrap().to_owned();
-    let a = alice
-        .put(
-            &format!("/v1/instances/{id}/inputs/a"),
-            alice.encrypt_input(&inst.json, "a", 1, &json!(1)),
-        )
-        .await;
+    let inst = two_party_instance(&op, &alice, &bob, "sum", SUM).await;
+    let id = inst["id"].as_str().unwrap().to_owned();
+    let a = alice.submit(&inst, "a", &json!(1)).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
 
     // A quote that takes 1.5 s is in flight when the second input starts the daemon's
@@ -277,12 +248,7 @@ async fn an_evaluation_starting_during_a_slow_tpm_command_waits_off_the_runtime(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let b = bob
-        .put(
-            &format!("/v1/instances/{id}/inputs/b"),
-            bob.encrypt_input(&inst.json, "b", 1, &json!(41)),
-        )
-        .await;
+    let b = bob.submit(&inst, "b", &json!(41)).await;
     assert_eq!(b.status, StatusCode::OK, "{}", b.json);
     let r = result(&alice, &id).await;
     assert_eq!(r["output"], json!(42), "{r}");
