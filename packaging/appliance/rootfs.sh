@@ -7,7 +7,8 @@
 #
 # Cached as $ARBITER_APPLIANCE_CACHE/rootfs-bookworm-<hash>.tar (default
 # ~/.cache/arbiter-appliance), <hash> the first 12 hex digits of the SHA-256 of this script
-# and `packages`: any change to either makes a new tarball; otherwise it is reused as is.
+# and `packages`: any change to either makes a new tarball (and removes the older ones);
+# otherwise it is reused as is.
 # Environment: ARBITER_DEBIAN_MIRROR (default http://deb.debian.org/debian). Needs root.
 set -euo pipefail
 
@@ -60,5 +61,7 @@ rm -rf "$root"/usr/share/{man,info,locale,lintian}/* "$root"/var/lib/apt/lists/*
 rm -f "$root"/boot/initrd.img-* "$root"/initrd.img* "$root"/vmlinuz*
 tar --numeric-owner -C "$root" -cf "$tarball.tmp" .
 mv "$tarball.tmp" "$tarball"
+# Tarballs of earlier versions of this script or `packages` are not used again.
+find "$cache" -maxdepth 1 -name "rootfs-$suite-*.tar" ! -path "$tarball" -delete
 log "root filesystem: $(du -h "$tarball" | cut -f1) ($tarball), $((SECONDS - start)) s"
 echo "$tarball"

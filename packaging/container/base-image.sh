@@ -86,6 +86,8 @@ EOF
   $SUDO rm -f "$root/etc/hostname" "$root/etc/resolv.conf"
   $SUDO tar --numeric-owner -C "$root" -cf "$tarball.tmp" .
   $SUDO mv "$tarball.tmp" "$tarball"
+  # Tarballs of earlier versions of this script are not used again.
+  $SUDO find "$cache" -maxdepth 1 -name "$repo-$suite-*.tar" ! -path "$tarball" -delete
   log "root filesystem: $(du -h "$tarball" | cut -f1) ($tarball)"
 fi
 
