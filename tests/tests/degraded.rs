@@ -13,7 +13,7 @@ use arbiter_client::http::PartyIdentity;
 use arbiter_policy::appraisal::{AppraisalPolicy, Check};
 use arbiter_tests::TestTpm;
 use arbiter_tests::cli::CliParty;
-use arbiter_tests::daemon::{Party, TestDaemon, two_party_manifest};
+use arbiter_tests::daemon::{Party, TestDaemon, two_party_instance, two_party_manifest};
 use arbiter_tests::process::{DaemonProcess, DaemonSpec};
 use arbiter_tests::state::snapshot;
 use base64::Engine as _;
@@ -43,23 +43,9 @@ async fn a_changed_platform_state_starts_degraded_touches_nothing_and_recovers()
     let mut op = Party::with_identity("operator", operator, &d.url);
     let mut alice = Party::new("alice", &d);
     let mut bob = Party::new("bob", &d);
-    let f = op
-        .post(
-            "/v1/functions",
-            json!({"name": "concat", "language": "rhai", "source": CONCAT}),
-        )
-        .await;
-    assert_eq!(f.status, StatusCode::CREATED, "{}", f.json);
-    let m = two_party_manifest(f.json["sha256"].as_str().unwrap(), &alice, &bob);
-    let inst = op.post("/v1/instances", json!({ "manifest": m })).await;
-    assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
-    let id = inst.json["id"].as_str().unwrap().to_owned();
-    let r = alice
-        .put(
-            &format!("/v1/instances/{id}/inputs/a"),
-            alice.encrypt_input(&inst.json, "a", 1, &json!("Now is the time")),
-        )
-        .await;
+    let inst = two_party_instance(&op, &alice, &bob, "concat", CONCAT).await;
+    let id = inst["id"].as_str().unwrap().to_owned();
+    let r = alice.submit(&inst, "a", &json!("Now is the time")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 
     // A party's policy: this AK, PCR 0 as it is now. It trusts the healthy daemon.
@@ -141,12 +127,12 @@ async fn a_changed_platform_state_starts_degraded_touches_nothing_and_recovers()
 
     // Every endpoint that needs a secret (or would write) refuses with 503 and the reason.
     let refusals = [
-        op.post("/v1/instances", json!({ "manifest": m })).await,
-        bob.put(
-            &format!("/v1/instances/{id}/inputs/b"),
-            bob.encrypt_input(&inst.json, "b", 1, &json!("for all good men")),
+        op.post(
+            "/v1/instances",
+            json!({ "manifest": two_party_manifest(inst["function_sha256"].as_str().unwrap(), &alice, &bob) }),
         )
         .await,
+        bob.submit(&inst, "b", &json!("for all good men")).await,
         alice.delete(&format!("/v1/instances/{id}/inputs/a")).await,
         alice
             .post(&format!("/v1/instances/{id}/evaluate"), json!({}))
@@ -213,12 +199,7 @@ async fn a_changed_platform_state_starts_degraded_touches_nothing_and_recovers()
     let shown = alice.get(&format!("/v1/instances/{id}")).await;
     assert_eq!(shown.json["state"], "open", "{}", shown.json);
     assert_eq!(shown.json["slots"][0]["filled"], true, "{}", shown.json);
-    let r = bob
-        .put(
-            &format!("/v1/instances/{id}/inputs/b"),
-            bob.encrypt_input(&inst.json, "b", 1, &json!("for all good men")),
-        )
-        .await;
+    let r = bob.submit(&inst, "b", &json!("for all good men")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let r = alice
         .get(&format!("/v1/instances/{id}/result?wait=30"))

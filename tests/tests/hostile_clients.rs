@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arbiter_client::http::PartyIdentity;
 use arbiter_tests::TestTpm;
-use arbiter_tests::daemon::{Party, two_party_manifest};
+use arbiter_tests::daemon::{Party, two_party_instance};
 use arbiter_tests::process::{DaemonProcess, DaemonSpec};
 use hyper::StatusCode;
 use serde_json::json;
@@ -87,17 +87,8 @@ async fn a_flood_of_connections_and_slow_bodies_harms_nothing() {
     let op = Party::with_identity("operator", operator, &url);
     let alice = Party::with_identity("alice", PartyIdentity::generate("alice").unwrap(), &url);
     let bob = Party::with_identity("bob", PartyIdentity::generate("bob").unwrap(), &url);
-    let f = op
-        .post(
-            "/v1/functions",
-            json!({"name": "sum", "language": "rhai", "source": SOURCE}),
-        )
-        .await;
-    assert_eq!(f.status, StatusCode::CREATED, "{}", f.json);
-    let m = two_party_manifest(f.json["sha256"].as_str().unwrap(), &alice, &bob);
-    let inst = op.post("/v1/instances", json!({ "manifest": m })).await;
-    assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
-    let id = inst.json["id"].as_str().unwrap().to_owned();
+    let inst = two_party_instance(&op, &alice, &bob, "sum", SOURCE).await;
+    let id = inst["id"].as_str().unwrap().to_owned();
 
     // 1,100 connections from another loopback address that never start TLS.
     let target: SocketAddr = format!("127.0.0.1:{}", daemon.port()).parse().unwrap();
@@ -204,12 +195,7 @@ async fn a_flood_of_connections_and_slow_bodies_harms_nothing() {
     stalled.write_all(&[b' '; 1024]).await.unwrap();
     let since = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = bob
-        .put(
-            &format!("/v1/instances/{id}/inputs/b"),
-            bob.encrypt_input(&inst.json, "b", 1, &json!(2)),
-        )
-        .await;
+    let second = bob.submit(&inst, "b", &json!(2)).await;
     assert_eq!(
         second.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -228,12 +214,7 @@ async fn a_flood_of_connections_and_slow_bodies_harms_nothing() {
         since.elapsed().as_secs_f64()
     );
     // The budget is back: Bob's input goes in now.
-    let again = bob
-        .put(
-            &format!("/v1/instances/{id}/inputs/b"),
-            bob.encrypt_input(&inst.json, "b", 1, &json!(2)),
-        )
-        .await;
+    let again = bob.submit(&inst, "b", &json!(2)).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.json);
 
     // A restart under the flood: the daemon comes back and attests.

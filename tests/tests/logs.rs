@@ -17,7 +17,7 @@ use arbiter_daemon::logging::MAX_LINE_BYTES;
 use arbiter_daemon::store::queries;
 use arbiter_daemon::tpm::Tpm;
 use arbiter_tests::TestTpm;
-use arbiter_tests::daemon::{Party, two_party_manifest};
+use arbiter_tests::daemon::{Party, two_party_instance};
 use arbiter_tests::process::{DaemonProcess, DaemonSpec};
 use base64::Engine as _;
 use hyper::StatusCode;
@@ -94,24 +94,10 @@ async fn a_full_run_logs_structured_bounded_lines_without_any_secret() {
 
     // The computation: both plaintexts, and the result joining them.
     let (a, b) = (random_marker("alice"), random_marker("bob"));
-    let f = op
-        .post(
-            "/v1/functions",
-            json!({"name": "join", "language": "rhai", "source": JOIN}),
-        )
-        .await;
-    assert_eq!(f.status, StatusCode::CREATED, "{}", f.json);
-    let m = two_party_manifest(f.json["sha256"].as_str().unwrap(), &alice, &bob);
-    let inst = op.post("/v1/instances", json!({ "manifest": m })).await;
-    assert_eq!(inst.status, StatusCode::CREATED, "{}", inst.json);
-    let id = inst.json["id"].as_str().unwrap().to_owned();
+    let inst = two_party_instance(&op, &alice, &bob, "join", JOIN).await;
+    let id = inst["id"].as_str().unwrap().to_owned();
     for (p, slot, value) in [(&alice, "a", &a), (&bob, "b", &b)] {
-        let r = p
-            .put(
-                &format!("/v1/instances/{id}/inputs/{slot}"),
-                p.encrypt_input(&inst.json, slot, 1, &json!(value)),
-            )
-            .await;
+        let r = p.submit(&inst, slot, &json!(value)).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     }
     let result = alice
