@@ -154,6 +154,24 @@ impl Mount {
     }
 }
 
+/// Writes up to `len` zero bytes to `path`, or as many as fit: the load keeps writing while
+/// the filler grows, so the disk may fill up before the filler is whole (which is what the
+/// filler is for).
+fn fill(path: &Path, len: u64) {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64);
+        match file.write_all(&chunk[..n as usize]) {
+            Ok(()) => left -= n,
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return,
+            Err(e) => panic!("writing the filler {}: {e}", path.display()),
+        }
+    }
+}
+
 impl Drop for Mount {
     fn drop(&mut self) {
         if self.mounted {
@@ -187,9 +205,8 @@ async fn a_disk_filling_up_under_load_refuses_cleanly_and_recovers_when_space_re
 
     // Fill the disk to a small headroom; the load uses it up.
     let filler = state_dir.join("filler");
-    let free = mount.free_bytes();
     let headroom = 384 << 10;
-    std::fs::write(&filler, vec![0u8; (free - headroom) as usize]).unwrap();
+    fill(&filler, mount.free_bytes().saturating_sub(headroom));
     world.refused.store(0, Ordering::SeqCst);
     wait_for(
         &world,
