@@ -154,6 +154,14 @@ impl Mount {
     }
 }
 
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Self::run(&["umount", "-l", self.at.to_str().unwrap()]);
+        }
+    }
+}
+
 /// Writes up to `len` zero bytes to `path`, or as many as fit: the load keeps writing while
 /// the filler grows, so the disk may fill up before the filler is whole (which is what the
 /// filler is for).
@@ -168,14 +176,6 @@ fn fill(path: &Path, len: u64) {
             Ok(()) => left -= n,
             Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return,
             Err(e) => panic!("writing the filler {}: {e}", path.display()),
-        }
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = Self::run(&["umount", "-l", self.at.to_str().unwrap()]);
         }
     }
 }
